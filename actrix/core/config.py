@@ -1,0 +1,922 @@
+"""The TOML configuration: parsing into frozen typed objects, and validation.
+
+Every problem is collected with its dotted key (``turn.advertised_ip: not an IP
+address``) so that ``actrix check`` can print them all at once. Unknown keys are
+errors (the original silently ignored them). Secret values are wrapped in
+:class:`Secret`, whose ``repr`` never shows the value, so they cannot reach a log by
+accident.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import attrs
+
+ENABLE_SIGNALING: Final = 1
+ENABLE_STUN: Final = 2
+ENABLE_TURN: Final = 4
+ENABLE_AIS: Final = 8
+ENABLE_KS: Final = 16
+
+SERVICE_BITS: Final = {
+    "signaling": ENABLE_SIGNALING,
+    "stun": ENABLE_STUN,
+    "turn": ENABLE_TURN,
+    "ais": ENABLE_AIS,
+    "ks": ENABLE_KS,
+}
+
+LOG_LEVELS: Final = ("trace", "debug", "info", "warn", "error")
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists every error found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@attrs.frozen(repr=False)
+class Secret:
+    """A secret string from the config; ``repr``/``str`` never reveal it."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def encode(self) -> bytes:
+        """The UTF-8 bytes of the secret."""
+        return self.value.encode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Value objects
+
+
+@attrs.frozen
+class HttpBind:
+    domain_name: str
+    advertised_ip: str
+    ip: str
+    port: int
+
+
+@attrs.frozen
+class HttpsBind:
+    domain_name: str
+    advertised_ip: str
+    ip: str
+    port: int
+    cert: Path
+    key: Path
+
+
+@attrs.frozen
+class IceBind:
+    domain_name: str
+    ip: str
+    port: int
+    tcp: bool = True
+    tls_port: int | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@attrs.frozen
+class Bind:
+    http: HttpBind | None
+    https: HttpsBind | None
+    ice: IceBind
+
+
+@attrs.frozen
+class TurnUser:
+    name: str
+    password: Secret
+
+
+@attrs.frozen
+class TurnConfig:
+    advertised_ip: str
+    advertised_port: int
+    relay_port_range: tuple[int, int]
+    realm: str
+    static_auth_secret: Secret | None = None
+    users: tuple[TurnUser, ...] = ()
+    peer_allow: tuple[str, ...] = ()
+    software: str = "actrix"
+    max_allocations_per_user: int = 32
+    max_allocations_total: int = 20000
+    allocation_rate_per_ip: float = 10.0
+    allocation_burst_per_ip: int = 20
+    max_lifetime: int = 3600
+    default_lifetime: int = 600
+    nonce_lifetime: int = 3600
+    relay_ipv6_ip: str | None = None
+
+
+@attrs.frozen
+class LogConfig:
+    output: str = "console"
+    rotate: bool = False
+    path: Path = Path("logs")
+
+
+@attrs.frozen
+class TracingConfig:
+    enable: bool = False
+    service_name: str = "actrix"
+    endpoint: str = "http://127.0.0.1:4317"
+
+
+@attrs.frozen
+class MetricsConfig:
+    token: Secret | None = None
+    allow: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ObservabilityConfig:
+    filter_level: str = "info"
+    log: LogConfig = LogConfig()
+    tracing: TracingConfig = TracingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    @property
+    def level(self) -> str:
+        """The head of ``filter_level`` (``info`` of ``info,actrix=debug``)."""
+        return self.filter_level.split(",", 1)[0].strip().lower()
+
+
+@attrs.frozen
+class KsClientConfig:
+    """A remote KS (``dependencies.ks``): our HTTP client talks to ``endpoint``."""
+
+    endpoint: str
+    timeout_seconds: float
+    enable_tls: bool = False
+    tls_domain: str | None = None
+    ca_cert: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+
+@attrs.frozen
+class KsStorageConfig:
+    backend: str = "sqlite"
+    key_ttl_seconds: int = 3600
+
+
+@attrs.frozen
+class KsConfig:
+    tolerance_seconds: int = 3600
+    kek: Secret | None = None
+    kek_env: str | None = None
+    kek_file: Path | None = None
+    storage: KsStorageConfig = KsStorageConfig()
+    cleanup_interval_seconds: int = 300
+
+
+@attrs.frozen
+class AisConfig:
+    token_ttl_secs: int = 3600
+    signaling_heartbeat_interval_secs: int = 30
+    register_rate_per_second: float = 0.5
+    register_burst: int = 100
+    ks: KsClientConfig | None = None
+
+
+@attrs.frozen
+class ConnectionRateLimit:
+    enabled: bool = True
+    per_minute: int = 5
+    burst_size: int = 10
+    max_concurrent_per_ip: int = 100
+
+
+@attrs.frozen
+class MessageRateLimit:
+    enabled: bool = True
+    per_second: int = 10
+    burst_size: int = 50
+
+
+@attrs.frozen
+class AisClientConfig:
+    endpoint: str
+    timeout_seconds: float = 30.0
+
+
+@attrs.frozen
+class SignalingConfig:
+    ws_path: str = "/signaling"
+    connection_rate: ConnectionRateLimit = ConnectionRateLimit()
+    message_rate: MessageRateLimit = MessageRateLimit()
+    max_message_size: int = 65536
+    heartbeat_timeout_secs: int = 300
+    ks: KsClientConfig | None = None
+    ais: AisClientConfig | None = None
+
+
+@attrs.frozen
+class Services:
+    ks: KsConfig | None = None
+    ais: AisConfig | None = None
+    signaling: SignalingConfig | None = None
+
+
+@attrs.frozen
+class Settings:
+    """The whole validated configuration of one daemon."""
+
+    enable: int
+    name: str
+    env: str
+    location_tag: str
+    sqlite_path: Path
+    actrix_shared_key: Secret
+    bind: Bind
+    turn: TurnConfig
+    observability: ObservabilityConfig = ObservabilityConfig()
+    services: Services = Services()
+    user: str | None = None
+    group: str | None = None
+    pid: str | None = None
+    warnings: tuple[str, ...] = ()
+    source: Path | None = None
+
+    def enabled(self, bit: int) -> bool:
+        """Whether the service with this enable bit is switched on."""
+        return bool(self.enable & bit)
+
+    @property
+    def enabled_services(self) -> tuple[str, ...]:
+        """Names of the enabled services (STUN is folded into TURN when both)."""
+        names = [name for name, bit in SERVICE_BITS.items() if self.enable & bit]
+        if "turn" in names and "stun" in names:
+            names.remove("stun")
+        return tuple(names)
+
+    @property
+    def http_services_enabled(self) -> bool:
+        """Whether any service needs the HTTP(S) listener."""
+        return bool(self.enable & (ENABLE_SIGNALING | ENABLE_AIS | ENABLE_KS))
+
+    @property
+    def uses_https(self) -> bool:
+        """The site listens with TLS: always outside dev, or in dev without http."""
+        return self.env != "dev" or self.bind.http is None
+
+
+# ---------------------------------------------------------------------------
+# Reading
+
+
+_MISSING: Final = object()
+
+
+class _Table:
+    """A view on one TOML table that records problems under its dotted prefix."""
+
+    def __init__(
+        self, data: Mapping[str, Any], prefix: str, problems: list[str]
+    ) -> None:
+        self._data = data
+        self._prefix = prefix
+        self._problems = problems
+        self._seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self._prefix}{name}" if not self._prefix else f"{self._prefix}.{name}"
+
+    def error(self, name: str, message: str) -> None:
+        self._problems.append(f"{self.key(name)}: {message}")
+
+    def has(self, name: str) -> bool:
+        return name in self._data
+
+    def _get(self, name: str, required: bool) -> Any:
+        self._seen.add(name)
+        if name in self._data:
+            return self._data[name]
+        if required:
+            self.error(name, "missing required key")
+        return _MISSING
+
+    def _typed(
+        self,
+        name: str,
+        kind: type[T] | tuple[type, ...],
+        label: str,
+        default: T,
+        required: bool,
+    ) -> T:
+        value = self._get(name, required)
+        if value is _MISSING:
+            return default
+        if isinstance(value, bool) and kind is not bool:
+            self.error(name, f"expected {label}, got a boolean")
+            return default
+        if not isinstance(value, kind):
+            self.error(name, f"expected {label}, got {_type_name(value)}")
+            return default
+        return value  # type: ignore[return-value]  # isinstance checked above
+
+    def string(
+        self,
+        name: str,
+        default: str = "",
+        *,
+        required: bool = False,
+        non_blank: bool = False,
+    ) -> str:
+        value = self._typed(name, str, "a string", default, required)
+        if non_blank and name in self._data and isinstance(value, str):
+            if not value.strip():
+                self.error(name, "must not be blank")
+        return value
+
+    def opt_string(self, name: str) -> str | None:
+        if name not in self._data:
+            self._seen.add(name)
+            return None
+        return self.string(name)
+
+    def integer(
+        self,
+        name: str,
+        default: int = 0,
+        *,
+        required: bool = False,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int:
+        value = self._typed(name, int, "an integer", default, required)
+        if name in self._data and isinstance(value, int):
+            if minimum is not None and value < minimum:
+                self.error(name, f"must be >= {minimum}")
+                return default
+            if maximum is not None and value > maximum:
+                self.error(name, f"must be <= {maximum}")
+                return default
+        return value
+
+    def number(
+        self, name: str, default: float, *, minimum: float | None = None
+    ) -> float:
+        value = self._typed(name, (int, float), "a number", default, False)
+        if name in self._data and minimum is not None and value < minimum:
+            self.error(name, f"must be >= {minimum}")
+            return default
+        return float(value)
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        return self._typed(name, bool, "a boolean", default, False)
+
+    def port(self, name: str, *, required: bool = True, default: int = 0) -> int:
+        return self.integer(
+            name, default, required=required, minimum=0, maximum=65535
+        )
+
+    def ip(self, name: str, *, required: bool = True, default: str = "") -> str:
+        value = self.string(name, default, required=required)
+        if name in self._data and isinstance(self._data[name], str):
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                self.error(name, "not an IP address")
+        return value
+
+    def path(self, name: str, *, required: bool = False) -> Path | None:
+        value = self._get(name, required)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.error(name, "expected a non-blank path string")
+            return None
+        return Path(value)
+
+    def secret(self, name: str, *, required: bool = False) -> Secret | None:
+        value = self._get(name, required)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, str):
+            self.error(name, f"expected a string, got {_type_name(value)}")
+            return None
+        return Secret(value)
+
+    def string_list(self, name: str) -> tuple[str, ...]:
+        value = self._get(name, False)
+        if value is _MISSING:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.error(name, "expected a list of strings")
+            return ()
+        return tuple(value)
+
+    def table(self, name: str, *, required: bool = False) -> _Table | None:
+        value = self._get(name, required)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, dict):
+            self.error(name, f"expected a table, got {_type_name(value)}")
+            return None
+        return _Table(value, self.key(name), self._problems)
+
+    def finish(self) -> None:
+        for name in self._data:
+            if name not in self._seen:
+                self.error(name, "unknown key")
+
+
+def _type_name(value: object) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _read_table(
+    parent: _Table,
+    name: str,
+    reader: Callable[[_Table], T],
+    *,
+    required: bool = False,
+) -> T | None:
+    table = parent.table(name, required=required)
+    if table is None:
+        return None
+    result = reader(table)
+    table.finish()
+    return result
+
+
+def _read_http(t: _Table) -> HttpBind:
+    return HttpBind(
+        domain_name=t.string("domain_name", required=True),
+        advertised_ip=t.string("advertised_ip", required=True),
+        ip=t.ip("ip"),
+        port=t.port("port"),
+    )
+
+
+def _read_https(t: _Table) -> HttpsBind:
+    return HttpsBind(
+        domain_name=t.string("domain_name", required=True),
+        advertised_ip=t.string("advertised_ip", required=True),
+        ip=t.ip("ip"),
+        port=t.port("port"),
+        cert=t.path("cert", required=True) or Path(),
+        key=t.path("key", required=True) or Path(),
+    )
+
+
+def _read_ice(t: _Table) -> IceBind:
+    tls_port = t.port("tls_port", required=False, default=-1)
+    cert = t.path("cert")
+    key = t.path("key")
+    if tls_port >= 0 and (cert is None or key is None):
+        t.error("tls_port", "needs bind.ice.cert and bind.ice.key")
+    return IceBind(
+        domain_name=t.string("domain_name", required=True),
+        ip=t.ip("ip"),
+        port=t.port("port"),
+        tcp=t.boolean("tcp", True),
+        tls_port=None if tls_port < 0 else tls_port,
+        cert=cert,
+        key=key,
+    )
+
+
+def _read_bind(t: _Table) -> Bind:
+    http = _read_table(t, "http", _read_http)
+    https = _read_table(t, "https", _read_https)
+    ice = _read_table(t, "ice", _read_ice, required=True)
+    return Bind(
+        http=http, https=https, ice=ice or IceBind(domain_name="", ip="", port=0)
+    )
+
+
+def _parse_port_range(t: _Table, name: str) -> tuple[int, int]:
+    default = (49152, 65535)
+    raw = t.string(name, "49152-65535")
+    if not t.has(name):
+        return default
+    start_s, sep, end_s = raw.partition("-")
+    try:
+        start, end = int(start_s), int(end_s)
+    except ValueError:
+        t.error(name, "expected 'start-end', e.g. '49152-65535'")
+        return default
+    if not sep or not (1 <= start <= 65535 and 1 <= end <= 65535):
+        t.error(name, "ports must be within 1-65535 as 'start-end'")
+        return default
+    if start > end:
+        t.error(name, f"start {start} > end {end}")
+        return default
+    return (start, end)
+
+
+def _read_turn_users(t: _Table) -> tuple[TurnUser, ...]:
+    users = t.table("users")
+    if users is None:
+        return ()
+    result = []
+    for name in list(users._data):
+        password = users.secret(name)
+        if password is not None:
+            if not password.value:
+                users.error(name, "password must not be empty")
+            result.append(TurnUser(name=name, password=password))
+    users.finish()
+    return tuple(result)
+
+
+def _read_turn(t: _Table) -> TurnConfig:
+    peer_allow = t.string_list("peer_allow")
+    for entry in peer_allow:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            t.error("peer_allow", f"{entry!r} is not an IP network")
+    software = t.string("software", "actrix")
+    if len(software.encode()) > 763:
+        t.error("software", "longer than 763 bytes (RFC 5389 §15.10)")
+    relay6 = t.opt_string("relay_ipv6_ip")
+    if relay6 is not None:
+        try:
+            if ipaddress.ip_address(relay6).version != 6:
+                t.error("relay_ipv6_ip", "not an IPv6 address")
+        except ValueError:
+            t.error("relay_ipv6_ip", "not an IP address")
+    return TurnConfig(
+        advertised_ip=t.string("advertised_ip", required=True),
+        advertised_port=t.port("advertised_port", required=False, default=3478),
+        relay_port_range=_parse_port_range(t, "relay_port_range"),
+        realm=t.string("realm", "actor-rtc.local", required=True),
+        static_auth_secret=t.secret("static_auth_secret"),
+        users=_read_turn_users(t),
+        peer_allow=peer_allow,
+        software=software,
+        max_allocations_per_user=t.integer(
+            "max_allocations_per_user", 32, minimum=1
+        ),
+        max_allocations_total=t.integer("max_allocations_total", 20000, minimum=1),
+        allocation_rate_per_ip=t.number("allocation_rate_per_ip", 10.0, minimum=0.01),
+        allocation_burst_per_ip=t.integer("allocation_burst_per_ip", 20, minimum=1),
+        max_lifetime=t.integer("max_lifetime", 3600, minimum=60),
+        default_lifetime=t.integer("default_lifetime", 600, minimum=60),
+        nonce_lifetime=t.integer("nonce_lifetime", 3600, minimum=10),
+        relay_ipv6_ip=relay6,
+    )
+
+
+def _read_log(t: _Table) -> LogConfig:
+    output = t.string("output", "console")
+    if output not in ("console", "file"):
+        t.error("output", "must be 'console' or 'file'")
+    return LogConfig(
+        output=output,
+        rotate=t.boolean("rotate", False),
+        path=t.path("path") or Path("logs"),
+    )
+
+
+def _read_tracing(t: _Table) -> TracingConfig:
+    enable = t.boolean("enable", False)
+    endpoint = t.string("endpoint", "http://127.0.0.1:4317")
+    if enable and not endpoint.startswith(("http://", "https://")):
+        t.error("endpoint", "must start with http:// or https://")
+    if enable:
+        t.error("enable", "OpenTelemetry export is not built into actrix")
+    return TracingConfig(
+        enable=enable,
+        service_name=t.string("service_name", "actrix"),
+        endpoint=endpoint,
+    )
+
+
+def _read_metrics(t: _Table) -> MetricsConfig:
+    allow = t.string_list("allow")
+    for entry in allow:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            t.error("allow", f"{entry!r} is not an IP network")
+    token = t.secret("token")
+    if token is not None and len(token.value) < 16:
+        t.error("token", "shorter than 16 characters")
+    return MetricsConfig(token=token, allow=allow)
+
+
+def _read_observability(t: _Table) -> ObservabilityConfig:
+    level = t.string("filter_level", "info")
+    head = level.split(",", 1)[0].strip().lower()
+    if head not in LOG_LEVELS:
+        t.error("filter_level", f"must start with one of {', '.join(LOG_LEVELS)}")
+    return ObservabilityConfig(
+        filter_level=level,
+        log=_read_table(t, "log", _read_log) or LogConfig(),
+        tracing=_read_table(t, "tracing", _read_tracing) or TracingConfig(),
+        metrics=_read_table(t, "metrics", _read_metrics) or MetricsConfig(),
+    )
+
+
+def _read_url(t: _Table, name: str) -> str:
+    value = t.string(name, required=True)
+    if t.has(name) and not value.startswith(("http://", "https://")):
+        t.error(name, "must start with http:// or https://")
+    return value.rstrip("/")
+
+
+def _read_ks_client(t: _Table) -> KsClientConfig:
+    enable_tls = t.boolean("enable_tls", False)
+    tls_domain = t.opt_string("tls_domain")
+    client_cert = t.path("client_cert")
+    client_key = t.path("client_key")
+    if enable_tls and not tls_domain:
+        t.error("tls_domain", "required when enable_tls is true")
+    if (client_cert is None) != (client_key is None):
+        t.error("client_cert", "client_cert and client_key must be given together")
+    return KsClientConfig(
+        endpoint=_read_url(t, "endpoint"),
+        timeout_seconds=float(t.integer("timeout_seconds", 30, required=True)),
+        enable_tls=enable_tls,
+        tls_domain=tls_domain,
+        ca_cert=t.path("ca_cert"),
+        client_cert=client_cert,
+        client_key=client_key,
+    )
+
+
+def _read_ks_storage(t: _Table) -> KsStorageConfig:
+    backend = t.string("backend", "sqlite", required=True)
+    if backend not in ("sqlite", "postgres"):
+        t.error("backend", "must be 'sqlite' or 'postgres'")
+    elif backend == "postgres":
+        t.error("backend", "postgres is not supported yet; use sqlite")
+    if backend == "sqlite" and t.table("sqlite", required=True) is not None:
+        _read_table(t, "sqlite", lambda s: None)
+    else:
+        t._seen.add("sqlite")
+    if t.has("postgres"):
+        t._seen.add("postgres")
+    return KsStorageConfig(
+        backend=backend,
+        key_ttl_seconds=t.integer("key_ttl_seconds", 3600, required=True, minimum=0),
+    )
+
+
+def _read_ks(t: _Table) -> KsConfig:
+    return KsConfig(
+        tolerance_seconds=t.integer("tolerance_seconds", 3600, minimum=0),
+        kek=t.secret("kek"),
+        kek_env=t.opt_string("kek_env"),
+        kek_file=t.path("kek_file"),
+        storage=_read_table(t, "storage", _read_ks_storage) or KsStorageConfig(),
+        cleanup_interval_seconds=t.integer(
+            "cleanup_interval_seconds", 300, minimum=1
+        ),
+    )
+
+
+def _read_ais(t: _Table) -> AisConfig:
+    server = t.table("server")
+    ttl, heartbeat, rate, burst = 3600, 30, 0.5, 100
+    if server is not None:
+        ttl = server.integer("token_ttl_secs", 3600, minimum=60)
+        heartbeat = server.integer(
+            "signaling_heartbeat_interval_secs", 30, minimum=1, maximum=3600
+        )
+        rate = server.number("register_rate_per_second", 0.5, minimum=0.001)
+        burst = server.integer("register_burst", 100, minimum=1)
+        server.finish()
+    deps = t.table("dependencies")
+    ks = None
+    if deps is not None:
+        ks = _read_table(deps, "ks", _read_ks_client)
+        deps.finish()
+    return AisConfig(
+        token_ttl_secs=ttl,
+        signaling_heartbeat_interval_secs=heartbeat,
+        register_rate_per_second=rate,
+        register_burst=burst,
+        ks=ks,
+    )
+
+
+def _read_connection_rate(t: _Table) -> ConnectionRateLimit:
+    return ConnectionRateLimit(
+        enabled=t.boolean("enabled", True),
+        per_minute=t.integer("per_minute", 5, minimum=1),
+        burst_size=t.integer("burst_size", 10, minimum=1),
+        max_concurrent_per_ip=t.integer("max_concurrent_per_ip", 100, minimum=1),
+    )
+
+
+def _read_message_rate(t: _Table) -> MessageRateLimit:
+    return MessageRateLimit(
+        enabled=t.boolean("enabled", True),
+        per_second=t.integer("per_second", 10, minimum=1),
+        burst_size=t.integer("burst_size", 50, minimum=1),
+    )
+
+
+def _read_ais_client(t: _Table) -> AisClientConfig:
+    return AisClientConfig(
+        endpoint=_read_url(t, "endpoint"),
+        timeout_seconds=float(t.integer("timeout_seconds", 30, minimum=1)),
+    )
+
+
+def _read_signaling(t: _Table) -> SignalingConfig:
+    result = SignalingConfig()
+    server = t.table("server")
+    if server is not None:
+        ws_path = server.string("ws_path", "/signaling", required=True)
+        rate = server.table("rate_limit")
+        connection, message = ConnectionRateLimit(), MessageRateLimit()
+        if rate is not None:
+            connection = (
+                _read_table(rate, "connection", _read_connection_rate) or connection
+            )
+            message = _read_table(rate, "message", _read_message_rate) or message
+            rate.finish()
+        result = attrs.evolve(
+            result,
+            ws_path=ws_path,
+            connection_rate=connection,
+            message_rate=message,
+            max_message_size=server.integer(
+                "max_message_size", 65536, minimum=1024, maximum=16 * 1024 * 1024
+            ),
+            heartbeat_timeout_secs=server.integer(
+                "heartbeat_timeout_secs", 300, minimum=10
+            ),
+        )
+        server.finish()
+    deps = t.table("dependencies")
+    if deps is not None:
+        result = attrs.evolve(
+            result,
+            ks=_read_table(deps, "ks", _read_ks_client),
+            ais=_read_table(deps, "ais", _read_ais_client),
+        )
+        deps.finish()
+    return result
+
+
+def _read_services(t: _Table) -> Services:
+    return Services(
+        ks=_read_table(t, "ks", _read_ks),
+        ais=_read_table(t, "ais", _read_ais),
+        signaling=_read_table(t, "signaling", _read_signaling),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Cross-field rules
+
+
+def _check_rules(s: Settings, problems: list[str], warnings: list[str]) -> None:
+    key = s.actrix_shared_key.value
+    if "default" in key.lower() or "change" in key.lower():
+        problems.append(
+            "actrix_shared_key: must not contain 'default' or 'change'; "
+            "generate a random one"
+        )
+    if len(key) < 16:
+        problems.append("actrix_shared_key: shorter than 16 characters")
+    if s.enabled(ENABLE_TURN) or s.enabled(ENABLE_STUN):
+        try:
+            ipaddress.ip_address(s.turn.advertised_ip)
+        except ValueError:
+            problems.append("turn.advertised_ip: not an IP address")
+        if not s.turn.realm.strip():
+            problems.append("turn.realm: must not be blank")
+    if s.enabled(ENABLE_KS) and s.services.ks is None:
+        problems.append("services.ks: required when KS (enable bit 16) is on")
+    if s.enabled(ENABLE_AIS):
+        if s.services.ais is None:
+            problems.append("services.ais: required when AIS (enable bit 8) is on")
+        elif s.services.ais.ks is None and not s.enabled(ENABLE_KS):
+            problems.append(
+                "services.ais.dependencies.ks: required when the local KS is off"
+            )
+    if s.enabled(ENABLE_SIGNALING):
+        sig = s.services.signaling
+        if sig is None:
+            problems.append(
+                "services.signaling: required when signaling (enable bit 1) is on"
+            )
+        else:
+            if sig.ks is None and not s.enabled(ENABLE_KS):
+                problems.append(
+                    "services.signaling.dependencies.ks: required when the local "
+                    "KS is off"
+                )
+            if sig.ais is None and not s.enabled(ENABLE_AIS):
+                problems.append(
+                    "services.signaling.dependencies.ais: required when the local "
+                    "AIS is off"
+                )
+    if s.env != "dev":
+        if s.bind.https is None:
+            problems.append(f"bind.https: required when env is {s.env!r}")
+        elif s.bind.https.port == 0 and s.env == "prod":
+            problems.append("bind.https.port: must not be 0 in prod")
+        if s.env == "prod":
+            if s.observability.log.output == "console":
+                warnings.append(
+                    "Warning: observability.log.output: console logging in prod"
+                )
+            elif not s.observability.log.rotate:
+                warnings.append(
+                    "Warning: observability.log.rotate: file logs are not rotated"
+                )
+    elif s.http_services_enabled and s.bind.http is None and s.bind.https is None:
+        problems.append("bind.http: required (no HTTP or HTTPS binding configured)")
+    for key_name in ("user", "group", "pid"):
+        if getattr(s, key_name) is not None:
+            warnings.append(
+                f"Warning: {key_name}: ignored; use twistd --uid/--gid/--pidfile "
+                "or the systemd unit"
+            )
+
+
+def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Settings:
+    """Validate a decoded TOML document.
+
+    Raises:
+        ConfigError: with every problem found, each prefixed by its dotted key.
+    """
+    problems: list[str] = []
+    top = _Table(data, "", problems)
+    enable = top.integer("enable", 6, minimum=0, maximum=31)
+    env = top.string("env", "dev", required=True)
+    if top.has("env") and env not in ("dev", "prod", "test"):
+        top.error("env", "must be 'dev', 'prod' or 'test'")
+    sqlite_path = top.string("sqlite_path", required=True, non_blank=True)
+    settings = Settings(
+        enable=enable,
+        name=top.string("name", required=True, non_blank=True),
+        env=env,
+        location_tag=top.string("location_tag", required=True),
+        sqlite_path=Path(sqlite_path),
+        actrix_shared_key=top.secret("actrix_shared_key", required=True)
+        or Secret("x" * 16),
+        bind=_read_table(top, "bind", _read_bind, required=True)
+        or Bind(None, None, IceBind("", "", 0)),
+        turn=_read_table(top, "turn", _read_turn, required=True)
+        or TurnConfig("", 0, (49152, 65535), "actor-rtc.local"),
+        observability=_read_table(top, "observability", _read_observability)
+        or ObservabilityConfig(),
+        services=_read_table(top, "services", _read_services) or Services(),
+        user=top.opt_string("user"),
+        group=top.opt_string("group"),
+        pid=top.opt_string("pid"),
+        source=source,
+    )
+    if top.has("supervisor"):
+        top._seen.add("supervisor")
+        top.error("supervisor", "the supervisor integration is not supported")
+    top.finish()
+    warnings: list[str] = []
+    _check_rules(settings, problems, warnings)
+    if problems:
+        raise ConfigError(problems)
+    return attrs.evolve(settings, warnings=tuple(warnings))
+
+
+def load_config(path: Path) -> Settings:
+    """Read and validate a TOML file.
+
+    Raises:
+        ConfigError: the file is missing, unreadable, not TOML, or invalid.
+    """
+    try:
+        text = path.read_bytes()
+    except OSError as e:
+        raise ConfigError([f"{path}: cannot read: {e.strerror or e}"]) from e
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError([f"{path}: invalid TOML: {e}"]) from e
+    return parse_config(data, source=path)

@@ -1,0 +1,247 @@
+"""Realms and the actor ACL: the ``actrix.db`` store, shared by daemon and CLI.
+
+The daemon serves every lookup from memory (:class:`RealmCache`) and reloads when
+another connection (the CLI) has committed, which it notices through SQLite's
+``PRAGMA data_version`` once a second. The ``*_txn`` functions are plain blocking
+code so the CLI and the unit tests call them on a ``sqlite3`` connection directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import attrs
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from actrix.core.interfaces import RealmInfo
+from actrix.core.storage import Database, MigrationSet
+
+log = Logger()
+
+REALMS_DB: Final = "actrix.db"
+MIGRATIONS: Final = MigrationSet("actrix.core")
+REFRESH_INTERVAL: Final = 1.0
+
+STATUS_ACTIVE: Final = "Normal"
+STATUS_SUSPENDED: Final = "Suspended"
+
+
+class RealmError(Exception):
+    """A realm or ACL change cannot be made (duplicate id, unknown realm...)."""
+
+
+@attrs.frozen
+class AclRow:
+    """One ``actoracl`` row."""
+
+    rowid: int
+    realm_id: int
+    from_type: str
+    to_type: str
+    allow: bool
+
+
+def realms_path(sqlite_path: Path) -> Path:
+    """Where the realm database of a daemon lives."""
+    return sqlite_path / REALMS_DB
+
+
+# ---------------------------------------------------------------------------
+# SQL (runs on the database thread, or in the CLI)
+
+
+def _row_to_realm(row: Sequence[Any]) -> RealmInfo:
+    return RealmInfo(
+        realm_id=int(row[0]),
+        name=str(row[1]),
+        status=str(row[2]),
+        expires_at=None if row[3] is None else int(row[3]),
+        created_at=int(row[4]),
+        updated_at=int(row[5]),
+    )
+
+
+_REALM_COLUMNS = "realm_id, name, status, expires_at, created_at, updated_at"
+
+
+def list_realms_txn(txn: Any) -> list[RealmInfo]:
+    txn.execute(f"SELECT {_REALM_COLUMNS} FROM realm ORDER BY realm_id")  # noqa: S608
+    return [_row_to_realm(r) for r in txn.fetchall()]
+
+
+def get_realm_txn(txn: Any, realm_id: int) -> RealmInfo | None:
+    txn.execute(
+        f"SELECT {_REALM_COLUMNS} FROM realm WHERE realm_id = ?",  # noqa: S608
+        (realm_id,),
+    )
+    row = txn.fetchone()
+    return None if row is None else _row_to_realm(row)
+
+
+def add_realm_txn(
+    txn: Any,
+    realm_id: int | None,
+    name: str,
+    expires_at: int | None,
+    now: int,
+) -> RealmInfo:
+    """Insert a realm; ``realm_id=None`` takes the next free id (from 1)."""
+    if realm_id is None:
+        txn.execute("SELECT COALESCE(MAX(realm_id), 0) + 1 FROM realm")
+        realm_id = int(txn.fetchone()[0])
+    if get_realm_txn(txn, realm_id) is not None:
+        raise RealmError(f"realm {realm_id} already exists")
+    txn.execute(
+        "INSERT INTO realm (realm_id, name, status, expires_at, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+        (realm_id, name, STATUS_ACTIVE, expires_at, now, now),
+    )
+    return RealmInfo(realm_id, name, STATUS_ACTIVE, expires_at, now, now)
+
+
+def set_realm_status_txn(txn: Any, realm_id: int, status: str, now: int) -> None:
+    txn.execute(
+        "UPDATE realm SET status = ?, updated_at = ? WHERE realm_id = ?",
+        (status, now, realm_id),
+    )
+    if txn.rowcount == 0:
+        raise RealmError(f"realm {realm_id} not found")
+
+
+def remove_realm_txn(txn: Any, realm_id: int) -> None:
+    txn.execute("DELETE FROM realm WHERE realm_id = ?", (realm_id,))
+    if txn.rowcount == 0:
+        raise RealmError(f"realm {realm_id} not found")
+    txn.execute("DELETE FROM actoracl WHERE realm_id = ?", (realm_id,))
+
+
+def list_acl_txn(txn: Any, realm_id: int | None = None) -> list[AclRow]:
+    sql = "SELECT rowid, realm_id, from_type, to_type, access FROM actoracl"
+    args: tuple[int, ...] = ()
+    if realm_id is not None:
+        sql += " WHERE realm_id = ?"
+        args = (realm_id,)
+    txn.execute(sql + " ORDER BY rowid", args)
+    return [
+        AclRow(int(r[0]), int(r[1]), str(r[2]), str(r[3]), bool(r[4]))
+        for r in txn.fetchall()
+    ]
+
+
+def add_acl_txn(
+    txn: Any, realm_id: int, from_type: str, to_type: str, allow: bool
+) -> int:
+    txn.execute(
+        "INSERT INTO actoracl (realm_id, from_type, to_type, access)"
+        " VALUES (?, ?, ?, ?)",
+        (realm_id, from_type, to_type, 1 if allow else 0),
+    )
+    return int(txn.lastrowid)
+
+
+def remove_acl_txn(txn: Any, rowid: int) -> None:
+    txn.execute("DELETE FROM actoracl WHERE rowid = ?", (rowid,))
+    if txn.rowcount == 0:
+        raise RealmError(f"ACL rule {rowid} not found")
+
+
+def _data_version_txn(txn: Any) -> int:
+    txn.execute("PRAGMA data_version")
+    return int(txn.fetchone()[0])
+
+
+def _snapshot_txn(txn: Any) -> tuple[int, list[RealmInfo], list[AclRow]]:
+    return _data_version_txn(txn), list_realms_txn(txn), list_acl_txn(txn)
+
+
+# ---------------------------------------------------------------------------
+# The daemon's in-memory directory
+
+
+def realm_problem(info: RealmInfo | None, realm_id: int, now: float) -> str | None:
+    """signaling.md §4.1 failure text for a realm, or None when usable."""
+    if info is None:
+        return f"Realm {realm_id} not found"
+    if info.expires_at is not None and now > info.expires_at:
+        return f"Realm {realm_id} has expired"
+    if info.status in (STATUS_SUSPENDED, "Terminated"):
+        return f"Realm {realm_id} is not in Normal status (current: {info.status})"
+    return None
+
+
+class RealmCache:
+    """:class:`~actrix.core.interfaces.RealmDirectory` over ``actrix.db``."""
+
+    def __init__(self, database: Database, clock: IReactorTime) -> None:
+        self._database = database
+        self._clock = clock
+        self._realms: dict[int, RealmInfo] = {}
+        self._acl: dict[tuple[int, str, str], bool] = {}
+        self._version: int | None = None
+
+    async def load(self) -> None:
+        """Read every realm and ACL row into memory."""
+        version, realms, acl = await self._database.run(_snapshot_txn)
+        self._apply(version, realms, acl)
+
+    def load_sync(self, path: Path) -> None:
+        """Blocking first load, for startup before the reactor runs."""
+        from actrix.core.storage import connect_sync
+
+        conn = connect_sync(path)
+        try:
+            _, realms, acl = _snapshot_txn(conn.cursor())
+        finally:
+            conn.close()
+        self._apply(-1, realms, acl)
+
+    def _apply(self, version: int, realms: list[RealmInfo], acl: list[AclRow]) -> None:
+        self._version = version
+        self._realms = {r.realm_id: r for r in realms}
+        table: dict[tuple[int, str, str], bool] = {}
+        for row in acl:
+            table.setdefault((row.realm_id, row.from_type, row.to_type), row.allow)
+        self._acl = table
+
+    async def refresh(self) -> None:
+        """Reload if another connection has committed since the last load."""
+        version = await self._database.run(_data_version_txn)
+        if version != self._version:
+            await self.load()
+
+    def timer(self) -> TimerService:
+        """A TimerService that keeps the cache fresh; errors are logged."""
+        return TimerService(REFRESH_INTERVAL, self._tick)
+
+    def _tick(self) -> Deferred[None]:
+        d = Deferred.fromCoroutine(self.refresh())
+        d.addErrback(lambda f: log.failure("refreshing realms", f))
+        return d
+
+    # RealmDirectory
+
+    def realm(self, realm_id: int) -> RealmInfo | None:
+        return self._realms.get(realm_id)
+
+    def realm_problem(self, realm_id: int) -> str | None:
+        return realm_problem(
+            self._realms.get(realm_id), realm_id, self._clock.seconds()
+        )
+
+    def acl_allowed(self, realm_id: int, from_type: str, to_type: str) -> bool:
+        return self._acl.get((realm_id, from_type, to_type), False)
+
+    async def add_acl(
+        self, realm_id: int, from_type: str, to_type: str, allow: bool
+    ) -> None:
+        await self._database.run(add_acl_txn, realm_id, from_type, to_type, allow)
+        self._acl.setdefault((realm_id, from_type, to_type), allow)
+
+    def realm_names(self) -> dict[int, str]:
+        """realm_id → name, for metrics labels."""
+        return {r.realm_id: r.name for r in self._realms.values()}

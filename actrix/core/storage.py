@@ -1,0 +1,238 @@
+"""SQLite files: numbered migrations applied at startup, then one adbapi connection.
+
+Each store owns one file under ``sqlite_path`` and one migration set (a package
+directory of ``NNNN_name.sql`` files). :func:`migrate` runs synchronously before
+anything listens (and from the CLI); it backs up the file before an upgrade and
+refuses a schema newer than the code. :class:`Database` then gives the daemon a
+single-connection ``adbapi`` pool (SQLite allows one writer; one connection per
+file keeps transactions serial without lock contention).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+
+import attrs
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.logger import Logger
+
+log = Logger()
+
+BUSY_TIMEOUT_MS: Final = 5000
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class StorageError(Exception):
+    """A database file cannot be opened, migrated or used."""
+
+
+@attrs.frozen
+class MigrationSet:
+    """The migrations of one database file: ``package/directory/NNNN_*.sql``."""
+
+    package: str
+    directory: str = "migrations"
+
+    def steps(self) -> list[tuple[int, str, str]]:
+        """``(version, name, sql)`` in order; versions must be 1, 2, 3, ..."""
+        root = resources.files(self.package).joinpath(self.directory)
+        found = []
+        for entry in root.iterdir():
+            match = _MIGRATION_NAME.match(entry.name)
+            if match:
+                found.append((int(match.group(1)), entry.name, entry.read_text()))
+        found.sort()
+        for expected, (version, name, _) in enumerate(found, start=1):
+            if version != expected:
+                raise StorageError(f"{self.package}: migration {name} out of sequence")
+        return found
+
+    @property
+    def latest(self) -> int:
+        steps = self.steps()
+        return steps[-1][0] if steps else 0
+
+
+def configure_connection(conn: sqlite3.Connection) -> None:
+    """Per-connection pragmas: WAL, NORMAL sync, foreign keys, busy timeout."""
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+def _schema_version(conn: sqlite3.Connection) -> int:
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+    )
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    return int(row[0]) if row and row[0] is not None else 0
+
+
+def migrate(path: Path, migrations: MigrationSet) -> int:
+    """Bring the file at ``path`` to the newest schema; returns the version.
+
+    The parent directory must exist. Before changing a file that already has a
+    schema, a consistent copy is written next to it (``<name>.bak-v<N>``).
+
+    Raises:
+        StorageError: the file cannot be opened or written, its schema is newer
+            than this code, or a migration fails (the file is left unchanged).
+    """
+    steps = migrations.steps()
+    latest = steps[-1][0] if steps else 0
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None)
+    except sqlite3.Error as e:
+        raise StorageError(f"{path}: cannot open: {e}") from e
+    try:
+        configure_connection(conn)
+        current = _schema_version(conn)
+        if current > latest:
+            raise StorageError(
+                f"{path}: schema version {current} is newer than this actrix "
+                f"supports ({latest}); refusing to start"
+            )
+        if current == latest:
+            return current
+        if current > 0:
+            _backup(conn, path.with_name(f"{path.name}.bak-v{current}"))
+        for version, name, sql in steps:
+            if version <= current:
+                continue
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_version (version) VALUES (?)", (version,)
+                )
+                conn.execute("COMMIT")
+            except sqlite3.Error as e:
+                conn.execute("ROLLBACK")
+                raise StorageError(f"{path}: migration {name} failed: {e}") from e
+            log.info(
+                "{path}: applied migration {name}", path=str(path), name=name
+            )
+        return latest
+    except sqlite3.Error as e:
+        raise StorageError(f"{path}: {e}") from e
+    finally:
+        conn.close()
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration script into statements (no ``;`` inside literals)."""
+    parts, buf = [], ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                parts.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        parts.append(buf.strip())
+    return parts
+
+
+def _backup(conn: sqlite3.Connection, target: Path) -> None:
+    copy = sqlite3.connect(str(target))
+    try:
+        conn.backup(copy)
+    finally:
+        copy.close()
+    log.info("backed up {path} before upgrading", path=str(target))
+
+
+def connect_sync(path: Path) -> sqlite3.Connection:
+    """A configured blocking connection, for the CLI (never on the reactor)."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    configure_connection(conn)
+    return conn
+
+
+class Database:
+    """One SQLite file behind a single-connection ``adbapi`` pool."""
+
+    def __init__(self, path: Path, reactor: Any) -> None:
+        self.path = path
+        self._pool = adbapi.ConnectionPool(
+            "sqlite3",
+            str(path),
+            cp_min=1,
+            cp_max=1,
+            cp_noisy=False,
+            cp_reactor=reactor,
+            cp_openfun=configure_connection,
+            check_same_thread=False,
+            isolation_level="DEFERRED",
+        )
+        self._closed = False
+
+    async def run(
+        self,
+        fn: Callable[Concatenate[Any, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """Run ``fn(txn, *args)`` as one transaction on the database thread."""
+        if self._closed:
+            raise StorageError(f"{self.path}: database is closed")
+        d: Deferred[R] = self._pool.runInteraction(fn, *args, **kwargs)
+        return await d
+
+    def close(self) -> None:
+        """Stop the pool; joins the database thread. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            self._pool.close()
+
+
+def open_database(
+    directory: Path,
+    filename: str,
+    migrations: MigrationSet,
+    reactor: IReactorThreads | IReactorTime | Any,
+) -> Database:
+    """Migrate ``directory/filename`` synchronously, then open it for the daemon.
+
+    Raises:
+        StorageError: see :func:`migrate`; also when the directory is unusable.
+    """
+    ensure_directory(directory)
+    path = directory / filename
+    migrate(path, migrations)
+    return Database(path, reactor)
+
+
+def ensure_directory(directory: Path) -> None:
+    """Create ``directory`` if needed and check that it is writable.
+
+    Raises:
+        StorageError: it cannot be created or written.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StorageError(
+            f"sqlite_path: cannot create {directory}: {e.strerror or e}"
+        ) from e
+    probe = directory / ".actrix-write-test"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise StorageError(
+            f"sqlite_path: {directory} is not writable: {e.strerror or e}"
+        ) from e

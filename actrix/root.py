@@ -1,0 +1,86 @@
+"""``ActrixService``: the root MultiService that owns listeners, sessions and databases.
+
+Start order: background timers, then session-owning services, then listeners.
+Stop order is written out (MultiService would stop children concurrently):
+listeners first (no new work), then sessions (close WebSockets and relays), then
+timers, then the databases (nothing queries them any more).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from actrix.core.listen import ListenError
+from actrix.core.storage import Database
+
+log = Logger()
+
+STOP_TIMEOUT = 4.0
+
+
+class ActrixService(MultiService):
+    """The whole daemon; build it with :func:`actrix.tap.build_root_service`."""
+
+    def __init__(self, reactor: Any) -> None:
+        super().__init__()
+        self._reactor = reactor
+        self.background = MultiService()
+        self.background.setName("background")
+        self.sessions = MultiService()
+        self.sessions.setName("sessions")
+        self.listeners = MultiService()
+        self.listeners.setName("listeners")
+        for group in (self.background, self.sessions, self.listeners):
+            group.setServiceParent(self)
+        self.databases: list[Database] = []
+        self.reload_hooks: list[Any] = []
+
+    def add_listener(self, service: Service) -> None:
+        service.setServiceParent(self.listeners)
+
+    def add_session_service(self, service: IService) -> None:
+        service.setServiceParent(self.sessions)
+
+    def add_background(self, service: IService) -> None:
+        service.setServiceParent(self.background)
+
+    def add_database(self, database: Database) -> None:
+        self.databases.append(database)
+
+    def listener(self, name: str) -> Any:
+        """A listener by name (tests use ``.bound_port``)."""
+        return self.listeners.getServiceNamed(name)
+
+    def privilegedStartService(self) -> None:  # noqa: N802
+        try:
+            super().privilegedStartService()
+        except ListenError as e:
+            # One line and a non-zero exit instead of a traceback from twistd.
+            for db in self.databases:
+                db.close()
+            if getattr(self._reactor, "running", False) or "twistd" not in sys.argv[0]:
+                raise
+            sys.stderr.write(f"actrix: {e}\n")
+            raise SystemExit(1) from e
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        Service.stopService(self)
+        for group in (self.listeners, self.sessions, self.background):
+            d = group.stopService()
+            if d is not None:
+                d.addTimeout(STOP_TIMEOUT, self._reactor)
+                try:
+                    await d
+                except Exception:
+                    log.failure("while stopping {group}", group=group.name)
+        for db in self.databases:
+            db.close()
+        log.info("actrix stopped")

@@ -1,0 +1,1 @@
+"""Unit tests: synchronous, no real reactor, sockets or time."""

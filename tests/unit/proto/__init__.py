@@ -1,0 +1,1 @@
+"""Tests for the generated protobuf modules in actrix.proto."""

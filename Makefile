@@ -36,8 +36,8 @@ tools:
 
 run: $(STAMP)
 	mkdir -p var
-	$(VENV)/bin/actrix realm ensure-dev -c $(CONFIG)
-	$(VENV)/bin/twistd --nodaemon --pidfile= actrix -c $(CONFIG)
+	$(VENV)/bin/actrix realm add --id 1 --name dev --if-missing -c $(CONFIG)
+	$(VENV)/bin/twistd --nodaemon --pidfile= --logger actrix.core.logging.console_observer actrix -c $(CONFIG)
 
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check actrix tests bench twisted

@@ -8,6 +8,7 @@ timers, then the databases (nothing queries them any more).
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -56,7 +57,36 @@ class ActrixService(MultiService):
         """A listener by name (tests use ``.bound_port``)."""
         return self.listeners.getServiceNamed(name)
 
-    def privilegedStartService(self) -> None:  # noqa: N802
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT stop the daemon (exit 0); SIGHUP runs the reload hooks.
+
+        twistd's own handlers make the process exit by re-raising the signal,
+        so a clean systemd stop would look like a failure; ours stop the
+        reactor normally instead. Call once the reactor runs.
+        """
+        reactor = self._reactor
+
+        def stop(signum: int, frame: object) -> None:
+            log.info("received signal {signum}, shutting down", signum=signum)
+            reactor.callFromThread(reactor.stop)
+
+        def reload(signum: int, frame: object) -> None:
+            reactor.callFromThread(self.reload)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, reload)
+
+    def reload(self) -> None:
+        """Re-read what can change without a restart (TLS certificates, log level)."""
+        log.info("SIGHUP: reloading; other config changes need a restart")
+        for hook in self.reload_hooks:
+            try:
+                hook()
+            except Exception:
+                log.failure("reload hook {hook!r} failed", hook=hook)
+
+    def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
         except ListenError as e:
@@ -68,7 +98,7 @@ class ActrixService(MultiService):
             sys.stderr.write(f"actrix: {e}\n")
             raise SystemExit(1) from e
 
-    def stopService(self) -> Deferred[None]:  # noqa: N802
+    def stopService(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:

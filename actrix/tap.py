@@ -8,7 +8,7 @@ given the others through the small interfaces in :mod:`actrix.core.interfaces`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from twisted.application.service import IService
@@ -35,9 +35,11 @@ log = Logger()
 
 
 class Options(usage.Options):
-    optParameters = [["config", "c", "/etc/actrix/config.toml", "TOML configuration file"]]
+    optParameters: ClassVar[list[list[str]]] = [
+        ["config", "c", "/etc/actrix/config.toml", "TOML configuration file"]
+    ]
 
-    def postOptions(self) -> None:  # noqa: N802
+    def postOptions(self) -> None:
         try:
             self.settings = load_config(Path(self["config"]))
         except ConfigError as e:
@@ -79,9 +81,7 @@ def build_root_service(settings: Settings, reactor: Any) -> ActrixService:
 
 def _build(settings: Settings, reactor: Any) -> ActrixService:
     root = ActrixService(reactor)
-    realm_db = open_database(
-        settings.sqlite_path, REALMS_DB, REALM_MIGRATIONS, reactor
-    )
+    realm_db = open_database(settings.sqlite_path, REALMS_DB, REALM_MIGRATIONS, reactor)
     root.add_database(realm_db)
     realms = RealmCache(realm_db, reactor)
     realms.load_sync(realm_db.path)
@@ -170,7 +170,7 @@ def _add_http_listener(wiring: Wiring) -> None:
     wiring.root.add_listener(listener)
 
 
-def makeService(options: Options) -> IService:  # noqa: N802
+def makeService(options: Options) -> IService:
     from twisted.internet import reactor  # the one place the global reactor is named
 
     settings: Settings = options.settings
@@ -182,6 +182,8 @@ def makeService(options: Options) -> IService:  # noqa: N802
             settings.observability.log.path, settings.observability.log.rotate
         )
     try:
-        return build_root_service(settings, reactor)
+        root = build_root_service(settings, reactor)
     except StartupError as e:
         raise SystemExit(f"actrix: {e}") from e
+    reactor.callWhenRunning(root.install_signal_handlers)
+    return root

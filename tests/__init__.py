@@ -1,4 +1,4 @@
-"""actrix tests. ``HYPOTHESIS_PROFILE=ci`` (set by ``make test``) selects bounded runs."""
+"""actrix tests; ``HYPOTHESIS_PROFILE=ci`` (``make test``) selects bounded runs."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import treq.client
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
@@ -134,6 +135,16 @@ def start_daemon(test: TestCase, settings: Settings) -> ActrixService:
 def http_port(root: ActrixService) -> int:
     """The bound HTTP port of a started daemon."""
     return int(root.listener("http").bound_port)
+
+
+def http_client(test: TestCase) -> treq.client.HTTPClient:
+    """A treq client whose connections are closed when the test ends."""
+    from twisted.internet import reactor
+    from twisted.web.client import Agent, HTTPConnectionPool
+
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    test.addCleanup(pool.closeCachedConnections)
+    return treq.client.HTTPClient(Agent(reactor, pool=pool))
 
 
 def random_name() -> str:

@@ -342,9 +342,8 @@ class _Table:
         non_blank: bool = False,
     ) -> str:
         value = self._typed(name, str, "a string", default, required)
-        if non_blank and name in self._data and isinstance(value, str):
-            if not value.strip():
-                self.error(name, "must not be blank")
+        if non_blank and name in self._data and not str(value).strip():
+            self.error(name, "must not be blank")
         return value
 
     def opt_string(self, name: str) -> str | None:
@@ -385,9 +384,7 @@ class _Table:
         return self._typed(name, bool, "a boolean", default, False)
 
     def port(self, name: str, *, required: bool = True, default: int = 0) -> int:
-        return self.integer(
-            name, default, required=required, minimum=0, maximum=65535
-        )
+        return self.integer(name, default, required=required, minimum=0, maximum=65535)
 
     def ip(self, name: str, *, required: bool = True, default: str = "") -> str:
         value = self.string(name, default, required=required)
@@ -573,9 +570,7 @@ def _read_turn(t: _Table) -> TurnConfig:
         users=_read_turn_users(t),
         peer_allow=peer_allow,
         software=software,
-        max_allocations_per_user=t.integer(
-            "max_allocations_per_user", 32, minimum=1
-        ),
+        max_allocations_per_user=t.integer("max_allocations_per_user", 32, minimum=1),
         max_allocations_total=t.integer("max_allocations_total", 20000, minimum=1),
         allocation_rate_per_ip=t.number("allocation_rate_per_ip", 10.0, minimum=0.01),
         allocation_burst_per_ip=t.integer("allocation_burst_per_ip", 20, minimum=1),
@@ -689,9 +684,7 @@ def _read_ks(t: _Table) -> KsConfig:
         kek_env=t.opt_string("kek_env"),
         kek_file=t.path("kek_file"),
         storage=_read_table(t, "storage", _read_ks_storage) or KsStorageConfig(),
-        cleanup_interval_seconds=t.integer(
-            "cleanup_interval_seconds", 300, minimum=1
-        ),
+        cleanup_interval_seconds=t.integer("cleanup_interval_seconds", 300, minimum=1),
     )
 
 

@@ -32,13 +32,13 @@ class LimitedRequest(Request):
         site = getattr(self.channel, "site", None)
         return int(getattr(site, "max_body", MAX_BODY))
 
-    def gotLength(self, length: int | None) -> None:  # noqa: N802
+    def gotLength(self, length: int | None) -> None:
         if length is not None and length > self._max_body():
             self._refuse()
             return
         super().gotLength(length)
 
-    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802
+    def handleContentChunk(self, data: bytes) -> None:
         if self._too_large:
             return
         self._received += len(data)
@@ -61,7 +61,7 @@ class LimitedRequest(Request):
         )
         channel.transport.loseConnection()
 
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:  # noqa: N802
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
         if self._too_large:
             return
         super().requestReceived(command, path, version)
@@ -93,7 +93,7 @@ class HealthResource(Resource):
         self._services = services
         self._checks = checks or {}
 
-    def render_GET(self, request: Request) -> bytes:  # noqa: N802
+    def render_GET(self, request: Request) -> bytes:
         failed = sorted(k for k, check in self._checks.items() if not check())
         body = {
             "status": "degraded" if failed else "ok",
@@ -114,7 +114,7 @@ class SiteRoot(Resource):
         """Serve ``resource`` under ``/<name>``."""
         self.putChild(name.encode("ascii"), resource)
 
-    def render_GET(self, request: Request) -> bytes:  # noqa: N802
+    def render_GET(self, request: Request) -> bytes:
         return json_response(request, 404, {"error": "Not found", "code": 404})
 
 
@@ -124,7 +124,7 @@ def build_site(root: Resource, max_body: int = MAX_BODY) -> Site:
     site.requestFactory = LimitedRequest
     site.max_body = max_body  # type: ignore[attr-defined]  # read by LimitedRequest
     site.displayTracebacks = False
-    site.log = _no_access_log
+    site.log = _no_access_log  # type: ignore[method-assign]  # silence access logs
     return site
 
 

@@ -34,7 +34,7 @@ class _Listener(Service):
     def _bind(self) -> IListeningPort:
         raise NotImplementedError
 
-    def privilegedStartService(self) -> None:  # noqa: N802
+    def privilegedStartService(self) -> None:
         from twisted.internet.error import CannotListenError
 
         super().privilegedStartService()
@@ -46,23 +46,24 @@ class _Listener(Service):
                 f"{self.interface}:{self.port_number}: {e.socketError}"
             ) from e
 
-    def startService(self) -> None:  # noqa: N802
+    def startService(self) -> None:
         if self.port is None:
             self.privilegedStartService()
         super().startService()
 
-    def stopService(self) -> Deferred[None]:  # noqa: N802
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         port, self.port = self.port, None
         if port is None:
             return Deferred.fromCoroutine(_done())
-        return maybeDeferred(port.stopListening)
+        stopped: Deferred[None] = maybeDeferred(port.stopListening)  # type: ignore[call-overload]  # IListeningPort declares no return type
+        return stopped
 
     @property
     def bound_port(self) -> int:
         """The port actually bound (useful with port 0)."""
         assert self.port is not None, "not listening"  # noqa: S101
-        return int(self.port.getHost().port)
+        return int(self.port.getHost().port)  # type: ignore[attr-defined]  # IPv4Address/IPv6Address
 
 
 async def _done() -> None:
@@ -77,7 +78,7 @@ class TCPListener(_Listener):
         reactor: Any,
         interface: str,
         port_number: int,
-        factory: ServerFactory,
+        factory: ServerFactory[Any],
         tls: ServerTLS | None = None,
         backlog: int = 1024,
     ) -> None:
@@ -87,7 +88,7 @@ class TCPListener(_Listener):
         self.backlog = backlog
 
     def _bind(self) -> IListeningPort:
-        factory: ServerFactory = self.factory
+        factory: ServerFactory[Any] | TLSMemoryBIOFactory = self.factory
         if self.tls is not None:
             factory = TLSMemoryBIOFactory(self.tls, False, self.factory)
         port: IListeningPort = self._reactor.listenTCP(

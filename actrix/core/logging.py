@@ -37,7 +37,8 @@ _LEVEL_NAMES: Final = {
 
 def level_from_name(name: str) -> LogLevel:
     """Map a config level (``trace``..``error``) to a Twisted LogLevel."""
-    return _LEVEL_NAMES.get(name.strip().lower(), LogLevel.info)
+    level: LogLevel = _LEVEL_NAMES.get(name.strip().lower(), LogLevel.info)
+    return level
 
 
 def set_level(name: str) -> None:

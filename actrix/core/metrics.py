@@ -40,7 +40,7 @@ class MetricsRegistry:
 
     def register(self, collector: Collector) -> None:
         """Add a service's collector."""
-        self.registry.register(collector)  # type: ignore[arg-type]  # duck-typed
+        self.registry.register(collector)
 
     def render(self) -> bytes:
         """The text exposition of every metric."""
@@ -71,7 +71,7 @@ class MetricsResource(Resource):
             return False
         return any(address in net for net in self._allow)
 
-    def render_GET(self, request: Request) -> bytes:  # noqa: N802
+    def render_GET(self, request: Request) -> bytes:
         if not self._client_allowed(request):
             return json_response(request, 403, {"error": "Forbidden", "code": 403})
         if self._token is not None:

@@ -73,9 +73,7 @@ def configure_connection(conn: sqlite3.Connection) -> None:
 
 
 def _schema_version(conn: sqlite3.Connection) -> int:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
-    )
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
     return int(row[0]) if row and row[0] is not None else 0
 
@@ -122,9 +120,7 @@ def migrate(path: Path, migrations: MigrationSet) -> int:
             except sqlite3.Error as e:
                 conn.execute("ROLLBACK")
                 raise StorageError(f"{path}: migration {name} failed: {e}") from e
-            log.info(
-                "{path}: applied migration {name}", path=str(path), name=name
-            )
+            log.info("{path}: applied migration {name}", path=str(path), name=name)
         return latest
     except sqlite3.Error as e:
         raise StorageError(f"{path}: {e}") from e
@@ -155,10 +151,13 @@ def _backup(conn: sqlite3.Connection, target: Path) -> None:
     log.info("backed up {path} before upgrading", path=str(target))
 
 
-def connect_sync(path: Path) -> sqlite3.Connection:
+def connect_sync(
+    path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+) -> sqlite3.Connection:
     """A configured blocking connection, for the CLI (never on the reactor)."""
     conn = sqlite3.connect(str(path), isolation_level=None)
     configure_connection(conn)
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
     return conn
 
 

@@ -67,7 +67,7 @@ class ServerTLS:
         self.key = key
         self._context = build_context(cert, key)
 
-    def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:  # noqa: N802
+    def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
         return SSL.Connection(self._context, None)
 
     def reload(self) -> bool:

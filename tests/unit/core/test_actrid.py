@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+# Twisted's trial assertion methods carry no annotations, so under --strict every
+# self.assert*() call is an untyped call.
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.actrid import (

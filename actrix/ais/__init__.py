@@ -1,0 +1,1 @@
+"""Actor Identity Service: ActrIds and encrypted identity tokens (ais.md)."""

@@ -1,0 +1,253 @@
+"""The in-process AIS: ActrIds, identity tokens and the current KS key (ais.md).
+
+Implements :class:`actrix.core.interfaces.IdentityIssuer`. ``register`` mints a
+new snowflake serial; ``refresh`` issues a new token and PSK for the SAME ActrId
+(the original minted a new serial on credential update, which broke relays).
+The token is ECIES-encrypted to the current KS public key on the crypto thread
+pool. The key is loaded from ``ais_keys.db`` or fetched from KS, and replaced
+10 minutes before it expires (checked every 600 s) or on demand.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Final
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+import actrix
+from actrix.ais.metrics import AisMetrics
+from actrix.ais.serials import SerialGenerator
+from actrix.ais.store import CurrentKey, CurrentKeyStore
+from actrix.core import tokens
+from actrix.core.actrid import actr_id_repr
+from actrix.core.credentials import CryptoRunner, InlineCrypto
+from actrix.core.interfaces import Claims, KeyProvider, KeyProviderError
+from actrix.proto import actr_pb2
+
+log = Logger()
+
+REFRESH_MARGIN: Final = 600
+REFRESH_INTERVAL: Final = 600.0
+
+
+class KeyUnavailable(Exception):
+    """No signing key could be loaded or fetched."""
+
+
+class IdentityIssuer:
+    """Issues identities with tokens encrypted to the current KS key."""
+
+    def __init__(
+        self,
+        keys: KeyProvider,
+        store: CurrentKeyStore,
+        clock: IReactorTime,
+        serials: SerialGenerator,
+        token_ttl_secs: int = 3600,
+        heartbeat_interval_secs: int = 30,
+        crypto: CryptoRunner | None = None,
+        metrics: AisMetrics | None = None,
+    ) -> None:
+        self._keys = keys
+        self._store = store
+        self._clock = clock
+        self._serials = serials
+        self._token_ttl = token_ttl_secs
+        self._heartbeat = heartbeat_interval_secs
+        self._crypto: CryptoRunner = crypto or InlineCrypto()
+        self.metrics = metrics or AisMetrics()
+        self.current: CurrentKey | None = None
+        self._loading: list[Deferred[CurrentKey]] | None = None
+
+    # -- IdentityIssuer ----------------------------------------------------
+
+    async def register(
+        self, request: actr_pb2.RegisterRequest
+    ) -> actr_pb2.RegisterResponse:
+        """A new ActrId in ``request.realm`` with ``request.actr_type`` copied."""
+        if not (request.HasField("actr_type") and request.HasField("realm")):
+            return _error(400, "Invalid request: actr_type and realm are required")
+        actr_id = actr_pb2.ActrId(serial_number=self._serials.next())
+        actr_id.realm.CopyFrom(request.realm)
+        actr_id.type.CopyFrom(request.actr_type)
+        response = await self._issue(actr_id)
+        if response.HasField("success"):
+            self.metrics.registrations += 1
+        return response
+
+    async def refresh(self, actr_id: actr_pb2.ActrId) -> actr_pb2.RegisterResponse:
+        """A new token and PSK for ``actr_id`` itself."""
+        if not actr_id.IsInitialized():
+            return _error(400, "Invalid request: incomplete ActrId")
+        response = await self._issue(actr_id)
+        if response.HasField("success"):
+            self.metrics.refreshes += 1
+        return response
+
+    async def _issue(self, actr_id: actr_pb2.ActrId) -> actr_pb2.RegisterResponse:
+        try:
+            key = await self.ensure_key()
+        except KeyUnavailable as e:
+            self.metrics.registration_errors += 1
+            return _error(500, f"Token generation failed: KS unavailable: {e}")
+        psk = os.urandom(tokens.PSK_LEN)
+        expr_time = int(self._clock.seconds()) + self._token_ttl
+        claims = Claims(
+            realm_id=actr_id.realm.realm_id,
+            actor_id=actr_id_repr(actr_id),
+            expr_time=expr_time,
+            psk=psk,
+        )
+        try:
+            token = await self._crypto.run(tokens.encrypt_token, key.public_key, claims)
+        except Exception as e:
+            log.failure("while encrypting a token with key {key_id}", key_id=key.key_id)
+            self.metrics.registration_errors += 1
+            return _error(500, f"Token generation failed: Encryption failed: {e}")
+        ok = actr_pb2.RegisterResponse.RegisterOk(
+            actr_id=actr_id,
+            credential=actr_pb2.AIdCredential(
+                encrypted_token=token, token_key_id=key.key_id
+            ),
+            psk=psk,
+            credential_expires_at=Timestamp(seconds=expr_time, nanos=0),
+            signaling_heartbeat_interval_secs=self._heartbeat,
+        )
+        return actr_pb2.RegisterResponse(success=ok)
+
+    # -- key management ----------------------------------------------------
+
+    async def ensure_key(self) -> CurrentKey:
+        """The current key, loading or fetching it first if none is loaded.
+
+        Concurrent callers share one load. Raises KeyUnavailable.
+        """
+        if self.current is not None:
+            return self.current
+        if self._loading is not None:
+            d: Deferred[CurrentKey] = Deferred()
+            self._loading.append(d)
+            return await d
+        self._loading = []
+        try:
+            key = await self._load_or_fetch()
+        except KeyUnavailable as e:
+            waiters, self._loading = self._loading, None
+            for waiter in waiters:
+                waiter.errback(e)
+            raise
+        waiters, self._loading = self._loading, None
+        for waiter in waiters:
+            waiter.callback(key)
+        return key
+
+    async def _load_or_fetch(self) -> CurrentKey:
+        now = int(self._clock.seconds())
+        try:
+            stored = await self._store.load()
+        except Exception:
+            log.failure("while loading the AIS current key")
+            stored = None
+        if stored is not None and now <= stored.expires_at + stored.tolerance_seconds:
+            log.info("AIS loaded stored key {key_id}", key_id=stored.key_id)
+            self.current = stored
+            return stored
+        return await self.rotate()
+
+    async def rotate(self) -> CurrentKey:
+        """Fetch a new key from KS and make it current. Raises KeyUnavailable."""
+        try:
+            record = await self._keys.generate_key()
+        except KeyProviderError as e:
+            self.metrics.rotation_errors += 1
+            raise KeyUnavailable(str(e)) from e
+        if len(record.public_key) != 33:
+            self.metrics.rotation_errors += 1
+            raise KeyUnavailable("KS returned a public key that is not 33 bytes")
+        key = CurrentKey(
+            record.key_id,
+            record.public_key,
+            int(self._clock.seconds()),
+            record.expires_at,
+            record.tolerance_seconds,
+        )
+        try:
+            await self._store.save(key)
+        except Exception:
+            # The key still works from memory; it is saved on the next rotation.
+            log.failure("while saving AIS key {key_id}", key_id=key.key_id)
+        self.current = key
+        self.metrics.rotations += 1
+        log.info("AIS now encrypts to KS key {key_id}", key_id=key.key_id)
+        return key
+
+    async def refresh_if_due(self) -> None:
+        """Load a key if none, else replace it from 10 min before its expiry."""
+        if self.current is None:
+            await self.ensure_key()
+            if self.current is None:
+                return
+        if int(self._clock.seconds()) >= self.current.expires_at - REFRESH_MARGIN:
+            await self.rotate()
+
+    def refresh_timer(self, interval: float = REFRESH_INTERVAL) -> TimerService:
+        """A TimerService running :meth:`refresh_if_due` now and every 600 s."""
+
+        async def tick_once() -> None:
+            try:
+                await self.refresh_if_due()
+            except KeyUnavailable as e:
+                log.warn("AIS key refresh failed, retrying later: {error}", error=e)
+            except Exception:
+                log.failure("while refreshing the AIS key")
+
+        def tick() -> Deferred[None]:
+            return Deferred.fromCoroutine(tick_once())
+
+        timer = TimerService(interval, tick)
+        timer.clock = self._clock
+        timer.setName("ais-key-refresh")
+        return timer
+
+    async def health(self) -> dict[str, Any]:
+        """The ``GET /ais/health`` body (ais.md §1.2)."""
+        database = "ok"
+        try:
+            await self._store.ping()
+        except Exception:
+            database = "failed"
+        key_cache: dict[str, Any]
+        ks_ok = True
+        try:
+            key = await self.ensure_key()
+            secret = await self._keys.secret_key(key.key_id)
+            ks_ok = secret is not None
+            now = int(self._clock.seconds())
+            key_cache = {
+                "status": "ok",
+                "key_id": key.key_id,
+                "expires_in": max(0, key.expires_at - now),
+            }
+        except (KeyUnavailable, KeyProviderError) as e:
+            ks_ok = False
+            key_cache = {"status": "failed", "error": str(e)}
+        healthy = database == "ok" and ks_ok and key_cache["status"] == "ok"
+        return {
+            "service": "ais",
+            "version": actrix.__version__,
+            "status": "healthy" if healthy else "degraded",
+            "database": database,
+            "ks_service": "ok" if ks_ok else "failed",
+            "key_cache": key_cache,
+        }
+
+
+def _error(code: int, message: str) -> actr_pb2.RegisterResponse:
+    return actr_pb2.RegisterResponse(
+        error=actr_pb2.ErrorResponse(code=code, message=message)
+    )

@@ -1,0 +1,421 @@
+"""The ``actrix`` admin command: config check, realms, ACL, credentials, status.
+
+It works on the same SQLite files as a running daemon (WAL mode and a busy
+timeout make that safe). Every command exits 0 on success and 1 with a one-line
+message on failure; list commands take ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import sqlite3
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO, TypeVar
+
+import attrs
+
+from actrix.core import realms
+from actrix.core.config import ConfigError, Settings, load_config
+from actrix.core.interfaces import RealmInfo
+from actrix.core.storage import StorageError, connect_sync, ensure_directory, migrate
+
+DEFAULT_CONFIG = "/etc/actrix/config.toml"
+
+T = TypeVar("T")
+
+
+class CliError(Exception):
+    """A command failed; the message is printed as one line."""
+
+
+def _fail(message: str) -> NoReturn:
+    raise CliError(message)
+
+
+# ---------------------------------------------------------------------------
+# Database access
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load_config(Path(args.config))
+    except ConfigError as e:
+        _fail("invalid config: " + "; ".join(e.problems))
+
+
+def _realm_db(args: argparse.Namespace, *, create: bool) -> _Db:
+    settings = _settings(args)
+    path = realms.realms_path(settings.sqlite_path)
+    if not path.exists():
+        if not create:
+            _fail(
+                f"no realm database at {path} (add a realm or start the daemon first)"
+            )
+        try:
+            ensure_directory(settings.sqlite_path)
+        except StorageError as e:
+            _fail(str(e))
+    try:
+        migrate(path, realms.MIGRATIONS)
+    except StorageError as e:
+        _fail(str(e))
+    return _Db(path, int(args.busy_timeout * 1000))
+
+
+@attrs.frozen
+class _Db:
+    path: Path
+    busy_timeout_ms: int
+
+
+def _run(db: _Db, fn: Callable[..., T], *fn_args: Any) -> T:
+    """Run one ``*_txn`` function in a write transaction."""
+    path = db.path
+    try:
+        conn = connect_sync(path, db.busy_timeout_ms)
+    except sqlite3.Error as e:
+        _fail(f"{path}: cannot open: {e}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn.cursor(), *fn_args)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            _fail(f"{path}: database is locked by another process; try again")
+        _fail(f"{path}: {e}")
+    except sqlite3.Error as e:
+        _fail(f"{path}: {e}")
+    except realms.RealmError as e:
+        _fail(str(e))
+    finally:
+        conn.close()
+
+
+# ---------------------------------------------------------------------------
+# Output
+
+
+def _realm_dict(info: RealmInfo, now: float) -> dict[str, Any]:
+    data = attrs.asdict(info)
+    data["state"] = info.state(now)
+    return data
+
+
+def _print_json(out: TextIO, value: object) -> None:
+    out.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def _print_realm_line(out: TextIO, info: RealmInfo, now: float) -> None:
+    expires = "never" if info.expires_at is None else str(info.expires_at)
+    out.write(f"{info.realm_id}\t{info.state(now)}\t{info.name}\texpires={expires}\n")
+
+
+# ---------------------------------------------------------------------------
+# Commands
+
+
+def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        settings = load_config(Path(args.config))
+    except ConfigError as e:
+        for problem in e.problems:
+            out.write(f"error: {problem}\n")
+        return 1
+    for warning in settings.warnings:
+        out.write(f"{warning}\n")
+    out.write(
+        f"{args.config}: OK ({settings.name}, env {settings.env}, services: "
+        f"{', '.join(settings.enabled_services) or 'none'})\n"
+    )
+    return 0
+
+
+def cmd_realm_add(args: argparse.Namespace, out: TextIO) -> int:
+    path = _realm_db(args, create=True)
+    if not args.name.strip():
+        _fail("realm name must not be blank")
+    now = int(time.time())
+    if args.if_missing and args.id is not None:
+        existing = _run(path, realms.get_realm_txn, args.id)
+        if existing is not None:
+            out.write(f"{existing.realm_id}\texists\t{existing.name}\n")
+            return 0
+    expires_at = args.expires_at
+    if args.ttl is not None:
+        expires_at = now + args.ttl
+    info = _run(path, realms.add_realm_txn, args.id, args.name, expires_at, now)
+    _print_realm_line(out, info, now)
+    return 0
+
+
+def cmd_realm_list(args: argparse.Namespace, out: TextIO) -> int:
+    path = _realm_db(args, create=False)
+    now = time.time()
+    rows = _run(path, realms.list_realms_txn)
+    if args.json:
+        _print_json(out, [_realm_dict(r, now) for r in rows])
+    else:
+        for info in rows:
+            _print_realm_line(out, info, now)
+    return 0
+
+
+def _get_realm(path: _Db, realm_id: int) -> RealmInfo:
+    info = _run(path, realms.get_realm_txn, realm_id)
+    if info is None:
+        _fail(f"realm {realm_id} not found")
+    return info
+
+
+def cmd_realm_show(args: argparse.Namespace, out: TextIO) -> int:
+    path = _realm_db(args, create=False)
+    info = _get_realm(path, args.realm_id)
+    now = time.time()
+    acl = _run(path, realms.list_acl_txn, args.realm_id)
+    if args.json:
+        data = _realm_dict(info, now)
+        data["acl"] = [attrs.asdict(row) for row in acl]
+        _print_json(out, data)
+        return 0
+    for key, value in _realm_dict(info, now).items():
+        out.write(f"{key}: {value}\n")
+    out.write(f"acl_rules: {len(acl)}\n")
+    return 0
+
+
+def _set_status(status: str) -> Callable[[argparse.Namespace, TextIO], int]:
+    def command(args: argparse.Namespace, out: TextIO) -> int:
+        path = _realm_db(args, create=False)
+        now = int(time.time())
+        _run(path, realms.set_realm_status_txn, args.realm_id, status, now)
+        _print_realm_line(out, _get_realm(path, args.realm_id), now)
+        return 0
+
+    return command
+
+
+def cmd_realm_remove(args: argparse.Namespace, out: TextIO) -> int:
+    path = _realm_db(args, create=False)
+    _run(path, realms.remove_realm_txn, args.realm_id)
+    out.write(f"{args.realm_id}\tremoved\n")
+    return 0
+
+
+def cmd_acl_add(args: argparse.Namespace, out: TextIO) -> int:
+    path = _realm_db(args, create=False)
+    _get_realm(path, args.realm)
+    for label, value in (("--from", args.from_type), ("--to", args.to_type)):
+        if not value.strip() or value.count(":") not in (1, 2):
+            _fail(f"{label}: expected a type key 'manufacturer:name[:version]'")
+    rowid = _run(
+        path, realms.add_acl_txn, args.realm, args.from_type, args.to_type, args.allow
+    )
+    verdict = "allow" if args.allow else "deny"
+    out.write(f"{rowid}\t{args.realm}\t{args.from_type}\t{args.to_type}\t{verdict}\n")
+    return 0
+
+
+def cmd_acl_list(args: argparse.Namespace, out: TextIO) -> int:
+    path = _realm_db(args, create=False)
+    rows = _run(path, realms.list_acl_txn, args.realm)
+    if args.json:
+        _print_json(out, [attrs.asdict(row) for row in rows])
+        return 0
+    for row in rows:
+        verdict = "allow" if row.allow else "deny"
+        out.write(
+            f"{row.rowid}\t{row.realm_id}\t{row.from_type}\t{row.to_type}\t{verdict}\n"
+        )
+    return 0
+
+
+def cmd_acl_remove(args: argparse.Namespace, out: TextIO) -> int:
+    path = _realm_db(args, create=False)
+    _run(path, realms.remove_acl_txn, args.rule_id)
+    out.write(f"{args.rule_id}\tremoved\n")
+    return 0
+
+
+def turn_rest_credential(secret: str, name: str, ttl: int, now: int) -> tuple[str, str]:
+    """coturn REST-API credentials: ``<expiry>:<name>`` and base64 HMAC-SHA1."""
+    username = f"{now + ttl}:{name}" if name else str(now + ttl)
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode()
+
+
+def cmd_turn_credential(args: argparse.Namespace, out: TextIO) -> int:
+    secret = args.secret
+    if secret is None:
+        settings = _settings(args)
+        if settings.turn.static_auth_secret is None:
+            _fail("no --secret given and turn.static_auth_secret is not configured")
+        secret = settings.turn.static_auth_secret.value
+    if args.ttl <= 0:
+        _fail("--ttl must be positive")
+    username, password = turn_rest_credential(
+        secret, args.name, args.ttl, int(time.time())
+    )
+    if args.json:
+        _print_json(out, {"username": username, "password": password, "ttl": args.ttl})
+    else:
+        out.write(f"username: {username}\npassword: {password}\n")
+    return 0
+
+
+def cmd_ks_generate_kek(args: argparse.Namespace, out: TextIO) -> int:
+    kek = secrets.token_bytes(32)
+    out.write(kek.hex() if args.format == "hex" else base64.b64encode(kek).decode())
+    out.write("\n")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    url = args.url
+    if url is None:
+        settings = _settings(args)
+        if settings.uses_https and settings.bind.https is not None:
+            b = settings.bind.https
+            url = f"https://{b.domain_name}:{b.port}"
+        elif settings.bind.http is not None:
+            b2 = settings.bind.http
+            host = "127.0.0.1" if b2.ip in ("0.0.0.0", "::") else b2.ip  # noqa: S104
+            url = f"http://{host}:{b2.port}"
+        else:
+            _fail("no HTTP listener configured; pass --url")
+    target = url.rstrip("/") + "/health"
+    if not target.startswith(("http://", "https://")):
+        _fail("--url must start with http:// or https://")
+    try:
+        with urllib.request.urlopen(target, timeout=args.timeout) as response:  # noqa: S310
+            body = json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        _fail(f"{target}: not reachable: {getattr(e, 'reason', e)}")
+    if args.json:
+        _print_json(out, body)
+    else:
+        out.write(
+            f"{body.get('name')}: {body.get('status')} (version {body.get('version')},"
+            f" up {body.get('uptime_seconds')} s, services:"
+            f" {', '.join(body.get('services', []))})\n"
+        )
+    return 0 if body.get("status") == "ok" else 1
+
+
+# ---------------------------------------------------------------------------
+# Parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="actrix", description=__doc__)
+    parser.add_argument(
+        "--busy-timeout",
+        type=float,
+        default=5.0,
+        help="seconds to wait for a database locked by another process",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file")
+        return p
+
+    p = with_config(sub.add_parser("check", help="validate a config file"))
+    p.set_defaults(func=cmd_check)
+
+    realm = sub.add_parser("realm", help="manage realms").add_subparsers(
+        dest="realm_command", required=True
+    )
+    p = with_config(realm.add_parser("add", help="create a realm"))
+    p.add_argument("--name", required=True)
+    p.add_argument("--id", type=int, default=None, help="realm id (default: next)")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--expires-at", type=int, default=None, help="Unix seconds")
+    group.add_argument("--ttl", type=int, default=None, help="seconds from now")
+    p.add_argument(
+        "--if-missing", action="store_true", help="succeed if --id exists already"
+    )
+    p.set_defaults(func=cmd_realm_add)
+    p = with_config(realm.add_parser("list", help="list realms"))
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_realm_list)
+    p = with_config(realm.add_parser("show", help="show one realm"))
+    p.add_argument("realm_id", type=int)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_realm_show)
+    for name, status in (("suspend", "Suspended"), ("resume", "Normal")):
+        p = with_config(realm.add_parser(name, help=f"{name} a realm"))
+        p.add_argument("realm_id", type=int)
+        p.set_defaults(func=_set_status(status))
+    p = with_config(realm.add_parser("remove", help="delete a realm and its ACL"))
+    p.add_argument("realm_id", type=int)
+    p.set_defaults(func=cmd_realm_remove)
+
+    acl = sub.add_parser("acl", help="manage actor ACL rules").add_subparsers(
+        dest="acl_command", required=True
+    )
+    p = with_config(acl.add_parser("add", help="append an ACL rule"))
+    p.add_argument("--realm", type=int, required=True)
+    p.add_argument("--from", dest="from_type", required=True, help="caller type key")
+    p.add_argument("--to", dest="to_type", required=True, help="target type key")
+    verdict = p.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--allow", dest="allow", action="store_true")
+    verdict.add_argument("--deny", dest="allow", action="store_false")
+    p.set_defaults(func=cmd_acl_add)
+    p = with_config(acl.add_parser("list", help="list ACL rules"))
+    p.add_argument("--realm", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_acl_list)
+    p = with_config(acl.add_parser("remove", help="delete an ACL rule by id"))
+    p.add_argument("rule_id", type=int)
+    p.set_defaults(func=cmd_acl_remove)
+
+    p = with_config(
+        sub.add_parser("turn-credential", help="mint coturn-style REST credentials")
+    )
+    p.add_argument("--secret", default=None, help="default: turn.static_auth_secret")
+    p.add_argument("--name", default="", help="user name part")
+    p.add_argument("--ttl", type=int, default=86400, help="validity in seconds")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_turn_credential)
+
+    p = sub.add_parser("ks-generate-kek", help="print a random 32-byte KS KEK")
+    p.add_argument("--format", choices=("hex", "base64"), default="hex")
+    p.set_defaults(func=cmd_ks_generate_kek)
+
+    p = with_config(sub.add_parser("status", help="GET /health of a running daemon"))
+    p.add_argument("--url", default=None, help="base URL (default: from config)")
+    p.add_argument("--timeout", type=float, default=5.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def run(argv: Sequence[str], out: TextIO, err: TextIO) -> int:
+    """Run one command; returns the exit status."""
+    args = _parser().parse_args(list(argv))
+    try:
+        status: int = args.func(args, out)
+    except CliError as e:
+        err.write(f"actrix: {e}\n")
+        return 1
+    return status
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(run(sys.argv[1:], sys.stdout, sys.stderr))

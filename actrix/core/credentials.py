@@ -1,0 +1,264 @@
+"""Identity-token validation shared by signaling and TURN (signaling.md §4.2).
+
+:class:`TokenValidator` fetches the KS secret of a token's key id (cached until
+the key's expiry + tolerance; unknown keys cached briefly as absent; concurrent
+misses for one key share one KS call), decrypts the ECIES token on a small
+thread pool (:class:`CryptoThreads`: one decryption costs ~200-300 µs, above the
+reactor's 200 µs budget) and checks expiry and realm. Validated tokens are kept
+in a bounded LRU keyed by ``(key_id, sha256(token))`` because signaling checks
+the same credential on every message; a hit re-checks expiry, realm and key
+tolerance against the clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Final, Protocol, TypeVar
+
+import attrs
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
+
+from actrix.core import tokens
+from actrix.core.interfaces import (
+    Claims,
+    CredentialError,
+    KeyProvider,
+    KeyProviderError,
+    SecretKey,
+)
+
+log = Logger()
+
+R = TypeVar("R")
+
+NEGATIVE_TTL: Final = 10.0
+MAX_KEYS: Final = 1024
+MAX_TOKENS: Final = 20000
+CRYPTO_THREADS: Final = 2
+
+
+class CryptoRunner(Protocol):
+    """Runs a CPU-heavy function somewhere that does not block the reactor."""
+
+    def run(self, fn: Callable[..., R], *args: Any) -> Deferred[R]: ...
+
+
+class InlineCrypto:
+    """Runs the function at once on the calling thread (tests, tools)."""
+
+    def run(self, fn: Callable[..., R], *args: Any) -> Deferred[R]:
+        try:
+            return succeed(fn(*args))
+        except Exception as e:
+            d: Deferred[R] = Deferred()
+            d.errback(e)
+            return d
+
+
+class CryptoThreads(Service):
+    """A bounded thread pool for ECIES, started and stopped with the daemon."""
+
+    def __init__(self, reactor: Any, threads: int = CRYPTO_THREADS) -> None:
+        self._reactor = reactor
+        self._pool = ThreadPool(minthreads=0, maxthreads=threads, name="actrix-crypto")
+        self.setName("crypto-threads")
+
+    def startService(self) -> None:  # noqa: N802
+        super().startService()
+        self._pool.start()
+
+    def stopService(self) -> Deferred[None]:  # noqa: N802
+        super().stopService()
+        # Joins the workers; each job is sub-millisecond so this is quick.
+        self._pool.stop()
+        return succeed(None)
+
+    def run(self, fn: Callable[..., R], *args: Any) -> Deferred[R]:
+        if not self._pool.started:
+            return InlineCrypto().run(fn, *args)
+        d: Deferred[R] = deferToThreadPool(self._reactor, self._pool, fn, *args)
+        return d
+
+
+@attrs.frozen
+class _KeyEntry:
+    secret: SecretKey | None  # None: KS said unknown (negative entry)
+    valid_until: float  # seconds; inf for never-expiring keys
+
+    def usable(self, now: float) -> bool:
+        return now <= self.valid_until
+
+
+def _key_valid_until(key: SecretKey) -> float:
+    if key.expires_at <= 0:
+        return float("inf")
+    return float(key.expires_at + key.tolerance_seconds)
+
+
+def _in_tolerance(key: SecretKey, now: float) -> bool:
+    return key.expires_at > 0 and key.expires_at < now <= _key_valid_until(key)
+
+
+class TokenValidator:
+    """Implements :class:`actrix.core.interfaces.CredentialValidator`."""
+
+    def __init__(
+        self,
+        key_provider: KeyProvider,
+        clock: IReactorTime,
+        crypto: CryptoRunner | None = None,
+        negative_ttl: float = NEGATIVE_TTL,
+        max_keys: int = MAX_KEYS,
+        max_tokens: int = MAX_TOKENS,
+    ) -> None:
+        self._keys_source = key_provider
+        self._clock = clock
+        self._crypto: CryptoRunner = crypto or InlineCrypto()
+        self._negative_ttl = negative_ttl
+        self._max_keys = max_keys
+        self._max_tokens = max_tokens
+        self._keys: dict[int, _KeyEntry] = {}
+        self._pending: dict[int, list[Deferred[SecretKey | None]]] = {}
+        self._tokens: OrderedDict[tuple[int, bytes], Claims] = OrderedDict()
+        self.stats = ValidatorStats()
+
+    async def validate(
+        self, encrypted_token: bytes, key_id: int, expected_realm: int
+    ) -> Claims:
+        """Decrypt and check a token; the claims carry ``key_in_tolerance``.
+
+        Raises:
+            CredentialError: with the signaling.md §4.2 reason.
+        """
+        key = await self._secret_for(key_id)
+        now = self._clock.seconds()
+        if key is None:
+            self.stats.rejected += 1
+            raise CredentialError(
+                "unknown_key",
+                f"Token decryption failed: KS error: Key not found: {key_id}",
+            )
+        if now > _key_valid_until(key):
+            self.stats.rejected += 1
+            raise CredentialError(
+                "unknown_key",
+                f"Token decryption failed: KS error: Key {key_id} has expired",
+            )
+        cache_key = (key_id, hashlib.sha256(encrypted_token).digest())
+        claims = self._tokens.get(cache_key)
+        if claims is not None:
+            self._tokens.move_to_end(cache_key)
+            self.stats.token_hits += 1
+        else:
+            claims = await self._decrypt(key, encrypted_token)
+            now = self._clock.seconds()
+        if now > claims.expr_time:
+            self._tokens.pop(cache_key, None)
+            self.stats.rejected += 1
+            raise CredentialError("expired", "Token has expired")
+        if claims.realm_id != expected_realm:
+            self.stats.rejected += 1
+            raise CredentialError(
+                "realm_mismatch", "Token decryption failed: Realm ID mismatch"
+            )
+        if cache_key not in self._tokens:
+            self._tokens[cache_key] = claims
+            if len(self._tokens) > self._max_tokens:
+                self._tokens.popitem(last=False)
+        self.stats.accepted += 1
+        if _in_tolerance(key, now):
+            return attrs.evolve(claims, key_in_tolerance=True)
+        return claims
+
+    async def _decrypt(self, key: SecretKey, token: bytes) -> Claims:
+        self.stats.decryptions += 1
+        try:
+            return await self._crypto.run(tokens.decrypt_token, key.secret_key, token)
+        except tokens.TokenError as e:
+            self.stats.rejected += 1
+            if e.kind == "claims":
+                raise CredentialError(
+                    "claims", f"Token decryption failed: Deserialization error: {e}"
+                ) from e
+            raise CredentialError(
+                "decrypt", f"Token decryption failed: Decryption error: {e}"
+            ) from e
+
+    async def _secret_for(self, key_id: int) -> SecretKey | None:
+        now = self._clock.seconds()
+        entry = self._keys.get(key_id)
+        if entry is not None:
+            if entry.usable(now):
+                return entry.secret
+            del self._keys[key_id]
+        waiters = self._pending.get(key_id)
+        if waiters is not None:
+            d: Deferred[SecretKey | None] = Deferred()
+            waiters.append(d)
+            return await d
+        self._pending[key_id] = []
+        try:
+            key = await self._fetch(key_id)
+        except CredentialError as e:
+            for waiter in self._pending.pop(key_id, []):
+                waiter.errback(e)
+            raise
+        for waiter in self._pending.pop(key_id, []):
+            waiter.callback(key)
+        return key
+
+    async def _fetch(self, key_id: int) -> SecretKey | None:
+        self.stats.key_fetches += 1
+        try:
+            key = await self._keys_source.secret_key(key_id)
+        except KeyProviderError as e:
+            self.stats.rejected += 1
+            log.warn(
+                "KS lookup of key {key_id} failed: {error}", key_id=key_id, error=e
+            )
+            raise CredentialError(
+                "ks_error", f"Token decryption failed: KS error: {e}"
+            ) from e
+        now = self._clock.seconds()
+        if key is None:
+            entry = _KeyEntry(None, now + self._negative_ttl)
+        else:
+            entry = _KeyEntry(key, _key_valid_until(key))
+        if len(self._keys) >= self._max_keys:
+            self._evict(now)
+        self._keys[key_id] = entry
+        return key
+
+    def _evict(self, now: float) -> None:
+        for key_id in [k for k, e in self._keys.items() if not e.usable(now)]:
+            del self._keys[key_id]
+        while len(self._keys) >= self._max_keys:
+            del self._keys[next(iter(self._keys))]
+
+
+@attrs.define
+class ValidatorStats:
+    """Counters for metrics."""
+
+    accepted: int = 0
+    rejected: int = 0
+    decryptions: int = 0
+    token_hits: int = 0
+    key_fetches: int = 0
+
+
+def shared_crypto_threads(reactor: Any, background: Any) -> CryptoThreads:
+    """The daemon's one crypto pool, created in ``background`` on first use."""
+    try:
+        existing: CryptoThreads = background.getServiceNamed("crypto-threads")
+    except KeyError:
+        existing = CryptoThreads(reactor)
+        existing.setServiceParent(background)
+    return existing

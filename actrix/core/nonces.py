@@ -1,0 +1,119 @@
+"""The nonce replay store of nonce-auth: ``nonce.db`` (ks.md §1.2).
+
+A nonce is consumed once; it stays taken until its row expires (TTL 300 s) and
+expired rows are deleted by a periodic sweep. The original never expired rows,
+so ``nonce.db`` grew without bound; expiring them is safe because the ±60 s
+timestamp window already rejects any credential older than the TTL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+from twisted.application.internet import TimerService
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from actrix.core.auth import NonceVerifier
+from actrix.core.storage import Database, MigrationSet, open_database
+
+log = Logger()
+
+NONCE_DB: Final = "nonce.db"
+MIGRATIONS: Final = MigrationSet("actrix.core", "nonce_migrations")
+CLEANUP_INTERVAL: Final = 60.0
+
+
+class NonceStore:
+    """Consumes nonces atomically in SQLite."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def consume(self, nonce: str, now: int, ttl: int) -> bool:
+        """Take ``nonce``; False if it is already taken and not expired."""
+        return await self.database.run(_consume_nonce_txn, nonce, now, ttl)
+
+    async def cleanup(self, now: int) -> int:
+        """Delete expired rows; returns how many."""
+        return await self.database.run(_delete_expired_nonces_txn, now)
+
+
+def _consume_nonce_txn(txn: Any, nonce: str, now: int, ttl: int) -> bool:
+    # An expired row counts as absent: replace it. One transaction on the single
+    # DB connection, so two concurrent uses of one nonce cannot both succeed.
+    txn.execute(
+        "DELETE FROM nonce_entries WHERE nonce = ? AND expires_at <= ?", (nonce, now)
+    )
+    txn.execute(
+        "INSERT OR IGNORE INTO nonce_entries (nonce, context, expires_at, created_at)"
+        " VALUES (?, NULL, ?, ?)",
+        (nonce, now + ttl, now),
+    )
+    return bool(txn.rowcount == 1)
+
+
+def _delete_expired_nonces_txn(txn: Any, now: int) -> int:
+    txn.execute("DELETE FROM nonce_entries WHERE expires_at <= ?", (now,))
+    return int(txn.rowcount)
+
+
+def open_nonce_store(
+    sqlite_path: Path, reactor: Any, opened: Sequence[Database]
+) -> tuple[NonceStore, bool]:
+    """The daemon's nonce store, reusing ``nonce.db`` if already in ``opened``.
+
+    Returns the store and whether its database was opened now (the caller then
+    registers it and its cleanup timer with the root service).
+    """
+    path = sqlite_path / NONCE_DB
+    for database in opened:
+        if database.path == path:
+            return NonceStore(database), False
+    return NonceStore(open_database(sqlite_path, NONCE_DB, MIGRATIONS, reactor)), True
+
+
+def cleanup_timer(store: NonceStore, clock: IReactorTime) -> TimerService:
+    """A TimerService deleting expired nonces every minute."""
+
+    async def sweep() -> None:
+        try:
+            removed = await store.cleanup(int(clock.seconds()))
+        except Exception:
+            log.failure("while deleting expired nonces")
+            return
+        if removed:
+            log.debug("deleted {count} expired nonces", count=removed)
+
+    def tick() -> Deferred[None]:
+        return Deferred.fromCoroutine(sweep())
+
+    timer = TimerService(CLEANUP_INTERVAL, tick)
+    timer.clock = clock
+    timer.setName("nonce-cleanup")
+    return timer
+
+
+class _Root(Protocol):
+    databases: list[Database]
+
+    def add_database(self, database: Database) -> None: ...
+
+    def add_background(self, service: Any) -> None: ...
+
+
+def shared_verifier(
+    sqlite_path: Path, secret: bytes, reactor: Any, root: _Root
+) -> NonceVerifier:
+    """A verifier on the daemon's one ``nonce.db`` (opened and swept once).
+
+    KS and AIS each call this; a nonce used on one is refused by the other.
+    """
+    store, opened = open_nonce_store(sqlite_path, reactor, root.databases)
+    if opened:
+        root.add_database(store.database)
+        root.add_background(cleanup_timer(store, reactor))
+    return NonceVerifier(secret, store, reactor)

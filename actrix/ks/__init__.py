@@ -1,0 +1,1 @@
+"""Key Server: secp256k1 key pairs for identity tokens (ks.md)."""

@@ -1,0 +1,1 @@
+"""Signaling: the actr protocol over WebSocket (signaling.md)."""

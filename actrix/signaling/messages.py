@@ -1,0 +1,180 @@
+"""Envelopes of the signaling WebSocket: decoding, and the replies the server builds.
+
+One binary frame is one ``signaling.SignalingEnvelope``. Missing proto2
+``required`` fields decode as defaults (as prost does) and every envelope is
+serialized with ``SerializePartialToString``, so a client that omits a required
+field never makes the server raise while answering it (signaling.md §3.10).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Final
+
+from google.protobuf.message import DecodeError as _ProtoDecodeError
+
+from actrix.proto import actr_pb2, signaling_pb2
+
+ENVELOPE_VERSION: Final = 1
+SUGGESTED_INTERVAL: Final = 30
+TOLERANCE_WARNING: Final = (
+    "Your credential key is in tolerance period. Please update your credential soon."
+)
+
+# The §9 texts, so tests and handlers agree on the exact prefixes.
+CREDENTIAL_FAILED: Final = "Credential validation failed: "
+REALM_FAILED: Final = "Realm validation failed: "
+CROSS_REALM: Final = "Cross-realm relay is not allowed"
+ACL_DENIED: Final = "ACL policy denies relay to target actor"
+SOURCE_MISMATCH: Final = (
+    "Source identity mismatch: relay.source does not match credential"
+)
+ACTOR_SOURCE_MISMATCH: Final = (
+    "Source identity mismatch: source does not match credential"
+)
+CONNECTION_MISMATCH: Final = (
+    "Source identity mismatch: source is not the actor registered on this connection"
+)
+ALREADY_REGISTERED: Final = "Already registered"
+AIS_NOT_CONFIGURED: Final = "AIS not configured; registration is unavailable"
+AIS_FAILED: Final = "Failed to call AIS: "
+REFRESH_NOT_CONFIGURED: Final = "AIS service not configured"
+REFRESH_FAILED: Final = "Failed to refresh credential: "
+SPEC_NOT_FOUND: Final = "Service specification not found for name="
+
+
+class DecodeError(Exception):
+    """A binary frame is not a SignalingEnvelope."""
+
+
+def decode_envelope(data: bytes) -> signaling_pb2.SignalingEnvelope:
+    """Parse one frame.
+
+    Raises:
+        DecodeError: the bytes are not a valid protobuf encoding.
+    """
+    envelope = signaling_pb2.SignalingEnvelope()
+    try:
+        envelope.ParseFromString(data)
+    except (_ProtoDecodeError, RuntimeError, ValueError) as e:
+        raise DecodeError(str(e) or "invalid protobuf") from None
+    return envelope
+
+
+def encode(envelope: signaling_pb2.SignalingEnvelope) -> bytes:
+    """Serialize without enforcing ``required`` (clients' values are echoed)."""
+    return envelope.SerializePartialToString()
+
+
+def restamp(
+    envelope: signaling_pb2.SignalingEnvelope, now: float, reply_for: str | None = None
+) -> None:
+    """Give ``envelope`` a fresh id, version and timestamp (in place)."""
+    envelope.envelope_version = ENVELOPE_VERSION
+    envelope.envelope_id = str(uuid.uuid4())
+    envelope.timestamp.seconds = int(now)
+    envelope.timestamp.nanos = 0
+    if reply_for is None:
+        envelope.ClearField("reply_for")
+    else:
+        envelope.reply_for = reply_for
+
+
+def new_envelope(
+    now: float, reply_for: str | None = None
+) -> signaling_pb2.SignalingEnvelope:
+    """An empty envelope with id, version, timestamp and optional ``reply_for``."""
+    envelope = signaling_pb2.SignalingEnvelope()
+    restamp(envelope, now, reply_for)
+    return envelope
+
+
+def to_actor(
+    now: float, target: actr_pb2.ActrId, reply_for: str | None = None
+) -> tuple[signaling_pb2.SignalingEnvelope, signaling_pb2.SignalingToActr]:
+    """A ``server_to_actr`` envelope for ``target``; fill the payload of the second."""
+    envelope = new_envelope(now, reply_for)
+    body = envelope.server_to_actr
+    body.target.CopyFrom(target)
+    return envelope, body
+
+
+def error_to_actor(
+    now: float, target: actr_pb2.ActrId, reply_for: str, code: int, message: str
+) -> signaling_pb2.SignalingEnvelope:
+    """``server_to_actr.error{code, message}`` answering ``reply_for``."""
+    envelope, body = to_actor(now, target, reply_for)
+    body.error.code = code
+    body.error.message = message
+    return envelope
+
+
+def envelope_error(
+    now: float, code: int, message: str
+) -> signaling_pb2.SignalingEnvelope:
+    """An ``envelope_error`` push (no ``reply_for``), used for 429."""
+    envelope = new_envelope(now)
+    envelope.envelope_error.code = code
+    envelope.envelope_error.message = message
+    return envelope
+
+
+def rate_limited(now: float, per_second: int) -> signaling_pb2.SignalingEnvelope:
+    """The §1.3 message-rate refusal."""
+    return envelope_error(
+        now, 429, f"Too many messages. Limit: {per_second} messages/second"
+    )
+
+
+def temp_target() -> actr_pb2.ActrId:
+    """The placeholder target of Register errors (§5.1)."""
+    return actr_pb2.ActrId(
+        realm=actr_pb2.Realm(realm_id=0),
+        serial_number=0,
+        type=actr_pb2.ActrType(manufacturer="temp", name="temp"),
+    )
+
+
+def register_error(
+    now: float, reply_for: str, code: int, message: str
+) -> signaling_pb2.SignalingEnvelope:
+    """``register_response.error`` for a failed Register."""
+    envelope, body = to_actor(now, temp_target(), reply_for)
+    body.register_response.error.code = code
+    body.register_response.error.message = message
+    return envelope
+
+
+def flow_name(envelope: signaling_pb2.SignalingEnvelope) -> str:
+    """The flow label for metrics: the payload inside the envelope's flow."""
+    flow = envelope.WhichOneof("flow")
+    if flow is None:
+        return "none"
+    if flow == "envelope_error":
+        return flow
+    inner = getattr(envelope, flow).WhichOneof("payload")
+    return inner or flow
+
+
+def same_type(a: actr_pb2.ActrType, b: actr_pb2.ActrType) -> bool:
+    """Structural ActrType equality (version absent differs from version "")."""
+    return (
+        a.manufacturer == b.manufacturer
+        and a.name == b.name
+        and a.HasField("version") == b.HasField("version")
+        and a.version == b.version
+    )
+
+
+def same_id(a: actr_pb2.ActrId, b: actr_pb2.ActrId) -> bool:
+    """Full structural ActrId equality (realm, serial and type)."""
+    return (
+        a.realm.realm_id == b.realm.realm_id
+        and a.serial_number == b.serial_number
+        and same_type(a.type, b.type)
+    )
+
+
+def actor_key(actr_id: actr_pb2.ActrId) -> tuple[int, int]:
+    """How relays and the registry find an actor: (realm_id, serial)."""
+    return (actr_id.realm.realm_id, actr_id.serial_number)

@@ -1,0 +1,175 @@
+"""STUN Binding (RFC 5389 §7.3) and the STUN-only UDP/TCP protocols (enable bit 2).
+
+:class:`BindingResponder` builds the answer to one Binding request; the
+STUN-only protocols here and the TURN protocols both call it, synchronously,
+straight from ``datagramReceived``/``dataReceived``. The answer carries
+XOR-MAPPED-ADDRESS and MAPPED-ADDRESS (for RFC 3489 clients), SOFTWARE when
+configured, and FINGERPRINT when the request had one. A request naming a
+comprehension-required attribute we do not know gets 420 with
+UNKNOWN-ATTRIBUTES. Anything that is not a valid STUN message is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.protocol import Protocol as StreamProtocol
+from twisted.logger import Logger
+
+from actrix.stun import codec
+
+log = Logger()
+
+MAX_FRAME = 65535 + codec.HEADER_SIZE
+
+
+class BindingCounters(Protocol):
+    """The counters the Binding path increments (``TurnMetrics`` has them)."""
+
+    bindings: int
+    malformed: int
+
+
+class BindingResponder:
+    """Answers Binding requests; holds the precomputed SOFTWARE attribute."""
+
+    def __init__(self, software: str, counters: BindingCounters) -> None:
+        self._extra: list[tuple[int, bytes]] = (
+            [(codec.SOFTWARE, software.encode())] if software else []
+        )
+        self._counters = counters
+
+    def answer(self, message: codec.Message, ip: str, port: int) -> bytes | None:
+        """The response bytes for a Binding request, or None for other messages.
+
+        Binding indications (keepalives) and responses produce no answer.
+        """
+        if message.msg_type != codec.BINDING_REQUEST:
+            return None
+        txid = message.transaction_id
+        unknown = _unknown_required(message)
+        if unknown:
+            return codec.encode(
+                codec.BINDING_ERROR,
+                txid,
+                [
+                    (codec.ERROR_CODE, codec.encode_error_code(420)),
+                    (
+                        codec.UNKNOWN_ATTRIBUTES,
+                        codec.encode_unknown_attributes(unknown),
+                    ),
+                    *self._extra,
+                ],
+                fingerprint=message.fingerprint,
+            )
+        self._counters.bindings += 1
+        return codec.encode(
+            codec.BINDING_SUCCESS,
+            txid,
+            [
+                (codec.XOR_MAPPED_ADDRESS, codec.encode_xor_address(ip, port, txid)),
+                (codec.MAPPED_ADDRESS, codec.encode_address(ip, port)),
+                *self._extra,
+            ],
+            fingerprint=message.fingerprint,
+        )
+
+    def error(self, message: codec.Message, code: int) -> bytes:
+        """An error response (no integrity) to any request, with SOFTWARE."""
+        error_type = message.msg_type | codec.CLASS_ERROR
+        return codec.encode(
+            error_type,
+            message.transaction_id,
+            [(codec.ERROR_CODE, codec.encode_error_code(code)), *self._extra],
+            fingerprint=message.fingerprint,
+        )
+
+    @property
+    def software(self) -> list[tuple[int, bytes]]:
+        """The SOFTWARE attribute list to append to responses (may be empty)."""
+        return self._extra
+
+
+def _unknown_required(message: codec.Message) -> list[int]:
+    unknown = message.unknown
+    if not unknown:
+        return unknown
+    # RFC 5780 CHANGE-REQUEST without flags asks for nothing we cannot do;
+    # coturn's stunclient sends it that way.
+    if unknown == [codec.CHANGE_REQUEST]:
+        value = message.attrs[codec.CHANGE_REQUEST]
+        if value == b"\x00\x00\x00\x00":
+            return []
+    return unknown
+
+
+class StunUdpProtocol(DatagramProtocol):
+    """STUN-only server on UDP: Binding requests only, everything else dropped."""
+
+    def __init__(self, responder: BindingResponder, counters: BindingCounters) -> None:
+        self._responder = responder
+        self._counters = counters
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+        try:
+            message = codec.decode(data)
+        except codec.DecodeError:
+            self._counters.malformed += 1
+            return
+        reply = self._responder.answer(message, addr[0], addr[1])
+        if reply is not None:
+            self.transport.write(reply, addr)
+
+
+class StunTcpProtocol(StreamProtocol):
+    """STUN-only server on one TCP/TLS connection (RFC 5389 §7.2.2 framing)."""
+
+    def __init__(self, responder: BindingResponder, counters: BindingCounters) -> None:
+        self._responder = responder
+        self._counters = counters
+        self._buffer = b""
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        buffer = self._buffer + data if self._buffer else data
+        offset = 0
+        while True:
+            try:
+                size = codec.frame_size(buffer, offset)
+            except codec.DecodeError:
+                self._bad_stream("not STUN")
+                return
+            if size == 0 or len(buffer) - offset < size:
+                break
+            if size > MAX_FRAME or buffer[offset] >= 0x40:
+                self._bad_stream("ChannelData on a STUN-only port")
+                return
+            frame = buffer[offset : offset + size]
+            offset += size
+            try:
+                message = codec.decode(frame)
+            except codec.DecodeError:
+                self._bad_stream("malformed STUN message")
+                return
+            peer = self.transport.getPeer()
+            reply = self._responder.answer(message, peer.host, peer.port)
+            if reply is not None:
+                self.transport.write(reply)
+        self._buffer = buffer[offset:]
+
+    def _bad_stream(self, why: str) -> None:
+        self._counters.malformed += 1
+        log.info("closing STUN TCP connection: {why}", why=why)
+        self._buffer = b""
+        self.transport.loseConnection()
+
+
+class StunTcpFactory(Factory):
+    """Builds :class:`StunTcpProtocol` for the STUN-only TCP/TLS listeners."""
+
+    def __init__(self, responder: BindingResponder, counters: BindingCounters) -> None:
+        self._responder = responder
+        self._counters = counters
+
+    def buildProtocol(self, addr: Any) -> StunTcpProtocol:  # noqa: N802
+        return StunTcpProtocol(self._responder, self._counters)

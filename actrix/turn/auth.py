@@ -1,0 +1,222 @@
+"""TURN long-term credentials: actr tokens, coturn REST secrets and static users.
+
+The key of every scheme is RFC 5389's MD5(username ":" realm ":" password); the
+request's MESSAGE-INTEGRITY is then checked with it by the service.
+
+* static ``turn.users``: the key is computed once at start;
+* REST (``turn.static_auth_secret``, coturn's ``use-auth-secret``): username
+  ``<expiry>:<name>``, password base64(HMAC-SHA1(secret, username)); cheap, so
+  computed per request;
+* actr (turn-auth.md §2-4): username = base122(realm_id ‖ key_id ‖ ECIES token),
+  password = hex PSK. The token is validated by the shared
+  :class:`~actrix.core.interfaces.CredentialValidator` (KS lookup, decryption
+  on a thread pool), which is asynchronous; the derived key then sits in a
+  bounded LRU keyed by (username, realm) until the token expires. A hit
+  re-checks expiry and the realm's state, fixing the original's caveat that a
+  cached token kept working after it expired or its realm was suspended.
+  Deterministic failures are remembered briefly so one bad username cannot
+  make us decrypt over and over.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Final
+
+from twisted.internet.interfaces import IReactorTime
+
+from actrix.core import base122
+from actrix.core.config import Secret, TurnUser
+from actrix.core.interfaces import CredentialError, CredentialValidator, RealmDirectory
+from actrix.stun.codec import long_term_key
+
+CACHE_SIZE: Final = 4096
+NEGATIVE_TTL: Final = 10.0
+NEGATIVE_SIZE: Final = 1024
+MIN_ACTR_BYTES: Final = 9  # realm_id (4) + key_id (4) + at least one token byte
+
+
+class AuthFailure(Exception):
+    """The credentials are not acceptable; ``reason`` labels metrics and logs.
+
+    ``code`` is the STUN error to answer: 401 for bad credentials (RFC 5389
+    §10.2.2), 500 when the key source could not be asked.
+    """
+
+    def __init__(self, reason: str, code: int = 401) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class Credential:
+    """A usable long-term key and whom it belongs to (for quotas)."""
+
+    __slots__ = ("expires_at", "key", "principal", "realm_id")
+
+    def __init__(
+        self, key: bytes, principal: str, expires_at: float, realm_id: int | None
+    ) -> None:
+        self.key = key
+        self.principal = principal
+        self.expires_at = expires_at
+        self.realm_id = realm_id
+
+
+class TurnAuth:
+    """Looks up or derives the long-term key for a (USERNAME, REALM) pair."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        realm: str,
+        *,
+        users: Iterable[TurnUser] = (),
+        rest_secret: Secret | None = None,
+        validator: CredentialValidator | None = None,
+        realms: RealmDirectory | None = None,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
+        self._clock = clock
+        self.realm = realm
+        self._static = {
+            u.name: Credential(
+                long_term_key(u.name, realm, u.password.value),
+                f"user:{u.name}",
+                float("inf"),
+                None,
+            )
+            for u in users
+        }
+        self._rest_secret = rest_secret.encode() if rest_secret is not None else None
+        self._validator = validator
+        self._realms = realms
+        self._cache: OrderedDict[str, Credential] = OrderedDict()
+        self._cache_size = cache_size
+        self._negative: OrderedDict[str, tuple[float, AuthFailure]] = OrderedDict()
+
+    def lookup(self, username: str, realm: str) -> Credential | None:
+        """The credential if it can be had synchronously; None means :meth:`resolve`.
+
+        Raises:
+            AuthFailure: unknown user, wrong realm, expired or invalid credential.
+        """
+        if realm != self.realm:
+            raise AuthFailure("realm")
+        static = self._static.get(username)
+        if static is not None:
+            return static
+        if self._rest_secret is not None and _looks_like_rest(username):
+            return self._rest(username, realm)
+        now = self._clock.seconds()
+        cached = self._cache.get(username)
+        if cached is not None:
+            if now > cached.expires_at:
+                del self._cache[username]
+                raise AuthFailure("expired")
+            if self._realm_problem(cached.realm_id):
+                raise AuthFailure("realm_inactive")
+            self._cache.move_to_end(username)
+            return cached
+        negative = self._negative.get(username)
+        if negative is not None:
+            if now <= negative[0]:
+                raise negative[1]
+            del self._negative[username]
+        return None
+
+    async def resolve(self, username: str, realm: str) -> Credential:
+        """Validate an actr username (slow path) and cache the derived key.
+
+        Raises:
+            AuthFailure: ``bad_username``, ``no_key_source``, the validator's kind
+                (``unknown_key``, ``decrypt``, ``expired``, ...), or
+                ``realm_inactive``.
+        """
+        try:
+            credential = await self._validate_actr(username, realm)
+        except AuthFailure as failure:
+            if failure.code == 401:
+                self._remember_failure(username, failure)
+            raise
+        self._cache[username] = credential
+        self._cache.move_to_end(username)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return credential
+
+    async def _validate_actr(self, username: str, realm: str) -> Credential:
+        try:
+            raw = base122.decode(username)
+        except base122.Base122Error as e:
+            raise AuthFailure("bad_username") from e
+        if len(raw) < MIN_ACTR_BYTES:
+            raise AuthFailure("bad_username")
+        realm_id = int.from_bytes(raw[0:4], "big")
+        key_id = int.from_bytes(raw[4:8], "big")
+        if self._validator is None:
+            raise AuthFailure("no_key_source")
+        try:
+            claims = await self._validator.validate(raw[8:], key_id, realm_id)
+        except CredentialError as e:
+            code = 500 if e.kind == "ks_error" else 401
+            raise AuthFailure(e.kind, code) from e
+        if self._realm_problem(claims.realm_id):
+            raise AuthFailure("realm_inactive")
+        if self._clock.seconds() > claims.expr_time:
+            raise AuthFailure("expired")
+        key = long_term_key(username, realm, claims.psk.hex())
+        principal = f"actr:{claims.realm_id}:{claims.actor_id}"
+        return Credential(key, principal, float(claims.expr_time), claims.realm_id)
+
+    def _rest(self, username: str, realm: str) -> Credential:
+        assert self._rest_secret is not None  # noqa: S101 (checked by the caller)
+        expiry_text, _, name = username.partition(":")
+        expiry = int(expiry_text)
+        if expiry < self._clock.seconds():
+            raise AuthFailure("expired")
+        mac = hmac.new(self._rest_secret, username.encode(), hashlib.sha1).digest()
+        password = base64.b64encode(mac).decode("ascii")
+        return Credential(
+            long_term_key(username, realm, password),
+            f"rest:{name}",
+            float(expiry),
+            None,
+        )
+
+    def _realm_problem(self, realm_id: int | None) -> bool:
+        if realm_id is None or self._realms is None:
+            return False
+        return self._realms.realm_problem(realm_id) is not None
+
+    def _remember_failure(self, username: str, failure: AuthFailure) -> None:
+        self._negative[username] = (self._clock.seconds() + NEGATIVE_TTL, failure)
+        while len(self._negative) > NEGATIVE_SIZE:
+            self._negative.popitem(last=False)
+
+    def forget(self) -> None:
+        """Drop every cached key (used on shutdown and in tests)."""
+        self._cache.clear()
+        self._negative.clear()
+
+    @property
+    def cached_count(self) -> int:
+        """How many actr keys are cached."""
+        return len(self._cache)
+
+
+def _looks_like_rest(username: str) -> bool:
+    """``<digits>:<anything>``: coturn's timestamp-first REST username."""
+    head, sep, _ = username.partition(":")
+    return bool(sep) and 0 < len(head) <= 12 and head.isascii() and head.isdigit()
+
+
+def rest_credentials(secret: str, name: str, expiry: int) -> tuple[str, str]:
+    """A coturn REST (username, password) pair valid until ``expiry``."""
+    username = f"{expiry}:{name}"
+    mac = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(mac).decode("ascii")

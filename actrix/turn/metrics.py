@@ -1,0 +1,96 @@
+"""STUN/TURN counters: plain ints bumped on the hot paths, exported by ``collect()``.
+
+Labels never carry usernames or addresses; auth failures and denials are
+labelled by a short reason/rule name only.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+
+class TurnMetrics:
+    """Counters of the ICE listeners and the TURN service."""
+
+    def __init__(self) -> None:
+        self.bindings = 0
+        self.malformed = 0
+        self.allocations_total = 0
+        self.relayed_packets_out = 0  # client -> peer
+        self.relayed_bytes_out = 0
+        self.relayed_packets_in = 0  # peer -> client
+        self.relayed_bytes_in = 0
+        self.dropped_no_permission = 0
+        self.auth_failures: Counter[str] = Counter()
+        self.denied_peers: Counter[str] = Counter()
+        self.rejected: Counter[int] = Counter()  # error responses by code
+        self.active_allocations: Callable[[], int] = lambda: 0
+
+    def collect(self) -> Iterator[Metric]:
+        """Prometheus metric families (``actrix_turn_*``)."""
+        yield _counter("actrix_turn_bindings", "STUN Binding successes", self.bindings)
+        yield _counter(
+            "actrix_turn_malformed", "Dropped malformed STUN/TURN input", self.malformed
+        )
+        yield _counter(
+            "actrix_turn_allocations",
+            "Allocations created",
+            self.allocations_total,
+        )
+        gauge = GaugeMetricFamily(
+            "actrix_turn_allocations_active", "Allocations alive now"
+        )
+        gauge.add_metric([], self.active_allocations())
+        yield gauge
+        packets = CounterMetricFamily(
+            "actrix_turn_relayed_packets",
+            "Datagrams relayed",
+            labels=["direction"],
+        )
+        packets.add_metric(["to_peer"], self.relayed_packets_out)
+        packets.add_metric(["to_client"], self.relayed_packets_in)
+        yield packets
+        octets = CounterMetricFamily(
+            "actrix_turn_relayed_bytes",
+            "Payload bytes relayed",
+            labels=["direction"],
+        )
+        octets.add_metric(["to_peer"], self.relayed_bytes_out)
+        octets.add_metric(["to_client"], self.relayed_bytes_in)
+        yield octets
+        yield _counter(
+            "actrix_turn_dropped_no_permission",
+            "Datagrams dropped for lack of a permission",
+            self.dropped_no_permission,
+        )
+        auth = CounterMetricFamily(
+            "actrix_turn_auth_failures",
+            "Rejected TURN credentials",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.auth_failures.items()):
+            auth.add_metric([reason], count)
+        yield auth
+        denied = CounterMetricFamily(
+            "actrix_turn_denied_peers", "Peer addresses refused", labels=["rule"]
+        )
+        for rule, count in sorted(self.denied_peers.items()):
+            denied.add_metric([rule], count)
+        yield denied
+        errors = CounterMetricFamily(
+            "actrix_turn_error_responses",
+            "STUN/TURN error responses sent",
+            labels=["code"],
+        )
+        for code, count in sorted(self.rejected.items()):
+            errors.add_metric([str(code)], count)
+        yield errors
+
+
+def _counter(name: str, documentation: str, value: int) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation)
+    family.add_metric([], value)
+    return family

@@ -1,0 +1,334 @@
+"""Configuration parsing and validation: every rule, valid and invalid."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from actrix.core.config import ConfigError, Settings, load_config, parse_config
+from tests.daemon import _merge, config_text
+
+
+def _data(overrides: str = "", enable: int = 31) -> dict[str, Any]:
+    data = tomllib.loads(config_text(Path("/tmp/actrix-test"), enable))
+    if overrides:
+        _merge(data, tomllib.loads(overrides))
+    return data
+
+
+class ConfigTests(SynchronousTestCase):
+    def assert_problem(self, data: dict[str, Any], expected: str) -> None:
+        with self.assertRaises(ConfigError) as cm:
+            parse_config(data)
+        self.assertTrue(
+            any(expected in p for p in cm.exception.problems),
+            f"{expected!r} not in {cm.exception.problems}",
+        )
+
+    def parse(self, overrides: str = "", enable: int = 31) -> Settings:
+        return parse_config(_data(overrides, enable))
+
+    def test_valid_config_parses(self) -> None:
+        """The test base config is valid and typed."""
+        s = self.parse()
+        self.assertEqual(s.enable, 31)
+        self.assertEqual(s.bind.ice.port, 0)
+        self.assertEqual(s.turn.relay_port_range, (49152, 65535))
+        self.assertEqual(s.enabled_services, ("signaling", "turn", "ais", "ks"))
+        self.assertEqual(s.warnings, ())
+
+    def test_dev_example_configs_are_valid(self) -> None:
+        """The shipped example configs validate."""
+        root = Path(__file__).parents[3] / "etc"
+        for name in ("actrix.dev.toml", "config.example.toml"):
+            load_config(root / name)
+
+    def test_enable_above_31_rejected(self) -> None:
+        """Bitmask values above 31 are errors."""
+        data = _data()
+        data["enable"] = 32
+        self.assert_problem(data, "enable: must be <= 31")
+
+    def test_enable_wrong_type(self) -> None:
+        """A string enable names the key and the type."""
+        data = _data()
+        data["enable"] = "31"
+        self.assert_problem(data, "enable: expected an integer, got a string")
+
+    def test_boolean_is_not_an_integer(self) -> None:
+        """TOML booleans are not accepted where integers are expected."""
+        data = _data()
+        data["enable"] = True
+        self.assert_problem(data, "enable: expected an integer, got a boolean")
+
+    def test_blank_name_rejected(self) -> None:
+        """name must not be blank."""
+        data = _data()
+        data["name"] = "  "
+        self.assert_problem(data, "name: must not be blank")
+
+    def test_missing_required_keys(self) -> None:
+        """Every missing required key is reported with its dotted path."""
+        data = _data()
+        for key in ("name", "env", "location_tag", "sqlite_path", "actrix_shared_key"):
+            del data[key]
+        del data["bind"]["ice"]["port"]
+        with self.assertRaises(ConfigError) as cm:
+            parse_config(data)
+        problems = cm.exception.problems
+        for key in ("name", "env", "location_tag", "sqlite_path", "actrix_shared_key"):
+            self.assertIn(f"{key}: missing required key", problems)
+        self.assertIn("bind.ice.port: missing required key", problems)
+
+    def test_bad_env(self) -> None:
+        """env must be dev, prod or test."""
+        data = _data()
+        data["env"] = "staging"
+        self.assert_problem(data, "env: must be 'dev', 'prod' or 'test'")
+
+    def test_unknown_keys_rejected(self) -> None:
+        """Unknown keys at any depth are errors naming the dotted key."""
+        self.assert_problem(_data("colour = 1"), "colour: unknown key")
+        self.assert_problem(_data("[turn]\nrelm = 'x'"), "turn.relm: unknown key")
+        self.assert_problem(
+            _data("[services.signaling.server.rate_limit.message]\nper_sec = 1"),
+            "services.signaling.server.rate_limit.message.per_sec: unknown key",
+        )
+        self.assert_problem(_data("[acl]\nx = 1"), "acl: unknown key")
+
+    def test_supervisor_rejected(self) -> None:
+        """The supervisor table is reported as unsupported."""
+        self.assert_problem(
+            _data("[supervisor]\nx = 1"), "supervisor: the supervisor integration"
+        )
+
+    def test_shared_key_rules(self) -> None:
+        """The shared key must be 16+ chars and not contain default/change."""
+        for bad, message in (
+            ("short", "shorter than 16"),
+            ("please-change-me-0123456789", "must not contain"),
+            ("the-DEFAULT-key-0123456789", "must not contain"),
+        ):
+            data = _data()
+            data["actrix_shared_key"] = bad
+            self.assert_problem(data, f"actrix_shared_key: {message}")
+
+    def test_shared_key_never_in_repr(self) -> None:
+        """The secret value does not appear in the settings' repr."""
+        s = self.parse()
+        self.assertNotIn(s.actrix_shared_key.value, repr(s))
+        self.assertNotIn("test-rest-secret", repr(s))
+        self.assertNotIn("alice-password", repr(s))
+
+    def test_ip_fields_validated(self) -> None:
+        """Bind IPs and the TURN advertised IP must be IP literals."""
+        self.assert_problem(
+            _data("[bind.http]\nip = 'localhost'"), "bind.http.ip: not an IP address"
+        )
+        self.assert_problem(
+            _data("[turn]\nadvertised_ip = 'turn.example.com'"),
+            "turn.advertised_ip: not an IP address",
+        )
+
+    def test_advertised_ip_unchecked_without_turn(self) -> None:
+        """Without STUN/TURN bits the TURN advertised IP is not checked."""
+        s = self.parse("[turn]\nadvertised_ip = 'nope'", enable=25)
+        self.assertEqual(s.turn.advertised_ip, "nope")
+
+    def test_blank_turn_realm(self) -> None:
+        """TURN needs a non-blank realm."""
+        self.assert_problem(
+            _data("[turn]\nrealm = ' '"), "turn.realm: must not be blank"
+        )
+
+    def test_port_range(self) -> None:
+        """Ports must be 0-65535."""
+        self.assert_problem(
+            _data("[bind.ice]\nport = 70000"), "bind.ice.port: must be <="
+        )
+        self.assert_problem(
+            _data("[bind.http]\nport = -1"), "bind.http.port: must be >="
+        )
+
+    def test_relay_port_range(self) -> None:
+        """relay_port_range is parsed and checked for order and form."""
+        s = self.parse("[turn]\nrelay_port_range = '50000-50100'")
+        self.assertEqual(s.turn.relay_port_range, (50000, 50100))
+        self.assert_problem(
+            _data("[turn]\nrelay_port_range = '60000-50000'"),
+            "turn.relay_port_range: start 60000 > end 50000",
+        )
+        self.assert_problem(
+            _data("[turn]\nrelay_port_range = 'lots'"),
+            "turn.relay_port_range: expected",
+        )
+
+    def test_peer_allow_must_be_networks(self) -> None:
+        """Allow-list entries must parse as networks."""
+        self.assert_problem(
+            _data("[turn]\npeer_allow = ['10.0.0.0/8', 'nonsense']"),
+            "turn.peer_allow: 'nonsense' is not an IP network",
+        )
+
+    def test_filter_level(self) -> None:
+        """The first filter_level item must be a known level."""
+        s = self.parse("[observability]\nfilter_level = 'debug,actrix=info'")
+        self.assertEqual(s.observability.level, "debug")
+        self.assert_problem(
+            _data("[observability]\nfilter_level = 'loud'"),
+            "observability.filter_level: must start with one of",
+        )
+
+    def test_log_output(self) -> None:
+        """log.output must be console or file."""
+        self.assert_problem(
+            _data("[observability.log]\noutput = 'syslog'"),
+            "observability.log.output: must be 'console' or 'file'",
+        )
+
+    def test_tracing_rules(self) -> None:
+        """Tracing needs an http(s) endpoint and is not built in."""
+        self.assert_problem(
+            _data("[observability.tracing]\nenable = true\nendpoint = 'grpc://x'"),
+            "observability.tracing.endpoint: must start with http",
+        )
+
+    def test_services_required_by_bits(self) -> None:
+        """Each enabled HTTP service needs its table."""
+        data = _data()
+        del data["services"]["ks"]
+        self.assert_problem(data, "services.ks: required when KS")
+        data = _data()
+        data["enable"] = 8
+        self.assert_problem(data, "services.ais.dependencies.ks: required")
+        data = _data()
+        data["enable"] = 1
+        self.assert_problem(data, "services.signaling.dependencies.ks: required")
+        self.assert_problem(data, "services.signaling.dependencies.ais: required")
+
+    def test_remote_dependencies_satisfy_rules(self) -> None:
+        """Signaling alone is valid with remote KS and AIS endpoints."""
+        s = self.parse(
+            "[services.signaling.dependencies.ks]\n"
+            "endpoint = 'http://10.0.0.1:8080'\ntimeout_seconds = 5\n"
+            "[services.signaling.dependencies.ais]\n"
+            "endpoint = 'http://10.0.0.2:8080/'\n",
+            enable=1,
+        )
+        assert s.services.signaling is not None
+        assert s.services.signaling.ais is not None
+        self.assertEqual(s.services.signaling.ais.endpoint, "http://10.0.0.2:8080")
+
+    def test_ks_client_rules(self) -> None:
+        """A KS client needs an http(s) URL, a timeout and TLS consistency."""
+        self.assert_problem(
+            _data(
+                "[services.ais.dependencies.ks]\nendpoint = 'grpc://x'\n"
+                "timeout_seconds = 1\nenable_tls = true\n"
+            ),
+            "services.ais.dependencies.ks.endpoint: must start with http",
+        )
+        self.assert_problem(
+            _data(
+                "[services.ais.dependencies.ks]\nendpoint = 'https://x'\n"
+                "timeout_seconds = 1\nenable_tls = true\n"
+            ),
+            "services.ais.dependencies.ks.tls_domain: required",
+        )
+        self.assert_problem(
+            _data("[services.ais.dependencies.ks]\nendpoint = 'https://x'\n"),
+            "services.ais.dependencies.ks.timeout_seconds: missing required key",
+        )
+
+    def test_ks_storage_rules(self) -> None:
+        """KS storage needs a backend, key TTL and the sqlite table."""
+        data = _data()
+        del data["services"]["ks"]["storage"]["sqlite"]
+        self.assert_problem(data, "services.ks.storage.sqlite: missing required key")
+        self.assert_problem(
+            _data("[services.ks.storage]\nbackend = 'postgres'"),
+            "services.ks.storage.backend: postgres is not supported",
+        )
+        self.assert_problem(
+            _data("[services.ks.storage]\nkey_ttl_seconds = -5"),
+            "services.ks.storage.key_ttl_seconds: must be >= 0",
+        )
+
+    def test_rate_limit_minimums(self) -> None:
+        """Zero rates (which panicked the original) are rejected."""
+        self.assert_problem(
+            _data("[services.signaling.server.rate_limit.message]\nper_second = 0"),
+            "services.signaling.server.rate_limit.message.per_second: must be >= 1",
+        )
+        self.assert_problem(
+            _data("[services.signaling.server.rate_limit.connection]\nburst_size = 0"),
+            "services.signaling.server.rate_limit.connection.burst_size: must be >= 1",
+        )
+
+    def test_prod_requires_https(self) -> None:
+        """Outside dev an HTTPS binding is required, and port 0 is refused in prod."""
+        data = _data()
+        data["env"] = "prod"
+        self.assert_problem(data, "bind.https: required when env is 'prod'")
+        data["bind"]["https"] = {
+            "domain_name": "x",
+            "advertised_ip": "1.2.3.4",
+            "ip": "0.0.0.0",
+            "port": 0,
+            "cert": "/c.pem",
+            "key": "/k.pem",
+        }
+        self.assert_problem(data, "bind.https.port: must not be 0 in prod")
+
+    def test_prod_logging_warnings(self) -> None:
+        """Console or unrotated logs in prod are warnings, not errors."""
+        data = _data()
+        data["env"] = "prod"
+        data["bind"]["https"] = {
+            "domain_name": "x",
+            "advertised_ip": "1.2.3.4",
+            "ip": "0.0.0.0",
+            "port": 443,
+            "cert": "/c.pem",
+            "key": "/k.pem",
+        }
+        s = parse_config(data)
+        self.assertTrue(any("console" in w for w in s.warnings))
+        data["observability"] = {"log": {"output": "file"}}
+        s = parse_config(data)
+        self.assertTrue(any("rotate" in w for w in s.warnings))
+
+    def test_ice_tls_needs_cert(self) -> None:
+        """bind.ice.tls_port needs cert and key."""
+        self.assert_problem(
+            _data("[bind.ice]\ntls_port = 5349"), "bind.ice.tls_port: needs"
+        )
+
+    def test_errors_are_all_collected(self) -> None:
+        """Several independent problems are reported together."""
+        data = _data("colour = 1\n[turn]\nadvertised_ip = 'x'")
+        data["env"] = "nope"
+        with self.assertRaises(ConfigError) as cm:
+            parse_config(data)
+        self.assertGreaterEqual(len(cm.exception.problems), 3)
+
+    def test_load_config_bad_files(self) -> None:
+        """Missing, non-UTF-8 and broken TOML files give one clear error."""
+        tmp = Path(self.mktemp())
+        tmp.mkdir()
+        with self.assertRaises(ConfigError) as cm:
+            load_config(tmp / "missing.toml")
+        self.assertIn("cannot read", cm.exception.problems[0])
+        broken = tmp / "broken.toml"
+        broken.write_text("name = [unclosed\n")
+        with self.assertRaises(ConfigError) as cm:
+            load_config(broken)
+        self.assertIn("invalid TOML", cm.exception.problems[0])
+        binary = tmp / "binary.toml"
+        binary.write_bytes(b"\xff\xfe\x00")
+        with self.assertRaises(ConfigError) as cm:
+            load_config(binary)
+        self.assertIn("not UTF-8", cm.exception.problems[0])

@@ -1,0 +1,188 @@
+"""The ``actrix`` admin CLI on temp directories: realms, ACL, check, credentials."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import sqlite3
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from actrix.cli import run, turn_rest_credential
+from actrix.core.realms import realms_path
+from tests.daemon import config_text
+
+
+class CliTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir()
+        self.db_dir = self.dir / "db"
+        self.config = self.dir / "actrix.toml"
+        self.config.write_text(config_text(self.db_dir))
+
+    def cli(self, *argv: str, status: int = 0) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        code = run(
+            ["--busy-timeout", "0.2", *argv[:2], "-c", str(self.config), *argv[2:]]
+            if argv[0] in ("realm", "acl")
+            else [*argv],
+            out,
+            err,
+        )
+        self.assertEqual(code, status, f"{argv}: {out.getvalue()} {err.getvalue()}")
+        return out.getvalue() + err.getvalue()
+
+    def test_realm_round_trip(self) -> None:
+        """add, list, show, suspend, resume and remove work on one file."""
+        self.assertTrue(self.cli("realm", "add", "--name", "a", "--id", "1001"))
+        self.cli("realm", "add", "--name", "b")
+        lines = self.cli("realm", "list").splitlines()
+        self.assertEqual([line.split("\t")[0] for line in lines], ["1001", "1002"])
+        self.assertIn("active", lines[0])
+        self.cli("realm", "suspend", "1001")
+        listed = json.loads(self.cli("realm", "list", "--json"))
+        self.assertEqual(listed[0]["state"], "suspended")
+        self.assertEqual(listed[0]["status"], "Suspended")
+        self.cli("realm", "resume", "1001")
+        shown = json.loads(self.cli("realm", "show", "1001", "--json"))
+        self.assertEqual(shown["state"], "active")
+        self.cli("realm", "remove", "1001")
+        self.assertIn(
+            "realm 1001 not found", self.cli("realm", "show", "1001", status=1)
+        )
+
+    def test_realm_expiry_state(self) -> None:
+        """A realm past expires_at lists as expired."""
+        self.cli("realm", "add", "--name", "old", "--id", "7", "--expires-at", "1")
+        self.assertIn("expired", self.cli("realm", "list"))
+
+    def test_add_if_missing_is_idempotent(self) -> None:
+        """--if-missing succeeds when the realm exists; a plain add fails."""
+        self.cli("realm", "add", "--name", "dev", "--id", "1", "--if-missing")
+        self.cli("realm", "add", "--name", "dev", "--id", "1", "--if-missing")
+        out = self.cli("realm", "add", "--name", "dev", "--id", "1", status=1)
+        self.assertIn("realm 1 already exists", out)
+
+    def test_acl_round_trip(self) -> None:
+        """ACL rules are added, listed (also as JSON) and removed by id."""
+        self.cli("realm", "add", "--name", "a", "--id", "3")
+        out = self.cli(
+            "acl",
+            "add",
+            "--realm",
+            "3",
+            "--from",
+            "acme:c",
+            "--to",
+            "acme:s",
+            "--allow",
+        )
+        rule_id = out.split("\t")[0]
+        self.cli(
+            "acl", "add", "--realm", "3", "--from", "acme:s", "--to", "acme:c", "--deny"
+        )
+        rows = json.loads(self.cli("acl", "list", "--json"))
+        self.assertEqual([r["allow"] for r in rows], [True, False])
+        self.cli("acl", "remove", rule_id)
+        self.assertEqual(len(self.cli("acl", "list", "--realm", "3").splitlines()), 1)
+        self.assertIn("not found", self.cli("acl", "remove", rule_id, status=1))
+
+    def test_acl_needs_existing_realm_and_type_keys(self) -> None:
+        """ACL rules for unknown realms or malformed type keys are refused."""
+        self.cli("realm", "add", "--name", "a", "--id", "3")
+        self.assertIn(
+            "realm 4 not found",
+            self.cli(
+                "acl",
+                "add",
+                "--realm",
+                "4",
+                "--from",
+                "a:b",
+                "--to",
+                "c:d",
+                "--allow",
+                status=1,
+            ),
+        )
+        self.assertIn(
+            "--from",
+            self.cli(
+                "acl",
+                "add",
+                "--realm",
+                "3",
+                "--from",
+                "nocolon",
+                "--to",
+                "c:d",
+                "--allow",
+                status=1,
+            ),
+        )
+
+    def test_missing_database_is_a_clear_error(self) -> None:
+        """Read commands do not create a database that is not there."""
+        out = self.cli("realm", "list", status=1)
+        self.assertIn("no realm database", out)
+        self.assertFalse(self.db_dir.exists())
+
+    def test_locked_database_is_a_clear_error(self) -> None:
+        """A database held by another writer gives a one-line message."""
+        self.cli("realm", "add", "--name", "a", "--id", "1")
+        conn = sqlite3.connect(realms_path(self.db_dir), isolation_level=None)
+        conn.execute("BEGIN EXCLUSIVE")
+        try:
+            out = self.cli("realm", "suspend", "1", status=1)
+        finally:
+            conn.execute("ROLLBACK")
+            conn.close()
+        self.assertIn("locked", out)
+
+    def test_check_good_and_bad_configs(self) -> None:
+        """check exits 0 on a valid file and 1 listing dotted keys otherwise."""
+        self.assertIn("OK", self.cli("check", "-c", str(self.config)))
+        bad = self.dir / "bad.toml"
+        bad.write_text(
+            config_text(self.db_dir).replace('realm = "actor-rtc.local"', "realm = 5")
+        )
+        self.assertIn(
+            "turn.realm: expected a string", self.cli("check", "-c", str(bad), status=1)
+        )
+        self.assertIn(
+            "cannot read", self.cli("check", "-c", str(self.dir / "nope"), status=1)
+        )
+
+    def test_check_creates_nothing(self) -> None:
+        """Validating a config does not create the sqlite directory."""
+        self.cli("check", "-c", str(self.config))
+        self.assertFalse(self.db_dir.exists())
+
+    def test_turn_credential(self) -> None:
+        """REST credentials follow coturn's expiry:name and HMAC-SHA1 form."""
+        username, password = turn_rest_credential("s3cret", "bob", 60, 1000)
+        self.assertEqual(username, "1060:bob")
+        expected = hmac.new(b"s3cret", b"1060:bob", hashlib.sha1).digest()
+        self.assertEqual(base64.b64decode(password), expected)
+        out = json.loads(
+            self.cli("turn-credential", "-c", str(self.config), "--name", "x", "--json")
+        )
+        self.assertTrue(out["username"].endswith(":x"))
+
+    def test_ks_generate_kek(self) -> None:
+        """A KEK is 32 random bytes in hex or base64."""
+        self.assertEqual(len(bytes.fromhex(self.cli("ks-generate-kek").strip())), 32)
+        b64 = self.cli("ks-generate-kek", "--format", "base64").strip()
+        self.assertEqual(len(base64.b64decode(b64)), 32)
+
+    def test_status_unreachable(self) -> None:
+        """status against a closed port exits 1 with a message."""
+        out = self.cli(
+            "status", "--url", "http://127.0.0.1:9", "--timeout", "1", status=1
+        )
+        self.assertIn("not reachable", out)

@@ -135,22 +135,265 @@ def _build_services(wiring: Wiring) -> None:
 
 def _build_ks(wiring: Wiring) -> None:
     """KS (bit 16): ``/ks`` and the in-process KeyProvider."""
+    from actrix.core.config import ENABLE_KS
+    from actrix.core.nonces import shared_verifier
+    from actrix.ks.kek import KekError, load_kek
+    from actrix.ks.metrics import KsMetrics
+    from actrix.ks.resource import KsResource
+    from actrix.ks.service import KeyService, check_kek_sync
+    from actrix.ks.store import KS_DB, KeyStore
+    from actrix.ks.store import MIGRATIONS as KS_MIGRATIONS
+
+    settings = wiring.settings
+    config = settings.services.ks
+    if not settings.enabled(ENABLE_KS) or config is None:
+        return
+    try:
+        kek = load_kek(config)
+    except KekError as e:
+        raise StartupError(str(e)) from e
+    database = open_database(settings.sqlite_path, KS_DB, KS_MIGRATIONS, wiring.reactor)
+    try:
+        check_kek_sync(database.path, kek)
+    except KekError as e:
+        database.close()
+        raise StartupError(str(e)) from e
+    wiring.root.add_database(database)
+    metrics = KsMetrics()
+    service = KeyService(
+        KeyStore(database),
+        wiring.reactor,
+        key_ttl_seconds=config.storage.key_ttl_seconds,
+        tolerance_seconds=config.tolerance_seconds,
+        kek=kek,
+        metrics=metrics,
+    )
+    wiring.root.add_background(service.cleanup_timer(config.cleanup_interval_seconds))
+    wiring.metrics.register(metrics)
+    verifier = shared_verifier(
+        settings.sqlite_path,
+        settings.actrix_shared_key.encode(),
+        wiring.reactor,
+        wiring.root,
+    )
+    resource = KsResource(service, verifier, wiring.reactor, metrics)
+    wiring.site.mount("ks", resource.app.resource())
+    wiring.key_provider = service
 
 
 def _build_ais(wiring: Wiring) -> None:
     """AIS (bit 8): ``/ais`` and the in-process IdentityIssuer."""
+    from actrix.ais.metrics import AisMetrics
+    from actrix.ais.ratelimit import IpRateLimiter
+    from actrix.ais.resource import AisResource
+    from actrix.ais.serials import SerialGenerator
+    from actrix.ais.service import IdentityIssuer
+    from actrix.ais.store import AIS_DB, CurrentKeyStore
+    from actrix.ais.store import MIGRATIONS as AIS_MIGRATIONS
+    from actrix.core.config import ENABLE_AIS
+    from actrix.core.credentials import choose_crypto
+    from actrix.core.nonces import shared_verifier
+    from actrix.ks.client import KeyServerClient
+
+    settings = wiring.settings
+    config = settings.services.ais
+    if not settings.enabled(ENABLE_AIS) or config is None:
+        return
+    reactor = wiring.reactor
+    shared_key = settings.actrix_shared_key.encode()
+    keys: KeyProvider | None = wiring.key_provider
+    if config.ks is not None:
+        client = KeyServerClient.from_config(config.ks, shared_key, reactor)
+        wiring.root.add_background(client)
+        keys = client
+    if keys is None:
+        raise StartupError("services.ais: no KS (local KS off, no dependencies.ks)")
+    database = open_database(settings.sqlite_path, AIS_DB, AIS_MIGRATIONS, reactor)
+    wiring.root.add_database(database)
+    metrics = AisMetrics()
+    issuer = IdentityIssuer(
+        keys,
+        CurrentKeyStore(database),
+        reactor,
+        SerialGenerator(lambda: int(reactor.seconds() * 1000)),
+        token_ttl_secs=config.token_ttl_secs,
+        heartbeat_interval_secs=config.signaling_heartbeat_interval_secs,
+        crypto=choose_crypto(reactor, wiring.root.background),
+        metrics=metrics,
+    )
+    wiring.root.add_background(issuer.refresh_timer())
+    wiring.metrics.register(metrics)
+    verifier = shared_verifier(settings.sqlite_path, shared_key, reactor, wiring.root)
+    limiter = IpRateLimiter(
+        reactor, config.register_rate_per_second, config.register_burst
+    )
+    resource = AisResource(issuer, verifier, limiter, metrics)
+    wiring.site.mount("ais", resource.app.resource())
+    wiring.health_checks["ais"] = lambda: issuer.current is not None
+    wiring.identity_issuer = issuer
 
 
 def _build_validator(wiring: Wiring) -> None:
     """The CredentialValidator for signaling and TURN (local KS or KS client)."""
+    from actrix.core.config import ENABLE_SIGNALING, ENABLE_TURN
+    from actrix.core.credentials import TokenValidator, choose_crypto
+    from actrix.ks.client import KeyServerClient
+
+    settings = wiring.settings
+    if not (settings.enabled(ENABLE_SIGNALING) or settings.enabled(ENABLE_TURN)):
+        return
+    signaling, ais = settings.services.signaling, settings.services.ais
+    # An explicit signaling dependency wins; then the local KS; then AIS's KS.
+    remote = signaling.ks if signaling is not None else None
+    if remote is None and wiring.key_provider is None and ais is not None:
+        remote = ais.ks
+    keys: KeyProvider | None = wiring.key_provider
+    if remote is not None:
+        client = KeyServerClient.from_config(
+            remote, settings.actrix_shared_key.encode(), wiring.reactor
+        )
+        wiring.root.add_background(client)
+        keys = client
+    if keys is None:
+        log.warn("no KS configured: identity credentials cannot be validated")
+        return
+    validator = TokenValidator(
+        keys,
+        wiring.reactor,
+        crypto=choose_crypto(wiring.reactor, wiring.root.background),
+    )
+    wiring.metrics.register(validator.stats)
+    wiring.credential_validator = validator
 
 
 def _build_ice(wiring: Wiring) -> None:
     """STUN (bit 2) / TURN (bit 4) on ``bind.ice``: UDP, TCP and optional TLS."""
+    from actrix.core.config import ENABLE_STUN, ENABLE_TURN
+    from actrix.core.listen import UDPListener
+
+    settings = wiring.settings
+    turn_on = settings.enabled(ENABLE_TURN)
+    if not (turn_on or settings.enabled(ENABLE_STUN)):
+        return
+    from actrix.stun.protocol import BindingResponder, StunTcpFactory, StunUdpProtocol
+    from actrix.turn.metrics import TurnMetrics
+
+    ice, turn, reactor = settings.bind.ice, settings.turn, wiring.reactor
+    metrics = TurnMetrics()
+    wiring.metrics.register(metrics)
+    responder = BindingResponder(turn.software, metrics)
+    udp: Any
+    streams: Any
+    if turn_on:
+        from actrix.turn.auth import TurnAuth
+        from actrix.turn.protocol import TurnUdpProtocol
+        from actrix.turn.service import TurnService
+        from actrix.turn.tcp import TurnStreamFactory
+
+        auth = TurnAuth(
+            reactor,
+            turn.realm,
+            users=turn.users,
+            rest_secret=turn.static_auth_secret,
+            validator=wiring.credential_validator,
+            realms=wiring.realms,
+        )
+
+        def open_relay(ip: str, port: int, protocol: Any) -> Any:
+            return reactor.listenUDP(port, protocol, interface=ip, maxPacketSize=65535)
+
+        service = TurnService(
+            turn,
+            reactor,
+            auth,
+            metrics,
+            open_relay,
+            relay_bind_ip="0.0.0.0" if ":" in ice.ip else ice.ip,  # noqa: S104
+            software=turn.software,
+        )
+        wiring.root.add_session_service(service)
+        udp = TurnUdpProtocol(service, responder)
+
+        def streams(name: str) -> Any:
+            return TurnStreamFactory(service, responder, name)
+
+    else:
+        udp = StunUdpProtocol(responder, metrics)
+
+        def streams(name: str) -> Any:
+            return StunTcpFactory(responder, metrics)
+
+    listeners: list[Any] = [UDPListener(reactor, ice.ip, ice.port, udp)]
+    listeners[0].setName("ice-udp")
+    if ice.tcp:
+        tcp = TCPListener(reactor, ice.ip, ice.port, streams("tcp"))
+        tcp.setName("ice-tcp")
+        listeners.append(tcp)
+    if ice.tls_port is not None and ice.cert is not None and ice.key is not None:
+        ice_tls = ServerTLS(ice.cert, ice.key)
+        wiring.root.reload_hooks.append(ice_tls.reload)
+        tls = TCPListener(reactor, ice.ip, ice.tls_port, streams("tls"), tls=ice_tls)
+        tls.setName("ice-tls")
+        listeners.append(tls)
+    for listener in listeners:
+        wiring.root.add_listener(listener)
 
 
 def _build_signaling(wiring: Wiring) -> None:
     """Signaling (bit 1): ``/signaling/ws`` and ``/signaling/health``."""
+    from twisted.application.internet import TimerService
+
+    from actrix.core.config import ENABLE_SIGNALING
+    from actrix.signaling.compat import CompatibilityCache, ThreadedAnalyzer
+    from actrix.signaling.metrics import SignalingMetrics
+    from actrix.signaling.protocol import SignalingFactory
+    from actrix.signaling.resource import build_resource
+    from actrix.signaling.service import SignalingService
+    from actrix.signaling.store import CACHE_DB, SignalingStore, load_sync
+    from actrix.signaling.store import MIGRATIONS as SIGNALING_MIGRATIONS
+
+    settings, reactor = wiring.settings, wiring.reactor
+    config = settings.services.signaling
+    if not settings.enabled(ENABLE_SIGNALING) or config is None:
+        return
+    if wiring.credential_validator is None:
+        raise StartupError("signaling: no credential validator (KS) is configured")
+    issuer = wiring.identity_issuer
+    if issuer is None and config.ais is not None:
+        from actrix.ais.client import IdentityClient
+
+        client = IdentityClient(
+            config.ais.endpoint,
+            config.ais.timeout_seconds,
+            shared_key=settings.actrix_shared_key,
+            reactor=reactor,
+        )
+        wiring.root.add_background(client)
+        issuer = client
+    database = open_database(
+        settings.sqlite_path, CACHE_DB, SIGNALING_MIGRATIONS, reactor
+    )
+    wiring.root.add_database(database)
+    metrics = SignalingMetrics()
+    service = SignalingService(
+        clock=reactor,
+        realms=wiring.realms,
+        validator=wiring.credential_validator,
+        issuer=issuer,
+        store=SignalingStore(database),
+        compat=CompatibilityCache(reactor, ThreadedAnalyzer(reactor)),
+        metrics=metrics,
+        heartbeat_timeout=config.heartbeat_timeout_secs,
+    )
+    rows, specs = load_sync(database.path, int(reactor.seconds()))
+    service.restore_rows(rows, specs)
+    wiring.root.add_session_service(service)
+    factory = SignalingFactory(service, config, reactor, reactor)
+    for timer in service.timers():
+        wiring.root.add_background(timer)
+    wiring.root.add_background(TimerService(30.0, factory.prune_limits))
+    wiring.site.mount("signaling", build_resource(factory))
+    wiring.metrics.register(metrics)
 
 
 def _add_http_listener(wiring: Wiring) -> None:
@@ -185,5 +428,26 @@ def makeService(options: Options) -> IService:
         root = build_root_service(settings, reactor)
     except StartupError as e:
         raise SystemExit(f"actrix: {e}") from e
+    if settings.source is not None:
+        root.reload_hooks.append(_log_level_reloader(settings.source))
     reactor.callWhenRunning(root.install_signal_handlers)
     return root
+
+
+def _log_level_reloader(path: Path) -> Any:
+    """A reload hook that re-reads ``observability.filter_level`` from the file."""
+
+    def reload_log_level() -> None:
+        try:
+            fresh = load_config(path)
+        except ConfigError as e:
+            log.error(
+                "reload: {path} is invalid, keeping the running settings: {problems}",
+                path=str(path),
+                problems="; ".join(e.problems),
+            )
+            return
+        actrix_logging.set_level(fresh.observability.level)
+        log.info("reload: log level is now {level}", level=fresh.observability.level)
+
+    return reload_log_level

@@ -8,7 +8,7 @@ import attrs
 from prometheus_client.core import CounterMetricFamily, Metric
 
 
-@attrs.define
+@attrs.define(eq=False)
 class AisMetrics:
     """Plain counters kept by the AIS service and resource."""
 

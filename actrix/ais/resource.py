@@ -1,12 +1,14 @@
 """``/ais`` HTTP API (ais.md §1) plus ``/ais/refresh``.
 
 ``register`` is open (any client may ask for an identity) but every route is
-behind the per-IP limiter (429). ``rotate-key``, ``current-key`` and ``refresh``
-require a nonce-auth credential signed with ``actrix_shared_key`` in the
-``X-Actrix-Credential`` header (JSON ``{timestamp, nonce, signature}``), with
-payloads ``rotate_key``, ``current_key`` and ``refresh:<ActrId repr>``; the
-original left rotate-key and current-key open. Register and refresh answer HTTP
-200 with a protobuf ``RegisterResponse`` whose ``error`` carries failures.
+behind the per-IP limiter (429), except a ``register`` that carries a valid
+credential (payload ``register``): that is a peer node such as signaling.
+``rotate-key``, ``current-key`` and ``refresh`` require a nonce-auth credential
+signed with ``actrix_shared_key`` in the ``X-Actrix-Credential`` header (JSON
+``{timestamp, nonce, signature}``), with payloads ``rotate_key``,
+``current_key`` and ``refresh:<ActrId repr>``; the original left rotate-key and
+current-key open. Register and refresh answer HTTP 200 with a protobuf
+``RegisterResponse`` whose ``error`` carries failures.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from actrix.core.auth import (
     NonceVerifier,
     credential_from_text,
 )
-from actrix.core.http import json_response
+from actrix.core.http import json_response as _json_body
 from actrix.proto import actr_pb2
 
 log = Logger()
@@ -75,15 +77,24 @@ class AisResource:
             await self._verifier.verify(credential, payload)
         except CredentialFormatError:
             self._metrics.auth_failures += 1
-            log.warn("AIS request without a valid credential from {peer}", peer=_peer(request))
+            log.warn(
+                "AIS request without a valid credential from {peer}",
+                peer=_peer(request),
+            )
             return json_response(
                 request, 401, {"error": "Authentication failed", "code": 401}
             )
         except AuthError as e:
             self._metrics.auth_failures += 1
-            log.warn("AIS request refused ({kind}) from {peer}", kind=e.kind, peer=_peer(request))
+            log.warn(
+                "AIS request refused ({kind}) from {peer}",
+                kind=e.kind,
+                peer=_peer(request),
+            )
             if e.kind == "replay":
-                return json_response(request, 403, {"error": "Request rejected", "code": 403})
+                return json_response(
+                    request, 403, {"error": "Request rejected", "code": 403}
+                )
             if e.kind == "storage":
                 return json_response(
                     request, 500, {"error": "Internal server error", "code": 500}
@@ -99,20 +110,30 @@ class AisResource:
         return None if len(raw) > MAX_BODY else raw
 
     def _too_large(self, request: Request) -> bytes:
-        return json_response(request, 413, {"error": "Request body too large", "code": 413})
+        return json_response(
+            request, 413, {"error": "Request body too large", "code": 413}
+        )
 
     def _protobuf(self, request: Request, response: actr_pb2.RegisterResponse) -> bytes:
         request.setResponseCode(200)
         request.setHeader(b"content-type", PROTOBUF)
-        return response.SerializeToString()
+        return _sized(request, response.SerializeToString())
 
     # -- routes ------------------------------------------------------------
 
     @app.route("/register", methods=["POST"])
     async def register(self, request: Request) -> bytes:
-        limited = self._limited(request)
-        if limited is not None:
-            return limited
+        # A peer node (signaling) proves itself with a credential (payload
+        # ``register``) and is exempt from the per-IP limit, which would
+        # otherwise throttle every actor registering through it.
+        if request.getHeader(CREDENTIAL_HEADER) is not None:
+            refused = await self._authenticate(request, "register")
+            if refused is not None:
+                return refused
+        else:
+            limited = self._limited(request)
+            if limited is not None:
+                return limited
         raw = self._body(request)
         if raw is None:
             return self._too_large(request)
@@ -195,6 +216,16 @@ class AisResource:
                 request, 200, {"status": "error", "message": f"Failed to get key: {e}"}
             )
         return json_response(request, 200, {"status": "success", "key_id": key.key_id})
+
+
+def json_response(request: Request, status: int, body: object) -> bytes:
+    """JSON with Content-Length, so an async response is not sent chunked."""
+    return _sized(request, _json_body(request, status, body))
+
+
+def _sized(request: Request, body: bytes) -> bytes:
+    request.setHeader(b"content-length", str(len(body)).encode("ascii"))
+    return body
 
 
 def _error(code: int, message: str) -> actr_pb2.RegisterResponse:

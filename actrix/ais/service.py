@@ -188,11 +188,11 @@ class IdentityIssuer:
 
     async def refresh_if_due(self) -> None:
         """Load a key if none, else replace it from 10 min before its expiry."""
-        if self.current is None:
-            await self.ensure_key()
-            if self.current is None:
-                return
-        if int(self._clock.seconds()) >= self.current.expires_at - REFRESH_MARGIN:
+        key = await self.ensure_key()
+        now = int(self._clock.seconds())
+        if key.fetched_at == now:
+            return  # fetched just now (startup); do not fetch twice
+        if now >= key.expires_at - REFRESH_MARGIN:
             await self.rotate()
 
     def refresh_timer(self, interval: float = REFRESH_INTERVAL) -> TimerService:

@@ -28,18 +28,50 @@ CLEANUP_INTERVAL: Final = 60.0
 
 
 class NonceStore:
-    """Consumes nonces atomically in SQLite."""
+    """Consumes nonces atomically in SQLite, with group commit.
+
+    Nonces arriving while a transaction is in flight are consumed together in
+    the next one, so a burst costs one DB round trip instead of one each; every
+    caller still gets its answer only after its row is committed.
+    """
 
     def __init__(self, database: Database) -> None:
         self.database = database
+        self._pending: list[tuple[str, int, int, Deferred[bool]]] = []
+        self._flushing = False
 
     async def consume(self, nonce: str, now: int, ttl: int) -> bool:
         """Take ``nonce``; False if it is already taken and not expired."""
-        return await self.database.run(_consume_nonce_txn, nonce, now, ttl)
+        d: Deferred[bool] = Deferred()
+        self._pending.append((nonce, now, ttl, d))
+        if not self._flushing:
+            self._flushing = True
+            Deferred.fromCoroutine(self._flush())
+        return await d
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                items = [(nonce, now, ttl) for nonce, now, ttl, _ in batch]
+                try:
+                    results = await self.database.run(_consume_nonces_txn, items)
+                except Exception as e:
+                    for *_, d in batch:
+                        d.errback(e)
+                    continue
+                for (*_, d), fresh in zip(batch, results, strict=True):
+                    d.callback(fresh)
+        finally:
+            self._flushing = False
 
     async def cleanup(self, now: int) -> int:
         """Delete expired rows; returns how many."""
         return await self.database.run(_delete_expired_nonces_txn, now)
+
+
+def _consume_nonces_txn(txn: Any, items: list[tuple[str, int, int]]) -> list[bool]:
+    return [_consume_nonce_txn(txn, nonce, now, ttl) for nonce, now, ttl in items]
 
 
 def _consume_nonce_txn(txn: Any, nonce: str, now: int, ttl: int) -> bool:

@@ -1,17 +1,25 @@
 """Identity tokens: the claims JSON (ais.md §2) and its ECIES envelope (ais.md §4).
 
-``encrypt_token``/``decrypt_token`` use eciespy with its default configuration,
-which is byte-compatible with the Rust ``ecies`` 0.2.9 crate the actr clients use:
-uncompressed 65-byte ephemeral key ‖ 16-byte nonce ‖ 16-byte tag ‖ ciphertext.
-Do not change ``ECIES_CONFIG``. Both calls cost a few hundred microseconds.
+The envelope is eciespy's default configuration, byte-compatible with the Rust
+``ecies`` 0.2.9 crate the actr clients use: uncompressed 65-byte ephemeral key ‖
+16-byte nonce ‖ 16-byte tag ‖ AES-256-GCM ciphertext, keyed by HKDF-SHA256 over
+both uncompressed points. We call eciespy's own building blocks (its key classes,
+``encapsulate``/``decapsulate`` and ``sym_encrypt``/``sym_decrypt``) rather than
+``ecies.encrypt``/``decrypt`` only so that the parsed recipient key can be reused
+across calls: ~185 µs to encrypt and ~140 µs to decrypt instead of ~210/~270 µs.
+No cryptography is implemented here. The unit tests check against ``ecies``'s
+top-level functions both ways and against the Rust crate's known-answer vector.
 """
 
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Final
 
-import ecies
+from ecies.config import ECIES_CONFIG
+from ecies.keys import PrivateKey, PublicKey
+from ecies.utils import sym_decrypt, sym_encrypt
 
 from actrix.core.interfaces import Claims
 
@@ -83,9 +91,66 @@ def decode_claims(data: bytes) -> Claims:
     )
 
 
+# Parsed keys are memoised: building a key object costs a point decompression or
+# a scalar multiplication, and the same few KS keys are used for every token.
+@lru_cache(maxsize=256)
+def _recipient(public_key: bytes) -> PublicKey:
+    return PublicKey(ECIES_CONFIG.elliptic_curve, public_key)
+
+
+@lru_cache(maxsize=256)
+def _receiver(secret_key: bytes) -> PrivateKey:
+    return PrivateKey(ECIES_CONFIG.elliptic_curve, secret_key)
+
+
 def encrypt_token(public_key: bytes, claims: Claims) -> bytes:
     """ECIES-encrypt the claims to a 33- or 65-byte secp256k1 public key."""
-    return bytes(ecies.encrypt(public_key, encode_claims(claims)))
+    return ecies_encrypt(public_key, encode_claims(claims))
+
+
+def ecies_encrypt(public_key: bytes, plaintext: bytes) -> bytes:
+    """The ECIES envelope of ``plaintext`` for ``public_key`` (see module doc)."""
+    config = ECIES_CONFIG
+    ephemeral = PrivateKey(config.elliptic_curve)
+    sym_key = ephemeral.encapsulate(
+        _recipient(public_key), config.is_hkdf_key_compressed
+    )
+    sealed = sym_encrypt(
+        sym_key, plaintext, config.symmetric_algorithm, config.symmetric_nonce_length
+    )
+    return bytes(
+        ephemeral.public_key.to_bytes(config.is_ephemeral_key_compressed) + sealed
+    )
+
+
+def ecies_decrypt(secret_key: bytes, token: bytes) -> bytes:
+    """Open an ECIES envelope.
+
+    Raises:
+        TokenError: kind ``decrypt``.
+    """
+    if len(token) < OVERHEAD:
+        raise TokenError("decrypt", "token too short")
+    if token[0] != 0x04:
+        raise TokenError("decrypt", "ephemeral key is not an uncompressed point")
+    config = ECIES_CONFIG
+    try:
+        ephemeral = PublicKey(config.elliptic_curve, token[:EPHEMERAL_KEY_LEN])
+        sym_key = ephemeral.decapsulate(
+            _receiver(secret_key), config.is_hkdf_key_compressed
+        )
+        return bytes(
+            sym_decrypt(
+                sym_key,
+                token[EPHEMERAL_KEY_LEN:],
+                config.symmetric_algorithm,
+                config.symmetric_nonce_length,
+            )
+        )
+    except ValueError as e:  # bad point, bad scalar, or GCM tag mismatch
+        raise TokenError("decrypt", "MAC check failed or invalid key material") from e
+    except Exception as e:  # library-specific errors from coincurve/pycryptodome
+        raise TokenError("decrypt", type(e).__name__) from e
 
 
 def decrypt_token(secret_key: bytes, token: bytes) -> Claims:
@@ -97,10 +162,4 @@ def decrypt_token(secret_key: bytes, token: bytes) -> Claims:
     """
     if len(token) <= OVERHEAD:
         raise TokenError("decrypt", "token too short")
-    if token[0] != 0x04:
-        raise TokenError("decrypt", "ephemeral key is not an uncompressed point")
-    try:
-        plaintext = ecies.decrypt(secret_key, token)
-    except Exception as e:  # eciespy raises ValueError and library-specific errors
-        raise TokenError("decrypt", f"{type(e).__name__}") from e
-    return decode_claims(plaintext)
+    return decode_claims(ecies_decrypt(secret_key, token))

@@ -63,7 +63,7 @@ class VerifyingPolicy:
                 client_cert.read_bytes() + b"\n" + client_key.read_bytes()
             )
 
-    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:  # noqa: N802
+    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
         name = self._domain or hostname.decode("ascii")
         if self._client is not None:
             return ssl.optionsForClientTLS(

@@ -19,6 +19,7 @@ import json
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import treq
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -64,7 +65,7 @@ class KeyServerClient(Service):
             config.endpoint, config.timeout_seconds, shared_key, reactor, config=config
         )
 
-    def stopService(self) -> Deferred[None]:  # noqa: N802
+    def stopService(self) -> Deferred[None]:
         super().stopService()
         return self._http.close()
 
@@ -73,7 +74,7 @@ class KeyServerClient(Service):
             response = await self._http.client.request(
                 method, url, timeout=self._timeout, reactor=self._reactor, **kwargs
             )
-            body = await self._http.client.content(response)
+            body = await treq.content(response)
         except Exception as e:
             raise KeyProviderError(f"KS request failed: {type(e).__name__}: {e}") from e
         code = int(response.code)

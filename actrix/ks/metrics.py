@@ -9,7 +9,7 @@ import attrs
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
-@attrs.define
+@attrs.define(eq=False)
 class KsMetrics:
     """Plain counters kept by the KS service and resource."""
 

@@ -79,7 +79,7 @@ class KsResource:
 
     def _json(self, request: Request, status: int, body: object) -> bytes:
         self._metrics.requests[status] += 1
-        return json_response(request, status, body)
+        return _sized(request, json_response(request, status, body))
 
     def _error(self, request: Request, error: tuple[int, str]) -> bytes:
         status, text = error
@@ -89,7 +89,7 @@ class KsResource:
         self._metrics.requests[status] += 1
         request.setResponseCode(status)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return text.encode()
+        return _sized(request, text.encode())
 
     async def _verify(
         self, request: Request, credential: NonceCredential, payload: str
@@ -212,6 +212,12 @@ class KsResource:
                 "timestamp": int(self._clock.seconds()),
             },
         )
+
+
+def _sized(request: Request, body: bytes) -> bytes:
+    """Set Content-Length so an async response is not sent chunked."""
+    request.setHeader(b"content-length", str(len(body)).encode("ascii"))
+    return body
 
 
 def _arg(args: dict[bytes, list[bytes]], name: str) -> str | None:

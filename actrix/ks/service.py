@@ -24,6 +24,8 @@ from actrix.ks.store import KeyRow, KeyStore, newest_key_txn
 
 log = Logger()
 
+ROW_CACHE_SIZE = 4096
+
 
 class KeyService:
     """Key pairs with a TTL (0 = never expire) and a tolerance after expiry."""
@@ -43,6 +45,9 @@ class KeyService:
         self.tolerance_seconds = tolerance_seconds
         self._kek = kek
         self.metrics = metrics or KsMetrics()
+        # Rows never change once written, so lookups are served from memory
+        # after the first read (expiry is still checked on every call).
+        self._rows: dict[int, KeyRow] = {}
 
     async def generate_key(self) -> KeyRecord:
         """Create, store and return a new key pair's public half.
@@ -65,6 +70,7 @@ class KeyService:
         except Exception as e:
             log.failure("while storing a new key")
             raise KeyProviderError("Failed to store key") from e
+        self._remember(KeyRow(key_id, "", stored, now, expires_at))
         self.metrics.keys_generated += 1
         self.metrics.key_count += 1
         log.info("generated KS key {key_id}", key_id=key_id)
@@ -76,13 +82,16 @@ class KeyService:
         Raises:
             KeyProviderError: the store failed or the secret cannot be unsealed.
         """
-        try:
-            row = await self._store.get_key(key_id)
-        except Exception as e:
-            log.failure("while loading key {key_id}", key_id=key_id)
-            raise KeyProviderError("Failed to load key") from e
+        row = self._rows.get(key_id)
         if row is None:
-            return None
+            try:
+                row = await self._store.get_key(key_id)
+            except Exception as e:
+                log.failure("while loading key {key_id}", key_id=key_id)
+                raise KeyProviderError("Failed to load key") from e
+            if row is None:
+                return None
+            self._remember(row)
         now = int(self._clock.seconds())
         if row.expires_at > 0 and row.expires_at + self.tolerance_seconds < now:
             log.info("key {key_id} is past its tolerance", key_id=key_id)
@@ -92,6 +101,11 @@ class KeyService:
         secret = self._open(row)
         self.metrics.secrets_served += 1
         return SecretKey(key_id, secret, row.expires_at, self.tolerance_seconds)
+
+    def _remember(self, row: KeyRow) -> None:
+        if len(self._rows) >= ROW_CACHE_SIZE:
+            del self._rows[next(iter(self._rows))]
+        self._rows[row.key_id] = row
 
     def _open(self, row: KeyRow) -> bytes:
         try:
@@ -116,9 +130,11 @@ class KeyService:
 
     async def delete_expired(self) -> int:
         """Delete keys past expiry + tolerance (the original ignored tolerance)."""
-        removed = await self._store.delete_expired(
-            int(self._clock.seconds()), self.tolerance_seconds
-        )
+        now = int(self._clock.seconds())
+        removed = await self._store.delete_expired(now, self.tolerance_seconds)
+        for key_id, row in list(self._rows.items()):
+            if row.expires_at > 0 and row.expires_at + self.tolerance_seconds < now:
+                del self._rows[key_id]
         if removed:
             self.metrics.keys_deleted += removed
             self.metrics.key_count = max(0, self.metrics.key_count - removed)

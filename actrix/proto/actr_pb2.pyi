@@ -460,6 +460,14 @@ class ActrUpEvent(_message.Message):
     actor_id: ActrId
     def __init__(self, actor_id: _Optional[_Union[ActrId, _Mapping]] = ...) -> None: ...
 
+class ActrDownEvent(_message.Message):
+    __slots__ = ("actor_id", "reason")
+    ACTOR_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    actor_id: ActrId
+    reason: str
+    def __init__(self, actor_id: _Optional[_Union[ActrId, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class RoleNegotiation(_message.Message):
     __slots__ = ("to", "realm_id")
     FROM_FIELD_NUMBER: _ClassVar[int]

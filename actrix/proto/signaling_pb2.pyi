@@ -69,7 +69,7 @@ class ActrToSignaling(_message.Message):
     def __init__(self, source: _Optional[_Union[_actr_pb2.ActrId, _Mapping]] = ..., credential: _Optional[_Union[_actr_pb2.AIdCredential, _Mapping]] = ..., unregister_request: _Optional[_Union[_actr_pb2.UnregisterRequest, _Mapping]] = ..., ping: _Optional[_Union[_actr_pb2.Ping, _Mapping]] = ..., credential_update_request: _Optional[_Union[_actr_pb2.CredentialUpdateRequest, _Mapping]] = ..., discovery_request: _Optional[_Union[_actr_pb2.DiscoveryRequest, _Mapping]] = ..., route_candidates_request: _Optional[_Union[_actr_pb2.RouteCandidatesRequest, _Mapping]] = ..., get_service_spec_request: _Optional[_Union[_actr_pb2.GetServiceSpecRequest, _Mapping]] = ..., subscribe_actr_up_request: _Optional[_Union[_actr_pb2.SubscribeActrUpRequest, _Mapping]] = ..., unsubscribe_actr_up_request: _Optional[_Union[_actr_pb2.UnsubscribeActrUpRequest, _Mapping]] = ..., error: _Optional[_Union[_actr_pb2.ErrorResponse, _Mapping]] = ...) -> None: ...
 
 class SignalingToActr(_message.Message):
-    __slots__ = ("target", "register_response", "unregister_response", "pong", "discovery_response", "route_candidates_response", "get_service_spec_response", "subscribe_actr_up_response", "unsubscribe_actr_up_response", "actr_up_event", "error")
+    __slots__ = ("target", "register_response", "unregister_response", "pong", "discovery_response", "route_candidates_response", "get_service_spec_response", "subscribe_actr_up_response", "unsubscribe_actr_up_response", "actr_up_event", "actr_down_event", "error")
     TARGET_FIELD_NUMBER: _ClassVar[int]
     REGISTER_RESPONSE_FIELD_NUMBER: _ClassVar[int]
     UNREGISTER_RESPONSE_FIELD_NUMBER: _ClassVar[int]
@@ -80,6 +80,7 @@ class SignalingToActr(_message.Message):
     SUBSCRIBE_ACTR_UP_RESPONSE_FIELD_NUMBER: _ClassVar[int]
     UNSUBSCRIBE_ACTR_UP_RESPONSE_FIELD_NUMBER: _ClassVar[int]
     ACTR_UP_EVENT_FIELD_NUMBER: _ClassVar[int]
+    ACTR_DOWN_EVENT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     target: _actr_pb2.ActrId
     register_response: _actr_pb2.RegisterResponse
@@ -91,8 +92,9 @@ class SignalingToActr(_message.Message):
     subscribe_actr_up_response: _actr_pb2.SubscribeActrUpResponse
     unsubscribe_actr_up_response: _actr_pb2.UnsubscribeActrUpResponse
     actr_up_event: _actr_pb2.ActrUpEvent
+    actr_down_event: _actr_pb2.ActrDownEvent
     error: _actr_pb2.ErrorResponse
-    def __init__(self, target: _Optional[_Union[_actr_pb2.ActrId, _Mapping]] = ..., register_response: _Optional[_Union[_actr_pb2.RegisterResponse, _Mapping]] = ..., unregister_response: _Optional[_Union[_actr_pb2.UnregisterResponse, _Mapping]] = ..., pong: _Optional[_Union[_actr_pb2.Pong, _Mapping]] = ..., discovery_response: _Optional[_Union[_actr_pb2.DiscoveryResponse, _Mapping]] = ..., route_candidates_response: _Optional[_Union[_actr_pb2.RouteCandidatesResponse, _Mapping]] = ..., get_service_spec_response: _Optional[_Union[_actr_pb2.GetServiceSpecResponse, _Mapping]] = ..., subscribe_actr_up_response: _Optional[_Union[_actr_pb2.SubscribeActrUpResponse, _Mapping]] = ..., unsubscribe_actr_up_response: _Optional[_Union[_actr_pb2.UnsubscribeActrUpResponse, _Mapping]] = ..., actr_up_event: _Optional[_Union[_actr_pb2.ActrUpEvent, _Mapping]] = ..., error: _Optional[_Union[_actr_pb2.ErrorResponse, _Mapping]] = ...) -> None: ...
+    def __init__(self, target: _Optional[_Union[_actr_pb2.ActrId, _Mapping]] = ..., register_response: _Optional[_Union[_actr_pb2.RegisterResponse, _Mapping]] = ..., unregister_response: _Optional[_Union[_actr_pb2.UnregisterResponse, _Mapping]] = ..., pong: _Optional[_Union[_actr_pb2.Pong, _Mapping]] = ..., discovery_response: _Optional[_Union[_actr_pb2.DiscoveryResponse, _Mapping]] = ..., route_candidates_response: _Optional[_Union[_actr_pb2.RouteCandidatesResponse, _Mapping]] = ..., get_service_spec_response: _Optional[_Union[_actr_pb2.GetServiceSpecResponse, _Mapping]] = ..., subscribe_actr_up_response: _Optional[_Union[_actr_pb2.SubscribeActrUpResponse, _Mapping]] = ..., unsubscribe_actr_up_response: _Optional[_Union[_actr_pb2.UnsubscribeActrUpResponse, _Mapping]] = ..., actr_up_event: _Optional[_Union[_actr_pb2.ActrUpEvent, _Mapping]] = ..., actr_down_event: _Optional[_Union[_actr_pb2.ActrDownEvent, _Mapping]] = ..., error: _Optional[_Union[_actr_pb2.ErrorResponse, _Mapping]] = ...) -> None: ...
 
 class ActrRelay(_message.Message):
     __slots__ = ("source", "credential", "target", "ice_candidate", "session_description", "role_negotiation", "role_assignment", "ice_restart_request")

@@ -38,11 +38,13 @@ from actrix.proto import actr_pb2
 
 __all__ = [
     "Analyzer",
+    "CacheStats",
     "CompatibilityCache",
     "CompatibilityError",
     "InlineAnalyzer",
     "ThreadedAnalyzer",
     "analyze_specs",
+    "compare_files",
     "file_fingerprint",
 ]
 
@@ -52,8 +54,9 @@ log = Logger()
 _WELL_KNOWN_INCLUDE = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
 _PACKAGE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _MAX_PACKAGE_NAME = 200
-# The statement every protobuf Python generator (>= 3.20) emits for a file.
-_ADD_SERIALIZED_FILE = "AddSerializedFile"
+# The call every protobuf Python generator (>= 3.20) emits for a file; protoc
+# escapes the literal to printable ASCII.
+_SERIALIZED_FILE_RE = re.compile(rb"AddSerializedFile\((b'(?:[^'\\\n]|\\.)*')\)")
 
 _GREEN, _YELLOW, _RED = 0, 1, 2
 _LEVELS = (
@@ -93,21 +96,20 @@ def _file_names(package: str, index: int) -> list[str]:
 
 
 def _extract_descriptor(generated: bytes) -> descriptor_pb2.FileDescriptorProto:
-    """Pull the serialized FileDescriptorProto out of protoc's generated Python."""
-    tree = ast.parse(generated)
-    for node in ast.walk(tree):
-        if (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == _ADD_SERIALIZED_FILE
-            and node.args
-            and isinstance(node.args[0], ast.Constant)
-            and isinstance(node.args[0].value, bytes)
-        ):
-            proto = descriptor_pb2.FileDescriptorProto()
-            proto.ParseFromString(node.args[0].value)
-            return proto
-    raise CompatibilityError("protoc output holds no file descriptor")
+    """Pull the serialized FileDescriptorProto out of protoc's generated Python.
+
+    Only the one bytes literal is evaluated (``ast.literal_eval``, no code runs);
+    parsing the whole generated module would cost several ms per file.
+    """
+    match = _SERIALIZED_FILE_RE.search(generated)
+    if match is None:
+        raise CompatibilityError("protoc output holds no file descriptor")
+    literal = ast.literal_eval(match.group(1).decode("ascii"))
+    if not isinstance(literal, bytes):
+        raise CompatibilityError("protoc output holds no file descriptor")
+    proto = descriptor_pb2.FileDescriptorProto()
+    proto.ParseFromString(literal)
+    return proto
 
 
 def _find_descriptor(
@@ -448,6 +450,9 @@ class ThreadedAnalyzer:
 # ---------------------------------------------------------------------------
 
 
+_Result = actr_pb2.CompatibilityAnalysisResult
+
+
 @attrs.frozen
 class _Cached:
     stored_at: float
@@ -486,8 +491,7 @@ class CompatibilityCache:
         self._max_entries = max_entries
         self._ttl = ttl
         self._entries: collections.OrderedDict[str, _Cached] = collections.OrderedDict()
-        self._inflight: dict[str, list[Deferred[actr_pb2.CompatibilityAnalysisResult]]]
-        self._inflight = {}
+        self._inflight: dict[str, list[Deferred[_Result]]] = {}
         self.stats = CacheStats()
 
     def __len__(self) -> int:
@@ -537,7 +541,7 @@ class CompatibilityCache:
         key = self.key(type_key, base.fingerprint, candidate.fingerprint)
         waiters = self._inflight.get(key)
         if waiters is not None:
-            waiter: Deferred[actr_pb2.CompatibilityAnalysisResult] = Deferred()
+            waiter: Deferred[_Result] = Deferred()
             waiters.append(waiter)
             return await waiter
         self.stats.misses += 1

@@ -8,11 +8,14 @@ field never makes the server raise while answering it (signaling.md §3.10).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from typing import Final
 
 from google.protobuf.message import DecodeError as _ProtoDecodeError
 
+from actrix.core.actrid import ActrIdError, parse_actr_id
 from actrix.proto import actr_pb2, signaling_pb2
 
 ENVELOPE_VERSION: Final = 1
@@ -151,8 +154,8 @@ def flow_name(envelope: signaling_pb2.SignalingEnvelope) -> str:
     if flow is None:
         return "none"
     if flow == "envelope_error":
-        return flow
-    inner = getattr(envelope, flow).WhichOneof("payload")
+        return "envelope_error"
+    inner: str | None = getattr(envelope, flow).WhichOneof("payload")
     return inner or flow
 
 
@@ -178,3 +181,37 @@ def same_id(a: actr_pb2.ActrId, b: actr_pb2.ActrId) -> bool:
 def actor_key(actr_id: actr_pb2.ActrId) -> tuple[int, int]:
     """How relays and the registry find an actor: (realm_id, serial)."""
     return (actr_id.realm.realm_id, actr_id.serial_number)
+
+
+def parse_url_identity(
+    params: dict[str, list[str]],
+) -> tuple[actr_pb2.ActrId, actr_pb2.AIdCredential] | None:
+    """The reconnect identity of the upgrade URL (§1.1), or None if absent or malformed.
+
+    ``params`` is the parsed query (values already percent-decoded). A ``+`` of
+    an unescaped base64 token arrives as a space and is put back.
+    """
+    actor = params.get("actor_id")
+    token = params.get("token")
+    if not actor or not token:
+        return None
+    try:
+        actr_id = parse_actr_id(actor[0])
+    except ActrIdError:
+        return None
+    try:
+        encrypted = base64.b64decode(token[0].replace(" ", "+"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    key_id = 0
+    raw_key = params.get("token_key_id")
+    if raw_key:
+        try:
+            key_id = int(raw_key[0])
+        except ValueError:
+            key_id = 0
+        if not 0 <= key_id < 1 << 32:
+            key_id = 0
+    return actr_id, actr_pb2.AIdCredential(
+        encrypted_token=encrypted, token_key_id=key_id
+    )

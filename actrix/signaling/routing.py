@@ -219,7 +219,14 @@ async def _negotiate(
     fingerprint = request.client_fingerprint
     exact: list[actr_pb2.ActrId] = []
     compatible: list[tuple[int, actr_pb2.ActrId]] = []
-    base_lookup: list[actr_pb2.ServiceSpec | None] = []  # memo: looked up at most once
+    base_memo: list[actr_pb2.ServiceSpec | None] = []
+
+    def base_spec() -> actr_pb2.ServiceSpec | None:
+        # Asked at most once per request, and only on a cache miss.
+        if not base_memo:
+            base_memo.append(_lookup_client_spec(request, client_spec))
+        return base_memo[0]
+
     for entry in pool:
         candidate_fp = entry.service_spec.fingerprint if entry.service_spec else ""
         info = ok.compatibility_info.add()
@@ -233,10 +240,8 @@ async def _negotiate(
             continue
         if entry.service_spec is None:
             continue
-        if not base_lookup:
-            base_lookup.append(_lookup_client_spec(request, client_spec))
         result = await _analysis(
-            compat, entry.type_key, fingerprint, base_lookup[0], entry.service_spec
+            compat, entry.type_key, fingerprint, base_spec, entry.service_spec
         )
         if result is None:
             continue
@@ -270,7 +275,7 @@ async def _analysis(
     compat: CompatibilityCache,
     entry_type_key: str,
     fingerprint: str,
-    base: actr_pb2.ServiceSpec | None,
+    base_spec: Callable[[], actr_pb2.ServiceSpec | None],
     candidate: actr_pb2.ServiceSpec,
 ) -> actr_pb2.CompatibilityAnalysisResult | None:
     """The cached or fresh analysis for one entry; None means "not compatible"."""
@@ -278,6 +283,7 @@ async def _analysis(
         cached = compat.get(entry_type_key, fingerprint, candidate.fingerprint)
         if cached is not None:
             return cached
+        base = base_spec()
         if base is None:
             return None
         return await compat.analyze(entry_type_key, base, candidate)

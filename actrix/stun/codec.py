@@ -1,4 +1,4 @@
-"""STUN (RFC 5389) and TURN (RFC 5766/6156) wire format: messages, attributes, ChannelData.
+"""STUN (RFC 5389) and TURN (RFC 5766/6156) wire format: messages and ChannelData.
 
 :func:`decode` turns one datagram (or one TCP frame) into a :class:`Message`
 whose attributes stay as raw value bytes in a dict (first occurrence wins, as
@@ -101,7 +101,9 @@ FAMILY_IPV6: Final = 0x02
 TRANSPORT_UDP: Final = 17
 
 CHANNEL_MIN: Final = 0x4000
-CHANNEL_MAX: Final = 0x4FFF  # RFC 5766 §11; 0x5000-0x7FFF are reserved
+# RFC 5766 §11 allows 0x4000-0x7FFF; RFC 8656 later narrowed it to 0x4FFF, but
+# coturn (server and turnutils_uclient) still uses the whole RFC 5766 range.
+CHANNEL_MAX: Final = 0x7FFF
 
 REASONS: Final = {
     300: "Try Alternate",
@@ -541,7 +543,7 @@ def decode_channel_data(data: bytes) -> tuple[int, bytes]:
     """(channel, payload) of one ChannelData message (UDP padding tolerated).
 
     Raises:
-        DecodeError: truncated, or the channel number is outside 0x4000-0x4FFF.
+        DecodeError: truncated, or the channel number is outside 0x4000-0x7FFF.
     """
     if len(data) < 4:
         raise DecodeError("ChannelData shorter than 4 bytes")
@@ -567,6 +569,6 @@ def frame_size(buffer: bytes | bytearray, offset: int = 0) -> int:
     length = (buffer[offset + 2] << 8) | buffer[offset + 3]
     if first < 0x40:
         return HEADER_SIZE + length
-    if first <= 0x4F:
+    if first <= 0x7F:
         return 4 + length + (-length & 3)
     raise DecodeError("neither STUN nor ChannelData")

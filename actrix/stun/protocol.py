@@ -107,11 +107,13 @@ def _unknown_required(message: codec.Message) -> list[int]:
 class StunUdpProtocol(DatagramProtocol):
     """STUN-only server on UDP: Binding requests only, everything else dropped."""
 
+    transport: Any
+
     def __init__(self, responder: BindingResponder, counters: BindingCounters) -> None:
         self._responder = responder
         self._counters = counters
 
-    def datagramReceived(self, data: bytes, addr: Any) -> None:  # noqa: N802
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
         try:
             message = codec.decode(data)
         except codec.DecodeError:
@@ -125,12 +127,14 @@ class StunUdpProtocol(DatagramProtocol):
 class StunTcpProtocol(StreamProtocol):
     """STUN-only server on one TCP/TLS connection (RFC 5389 §7.2.2 framing)."""
 
+    transport: Any
+
     def __init__(self, responder: BindingResponder, counters: BindingCounters) -> None:
         self._responder = responder
         self._counters = counters
         self._buffer = b""
 
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+    def dataReceived(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
         offset = 0
         while True:
@@ -171,5 +175,5 @@ class StunTcpFactory(Factory):
         self._responder = responder
         self._counters = counters
 
-    def buildProtocol(self, addr: Any) -> StunTcpProtocol:  # noqa: N802
+    def buildProtocol(self, addr: Any) -> StunTcpProtocol:
         return StunTcpProtocol(self._responder, self._counters)

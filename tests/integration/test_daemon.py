@@ -206,3 +206,49 @@ class TwistdProcessTests(TestCase):
         self.assertEqual(code, 0, proto.output.decode())
         self.assertLess(reactor.seconds() - started, 5.0)
         self.assertIn(b"actrix stopped", proto.output)
+
+
+class TwistdSighupTests(TestCase):
+    timeout = 40
+
+    async def test_sighup_reloads_certificate_in_running_twistd(self) -> None:
+        """SIGHUP makes a running twistd serve a replaced certificate."""
+        import ssl
+
+        from twisted.internet.threads import deferToThread
+
+        from tests.certs import write_self_signed
+
+        tmp = Path(self.mktemp()).resolve()
+        cert, key = write_self_signed(tmp / "tls", "first.test")
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        text = config_text(tmp / "db").replace('env = "dev"', 'env = "test"') + (
+            "\n[bind.https]\ndomain_name = 'localhost'\nadvertised_ip = '127.0.0.1'\n"
+            f"ip = '127.0.0.1'\nport = {port}\ncert = '{cert}'\nkey = '{key}'\n"
+        )
+        config = tmp / "actrix.toml"
+        config.write_text(text)
+        proto, transport = _spawn(["actrix", "-c", str(config)], tmp)
+        self.addCleanup(lambda: proto.ended)
+        self.addCleanup(transport.signalProcess, "TERM")
+        fetch = (ssl.get_server_certificate, ("127.0.0.1", port))
+        for _ in range(100):
+            try:
+                first = await deferToThread(*fetch)
+                break
+            except OSError:
+                await deferLater(reactor, 0.1, lambda: None)
+        else:
+            self.fail("daemon did not come up: " + proto.output.decode())
+        write_self_signed(tmp / "tls", "second.test")
+        transport.signalProcess(signal.SIGHUP)
+        for _ in range(50):
+            second = await deferToThread(*fetch)
+            if second != first:
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(second.strip(), cert.read_text().strip())
+        self.assertIn(b"TLS certificate reloaded", proto.output)

@@ -1,0 +1,194 @@
+"""The signaling WebSocket (Autobahn): limits, framing, and the hand-off to the service.
+
+Before the upgrade: the per-IP connection rate and concurrency limits (HTTP 429)
+and the URL identity of a reconnect, which is validated before the handshake
+completes so the first message already belongs to the bound actor. After it:
+one binary message is one envelope; text frames are ignored; the per-connection
+token bucket answers floods with an ``envelope_error`` 429; an undecodable frame
+closes this one session (1007). Autobahn enforces the frame and message size
+limits (close 1009) and answers WebSocket pings itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from actrix.core.config import SignalingConfig
+from actrix.signaling import messages
+from actrix.signaling.limits import ConnectionLimits, TokenBucket
+from actrix.signaling.service import Session, SignalingService
+
+_log = Logger()
+
+BAD_FRAME_CODE = 1007  # RFC 6455: payload inconsistent with the message type
+
+
+class SignalingProtocol(WebSocketServerProtocol):
+    """One signaling WebSocket."""
+
+    factory: SignalingFactory
+
+    _session: Session | None = None
+    _bucket: TokenBucket | None = None
+    _ip: str = ""
+    _admitted = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        transport: Any = self.transport
+        # Autobahn's own attempt swallows the error on Twisted; set it here.
+        with contextlib.suppress(AttributeError, OSError):
+            transport.setTcpNoDelay(True)
+        peer = transport.getPeer()
+        self._ip = str(getattr(peer, "host", ""))
+
+    def onConnect(  # type: ignore[override]  # Autobahn also accepts a Deferred
+        self, request: ConnectionRequest
+    ) -> Deferred[None] | None:
+        factory = self.factory
+        now = factory.clock.seconds()
+        refused = factory.limits.admit(self._ip, now)
+        if refused is not None:
+            factory.service.metrics.connections_refused[refused] += 1
+            _log.info(
+                "connection from {ip} refused: {reason} limit",
+                ip=self._ip,
+                reason=refused,
+            )
+            raise ConnectionDeny(429, "Too Many Requests")
+        self._admitted = True
+        role = request.params.get("webrtc_role")
+        self._session = session = factory.service.open_session(
+            self, self._ip, role[0] if role else None
+        )
+        config = factory.config.message_rate
+        if config.enabled:
+            self._bucket = TokenBucket(config.per_second, config.burst_size, now)
+        identity = messages.parse_url_identity(request.params)
+        if identity is None:
+            if "actor_id" in request.params:
+                _log.info("malformed URL identity from {ip} ignored", ip=self._ip)
+            return None
+        d = Deferred.fromCoroutine(
+            factory.service.bind_url_identity(session, *identity)
+        )
+        done: Deferred[None] = d.addCallback(lambda _: None)
+        done.addErrback(_bind_failed)
+        return done
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        session = self._session
+        if session is None:
+            return
+        service = self.factory.service
+        if not isBinary:
+            _log.debug("text frame from {ip} ignored", ip=self._ip)
+            service.metrics.rejections["text_frame"] += 1
+            return
+        bucket = self._bucket
+        if bucket is not None:
+            now = self.factory.clock.seconds()
+            if not bucket.take(now):
+                service.metrics.rejections["rate_limit"] += 1
+                service.send(
+                    session,
+                    messages.rate_limited(
+                        now, self.factory.config.message_rate.per_second
+                    ),
+                )
+                return
+        try:
+            envelope = messages.decode_envelope(payload)
+        except messages.DecodeError as e:
+            service.metrics.rejections["decode"] += 1
+            _log.warn(
+                "undecodable frame ({size} bytes) from {ip}: {error}; closing",
+                size=len(payload),
+                ip=self._ip,
+                error=str(e),
+            )
+            service.session_closed(session)
+            self.close_session(BAD_FRAME_CODE, "invalid SignalingEnvelope")
+            return
+        service.handle(session, envelope)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        try:
+            super().connectionLost(reason)
+        finally:
+            # Autobahn leaves this timer behind when the peer vanishes mid-close.
+            call: Any = self.closeHandshakeTimeoutCall
+            if call is not None:
+                self.closeHandshakeTimeoutCall = None
+                call.cancel()
+            if self._session is not None:
+                self.factory.service.session_closed(self._session)
+                self._session = None
+            if self._admitted:
+                self._admitted = False
+                self.factory.limits.release(self._ip)
+
+    # Connection (what the service calls)
+
+    def send_bytes(self, data: bytes) -> bool:
+        if self.state != WebSocketServerProtocol.STATE_OPEN:
+            return False
+        self.sendMessage(data, isBinary=True)
+        return True
+
+    def close_session(self, code: int, reason: str) -> None:
+        if self.state == WebSocketServerProtocol.STATE_OPEN:
+            # sendClose refuses protocol codes such as 1001 and 1007; the frame
+            # method underneath takes any code.
+            self.sendCloseFrame(code, reason.encode("utf-8")[:123], isReply=False)
+        elif self.state != WebSocketServerProtocol.STATE_CLOSED:
+            self.dropConnection(abort=True)
+
+    def abort(self) -> None:
+        self.dropConnection(abort=True)
+
+
+def _bind_failed(failure: Failure) -> None:
+    _log.failure("while checking a URL identity", failure)
+
+
+class SignalingFactory(WebSocketServerFactory):
+    """Builds :class:`SignalingProtocol`; holds the shared limits and the service."""
+
+    protocol = SignalingProtocol  # type: ignore[assignment]  # Autobahn's factory attr
+
+    def __init__(
+        self,
+        service: SignalingService,
+        config: SignalingConfig,
+        clock: IReactorTime,
+        reactor: Any = None,
+    ) -> None:
+        super().__init__(reactor=reactor)
+        self.service = service
+        self.config = config
+        self.clock = clock
+        self.limits = ConnectionLimits(config.connection_rate)
+        self.setProtocolOptions(
+            maxFramePayloadSize=config.max_message_size,
+            maxMessagePayloadSize=config.max_message_size,
+            autoPingInterval=0,
+            openHandshakeTimeout=10,
+            closeHandshakeTimeout=2,
+            # Send a close frame (1009, 1002...) before dropping, so the peer
+            # learns why.
+            failByDrop=False,
+        )
+
+    def prune_limits(self) -> None:
+        """Forget idle per-IP limiter state (a timer calls this)."""
+        self.limits.prune(self.clock.seconds())

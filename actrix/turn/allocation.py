@@ -1,0 +1,258 @@
+"""One TURN allocation, its relay socket protocol, and the relay port pool.
+
+An :class:`Allocation` is small (``__slots__``; permissions and channels in
+plain dicts) because a server holds tens of thousands; its relay socket is a
+UDP port opened through an injected :data:`RelayOpener` (the reactor's
+``listenUDP`` in the daemon, fakes in unit tests). :class:`RelayProtocol`
+forwards a peer's datagram to the client synchronously: permission check
+(dict), channel lookup (dict), ChannelData or Data indication, one write.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final, Protocol
+
+from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import DatagramProtocol
+
+from actrix.stun import codec
+from actrix.turn.metrics import TurnMetrics
+
+PERMISSION_LIFETIME: Final = 300.0  # RFC 5766 §8
+CHANNEL_LIFETIME: Final = 600.0  # RFC 5766 §11
+
+_CHANNEL_HEADER = struct.Struct("!HH")
+_PADDING: Final = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
+_DATA_ATTR = struct.Struct("!HH")
+
+RelayOpener = Callable[[str, int, DatagramProtocol], IListeningPort]
+"""Opens a UDP relay socket on (ip, port); raises CannotListenError when taken."""
+
+
+class ClientLink(Protocol):
+    """How the service reaches the client of an allocation (UDP or TCP/TLS)."""
+
+    @property
+    def transport_name(self) -> str:
+        """``udp``, ``tcp`` or ``tls``."""
+
+    @property
+    def pad(self) -> bool:
+        """ChannelData is padded to 4 bytes (stream transports, RFC 5766 §11.5)."""
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The client's transport address."""
+
+    @property
+    def allocation_key(self) -> Any:
+        """The key of this client's 5-tuple in ``TurnService.allocations``."""
+
+    def send(self, data: bytes) -> None: ...
+
+
+Sender = Callable[[bytes, Any], Any]
+
+
+def fast_sender(transport: Any) -> Sender:
+    """``sendto`` on the transport's socket, or ``transport.write`` for fakes.
+
+    Twisted's ``udp.Port.write`` re-parses the address on every call; our
+    addresses come from ``recvfrom`` or a decoded attribute, so the hot paths
+    skip that. Send errors (full buffer, unreachable) drop the datagram, as
+    UDP would anyway.
+    """
+    sock = getattr(transport, "socket", None)
+    if not isinstance(sock, socket.socket):
+        write: Sender = transport.write
+        return write
+    sendto = sock.sendto
+
+    def send(data: bytes, address: Any) -> None:
+        try:  # noqa: SIM105 (suppress() would add a context manager per packet)
+            sendto(data, address)
+        except OSError:
+            pass
+
+    return send
+
+
+class UdpLink:
+    """A UDP client: replies go out of the ICE socket to the client's address."""
+
+    __slots__ = ("address", "allocation_key", "sendto")
+
+    transport_name: Final = "udp"
+    pad: Final = False
+
+    def __init__(self, sendto: Sender, address: tuple[str, int]) -> None:
+        self.sendto = sendto
+        self.address = address
+        self.allocation_key = address
+
+    def send(self, data: bytes) -> None:
+        self.sendto(data, self.address)
+
+
+class Allocation:
+    """A relayed transport address held for one client 5-tuple."""
+
+    __slots__ = (
+        "channel_expiry",
+        "channels",
+        "denied_logged",
+        "expires_at",
+        "family",
+        "key",
+        "link",
+        "peer_channels",
+        "permissions",
+        "principal",
+        "relay",
+        "relay_address",
+        "relay_port",
+        "transaction_id",
+        "username",
+    )
+
+    def __init__(
+        self,
+        link: ClientLink,
+        username: str,
+        principal: str,
+        key: bytes,
+        relay_address: tuple[str, int],
+        family: int,
+        expires_at: float,
+        transaction_id: bytes,
+    ) -> None:
+        self.link = link
+        self.username = username
+        self.principal = principal
+        self.key = key
+        self.relay_address = relay_address
+        self.family = family
+        self.expires_at = expires_at
+        self.transaction_id = transaction_id
+        self.permissions: dict[str, float] = {}
+        self.channels: dict[int, tuple[str, int]] = {}
+        self.channel_expiry: dict[int, float] = {}
+        self.peer_channels: dict[tuple[str, int], int] = {}
+        self.relay: RelayProtocol | None = None
+        self.relay_port: IListeningPort | None = None
+        self.denied_logged: set[str] | None = None
+
+    def send_to_peer(self, payload: bytes, peer: tuple[str, int]) -> None:
+        """Write one datagram out of the relay socket (permission already checked)."""
+        relay = self.relay
+        if relay is not None:
+            relay.sendto(payload, peer)
+
+    def expire(self, now: float) -> None:
+        """Drop permissions and channel bindings whose time has passed."""
+        permissions = self.permissions
+        for ip in [ip for ip, until in permissions.items() if until <= now]:
+            del permissions[ip]
+        expiry = self.channel_expiry
+        for number in [n for n, until in expiry.items() if until <= now]:
+            del expiry[number]
+            peer = self.channels.pop(number)
+            self.peer_channels.pop(peer, None)
+
+
+class RelayProtocol(DatagramProtocol):
+    """The relay socket of one allocation: peer datagrams go to the client."""
+
+    noisy = False  # one per allocation: no "Starting protocol" log line each
+
+    def __init__(self, allocation: Allocation | None, metrics: TurnMetrics) -> None:
+        self.allocation = allocation
+        self._metrics = metrics
+        self.sendto: Sender = drop_datagram
+
+    def startProtocol(self) -> None:
+        self.sendto = fast_sender(self.transport)
+
+    def stopProtocol(self) -> None:
+        self.sendto = drop_datagram
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        allocation = self.allocation
+        if allocation is None:
+            return  # a reserved port (EVEN-PORT R bit) not yet claimed
+        if len(addr) != 2:
+            addr = (addr[0], addr[1])
+        if addr[0] not in allocation.permissions:
+            self._metrics.dropped_no_permission += 1
+            return
+        size = len(data)
+        channel = allocation.peer_channels.get(addr)
+        if channel is not None:
+            frame = _CHANNEL_HEADER.pack(channel, size) + data
+            if allocation.link.pad and size & 3:
+                frame += _PADDING[size & 3]
+        else:
+            frame = data_indication(addr, data)
+        allocation.link.send(frame)
+        metrics = self._metrics
+        metrics.relayed_packets_in += 1
+        metrics.relayed_bytes_in += size
+
+
+def drop_datagram(data: bytes, address: Any) -> None:
+    """The relay socket is closed: drop."""
+
+
+def data_indication(peer: tuple[str, int], data: bytes) -> bytes:
+    """A Data indication carrying ``data`` from ``peer`` (RFC 5766 §10.3)."""
+    txid = random.randbytes(12)  # noqa: S311 (an indication id needs no secrecy)
+    return codec.encode(
+        codec.DATA_INDICATION,
+        txid,
+        (
+            (codec.XOR_PEER_ADDRESS, codec.encode_xor_address(peer[0], peer[1], txid)),
+            (codec.DATA, data),
+        ),
+    )
+
+
+class PortPool:
+    """Relay ports of ``turn.relay_port_range``, handed out in random order."""
+
+    def __init__(self, start: int, end: int, rng: random.Random | None = None) -> None:
+        ports = list(range(start, end + 1))
+        (rng or random.SystemRandom()).shuffle(ports)
+        self._free: deque[int] = deque(ports)
+        self.start = start
+        self.end = end
+
+    def take(self, even: bool = False) -> int | None:
+        """A free port (even when asked), or None when none is left."""
+        free = self._free
+        for _ in range(len(free)):
+            port = free.popleft()
+            if not even or port % 2 == 0:
+                return port
+            free.append(port)
+        return None
+
+    def take_specific(self, port: int) -> bool:
+        """Claim ``port`` if it is free (the odd half of an EVEN-PORT pair)."""
+        try:
+            self._free.remove(port)
+        except ValueError:
+            return False
+        return True
+
+    def release(self, port: int) -> None:
+        """Return a port; it is reused last."""
+        if self.start <= port <= self.end:
+            self._free.append(port)
+
+    def __len__(self) -> int:
+        return len(self._free)

@@ -1,0 +1,91 @@
+"""Stateless nonces and the per-source-IP allocation rate limit.
+
+Nonces (RFC 5389 §10.2) carry their own expiry and an HMAC over it and the
+client's IP, so nothing is stored per client: a nonce is valid for
+``turn.nonce_lifetime`` seconds from the client it was given to. The rate
+limiter is a token bucket per source IP with a bounded table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from typing import Final
+
+from twisted.internet.interfaces import IReactorTime
+
+MAX_BUCKETS: Final = 65536
+
+
+class NonceIssuer:
+    """Issues and checks ``<expiry hex><mac>`` nonces bound to a client IP."""
+
+    def __init__(
+        self, clock: IReactorTime, lifetime: float, secret: bytes | None = None
+    ) -> None:
+        self._clock = clock
+        self._lifetime = lifetime
+        self._secret = secret or os.urandom(16)
+
+    def issue(self, ip: str) -> bytes:
+        """A fresh nonce for ``ip``."""
+        expiry = int(self._clock.seconds() + self._lifetime)
+        head = f"{expiry:08x}"
+        return (head + self._mac(head, ip)).encode("ascii")
+
+    def valid(self, nonce: bytes, ip: str) -> bool:
+        """Whether ``nonce`` was issued by us to ``ip`` and has not expired."""
+        if len(nonce) != 24:
+            return False
+        try:
+            text = nonce.decode("ascii")
+            expiry = int(text[:8], 16)
+        except (UnicodeDecodeError, ValueError):
+            return False
+        if expiry < self._clock.seconds():
+            return False
+        return hmac.compare_digest(text[8:], self._mac(text[:8], ip))
+
+    def _mac(self, head: str, ip: str) -> str:
+        data = f"{head}|{ip}".encode()
+        return hmac.new(self._secret, data, hashlib.sha256).hexdigest()[:16]
+
+
+class RateLimiter:
+    """A token bucket per key: ``rate`` per second, ``burst`` at most."""
+
+    def __init__(self, clock: IReactorTime, rate: float, burst: int) -> None:
+        self._clock = clock
+        self._rate = rate
+        self._burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str) -> bool:
+        """Take one token for ``key``; False when its bucket is empty."""
+        now = self._clock.seconds()
+        tokens, last = self._buckets.get(key, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - last) * self._rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        if len(self._buckets) >= MAX_BUCKETS and key not in self._buckets:
+            self.prune()
+        self._buckets[key] = (tokens - 1.0, now)
+        return True
+
+    def prune(self) -> None:
+        """Forget buckets that have refilled (they equal a fresh bucket)."""
+        now = self._clock.seconds()
+        full = [
+            key
+            for key, (tokens, last) in self._buckets.items()
+            if tokens + (now - last) * self._rate >= self._burst
+        ]
+        for key in full:
+            del self._buckets[key]
+        if len(self._buckets) >= MAX_BUCKETS:
+            self._buckets.clear()
+
+    def __len__(self) -> int:
+        return len(self._buckets)

@@ -1,0 +1,128 @@
+"""TURN over TCP and TLS (``turns:``): RFC 5766 §2.1 stream framing.
+
+One :class:`TurnStreamProtocol` per connection frames the byte stream into
+STUN messages (20-byte header + length) and ChannelData (4-byte header +
+length padded to a multiple of 4). The connection is the client side of the
+allocation's 5-tuple; the relay side is still UDP. A stream that is not STUN or
+ChannelData, or a malformed STUN message, closes the connection; a stream that
+stops mid-frame just waits (and is closed with the connection).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from actrix.stun import codec
+from actrix.stun.protocol import BindingResponder
+from actrix.turn.service import TurnService
+
+log = Logger()
+
+MAX_FRAME = 4 + 65535 + 3
+
+
+class TurnStreamProtocol(Protocol):
+    """One TCP/TLS client; also the :class:`ClientLink` of its allocation."""
+
+    transport: Any
+
+    pad = True
+
+    def __init__(
+        self,
+        service: TurnService,
+        responder: BindingResponder,
+        transport_name: str,
+    ) -> None:
+        self._service = service
+        self._responder = responder
+        self.transport_name = transport_name
+        self._buffer = b""
+        self.address: tuple[str, int] = ("", 0)
+        self.allocation_key = self
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self.address = (peer.host, peer.port)
+
+    def send(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def dataReceived(self, data: bytes) -> None:
+        buffer = self._buffer + data if self._buffer else data
+        offset = 0
+        total = len(buffer)
+        while total - offset >= 4:
+            try:
+                size = codec.frame_size(buffer, offset)
+            except codec.DecodeError:
+                self._close("not STUN or ChannelData")
+                return
+            if size > MAX_FRAME:
+                self._close("frame too large")
+                return
+            if buffer[offset] >= 0x40 and self not in self._service.allocations:
+                # ChannelData before any allocation cannot be TURN (and text
+                # such as "GET /" would otherwise wait for a huge "frame").
+                self._close("ChannelData without an allocation")
+                return
+            if total - offset < size:
+                break
+            frame = buffer[offset : offset + size]
+            offset += size
+            if not self._frame(frame):
+                return
+        self._buffer = buffer[offset:]
+
+    def _frame(self, frame: bytes) -> bool:
+        service = self._service
+        if frame[0] >= 0x40:
+            allocation = service.allocations.get(self)
+            if allocation is not None:
+                service.channel_data(allocation, frame)
+            return True
+        try:
+            message = codec.decode(frame)
+        except codec.DecodeError:
+            self._close("malformed STUN message")
+            return False
+        if message.msg_type == codec.BINDING_REQUEST:
+            reply = self._responder.answer(message, self.address[0], self.address[1])
+            if reply is not None:
+                self.transport.write(reply)
+            return True
+        service.handle_message(message, self)
+        return True
+
+    def _close(self, why: str) -> None:
+        self._service.metrics.malformed += 1
+        log.info(
+            "closing TURN {transport} connection from {client}: {why}",
+            transport=self.transport_name,
+            client=self.address[0],
+            why=why,
+        )
+        self._buffer = b""
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        self._buffer = b""
+        self._service.connection_lost(self)
+
+
+class TurnStreamFactory(Factory):
+    """Builds :class:`TurnStreamProtocol` for the ``ice-tcp``/``ice-tls`` listeners."""
+
+    def __init__(
+        self, service: TurnService, responder: BindingResponder, transport_name: str
+    ) -> None:
+        self._service = service
+        self._responder = responder
+        self._transport_name = transport_name
+
+    def buildProtocol(self, addr: Any) -> TurnStreamProtocol:
+        return TurnStreamProtocol(self._service, self._responder, self._transport_name)

@@ -1,0 +1,562 @@
+"""STUN/TURN benchmark: actrix (and, with --pair, coturn) on loopback.
+
+Starts the server as its own process, then drives bounded load from this
+process (raw non-blocking sockets + epoll, so the generator stays cheap):
+
+* binding: 8 sockets x 16 Binding requests in flight;
+* alloc: 16 concurrent clients cycling 401 -> authenticated Allocate -> Refresh 0;
+* relay: 32 allocations x 8 in flight, 100-byte ChannelData to an echo peer
+  (in this process), with RTT p50/p99 and loss;
+* rss: daemon RSS growth per idle allocation at N allocations.
+
+Every phase stops at a count or a time limit. Prints a table and one
+``RESULT name=value ...`` line (ours, coturn's and the ratios with --pair).
+coturn is started from the Debian ``turnserver`` binary and stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from actrix.stun import codec  # noqa: E402
+
+REALM = "actor-rtc.local"
+USER, PASSWORD = "alice", "alice-password"
+KEY = codec.long_term_key(USER, REALM, PASSWORD)
+TRANSPORT_ATTR = (codec.REQUESTED_TRANSPORT, codec.encode_requested_transport())
+ALLOCATE = codec.message_type(codec.METHOD_ALLOCATE, codec.CLASS_REQUEST)
+REFRESH = codec.message_type(codec.METHOD_REFRESH, codec.CLASS_REQUEST)
+CHANNEL_BIND = codec.message_type(codec.METHOD_CHANNEL_BIND, codec.CLASS_REQUEST)
+_STAMP = struct.Struct("!IId")
+
+
+# ---------------------------------------------------------------------------
+# Servers
+
+
+class Server:
+    """A server process on 127.0.0.1:port."""
+
+    name = ""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def rss(self) -> int:
+        if self.proc is None:
+            return 0
+        text = Path(f"/proc/{self.proc.pid}/status").read_text()
+        for line in text.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + 20
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(0.2)
+        request = codec.encode(codec.BINDING_REQUEST, os.urandom(12), [])
+        try:
+            while time.monotonic() < deadline:
+                sock.sendto(request, ("127.0.0.1", self.port))
+                try:
+                    sock.recvfrom(2048)
+                    return
+                except OSError:
+                    continue
+        finally:
+            sock.close()
+        raise SystemExit(f"{self.name} did not answer on port {self.port}")
+
+
+class Actrix(Server):
+    name = "actrix"
+
+    def __init__(self, port: int, workdir: Path, ports: tuple[int, int]) -> None:
+        super().__init__(port, workdir)
+        self.ports = ports
+
+    def start(self) -> None:
+        config = self.workdir / "actrix.toml"
+        config.write_text(
+            f"""
+enable = 6
+name = "bench"
+env = "dev"
+location_tag = "bench"
+sqlite_path = "{self.workdir}"
+actrix_shared_key = "bench-only-shared-key-0123456789abcdef"
+[bind.ice]
+domain_name = "localhost"
+ip = "127.0.0.1"
+port = {self.port}
+[turn]
+advertised_ip = "127.0.0.1"
+relay_port_range = "{self.ports[0]}-{self.ports[1]}"
+realm = "{REALM}"
+peer_allow = ["127.0.0.1/32"]
+max_allocations_per_user = 100000
+max_allocations_total = 100000
+allocation_rate_per_ip = 1000000.0
+allocation_burst_per_ip = 1000000
+[turn.users]
+{USER} = "{PASSWORD}"
+[observability]
+filter_level = "info"
+"""
+        )
+        twistd = Path(sys.executable).parent / "twistd"
+        self.proc = subprocess.Popen(
+            [str(twistd), "--nodaemon", "--pidfile=", "actrix", "-c", str(config)],
+            stdout=(self.workdir / "actrix.log").open("wb"),
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        self.wait_ready()
+
+
+class Coturn(Server):
+    name = "coturn"
+
+    def __init__(self, port: int, workdir: Path, ports: tuple[int, int]) -> None:
+        super().__init__(port, workdir)
+        self.ports = ports
+
+    def start(self) -> None:
+        binary = shutil.which("turnserver")
+        if binary is None:
+            raise SystemExit("turnserver not found (apt-get install coturn)")
+        self.proc = subprocess.Popen(
+            [
+                binary,
+                "-n",
+                "--listening-ip=127.0.0.1",
+                f"--listening-port={self.port}",
+                "--relay-ip=127.0.0.1",
+                f"--min-port={self.ports[0]}",
+                f"--max-port={self.ports[1]}",
+                f"--realm={REALM}",
+                "--lt-cred-mech",
+                f"--user={USER}:{PASSWORD}",
+                "--allow-loopback-peers",
+                "--no-tls",
+                "--no-dtls",
+                "--no-cli",
+                "--no-tcp-relay",
+                "--user-quota=0",
+                "--total-quota=0",
+                f"--pidfile={self.workdir}/coturn.pid",
+                f"--userdb={self.workdir}/coturn.db",
+                f"--log-file={self.workdir}/coturn.log",
+                "--simple-log",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.wait_ready()
+
+
+# ---------------------------------------------------------------------------
+# Load
+
+
+def _udp(connect: tuple[str, int] | None = None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    sock.bind(("127.0.0.1", 0))
+    if connect is not None:
+        sock.connect(connect)
+    sock.setblocking(False)
+    return sock
+
+
+def bench_binding(port: int, seconds: float, limit: int) -> dict[str, float]:
+    socks = [_udp(("127.0.0.1", port)) for _ in range(8)]
+    request = codec.encode(codec.BINDING_REQUEST, os.urandom(12), [])
+    poller = select.epoll()
+    by_fd = {s.fileno(): s for s in socks}
+    for s in socks:
+        poller.register(s.fileno(), select.EPOLLIN)
+        for _ in range(16):
+            s.send(request)
+    answered = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    idle_since = start
+    while answered < limit:
+        now = time.perf_counter()
+        if now > deadline:
+            break
+        events = poller.poll(0.05)
+        if not events and now - idle_since > 0.2:
+            for s in socks:  # lost requests: top the pipelines up again
+                for _ in range(16):
+                    s.send(request)
+            idle_since = now
+        for fd, _ in events:
+            s = by_fd[fd]
+            while True:
+                try:
+                    s.recv(2048)
+                except BlockingIOError:
+                    break
+                answered += 1
+                idle_since = now
+                s.send(request)
+    elapsed = time.perf_counter() - start
+    for s in socks:
+        s.close()
+    poller.close()
+    return {"binding_rps": answered / elapsed}
+
+
+class Allocator:
+    """One client 5-tuple walking 401 -> Allocate -> (callback) per cycle."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = _udp(("127.0.0.1", port))
+        self.nonce = b""
+        self.step = 0
+        self.sent_at = 0.0
+        self.txid = b""
+
+    def unauth(self) -> None:
+        self.step = 1
+        self.txid = os.urandom(12)
+        self.sock.send(codec.encode(ALLOCATE, self.txid, [TRANSPORT_ATTR]))
+        self.sent_at = time.perf_counter()
+
+    def auth(self, msg_type: int, attrs: list[tuple[int, bytes]]) -> None:
+        attrs = [
+            *attrs,
+            (codec.USERNAME, USER.encode()),
+            (codec.REALM, REALM.encode()),
+            (codec.NONCE, self.nonce),
+        ]
+        self.txid = os.urandom(12)
+        self.sock.send(codec.encode(msg_type, self.txid, attrs, key=KEY))
+        self.sent_at = time.perf_counter()
+
+
+def bench_alloc(port: int, seconds: float, limit: int) -> dict[str, float]:
+    workers = [Allocator(port) for _ in range(16)]
+    poller = select.epoll()
+    by_fd = {w.sock.fileno(): w for w in workers}
+    for w in workers:
+        poller.register(w.sock.fileno(), select.EPOLLIN)
+        w.unauth()
+    done = failures = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while done < limit and time.perf_counter() < deadline:
+        for fd, _ in poller.poll(0.05):
+            w = by_fd[fd]
+            try:
+                data = w.sock.recv(2048)
+            except BlockingIOError:
+                continue
+            reply = codec.decode(data)
+            if reply.transaction_id != w.txid:
+                continue  # a late answer to a retransmitted step
+            if w.step == 1:
+                w.nonce = reply.attrs[codec.NONCE]
+                w.step = 2
+                w.auth(ALLOCATE, [TRANSPORT_ATTR])
+            elif w.step == 2:
+                if codec.ERROR_CODE in reply.attrs:
+                    failures += 1
+                    w.unauth()
+                    continue
+                w.step = 3
+                w.auth(REFRESH, [(codec.LIFETIME, codec.encode_u32(0))])
+            else:
+                done += 1
+                w.unauth()
+        now = time.perf_counter()
+        for w in workers:  # retransmit a lost step
+            if now - w.sent_at > 0.5:
+                failures += 1
+                w.unauth()
+    elapsed = time.perf_counter() - start
+    for w in workers:
+        w.sock.close()
+    poller.close()
+    return {"alloc_rps": done / elapsed, "alloc_failures": failures}
+
+
+def _allocate_sync(sock: socket.socket, extra: list[tuple[int, bytes]]) -> Any:
+    """Blocking 401 + Allocate on a connected socket; returns (nonce, relay)."""
+    sock.setblocking(True)
+    sock.settimeout(2)
+    sock.send(codec.encode(ALLOCATE, os.urandom(12), [TRANSPORT_ATTR]))
+    nonce = codec.decode(sock.recv(2048)).attrs[codec.NONCE]
+    attrs = [
+        TRANSPORT_ATTR,
+        *extra,
+        (codec.USERNAME, USER.encode()),
+        (codec.REALM, REALM.encode()),
+        (codec.NONCE, nonce),
+    ]
+    sock.send(codec.encode(ALLOCATE, os.urandom(12), attrs, key=KEY))
+    reply = codec.decode(sock.recv(2048))
+    relay = codec.decode_xor_address(
+        reply.attrs[codec.XOR_RELAYED_ADDRESS], reply.transaction_id
+    )
+    sock.setblocking(False)
+    return nonce, relay
+
+
+def bench_relay(port: int, seconds: float, limit: int) -> dict[str, float]:
+    peer = _udp()
+    peer_addr = peer.getsockname()
+    clients = []
+    for _ in range(32):
+        sock = _udp(("127.0.0.1", port))
+        nonce, _relay = _allocate_sync(sock, [])
+        sock.setblocking(True)
+        txid = os.urandom(12)
+        sock.send(
+            codec.encode(
+                CHANNEL_BIND,
+                txid,
+                [
+                    (codec.CHANNEL_NUMBER, codec.encode_channel_number(0x4001)),
+                    (
+                        codec.XOR_PEER_ADDRESS,
+                        codec.encode_xor_address(peer_addr[0], peer_addr[1], txid),
+                    ),
+                    (codec.USERNAME, USER.encode()),
+                    (codec.REALM, REALM.encode()),
+                    (codec.NONCE, nonce),
+                ],
+                key=KEY,
+            )
+        )
+        if codec.ERROR_CODE in codec.decode(sock.recv(2048)).attrs:
+            raise SystemExit("ChannelBind refused")
+        sock.setblocking(False)
+        clients.append(sock)
+    poller = select.epoll()
+    by_fd = {s.fileno(): (i, s) for i, s in enumerate(clients)}
+    poller.register(peer.fileno(), select.EPOLLIN)
+    padding = bytes(100 - _STAMP.size)
+    outstanding: list[dict[int, float]] = [{} for _ in clients]
+    seq = 0
+
+    def send(i: int) -> None:
+        nonlocal seq
+        seq += 1
+        now = time.perf_counter()
+        outstanding[i][seq] = now
+        payload = _STAMP.pack(i, seq, now) + padding
+        clients[i].send(b"\x40\x01\x00\x64" + payload)
+
+    for i, s in enumerate(clients):
+        poller.register(s.fileno(), select.EPOLLIN)
+        for _ in range(8):
+            send(i)
+    rtts: list[float] = []
+    lost = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    last_sweep = start
+    draining = False
+    while True:
+        now = time.perf_counter()
+        if not draining and (now > deadline or len(rtts) >= limit):
+            # Stop sending; wait for what is in flight so it is not counted lost.
+            draining, elapsed, measured = True, now - start, len(rtts)
+        if draining and (now > deadline + 1.0 or not any(outstanding)):
+            break
+        for fd, _ in poller.poll(0.05):
+            if fd == peer.fileno():
+                while True:
+                    try:
+                        data, addr = peer.recvfrom(2048)
+                    except BlockingIOError:
+                        break
+                    peer.sendto(data, addr)
+                continue
+            i, s = by_fd[fd]
+            while True:
+                try:
+                    data = s.recv(2048)
+                except BlockingIOError:
+                    break
+                _, n, sent = _STAMP.unpack_from(data, 4)
+                if outstanding[i].pop(n, None) is not None:
+                    rtts.append(time.perf_counter() - sent)
+                    if not draining:
+                        send(i)
+        if now - last_sweep > 0.25:
+            last_sweep = now
+            for i, pending in enumerate(outstanding):
+                for n in [n for n, t in pending.items() if now - t > 1.0]:
+                    del pending[n]
+                    lost += 1
+                    if not draining:
+                        send(i)
+    lost += sum(len(p) for p in outstanding)  # never came back
+    for s in clients:
+        s.close()
+    peer.close()
+    poller.close()
+    rtts.sort()
+    total = len(rtts) + lost
+    return {
+        "relay_rtps": measured / elapsed,
+        "relay_dgrams": 2 * measured / elapsed,
+        "rtt_p50_ms": 1000 * rtts[len(rtts) // 2] if rtts else 0.0,
+        "rtt_p99_ms": 1000 * rtts[int(len(rtts) * 0.99)] if rtts else 0.0,
+        "loss_pct": 100.0 * lost / total if total else 0.0,
+    }
+
+
+def bench_rss(server: Server, count: int, seconds: float) -> dict[str, float]:
+    time.sleep(0.5)
+    before = server.rss()
+    socks: list[socket.socket] = []
+    deadline = time.monotonic() + seconds
+    batch: list[socket.socket] = []
+    while len(socks) < count and time.monotonic() < deadline:
+        batch = [
+            _udp(("127.0.0.1", server.port))
+            for _ in range(min(100, count - len(socks)))
+        ]
+        for s in batch:
+            s.send(codec.encode(ALLOCATE, os.urandom(12), [TRANSPORT_ATTR]))
+        for s in batch:
+            try:
+                _allocate_after_send(s)
+                socks.append(s)
+            except (OSError, KeyError):
+                s.close()
+    time.sleep(1.0)
+    after = server.rss()
+    allocated = len(socks)
+    for s in socks:
+        s.close()
+    return {
+        "rss_allocations": allocated,
+        "rss_per_alloc_bytes": (after - before) / allocated if allocated else 0.0,
+    }
+
+
+def _wait(sock: socket.socket, timeout: float) -> None:
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    poller.poll(timeout * 1000)
+
+
+def _allocate_after_send(sock: socket.socket) -> None:
+    deadline = time.monotonic() + 2
+    while True:
+        try:
+            data = sock.recv(2048)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise
+            _wait(sock, 0.1)
+    nonce = codec.decode(data).attrs[codec.NONCE]
+    attrs = [
+        TRANSPORT_ATTR,
+        (codec.LIFETIME, codec.encode_u32(3600)),
+        (codec.USERNAME, USER.encode()),
+        (codec.REALM, REALM.encode()),
+        (codec.NONCE, nonce),
+    ]
+    sock.send(codec.encode(ALLOCATE, os.urandom(12), attrs, key=KEY))
+    _wait(sock, 2)
+    reply = codec.decode(sock.recv(2048))
+    if codec.ERROR_CODE in reply.attrs:
+        raise KeyError("allocation refused")
+
+
+# ---------------------------------------------------------------------------
+
+
+def run(server: Server, args: argparse.Namespace) -> dict[str, float]:
+    phases: list[tuple[str, Callable[[], dict[str, float]]]] = [
+        ("binding", lambda: bench_binding(server.port, args.seconds, args.count)),
+        ("alloc", lambda: bench_alloc(server.port, args.seconds, args.count)),
+        ("relay", lambda: bench_relay(server.port, args.seconds, args.count)),
+        ("rss", lambda: bench_rss(server, args.allocations, 120)),
+    ]
+    results: dict[str, float] = {}
+    server.start()
+    try:
+        for name, phase in phases:
+            if name in args.phases:
+                results.update(phase())
+    finally:
+        server.stop()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pair", action="store_true", help="also run coturn")
+    parser.add_argument("--seconds", type=float, default=5.0, help="per phase")
+    parser.add_argument("--count", type=int, default=500_000, help="per phase")
+    parser.add_argument("--allocations", type=int, default=10_000)
+    parser.add_argument(
+        "--phases", default="binding,alloc,relay,rss", help="comma-separated"
+    )
+    args = parser.parse_args()
+    args.phases = set(args.phases.split(","))
+    workdir = Path(tempfile.mkdtemp(prefix="bench-turn-"))
+    ours = run(Actrix(34781, workdir, (30000, 44999)), args)
+    theirs = run(Coturn(34782, workdir, (45000, 59999)), args) if args.pair else {}
+    keys = list(ours)
+    print(
+        f"{'metric':<22}{'actrix':>14}"
+        + (f"{'coturn':>14}{'ratio':>9}" if theirs else "")
+    )
+    result = []
+    for key in keys:
+        line = f"{key:<22}{ours[key]:>14.2f}"
+        result.append(f"{key}={ours[key]:.2f}")
+        if key in theirs:
+            ratio = ours[key] / theirs[key] if theirs[key] else 0.0
+            line += f"{theirs[key]:>14.2f}{ratio:>9.2f}"
+            result.append(f"coturn_{key}={theirs[key]:.2f}")
+            result.append(f"ratio_{key}={ratio:.2f}")
+        print(line)
+    print("RESULT " + " ".join(result))
+
+
+if __name__ == "__main__":
+    main()

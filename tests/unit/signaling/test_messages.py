@@ -1,0 +1,111 @@
+"""Envelope decoding, URL identity parsing and the rate-limit buckets."""
+
+from __future__ import annotations
+
+import base64
+
+from hypothesis import given
+from hypothesis import strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from actrix.core.config import ConnectionRateLimit
+from actrix.signaling import messages
+from actrix.signaling.limits import ConnectionLimits, TokenBucket
+
+
+class DecodeTests(SynchronousTestCase):
+    @given(st.binary(max_size=256))
+    def test_decoding_any_bytes_raises_only_decode_error(self, data: bytes) -> None:
+        """Arbitrary bytes either decode or raise DecodeError, nothing else."""
+        try:
+            messages.decode_envelope(data)
+        except messages.DecodeError:
+            pass
+
+    def test_envelope_round_trip_keeps_reply_for(self) -> None:
+        """An error envelope survives encode/decode with code, text and reply_for."""
+        envelope = messages.error_to_actor(5.0, messages.temp_target(), "abc", 401, "x")
+        decoded = messages.decode_envelope(messages.encode(envelope))
+        self.assertEqual(decoded.reply_for, "abc")
+        self.assertEqual(decoded.server_to_actr.error.code, 401)
+        self.assertEqual(decoded.timestamp.seconds, 5)
+
+    def test_rate_limited_text(self) -> None:
+        """The 429 envelope error has no reply_for and the §1.3 text."""
+        envelope = messages.rate_limited(0, 10)
+        self.assertFalse(envelope.HasField("reply_for"))
+        self.assertEqual(
+            envelope.envelope_error.message, "Too many messages. Limit: 10 messages/second"
+        )
+
+
+class UrlIdentityTests(SynchronousTestCase):
+    def test_parses_identity(self) -> None:
+        """actor_id, token (with a space for '+') and key id are read."""
+        token = base64.b64encode(b"\xfb\xff\x01").decode()
+        self.assertIn("+", token)
+        parsed = messages.parse_url_identity(
+            {
+                "actor_id": ["1a@101/acme:echo:1.0"],
+                "token": [token.replace("+", " ")],
+                "token_key_id": ["7"],
+            }
+        )
+        assert parsed is not None
+        actr_id, credential = parsed
+        self.assertEqual(actr_id.serial_number, 0x1A)
+        self.assertEqual(credential.encrypted_token, b"\xfb\xff\x01")
+        self.assertEqual(credential.token_key_id, 7)
+
+    def test_malformed_identity_is_none(self) -> None:
+        """Bad ids, bad base64 or a missing token yield no identity."""
+        good = base64.b64encode(b"t").decode()
+        for params in (
+            {"actor_id": ["nope"], "token": [good]},
+            {"actor_id": ["1@1/a:b"], "token": ["***"]},
+            {"actor_id": ["1@1/a:b"]},
+        ):
+            self.assertIsNone(messages.parse_url_identity(params))
+
+    def test_bad_key_id_is_zero(self) -> None:
+        """An unparsable or out-of-range token_key_id reads as 0."""
+        good = base64.b64encode(b"t").decode()
+        for raw in ("x", "99999999999"):
+            parsed = messages.parse_url_identity(
+                {"actor_id": ["1@1/a:b"], "token": [good], "token_key_id": [raw]}
+            )
+            assert parsed is not None
+            self.assertEqual(parsed[1].token_key_id, 0)
+
+
+class LimitTests(SynchronousTestCase):
+    def test_bucket_refills(self) -> None:
+        """A bucket allows its burst, then one token per 1/rate seconds."""
+        bucket = TokenBucket(2, 3, 0.0)
+        self.assertEqual([bucket.take(0.0) for _ in range(4)], [True, True, True, False])
+        self.assertTrue(bucket.take(0.5))
+        self.assertFalse(bucket.take(0.5))
+
+    def test_connection_limits(self) -> None:
+        """Concurrency and rate refuse separately; release frees a slot; prune forgets."""
+        limits = ConnectionLimits(
+            ConnectionRateLimit(per_minute=5, burst_size=3, max_concurrent_per_ip=2)
+        )
+        self.assertIsNone(limits.admit("a", 0))
+        self.assertIsNone(limits.admit("a", 0))
+        self.assertEqual(limits.admit("a", 0), "concurrency")
+        limits.release("a")
+        self.assertIsNone(limits.admit("a", 0))
+        limits.release("a")
+        self.assertEqual(limits.admit("a", 0), "rate")
+        limits.release("a")
+        limits.release("a")
+        limits.prune(100)
+        self.assertEqual(len(limits), 0)
+
+    def test_disabled_limits_admit_everything(self) -> None:
+        """With the limit disabled every connection is admitted."""
+        limits = ConnectionLimits(
+            ConnectionRateLimit(enabled=False, burst_size=1, max_concurrent_per_ip=1)
+        )
+        self.assertTrue(all(limits.admit("a", 0) is None for _ in range(10)))

@@ -1,0 +1,205 @@
+"""SignalingService over in-memory fakes: flows, ordering, expiry, shutdown."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from actrix.proto import actr_pb2
+from actrix.signaling import messages
+from actrix.signaling.store import _flush_txn, _load_rows_txn
+from tests.unit.signaling.fakes import (
+    REALM,
+    FakeIssuer,
+    Harness,
+    envelope_with_id,
+)
+
+
+class RegisterFlowTests(SynchronousTestCase):
+    def test_register_binds_and_replies(self) -> None:
+        """A Register binds the session and answers with reply_for and the ActrId."""
+        h = Harness()
+        session, connection = h.open()
+        actr_id = h.register(session)
+        (reply,) = connection.sent
+        self.assertEqual(reply.reply_for, h.last_request_id)
+        self.assertEqual(reply.server_to_actr.target, actr_id)
+        self.assertTrue(reply.server_to_actr.register_response.HasField("success"))
+        self.assertIs(h.service.session_for((REALM, actr_id.serial_number)), session)
+
+    def test_ais_error_result_is_500(self) -> None:
+        """An AIS error result surfaces as ``Failed to call AIS: AIS error …``."""
+        issuer = FakeIssuer()
+        issuer.error = actr_pb2.ErrorResponse(code=503, message="no key")
+        h = Harness(issuer)
+        session, connection = h.open()
+        envelope = envelope_with_id()
+        envelope.peer_to_server.register_request.realm.realm_id = REALM
+        h.service.handle(session, envelope)
+        error = connection.sent[0].server_to_actr.register_response.error
+        self.assertEqual(error.code, 500)
+        self.assertEqual(error.message, "Failed to call AIS: AIS error 503: no key")
+        self.assertEqual(connection.sent[0].server_to_actr.target.type.name, "temp")
+
+    def test_ais_exception_is_500(self) -> None:
+        """A failing AIS call is answered, not raised."""
+        issuer = FakeIssuer()
+        issuer.raises = ConnectionError("refused")
+        h = Harness(issuer)
+        session, connection = h.open()
+        envelope = envelope_with_id()
+        envelope.peer_to_server.register_request.realm.realm_id = REALM
+        h.service.handle(session, envelope)
+        error = connection.sent[0].server_to_actr.register_response.error
+        self.assertEqual((error.code, error.message), (500, "Failed to call AIS: refused"))
+
+    def test_no_issuer_is_500_not_configured(self) -> None:
+        """Without AIS, Register answers the §9 not-configured text."""
+        h = Harness()
+        h.service._issuer = None
+        session, connection = h.open()
+        envelope = envelope_with_id()
+        envelope.peer_to_server.register_request.realm.realm_id = REALM
+        h.service.handle(session, envelope)
+        error = connection.sent[0].server_to_actr.register_response.error
+        self.assertEqual(error.message, messages.AIS_NOT_CONFIGURED)
+
+    def test_acl_rows_are_stored(self) -> None:
+        """Each principal with a type becomes an ACL row towards the new actor's type."""
+        h = Harness()
+        session, _ = h.open()
+        h.register(session, "svc", allow_from="caller")
+        self.assertEqual(h.realms.acl, {(REALM, "acme:caller", "acme:svc"): True})
+
+
+class ActorFlowTests(SynchronousTestCase):
+    def test_pong_carries_tolerance_warning(self) -> None:
+        """A credential whose key is in tolerance gets a CredentialWarning in the Pong."""
+        h = Harness()
+        session, connection = h.open()
+        actr_id = h.register(session)
+        h.validator.in_tolerance = True
+        envelope, body = h.actor_message(session, actr_id)
+        body.ping.power_reserve = 0.5
+        h.service.handle(session, envelope)
+        pong = connection.sent[-1].server_to_actr.pong
+        self.assertEqual(pong.credential_warning.message, messages.TOLERANCE_WARNING)
+        self.assertEqual(pong.seq, 1_700_000_000)
+
+    def test_refresh_without_issuer_is_503(self) -> None:
+        """CredentialUpdate without AIS answers 503."""
+        h = Harness()
+        session, connection = h.open()
+        actr_id = h.register(session)
+        h.service._issuer = None
+        envelope, body = h.actor_message(session, actr_id)
+        body.credential_update_request.actr_id.CopyFrom(actr_id)
+        h.service.handle(session, envelope)
+        error = connection.sent[-1].server_to_actr.error
+        self.assertEqual((error.code, error.message), (503, "AIS service not configured"))
+
+    def test_refresh_error_is_500(self) -> None:
+        """An AIS refresh error answers 500 ``Failed to refresh credential``."""
+        h = Harness()
+        session, connection = h.open()
+        actr_id = h.register(session)
+        h.issuer.error = actr_pb2.ErrorResponse(code=500, message="down")
+        envelope, body = h.actor_message(session, actr_id)
+        body.credential_update_request.actr_id.CopyFrom(actr_id)
+        h.service.handle(session, envelope)
+        error = connection.sent[-1].server_to_actr.error
+        self.assertTrue(error.message.startswith("Failed to refresh credential: "))
+
+    def test_messages_are_handled_in_order_while_validation_waits(self) -> None:
+        """Envelopes queue behind a handler that waits and run in arrival order."""
+        h = Harness()
+        session, connection = h.open()
+        actr_id = h.register(session)
+        h.validator.hold = []
+        ids = []
+        for _ in range(3):
+            envelope, body = h.actor_message(session, actr_id)
+            body.ping.power_reserve = 1.0
+            ids.append(envelope.envelope_id)
+            h.service.handle(session, envelope)
+        self.assertEqual(len(h.validator.hold), 1)
+        while h.validator.hold:
+            h.validator.hold.pop(0).callback(None)
+        self.assertEqual([e.reply_for for e in connection.sent[1:]], ids)
+
+
+class ExpiryTests(SynchronousTestCase):
+    def test_silent_actor_expires_with_down_event(self) -> None:
+        """An entry without heartbeat for 300 s is removed; subscribers hear ActrDown."""
+        h = Harness()
+        watcher_session, watcher_conn = h.open()
+        watcher = h.register(watcher_session, "watcher")
+        envelope, body = h.actor_message(watcher_session, watcher)
+        body.subscribe_actr_up_request.target_type.CopyFrom(
+            actr_pb2.ActrType(manufacturer="acme", name="svc")
+        )
+        h.service.handle(watcher_session, envelope)
+        session, _ = h.open()
+        actr_id = h.register(session, "svc", allow_from="watcher")
+        self.assertTrue(watcher_conn.sent[-1].server_to_actr.HasField("actr_up_event"))
+        h.clock.advance(200)
+        keep, body = h.actor_message(watcher_session, watcher)
+        body.ping.power_reserve = 1.0
+        h.service.handle(watcher_session, keep)
+        h.clock.advance(101)
+        self.assertEqual(h.service.sweep_heartbeats(), 1)
+        down = watcher_conn.sent[-1].server_to_actr.actr_down_event
+        self.assertEqual(down.actor_id, actr_id)
+        self.assertEqual(down.reason, "expired")
+        self.assertIsNone(h.service.registry.get((REALM, actr_id.serial_number)))
+        self.assertIsNotNone(h.service.registry.get((REALM, watcher.serial_number)))
+
+
+class StopTests(SynchronousTestCase):
+    def test_stop_closes_sessions_with_1001(self) -> None:
+        """stopService closes every session with 1001 and waits for them."""
+        h = Harness()
+        h.service.startService()
+        session, connection = h.open()
+        d = h.service.stopService()
+        self.assertEqual(connection.closed, (1001, "server shutting down"))
+        self.assertNoResult(d)
+        h.service.session_closed(session)
+        self.successResultOf(d)
+
+    def test_stop_aborts_sessions_that_do_not_close(self) -> None:
+        """Sessions still open after the close timeout are aborted."""
+        h = Harness()
+        h.service.startService()
+        _, connection = h.open()
+        d = h.service.stopService()
+        h.clock.advance(5)
+        self.successResultOf(d)
+        self.assertTrue(connection.aborted)
+
+
+class WriteBehindTests(SynchronousTestCase):
+    def test_flush_persists_and_unregister_deletes(self) -> None:
+        """Registered actors reach SQLite on flush; Unregister deletes the row."""
+        from actrix.signaling.store import MIGRATIONS
+
+        conn = sqlite3.connect(":memory:")
+        for _, _, sql in MIGRATIONS.steps():
+            conn.executescript(sql)
+        h = Harness()
+        session, _ = h.open()
+        actr_id = h.register(session)
+        batch = h.service._pending
+        _flush_txn(conn.cursor(), batch)
+        rows = _load_rows_txn(conn.cursor(), 0)
+        self.assertEqual(len(rows), 1)
+        parsed = actr_pb2.ActrId.FromString(rows[0].actr_id)
+        self.assertEqual(parsed, actr_id)
+        h.service._pending = type(batch)()
+        envelope, body = h.actor_message(session, actr_id)
+        body.unregister_request.actr_id.CopyFrom(actr_id)
+        h.service.handle(session, envelope)
+        _flush_txn(conn.cursor(), h.service._pending)
+        self.assertEqual(_load_rows_txn(conn.cursor(), 0), [])

@@ -1,0 +1,270 @@
+"""UDP and TCP/TLS protocols: Binding, framing, ChannelData and bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import FakeDatagramTransport, StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from actrix.stun import codec
+from actrix.stun.protocol import (
+    BindingResponder,
+    StunTcpProtocol,
+    StunUdpProtocol,
+)
+from actrix.turn.metrics import TurnMetrics
+from actrix.turn.protocol import TurnUdpProtocol
+from actrix.turn.tcp import TurnStreamProtocol
+from tests.unit.turn.helpers import PEER, REALM, Harness, error_code
+
+CLIENT = ("192.0.2.10", 40000)
+TXID = b"0123456789ab"
+
+
+def binding(attrs: list[tuple[int, bytes]] | None = None, fp: bool = False) -> bytes:
+    return codec.encode(codec.BINDING_REQUEST, TXID, attrs or [], fingerprint=fp)
+
+
+class BindingTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.metrics = TurnMetrics()
+        self.transport = FakeDatagramTransport()
+        self.proto = StunUdpProtocol(
+            BindingResponder("actrix", self.metrics), self.metrics
+        )
+        self.proto.makeConnection(self.transport)
+
+    def reply(self) -> codec.Message:
+        data, addr = self.transport.written[-1]
+        self.assertEqual(addr, CLIENT)
+        return codec.decode(data)
+
+    def test_binding_success_has_both_addresses(self) -> None:
+        """The answer carries XOR-MAPPED-ADDRESS, MAPPED-ADDRESS and SOFTWARE."""
+        self.proto.datagramReceived(binding(), CLIENT)
+        reply = self.reply()
+        self.assertEqual(reply.msg_type, codec.BINDING_SUCCESS)
+        self.assertEqual(reply.transaction_id, TXID)
+        self.assertEqual(
+            codec.decode_xor_address(reply.attrs[codec.XOR_MAPPED_ADDRESS], TXID),
+            CLIENT,
+        )
+        self.assertEqual(
+            codec.decode_address(reply.attrs[codec.MAPPED_ADDRESS]), CLIENT
+        )
+        self.assertEqual(reply.attrs[codec.SOFTWARE], b"actrix")
+        self.assertFalse(reply.fingerprint)
+        self.assertEqual(self.metrics.bindings, 1)
+
+    def test_fingerprint_echoed_and_software_omissible(self) -> None:
+        """FINGERPRINT only when the request had one; empty SOFTWARE is omitted."""
+        proto = StunUdpProtocol(BindingResponder("", self.metrics), self.metrics)
+        proto.makeConnection(self.transport)
+        proto.datagramReceived(binding(fp=True), CLIENT)
+        reply = self.reply()
+        self.assertTrue(reply.fingerprint)
+        self.assertNotIn(codec.SOFTWARE, reply.attrs)
+
+    def test_unknown_required_attribute_gets_420(self) -> None:
+        """A Binding with an unknown comprehension-required attribute gets 420."""
+        self.proto.datagramReceived(binding([(0x0031, b"??")]), CLIENT)
+        reply = self.reply()
+        self.assertEqual(reply.msg_type, codec.BINDING_ERROR)
+        self.assertEqual(error_code(reply), 420)
+        self.assertEqual(
+            codec.decode_unknown_attributes(reply.attrs[codec.UNKNOWN_ATTRIBUTES]),
+            [0x0031],
+        )
+
+    def test_zero_change_request_is_tolerated(self) -> None:
+        """coturn's stunclient sends CHANGE-REQUEST with no flags: still answered."""
+        self.proto.datagramReceived(binding([(codec.CHANGE_REQUEST, bytes(4))]), CLIENT)
+        self.assertEqual(self.reply().msg_type, codec.BINDING_SUCCESS)
+
+    def test_bad_input_is_dropped(self) -> None:
+        """Junk, truncated messages, wrong cookies and bad fingerprints are dropped."""
+        good = binding(fp=True)
+        wrong_cookie = good[:4] + b"\x00\x00\x00\x00" + good[8:]
+        bad_fp = good[:-1] + bytes([good[-1] ^ 1])
+        for data in (b"", b"\x00", good[:-4], wrong_cookie, bad_fp, b"\xff" * 40):
+            self.proto.datagramReceived(data, CLIENT)
+        self.assertEqual(self.transport.written, [])
+        self.assertEqual(self.metrics.malformed, 6)
+        self.proto.datagramReceived(good, CLIENT)
+        self.assertEqual(len(self.transport.written), 1)
+
+    def test_indications_and_other_methods_are_ignored(self) -> None:
+        """A STUN-only server answers Binding requests only."""
+        self.proto.datagramReceived(
+            codec.encode(codec.message_type(1, codec.CLASS_INDICATION), TXID, []),
+            CLIENT,
+        )
+        self.proto.datagramReceived(
+            codec.encode(codec.message_type(3, codec.CLASS_REQUEST), TXID, []), CLIENT
+        )
+        self.assertEqual(self.transport.written, [])
+
+
+class TurnUdpTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.harness = Harness()
+        self.transport = FakeDatagramTransport()
+        responder = BindingResponder("actrix", self.harness.metrics)
+        self.proto = TurnUdpProtocol(self.harness.service, responder)
+        self.proto.makeConnection(self.transport)
+
+    def request(self, method: int, attrs: list[tuple[int, bytes]], nonce: bytes) -> Any:
+        key = codec.long_term_key("alice", REALM, "alice-password")
+        data = codec.encode(
+            codec.message_type(method, codec.CLASS_REQUEST),
+            TXID,
+            [
+                *attrs,
+                (codec.USERNAME, b"alice"),
+                (codec.REALM, REALM.encode()),
+                (codec.NONCE, nonce),
+            ],
+            key=key,
+        )
+        self.proto.datagramReceived(data, CLIENT)
+        return codec.decode(self.transport.written[-1][0])
+
+    def test_allocate_bind_and_relay_over_udp(self) -> None:
+        """Binding, Allocate, ChannelBind and ChannelData through the UDP protocol."""
+        self.proto.datagramReceived(binding(), CLIENT)
+        self.assertEqual(
+            codec.decode(self.transport.written[-1][0]).msg_type, codec.BINDING_SUCCESS
+        )
+        transport = [(codec.REQUESTED_TRANSPORT, codec.encode_requested_transport())]
+        self.proto.datagramReceived(
+            codec.encode(codec.message_type(3, 0), TXID, transport), CLIENT
+        )
+        nonce = codec.decode(self.transport.written[-1][0]).attrs[codec.NONCE]
+        reply = self.request(codec.METHOD_ALLOCATE, transport, nonce)
+        port = codec.decode_xor_address(reply.attrs[codec.XOR_RELAYED_ADDRESS], TXID)[1]
+        reply = self.request(
+            codec.METHOD_CHANNEL_BIND,
+            [
+                (codec.CHANNEL_NUMBER, codec.encode_channel_number(0x4010)),
+                (codec.XOR_PEER_ADDRESS, codec.encode_xor_address(*PEER, TXID)),
+            ],
+            nonce,
+        )
+        self.assertIsNone(error_code(reply))
+        self.proto.datagramReceived(codec.encode_channel_data(0x4010, b"abc"), CLIENT)
+        self.assertEqual(self.harness.relays.written(port), [(b"abc", PEER)])
+        # Unbound channel, reserved first byte, short frame, unknown client: dropped.
+        for data, addr in (
+            (codec.encode_channel_data(0x4011, b"x"), CLIENT),
+            (b"\x90\x00\x00\x00", CLIENT),
+            (b"\x40\x10\x00\x09abc", CLIENT),
+            (b"\x40\x10", CLIENT),
+            (codec.encode_channel_data(0x4010, b"x"), ("192.0.2.99", 1)),
+        ):
+            self.proto.datagramReceived(data, addr)
+        self.assertEqual(len(self.harness.relays.written(port)), 1)
+        self.harness.relays.peer_sends(port, b"back", PEER)
+        self.assertEqual(self.transport.written[-1], (b"\x40\x10\x00\x04back", CLIENT))
+
+
+class TurnTcpTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.harness = Harness()
+        responder = BindingResponder("actrix", self.harness.metrics)
+        self.proto = TurnStreamProtocol(self.harness.service, responder, "tcp")
+        self.transport = StringTransport(peerAddress=IPv4Address("TCP", *CLIENT))
+        self.proto.makeConnection(self.transport)
+
+    def take(self) -> bytes:
+        data: bytes = self.transport.value()
+        self.transport.clear()
+        return data
+
+    def allocate(self) -> int:
+        transport = [(codec.REQUESTED_TRANSPORT, codec.encode_requested_transport())]
+        self.proto.dataReceived(codec.encode(codec.message_type(3, 0), TXID, transport))
+        nonce = codec.decode(self.take()).attrs[codec.NONCE]
+        attrs = [
+            *transport,
+            (codec.USERNAME, b"alice"),
+            (codec.REALM, REALM.encode()),
+            (codec.NONCE, nonce),
+        ]
+        key = codec.long_term_key("alice", REALM, "alice-password")
+        self.proto.dataReceived(
+            codec.encode(codec.message_type(3, 0), TXID, attrs, key=key)
+        )
+        reply = codec.decode(self.take())
+        self.assertIsNone(error_code(reply))
+        bind = codec.encode(
+            codec.message_type(codec.METHOD_CHANNEL_BIND, 0),
+            TXID,
+            [
+                (codec.CHANNEL_NUMBER, codec.encode_channel_number(0x4001)),
+                (codec.XOR_PEER_ADDRESS, codec.encode_xor_address(*PEER, TXID)),
+                *attrs[1:],
+            ],
+            key=key,
+        )
+        self.proto.dataReceived(bind)
+        self.assertIsNone(error_code(codec.decode(self.take())))
+        return codec.decode_xor_address(reply.attrs[codec.XOR_RELAYED_ADDRESS], TXID)[1]
+
+    def test_frames_split_across_reads(self) -> None:
+        """Two Binding requests delivered byte by byte get two answers."""
+        data = binding() * 2
+        for i in range(len(data)):
+            self.proto.dataReceived(data[i : i + 1])
+        answers = self.take()
+        self.assertEqual(len(answers), 2 * len(answers) // 2)
+        first = codec.decode(answers[: len(answers) // 2])
+        self.assertEqual(first.msg_type, codec.BINDING_SUCCESS)
+
+    def test_channel_data_padded_both_ways(self) -> None:
+        """ChannelData over TCP is padded to 4 bytes in both directions."""
+        port = self.allocate()
+        self.proto.dataReceived(codec.encode_channel_data(0x4001, b"hello", pad=True))
+        self.assertEqual(self.harness.relays.written(port), [(b"hello", PEER)])
+        self.harness.relays.peer_sends(port, b"abcde", PEER)
+        self.assertEqual(self.take(), b"\x40\x01\x00\x05abcde\x00\x00\x00")
+
+    def test_stream_stopping_mid_frame_waits(self) -> None:
+        """Half a frame is kept; nothing is answered or closed."""
+        self.proto.dataReceived(binding()[:13])
+        self.assertEqual(self.take(), b"")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_junk_closes_the_connection(self) -> None:
+        """Bytes that are neither STUN nor ChannelData close the connection."""
+        self.proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_malformed_stun_closes_the_connection(self) -> None:
+        """A frame with a wrong magic cookie closes the connection."""
+        data = binding()
+        self.proto.dataReceived(data[:4] + b"\x00\x00\x00\x00" + data[8:])
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_connection_loss_deletes_the_allocation(self) -> None:
+        """Closing the TCP connection releases its allocation and relay."""
+        port = self.allocate()
+        self.proto.connectionLost()
+        self.assertEqual(self.harness.service.allocations, {})
+        self.assertEqual(self.harness.relays.closed, [port])
+
+
+class StunTcpTests(SynchronousTestCase):
+    def test_stun_only_tcp(self) -> None:
+        """The STUN-only TCP protocol answers Binding and closes on ChannelData."""
+        metrics = TurnMetrics()
+        proto = StunTcpProtocol(BindingResponder("", metrics), metrics)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", *CLIENT))
+        proto.makeConnection(transport)
+        proto.dataReceived(binding())
+        self.assertEqual(
+            codec.decode(transport.value()).msg_type, codec.BINDING_SUCCESS
+        )
+        proto.dataReceived(codec.encode_channel_data(0x4001, b"x", pad=True))
+        self.assertTrue(transport.disconnecting)

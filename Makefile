@@ -69,6 +69,7 @@ deb:
 	mkdir -p dist
 	v=$$(dpkg-parsechangelog -S Version) a=$$(dpkg-architecture -q DEB_HOST_ARCH) && \
 	  mv ../actrix_$${v}_$${a}.deb ../actrix_$${v}_$${a}.buildinfo ../actrix_$${v}_$${a}.changes dist/
+	debian/rules clean >/dev/null
 	rm -rf build
 	@ls -l dist/*.deb
 

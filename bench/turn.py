@@ -271,12 +271,22 @@ class Allocator:
 
 
 def bench_alloc(port: int, seconds: float, limit: int) -> dict[str, float]:
-    workers = [Allocator(port) for _ in range(16)]
+    """Each cycle uses a fresh 5-tuple (coturn keeps a deleted one busy briefly)."""
     poller = select.epoll()
-    by_fd = {w.sock.fileno(): w for w in workers}
-    for w in workers:
+    by_fd: dict[int, Allocator] = {}
+
+    def fresh(old: Allocator | None = None) -> None:
+        if old is not None:
+            del by_fd[old.sock.fileno()]
+            poller.unregister(old.sock.fileno())
+            old.sock.close()
+        w = Allocator(port)
+        by_fd[w.sock.fileno()] = w
         poller.register(w.sock.fileno(), select.EPOLLIN)
         w.unauth()
+
+    for _ in range(16):
+        fresh()
     done = failures = 0
     start = time.perf_counter()
     deadline = start + seconds
@@ -291,26 +301,30 @@ def bench_alloc(port: int, seconds: float, limit: int) -> dict[str, float]:
             if reply.transaction_id != w.txid:
                 continue  # a late answer to a retransmitted step
             if w.step == 1:
+                if codec.NONCE not in reply.attrs:
+                    failures += 1
+                    fresh(w)
+                    continue
                 w.nonce = reply.attrs[codec.NONCE]
                 w.step = 2
                 w.auth(ALLOCATE, [TRANSPORT_ATTR])
             elif w.step == 2:
                 if codec.ERROR_CODE in reply.attrs:
                     failures += 1
-                    w.unauth()
+                    fresh(w)
                     continue
                 w.step = 3
                 w.auth(REFRESH, [(codec.LIFETIME, codec.encode_u32(0))])
             else:
                 done += 1
-                w.unauth()
+                fresh(w)
         now = time.perf_counter()
-        for w in workers:  # retransmit a lost step
+        for w in list(by_fd.values()):  # a lost step: start over
             if now - w.sent_at > 0.5:
                 failures += 1
-                w.unauth()
+                fresh(w)
     elapsed = time.perf_counter() - start
-    for w in workers:
+    for w in by_fd.values():
         w.sock.close()
     poller.close()
     return {"alloc_rps": done / elapsed, "alloc_failures": failures}
@@ -320,8 +334,14 @@ def _allocate_sync(sock: socket.socket, extra: list[tuple[int, bytes]]) -> Any:
     """Blocking 401 + Allocate on a connected socket; returns (nonce, relay)."""
     sock.setblocking(True)
     sock.settimeout(2)
-    sock.send(codec.encode(ALLOCATE, os.urandom(12), [TRANSPORT_ATTR]))
-    nonce = codec.decode(sock.recv(2048)).attrs[codec.NONCE]
+    txid = os.urandom(12)
+    sock.send(codec.encode(ALLOCATE, txid, [TRANSPORT_ATTR]))
+    reply = codec.decode(sock.recv(2048))
+    while reply.transaction_id != txid:
+        reply = codec.decode(sock.recv(2048))
+    if codec.NONCE not in reply.attrs:
+        raise OSError(f"no nonce: {reply.attrs.get(codec.ERROR_CODE)!r}")
+    nonce = reply.attrs[codec.NONCE]
     attrs = [
         TRANSPORT_ATTR,
         *extra,
@@ -341,10 +361,15 @@ def _allocate_sync(sock: socket.socket, extra: list[tuple[int, bytes]]) -> Any:
 def bench_relay(port: int, seconds: float, limit: int) -> dict[str, float]:
     peer = _udp()
     peer_addr = peer.getsockname()
-    clients = []
-    for _ in range(32):
+    clients: list[socket.socket] = []
+    while len(clients) < 32:
         sock = _udp(("127.0.0.1", port))
-        nonce, _relay = _allocate_sync(sock, [])
+        try:
+            nonce, _relay = _allocate_sync(sock, [])
+        except OSError as e:  # a 5-tuple the server still holds: take another
+            print(f"retrying an allocation: {e}", file=sys.stderr)
+            sock.close()
+            continue
         sock.setblocking(True)
         txid = os.urandom(12)
         sock.send(

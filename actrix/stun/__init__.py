@@ -1,0 +1,1 @@
+"""STUN: the wire codec shared by the ICE services, and the STUN-only server."""

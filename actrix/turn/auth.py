@@ -11,7 +11,8 @@ request's MESSAGE-INTEGRITY is then checked with it by the service.
   password = hex PSK. The token is validated by the shared
   :class:`~actrix.core.interfaces.CredentialValidator` (KS lookup, decryption
   on a thread pool), which is asynchronous; the derived key then sits in a
-  bounded LRU keyed by (username, realm) until the token expires. A hit
+  bounded LRU keyed by username (the realm is always ours: another realm is
+  refused before the cache) until the token expires. A hit
   re-checks expiry and the realm's state, fixing the original's caveat that a
   cached token kept working after it expired or its realm was suspended.
   Deterministic failures are remembered briefly so one bad username cannot

@@ -73,13 +73,13 @@ def _write_cert(directory: Path) -> tuple[Path, Path]:
 
 
 class _Daemon:
-    def __init__(self, test: TestCase) -> None:
+    def __init__(self, test: TestCase, enable: int = ENABLE_STUN | ENABLE_TURN) -> None:
         directory = Path(test.mktemp())
         directory.mkdir()
         cert, key = _write_cert(directory)
         settings = make_settings(
             directory,
-            enable=ENABLE_STUN | ENABLE_TURN,
+            enable=enable,
             overrides=(
                 f'[bind.ice]\ntls_port = 0\ncert = "{cert}"\nkey = "{key}"\n'
                 "[turn]\nallocation_rate_per_ip = 1000.0\n"
@@ -104,7 +104,15 @@ class BindingTests(TestCase):
 
     async def test_binding_over_udp(self) -> None:
         """A Twisted UDP client gets its own address back."""
-        daemon = _Daemon(self)
+        await self._binding(_Daemon(self))
+
+    async def test_stun_only_daemon(self) -> None:
+        """With bit 2 alone there is no TURN service and Binding still works."""
+        daemon = _Daemon(self, enable=ENABLE_STUN)
+        self.assertIsNone(daemon.root.sessions.namedServices.get("turn"))
+        await self._binding(daemon)
+
+    async def _binding(self, daemon: _Daemon) -> None:
         answer: Deferred[bytes] = Deferred()
 
         class Client(DatagramProtocol):

@@ -287,6 +287,7 @@ def _build_ice(wiring: Wiring) -> None:
     if turn_on:
         from actrix.turn.auth import TurnAuth
         from actrix.turn.protocol import TurnUdpProtocol
+        from actrix.turn.relay import relay_opener
         from actrix.turn.service import TurnService
         from actrix.turn.tcp import TurnStreamFactory
 
@@ -299,15 +300,12 @@ def _build_ice(wiring: Wiring) -> None:
             realms=wiring.realms,
         )
 
-        def open_relay(ip: str, port: int, protocol: Any) -> Any:
-            return reactor.listenUDP(port, protocol, interface=ip, maxPacketSize=65535)
-
         service = TurnService(
             turn,
             reactor,
             auth,
             metrics,
-            open_relay,
+            relay_opener(reactor),
             relay_bind_ip="0.0.0.0" if ":" in ice.ip else ice.ip,  # noqa: S104
             software=turn.software,
         )
@@ -315,13 +313,13 @@ def _build_ice(wiring: Wiring) -> None:
         udp = TurnUdpProtocol(service, responder)
 
         def streams(name: str) -> Any:
-            return TurnStreamFactory(service, responder, name)
+            return TurnStreamFactory(service, responder, name, reactor)
 
     else:
         udp = StunUdpProtocol(responder, metrics)
 
         def streams(name: str) -> Any:
-            return StunTcpFactory(responder, metrics)
+            return StunTcpFactory(responder, metrics, reactor)
 
     listeners: list[Any] = [UDPListener(reactor, ice.ip, ice.port, udp)]
     listeners[0].setName("ice-udp")

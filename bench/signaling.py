@@ -16,12 +16,13 @@ route-candidates/s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,28 +61,7 @@ def serve(directory: str) -> None:
     root.privilegedStartService()
     root.startService()
     print(http_port(root), flush=True)
-    reactor.addReader(_StdinWatch(reactor, root))  # type: ignore[attr-defined]
     reactor.run()  # type: ignore[attr-defined]
-
-
-class _StdinWatch:
-    def __init__(self, reactor: Any, root: Any) -> None:
-        self.reactor, self.root = reactor, root
-
-    def fileno(self) -> int:
-        return sys.stdin.fileno()
-
-    def doRead(self) -> None:  # noqa: N802
-        if not os.read(sys.stdin.fileno(), 1024):
-            self.reactor.removeReader(self)
-            d = self.root.stopService()
-            d.addBoth(lambda _: self.reactor.stop())
-
-    def connectionLost(self, reason: Any) -> None:  # noqa: N802
-        pass
-
-    def logPrefix(self) -> str:  # noqa: N802
-        return "stdin"
 
 
 def rss_kb(pid: int) -> int:
@@ -333,7 +313,9 @@ def spawn(mode: str, port: int, **args: Any) -> subprocess.Popen[str]:
 def collect(procs: list[subprocess.Popen[str]]) -> list[dict[str, Any]]:
     results = []
     for proc in procs:
-        out, _ = proc.communicate(timeout=600)
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        proc.wait(timeout=600)
         lines = [line for line in out.splitlines() if line.startswith("{")]
         if proc.returncode != 0 or not lines:
             raise RuntimeError(f"worker failed ({proc.returncode}): {out[-500:]}")
@@ -372,6 +354,25 @@ def bench_hold(
     }
 
 
+@contextlib.contextmanager
+def running_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A fresh daemon in a temp directory; killed afterwards."""
+    with tempfile.TemporaryDirectory() as directory:
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", directory],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            assert server.stdout is not None
+            port = int(server.stdout.readline())
+            yield server, port
+        finally:
+            server.kill()
+            server.wait(timeout=30)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]))
@@ -386,87 +387,67 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     options = parser.parse_args()
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as directory:
-        server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", directory],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
+    workers = options.workers
+    for count in (int(x) for x in options.actors.split(",") if x):
+        with running_server() as (server, port):
+            results[f"hold_{count}"] = bench_hold(server, port, count, workers)
+        print("hold", results[f"hold_{count}"], flush=True)
+    with running_server() as (server, port):
+        per_worker = options.registrations // workers
+        out = collect(
+            [
+                spawn("register", port, count=per_worker, window=32)
+                for _ in range(workers)
+            ]
         )
-        try:
-            assert server.stdout is not None
-            port = int(server.stdout.readline())
-            print(f"server pid {server.pid} port {port}", flush=True)
-            out = collect(
-                [
-                    spawn(
-                        "register",
-                        port,
-                        count=options.registrations // options.workers,
-                        window=32,
-                    )
-                    for _ in range(options.workers)
-                ]
-            )
-            total = sum(r["registrations"] for r in out)
-            elapsed = max(r["seconds"] for r in out)
-            results["register"] = {
-                "registrations": total,
-                "per_second": round(total / elapsed),
-            }
-            print("registrations", results["register"], flush=True)
-            out = collect(
-                [
-                    spawn(
-                        "routes",
-                        port,
-                        callers=8,
-                        targets=20,
-                        seconds=options.seconds,
-                        window=2,
-                    )
-                    for _ in range(options.workers)
-                ]
-            )
-            total = sum(r["routes"] for r in out)
-            elapsed = max(r["seconds"] for r in out)
-            results["routes"] = {
-                "requests": total,
-                "per_second": round(total / elapsed),
-            }
-            print("route candidates", results["routes"], flush=True)
-            out = collect(
-                [
-                    spawn(
-                        "relay",
-                        port,
-                        pairs=options.pairs // options.workers,
-                        seconds=options.seconds,
-                        window=options.window,
-                    )
-                    for _ in range(options.workers)
-                ]
-            )
-            latencies = [x for r in out for x in r["latencies"]]
-            elapsed = max(r["seconds"] for r in out)
-            results["relay"] = {
-                "pairs": options.pairs,
-                "messages": len(latencies),
-                "per_second": round(len(latencies) / elapsed),
-                "p50_ms": round(percentile(latencies, 50) * 1000, 2),
-                "p99_ms": round(percentile(latencies, 99) * 1000, 2),
-            }
-            print("relay", results["relay"], flush=True)
-            for count in (int(x) for x in options.actors.split(",") if x):
-                results[f"hold_{count}"] = bench_hold(
-                    server, port, count, options.workers
+        total = sum(r["registrations"] for r in out)
+        elapsed = max(r["seconds"] for r in out)
+        results["register"] = {
+            "registrations": total,
+            "per_second": round(total / elapsed),
+        }
+        print("registrations", results["register"], flush=True)
+        out = collect(
+            [
+                spawn(
+                    "routes",
+                    port,
+                    callers=8,
+                    targets=20,
+                    seconds=options.seconds,
+                    window=2,
                 )
-                print("hold", results[f"hold_{count}"], flush=True)
-        finally:
-            if server.stdin is not None:
-                server.stdin.close()
-            server.wait(timeout=30)
+                for _ in range(workers)
+            ]
+        )
+        total = sum(r["routes"] for r in out)
+        elapsed = max(r["seconds"] for r in out)
+        results["routes"] = {"requests": total, "per_second": round(total / elapsed)}
+        print("route candidates", results["routes"], flush=True)
+    with running_server() as (server, port):
+        out = collect(
+            [
+                spawn(
+                    "relay",
+                    port,
+                    pairs=options.pairs // workers,
+                    seconds=options.seconds,
+                    window=options.window,
+                )
+                for _ in range(workers)
+            ]
+        )
+        latencies = [x for r in out for x in r["latencies"]]
+        elapsed = max(r["seconds"] for r in out)
+        results["relay"] = {
+            "pairs": options.pairs,
+            "window": options.window,
+            "messages": len(latencies),
+            "per_second": round(len(latencies) / elapsed),
+            "p50_ms": round(percentile(latencies, 50) * 1000, 2),
+            "p99_ms": round(percentile(latencies, 99) * 1000, 2),
+        }
+        print("relay", results["relay"], flush=True)
     if options.json:
         Path(options.json).write_text(json.dumps(results, indent=2))
 

@@ -139,7 +139,19 @@ filter_level = "info"
         )
         twistd = Path(sys.executable).parent / "twistd"
         self.proc = subprocess.Popen(
-            [str(twistd), "--nodaemon", "--pidfile=", "actrix", "-c", str(config)],
+            [
+                str(twistd),
+                "--nodaemon",
+                "--pidfile=",
+                # As in production (debian/actrix.service): filtered at
+                # observability.filter_level; twistd's default observer would
+                # also write every debug line.
+                "--logger",
+                "actrix.core.logging.json_observer",
+                "actrix",
+                "-c",
+                str(config),
+            ],
             stdout=(self.workdir / "actrix.log").open("wb"),
             stderr=subprocess.STDOUT,
             cwd=ROOT,

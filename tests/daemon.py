@@ -147,5 +147,24 @@ def http_client(test: TestCase) -> treq.client.HTTPClient:
     return treq.client.HTTPClient(Agent(reactor, pool=pool))
 
 
+async def wait_healthy(test: TestCase, root: ActrixService, seconds: float = 5) -> None:
+    """Poll ``/health`` until it says ok (AIS loads its first key asynchronously)."""
+    import json
+
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    client = http_client(test)
+    url = f"http://127.0.0.1:{http_port(root)}/health"
+    body: dict[str, Any] = {}
+    for _ in range(int(seconds / 0.05)):
+        response = await client.get(url)
+        body = json.loads(await response.content())
+        if body.get("status") == "ok":
+            return
+        await deferLater(reactor, 0.05, lambda: None)
+    test.fail(f"daemon not healthy: {body}")
+
+
 def random_name() -> str:
     return "t" + secrets.token_hex(4)

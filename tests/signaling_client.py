@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.protocol import connectionDone
 
 from actrix.core.actrid import actr_id_repr
 from actrix.proto import actr_pb2, signaling_pb2, webrtc_pb2
@@ -35,20 +36,21 @@ class ClientClosed(Exception):
 class _Protocol(WebSocketClientProtocol):
     client: SignalingClient
 
-    def onOpen(self) -> None:  # noqa: N802
+    def onOpen(self) -> None:
         self.client._opened(self)
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802, N803
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self.client._received(payload, isBinary)
 
-    def connectionLost(self, reason: Any = None) -> None:  # noqa: N802
+    def connectionLost(self, reason: Any = connectionDone) -> None:
         super().connectionLost(reason)
-        call = self.closeHandshakeTimeoutCall
+        # Autobahn leaves this timer behind when the peer vanishes mid-close.
+        call: Any = self.closeHandshakeTimeoutCall
         if call is not None:
             self.closeHandshakeTimeoutCall = None
             call.cancel()
 
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802, N803
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         text = reason or self.wasNotCleanReason or ""
         self.client._closed(code, text)
 
@@ -193,7 +195,9 @@ class SignalingClient:
         self.send(envelope)
         return await d
 
-    async def next_push(self, timeout: float = TIMEOUT) -> signaling_pb2.SignalingEnvelope:
+    async def next_push(
+        self, timeout: float = TIMEOUT
+    ) -> signaling_pb2.SignalingEnvelope:
         """The next envelope that answers no request."""
         if self.pushes:
             return self.pushes.popleft()
@@ -291,7 +295,9 @@ class SignalingClient:
         relay.target.CopyFrom(target)
         return envelope, relay
 
-    def send_candidate(self, target: actr_pb2.ActrId, candidate: str = "candidate:1") -> str:
+    def send_candidate(
+        self, target: actr_pb2.ActrId, candidate: str = "candidate:1"
+    ) -> str:
         envelope, relay = self.relay_envelope(target)
         relay.ice_candidate.CopyFrom(webrtc_pb2.IceCandidate(candidate=candidate))
         self.send(envelope)

@@ -7,21 +7,26 @@ XOR-MAPPED-ADDRESS and MAPPED-ADDRESS (for RFC 3489 clients), SOFTWARE when
 configured, and FINGERPRINT when the request had one. A request naming a
 comprehension-required attribute we do not know gets 420 with
 UNKNOWN-ATTRIBUTES. Anything that is not a valid STUN message is dropped.
+A STUN-only TCP/TLS connection is closed after ``idle_timeout`` seconds
+without a well-formed STUN message.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
-from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.protocol import DatagramProtocol, Factory, connectionDone
 from twisted.internet.protocol import Protocol as StreamProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from actrix.stun import codec
 
 log = Logger()
 
 MAX_FRAME = 65535 + codec.HEADER_SIZE
+IDLE_TIMEOUT: Final = 30.0
 
 
 class BindingCounters(Protocol):
@@ -129,10 +134,41 @@ class StunTcpProtocol(StreamProtocol):
 
     transport: Any
 
-    def __init__(self, responder: BindingResponder, counters: BindingCounters) -> None:
+    def __init__(
+        self,
+        responder: BindingResponder,
+        counters: BindingCounters,
+        clock: IReactorTime,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
         self._responder = responder
         self._counters = counters
+        self._clock = clock
+        self._idle_timeout = idle_timeout
         self._buffer = b""
+        self._last_message = 0.0
+        self._idle_call: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        self._last_message = self._clock.seconds()
+        self._idle_call = self._clock.callLater(self._idle_timeout, self._idle_check)
+
+    def _idle_check(self) -> None:
+        # Re-armed lazily: a message only records the time.
+        self._idle_call = None
+        now = self._clock.seconds()
+        deadline = self._last_message + self._idle_timeout
+        if deadline <= now:
+            log.info("closing idle STUN TCP connection")
+            self._buffer = b""
+            self.transport.loseConnection()
+            return
+        self._idle_call = self._clock.callLater(deadline - now, self._idle_check)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        idle_call, self._idle_call = self._idle_call, None
+        if idle_call is not None and idle_call.active():
+            idle_call.cancel()
 
     def dataReceived(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -155,6 +191,7 @@ class StunTcpProtocol(StreamProtocol):
             except codec.DecodeError:
                 self._bad_stream("malformed STUN message")
                 return
+            self._last_message = self._clock.seconds()
             peer = self.transport.getPeer()
             reply = self._responder.answer(message, peer.host, peer.port)
             if reply is not None:
@@ -171,9 +208,19 @@ class StunTcpProtocol(StreamProtocol):
 class StunTcpFactory(Factory):
     """Builds :class:`StunTcpProtocol` for the STUN-only TCP/TLS listeners."""
 
-    def __init__(self, responder: BindingResponder, counters: BindingCounters) -> None:
+    def __init__(
+        self,
+        responder: BindingResponder,
+        counters: BindingCounters,
+        clock: IReactorTime,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
         self._responder = responder
         self._counters = counters
+        self._clock = clock
+        self._idle_timeout = idle_timeout
 
     def buildProtocol(self, addr: Any) -> StunTcpProtocol:
-        return StunTcpProtocol(self._responder, self._counters)
+        return StunTcpProtocol(
+            self._responder, self._counters, self._clock, self._idle_timeout
+        )

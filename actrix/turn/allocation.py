@@ -55,6 +55,9 @@ class ClientLink(Protocol):
 
     def send(self, data: bytes) -> None: ...
 
+    def allocation_deleted(self) -> None:
+        """The service deleted this client's allocation (stream idle bound)."""
+
 
 Sender = Callable[[bytes, Any], Any]
 
@@ -97,6 +100,9 @@ class UdpLink:
 
     def send(self, data: bytes) -> None:
         self.sendto(data, self.address)
+
+    def allocation_deleted(self) -> None:
+        """Nothing to do: a UDP client holds no connection."""
 
 
 class Allocation:

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
@@ -120,6 +120,11 @@ class TurnService(Service):
         self._sweeper.clock = clock
         self._sweep_interval = sweep_interval
         metrics.active_allocations = lambda: len(self.allocations)
+
+    @property
+    def auth(self) -> TurnAuth:
+        """The credential source (its key cache is inspected by tests)."""
+        return self._auth
 
     # -- lifecycle -------------------------------------------------------
 
@@ -478,10 +483,7 @@ class TurnService(Service):
 
     def _drop_reservation(self, token: bytes) -> Deferred[Any] | None:
         reservation = self._reservations.pop(token)
-        port = reservation.port
-        d = maybeDeferred(reservation.relay_port.stopListening)
-        d.addBoth(lambda _: self._ports.release(port))
-        return d
+        return self._close_relay(reservation.relay_port, reservation.port)
 
     def _refresh(self, message: Message, link: ClientLink, alloc: Allocation) -> None:
         family = message.attrs.get(codec.REQUESTED_ADDRESS_FAMILY)
@@ -614,16 +616,28 @@ class TurnService(Service):
         log.debug(
             "allocation {relay} deleted: {why}", relay=alloc.relay_address, why=why
         )
+        alloc.link.allocation_deleted()
         relay, listening = alloc.relay, alloc.relay_port
         alloc.relay = alloc.relay_port = None
         if relay is not None:
             relay.allocation = None
         if listening is None:
             return None
-        port = alloc.relay_address[1]
-        d = maybeDeferred(listening.stopListening)
-        d.addBoth(lambda _: self._ports.release(port))
-        return d
+        return self._close_relay(listening, alloc.relay_address[1])
+
+    def _close_relay(self, listening: Any, port: int) -> Deferred[Any] | None:
+        """Close a relay socket and return its port to the pool once closed."""
+        try:
+            result = listening.stopListening()
+        except Exception:
+            log.failure("while closing relay port {port}", port=port)
+            result = None
+        if not isinstance(result, Deferred):
+            # A RelaySocket closes synchronously: no Deferred per allocation.
+            self._ports.release(port)
+            return None
+        result.addBoth(lambda _: self._ports.release(port))
+        return result
 
     def _deny_quota(
         self,
@@ -664,12 +678,15 @@ class TurnService(Service):
         extra: Iterable[tuple[int, bytes]] = (),
     ) -> None:
         self.metrics.rejected[code] += 1
-        log.debug(
-            "error {code} to 0x{method:03x} from {client}",
-            code=code,
-            method=message.method,
-            client=link.address,
-        )
+        if code != 401:
+            # Not the 401 that opens every allocation: even filtered out, a
+            # log event costs a few microseconds on this path.
+            log.debug(
+                "error {code} to 0x{method:03x} from {client}",
+                code=code,
+                method=message.method,
+                client=link.address,
+            )
         attrs = [(codec.ERROR_CODE, codec.encode_error_code(code))]
         unknown = list(unknown)
         if unknown:

@@ -5,13 +5,21 @@ STUN messages (20-byte header + length) and ChannelData (4-byte header +
 length padded to a multiple of 4). The connection is the client side of the
 allocation's 5-tuple; the relay side is still UDP. A stream that is not STUN or
 ChannelData, or a malformed STUN message, closes the connection; a stream that
-stops mid-frame just waits (and is closed with the connection).
+stops mid-frame just waits, until the idle timeout closes it.
+
+Idle timeout (``idle_timeout``, 30 s by default): a connection without an
+allocation is closed once that long has passed since its last well-formed STUN
+message (or since it opened); once its allocation is deleted (Refresh 0,
+expiry), it is closed that long after the deletion unless it allocates again,
+whatever else it sends. One ``callLater`` per connection, re-armed lazily when
+it fires, so the per-message cost is one clock read.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -23,6 +31,7 @@ from actrix.turn.service import TurnService
 log = Logger()
 
 MAX_FRAME = 4 + 65535 + 3
+IDLE_TIMEOUT: Final = 30.0
 
 
 class TurnStreamProtocol(Protocol):
@@ -37,17 +46,55 @@ class TurnStreamProtocol(Protocol):
         service: TurnService,
         responder: BindingResponder,
         transport_name: str,
+        clock: IReactorTime,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self._service = service
         self._responder = responder
         self.transport_name = transport_name
+        self._clock = clock
+        self._idle_timeout = idle_timeout
         self._buffer = b""
         self.address: tuple[str, int] = ("", 0)
         self.allocation_key = self
+        self._last_message = 0.0
+        self._deleted_at: float | None = None
+        self._idle_call: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         self.address = (peer.host, peer.port)
+        self._last_message = self._clock.seconds()
+        self._idle_call = self._clock.callLater(self._idle_timeout, self._idle_check)
+
+    def allocation_deleted(self) -> None:
+        """The service deleted this connection's allocation: start the bound."""
+        self._deleted_at = self._clock.seconds()
+
+    def _idle_check(self) -> None:
+        self._idle_call = None
+        now = self._clock.seconds()
+        if self in self._service.allocations:
+            self._deleted_at = None  # allocated (again): the allocation governs
+            deadline = now + self._idle_timeout
+        else:
+            since = self._deleted_at
+            if since is None:
+                since = self._last_message
+            deadline = since + self._idle_timeout
+            if deadline <= now:
+                self._close_idle()
+                return
+        self._idle_call = self._clock.callLater(deadline - now, self._idle_check)
+
+    def _close_idle(self) -> None:
+        log.info(
+            "closing idle TURN {transport} connection from {client}",
+            transport=self.transport_name,
+            client=self.address[0],
+        )
+        self._buffer = b""
+        self.transport.loseConnection()
 
     def send(self, data: bytes) -> None:
         self.transport.write(data)
@@ -90,6 +137,7 @@ class TurnStreamProtocol(Protocol):
         except codec.DecodeError:
             self._close("malformed STUN message")
             return False
+        self._last_message = self._clock.seconds()
         if message.msg_type == codec.BINDING_REQUEST:
             reply = self._responder.answer(message, self.address[0], self.address[1])
             if reply is not None:
@@ -111,6 +159,9 @@ class TurnStreamProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self._buffer = b""
+        idle_call, self._idle_call = self._idle_call, None
+        if idle_call is not None and idle_call.active():
+            idle_call.cancel()
         self._service.connection_lost(self)
 
 
@@ -118,11 +169,24 @@ class TurnStreamFactory(Factory):
     """Builds :class:`TurnStreamProtocol` for the ``ice-tcp``/``ice-tls`` listeners."""
 
     def __init__(
-        self, service: TurnService, responder: BindingResponder, transport_name: str
+        self,
+        service: TurnService,
+        responder: BindingResponder,
+        transport_name: str,
+        clock: IReactorTime,
+        idle_timeout: float = IDLE_TIMEOUT,
     ) -> None:
         self._service = service
         self._responder = responder
         self._transport_name = transport_name
+        self._clock = clock
+        self._idle_timeout = idle_timeout
 
     def buildProtocol(self, addr: Any) -> TurnStreamProtocol:
-        return TurnStreamProtocol(self._service, self._responder, self._transport_name)
+        return TurnStreamProtocol(
+            self._service,
+            self._responder,
+            self._transport_name,
+            self._clock,
+            self._idle_timeout,
+        )

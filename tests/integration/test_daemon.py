@@ -26,6 +26,7 @@ from tests.daemon import (
     http_port,
     make_settings,
     start_daemon,
+    wait_healthy,
 )
 
 TWISTD = str(Path(sys.executable).parent / "twistd")
@@ -38,6 +39,7 @@ class InProcessDaemonTests(TestCase):
         """The daemon answers /health on port 0 and stops with a clean reactor."""
         root = start_daemon(self, make_settings(Path(self.mktemp())))
         port = http_port(root)
+        await wait_healthy(self, root)
         response = await http_client(self).get(f"http://127.0.0.1:{port}/health")
         self.assertEqual(response.code, 200)
         body = json.loads(await response.content())
@@ -109,7 +111,7 @@ def _spawn(args: list[str], cwd: Path) -> tuple[_Collect, Any]:
     proto = _Collect()
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).parents[2])
-    transport = reactor.spawnProcess(  # type: ignore[attr-defined]  # IReactorProcess
+    transport = reactor.spawnProcess(
         proto,
         TWISTD,
         [TWISTD, "--nodaemon", "--pidfile=", *args],
@@ -234,10 +236,13 @@ class TwistdSighupTests(TestCase):
         proto, transport = _spawn(["actrix", "-c", str(config)], tmp)
         self.addCleanup(lambda: proto.ended)
         self.addCleanup(transport.signalProcess, "TERM")
-        fetch = (ssl.get_server_certificate, ("127.0.0.1", port))
+
+        def fetch() -> str:
+            return ssl.get_server_certificate(("127.0.0.1", port))
+
         for _ in range(100):
             try:
-                first = await deferToThread(*fetch)
+                first = await deferToThread(fetch)
                 break
             except OSError:
                 await deferLater(reactor, 0.1, lambda: None)
@@ -246,7 +251,7 @@ class TwistdSighupTests(TestCase):
         write_self_signed(tmp / "tls", "second.test")
         transport.signalProcess(signal.SIGHUP)
         for _ in range(50):
-            second = await deferToThread(*fetch)
+            second = await deferToThread(fetch)
             if second != first:
                 break
             await deferLater(reactor, 0.1, lambda: None)

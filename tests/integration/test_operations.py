@@ -11,10 +11,17 @@ from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
 
 from actrix.cli import run
 from tests.certs import write_self_signed
-from tests.daemon import http_client, http_port, make_settings, start_daemon
+from tests.daemon import (
+    http_client,
+    http_port,
+    make_settings,
+    start_daemon,
+    wait_healthy,
+)
 
 TOKEN = "metrics-token-0123456789"
 
@@ -44,10 +51,14 @@ class MetricsTests(TestCase):
         denied = await client.get(url)
         self.assertEqual(denied.code, 401)
         await denied.content()
-        wrong = await client.get(url, headers={"Authorization": "Bearer nope"})
+        wrong = await client.get(
+            url, headers=Headers({"Authorization": ["Bearer nope"]})
+        )
         self.assertEqual(wrong.code, 401)
         await wrong.content()
-        ok = await client.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        ok = await client.get(
+            url, headers=Headers({"Authorization": [f"Bearer {TOKEN}"]})
+        )
         self.assertEqual(ok.code, 200)
         text = (await ok.content()).decode()
         names = {family.name for family in text_string_to_metric_families(text)}
@@ -141,6 +152,7 @@ class StatusTests(TestCase):
     async def test_status_reads_health(self) -> None:
         """actrix status prints the running daemon's health and exits 0."""
         root = start_daemon(self, make_settings(Path(self.mktemp())))
+        await wait_healthy(self, root)
         out, err = io.StringIO(), io.StringIO()
         url = f"http://127.0.0.1:{http_port(root)}"
         code = await deferToThread(run, ["status", "--url", url], out, err)

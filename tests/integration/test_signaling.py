@@ -30,7 +30,9 @@ enabled = false
 """
 
 
-def allow(*types: tuple[str, str], permission: int = actr_pb2.AclRule.ALLOW) -> actr_pb2.Acl:
+def allow(
+    *types: tuple[str, str], permission: int = actr_pb2.AclRule.ALLOW
+) -> actr_pb2.Acl:
     """An ACL with one rule whose principals are these (manufacturer, name) types."""
     rule = actr_pb2.AclRule(permission=permission)  # type: ignore[arg-type]  # enum int
     for manufacturer, name in types:
@@ -99,7 +101,7 @@ class SignalingDaemonCase(TestCase):
 
 class RegisterTests(SignalingDaemonCase):
     async def test_register_returns_identity(self) -> None:
-        """Register yields an ActrId in the realm, a credential, a PSK and the interval."""
+        """Register yields an ActrId, a credential, a PSK and the heartbeat interval."""
         client = await self.client()
         response = await client.register(REALM, name="echo", version="1.0")
         ok = response.success
@@ -112,7 +114,7 @@ class RegisterTests(SignalingDaemonCase):
         self.assertEqual(ok.signaling_heartbeat_interval_secs, 30)
 
     async def test_register_unknown_realm_is_403(self) -> None:
-        """Register into a realm that does not exist fails with 403 and a temp target."""
+        """Register into a realm that does not exist fails with 403."""
         client = await self.client()
         response = await client.register(999)
         self.assert_error(
@@ -122,9 +124,7 @@ class RegisterTests(SignalingDaemonCase):
     async def test_register_without_realm_is_403(self) -> None:
         """A RegisterRequest missing its required realm decodes as realm 0 and fails."""
         client = await self.client()
-        envelope = client.actor_envelope(
-            actr_pb2.ActrId(), actr_pb2.AIdCredential()
-        )[0]
+        envelope = client.actor_envelope(actr_pb2.ActrId(), actr_pb2.AIdCredential())[0]
         envelope.ClearField("actr_to_server")
         envelope.peer_to_server.register_request.actr_type.manufacturer = "acme"
         reply = await client.request(envelope)
@@ -186,7 +186,7 @@ class ActorMessageCheckTests(SignalingDaemonCase):
         self.assert_error(reply.error, 401, "Credential validation failed: ")
 
     async def test_spoofed_source_is_403(self) -> None:
-        """An actor using its own credential with another actor's id is refused (§11)."""
+        """Own credential with another actor's id as source is refused (§11)."""
         victim = await self.registered(name="victim")
         attacker = await self.registered(name="attacker")
         envelope, body = attacker.actor_envelope(source=victim.actr_id)
@@ -256,14 +256,18 @@ class UnregisterTests(SignalingDaemonCase):
             client_fingerprint="",
         )
         reply = await caller.call(route_candidates_request=request)
-        return [c.serial_number for c in reply.route_candidates_response.success.candidates]
+        return [
+            c.serial_number for c in reply.route_candidates_response.success.candidates
+        ]
 
     async def test_unregister_replies_and_removes_candidate(self) -> None:
         """Unregister answers success and the actor leaves route candidates at once."""
         server = await self.registered(name="svc", acl=allow(("acme", "caller")))
         caller = await self.registered(name="caller")
         assert server.actr_id is not None
-        self.assertEqual(await self.route_ids(caller, "svc"), [server.actr_id.serial_number])
+        self.assertEqual(
+            await self.route_ids(caller, "svc"), [server.actr_id.serial_number]
+        )
         request = actr_pb2.UnregisterRequest(actr_id=server.actr_id, reason="bye")
         reply = await server.call(unregister_request=request)
         self.assertTrue(reply.unregister_response.HasField("success"))

@@ -18,7 +18,12 @@ from tests.integration.test_signaling import (
     allow,
     sleep,
 )
-from tests.signaling_client import ClientClosed, SignalingClient, new_envelope, url_identity
+from tests.signaling_client import (
+    ClientClosed,
+    SignalingClient,
+    new_envelope,
+    url_identity,
+)
 
 
 class UrlIdentityTests(SignalingDaemonCase):
@@ -145,11 +150,14 @@ burst_size = 3
 
 
 class BadInputTests(SignalingDaemonCase):
-    overrides = NO_LIMITS + """
+    overrides = (
+        NO_LIMITS
+        + """
 [services.signaling.server]
 ws_path = "/signaling"
 max_message_size = 1024
 """
+    )
 
     async def assert_others_unaffected(self, bystander: SignalingClient) -> None:
         pong = await bystander.ping()
@@ -226,7 +234,9 @@ class ExpiredCredentialTests(SignalingDaemonCase):
         envelope, body = client.actor_envelope(credential=expired)
         body.ping.power_reserve = 1.0
         reply = (await client.request(envelope)).server_to_actr
-        self.assert_error(reply.error, 401, "Credential validation failed: Token has expired")
+        self.assert_error(
+            reply.error, 401, "Credential validation failed: Token has expired"
+        )
 
 
 class RestartTests(SignalingDaemonCase):

@@ -23,7 +23,10 @@ def spec(name: str, fingerprint: str = "fp-1") -> actr_pb2.ServiceSpec:
         protobufs=[
             actr_pb2.ServiceSpec.Protobuf(
                 package="echo.v1",
-                content='syntax = "proto3";\npackage echo.v1;\nmessage Ping { string text = 1; }\n',
+                content=(
+                    'syntax = "proto3";\npackage echo.v1;\n'
+                    "message Ping { string text = 1; }\n"
+                ),
                 fingerprint="pf-1",
             )
         ],
@@ -87,7 +90,9 @@ class DiscoveryTests(SignalingDaemonCase):
 
 
 class ServiceSpecTests(SignalingDaemonCase):
-    async def lookup(self, client: SignalingClient, name: str) -> actr_pb2.GetServiceSpecResponse:
+    async def lookup(
+        self, client: SignalingClient, name: str
+    ) -> actr_pb2.GetServiceSpecResponse:
         reply = await client.call(
             get_service_spec_request=actr_pb2.GetServiceSpecRequest(name=name)
         )
@@ -114,7 +119,10 @@ class ServiceSpecTests(SignalingDaemonCase):
         """Specs of actors the caller may not reach (ACL or realm) are not disclosed."""
         await self.registered(name="echo", spec=spec("Private"))
         await self.registered(
-            OTHER_REALM, name="echo", spec=spec("Foreign"), acl=allow(("acme", "caller"))
+            OTHER_REALM,
+            name="echo",
+            spec=spec("Foreign"),
+            acl=allow(("acme", "caller")),
         )
         caller = await self.registered(name="caller")
         self.assertEqual((await self.lookup(caller, "Private")).error.code, 404)
@@ -160,7 +168,7 @@ class RouteCandidateTests(SignalingDaemonCase):
         self.assertEqual(list(ok.ws_address_map), [])
 
     async def test_power_reserve_ranking_and_limit(self) -> None:
-        """MAXIMUM_POWER_RESERVE puts the actor with the most reserve first; count limits."""
+        """MAXIMUM_POWER_RESERVE ranks the most reserve first; the count limits."""
         servers = [
             await self.registered(name="svc", acl=allow(("acme", "caller")))
             for _ in range(3)
@@ -228,7 +236,7 @@ class PresenceTests(SignalingDaemonCase):
         return watcher
 
     async def test_up_event_on_register(self) -> None:
-        """A subscriber allowed by ACL gets ActrUp when an actor of the type registers."""
+        """An ACL-allowed subscriber gets ActrUp when an actor of the type registers."""
         watcher = await self.subscriber()
         server = await self.registered(name="svc", acl=allow(("acme", "watcher")))
         push = await watcher.next_push()

@@ -167,7 +167,9 @@ class RelayTests(SignalingDaemonCase):
         caller.send_candidate(server.actr_id, "after-update")
         push = await server.next_push()
         self.assertEqual(push.actr_relay.ice_candidate.candidate, "after-update")
-        self.assertEqual(push.actr_relay.source.serial_number, caller.actr_id.serial_number)
+        self.assertEqual(
+            push.actr_relay.source.serial_number, caller.actr_id.serial_number
+        )
 
 
 class RoleNegotiationTests(SignalingDaemonCase):
@@ -217,7 +219,7 @@ class RoleNegotiationTests(SignalingDaemonCase):
         self.assertFalse(theirs.remote_fixed)
 
     async def test_negotiation_for_other_pair_is_403(self) -> None:
-        """RoleNegotiation whose from/to differ from the relay's source/target is refused."""
+        """RoleNegotiation naming a pair other than source/target is refused."""
         first, second = await self.mutual()
         third = await self.registered(name="peer")
         assert second.actr_id is not None and third.actr_id is not None

@@ -31,7 +31,9 @@ class FakeRealms:
     def acl_allowed(self, realm_id: int, from_type: str, to_type: str) -> bool:
         return self.acl.get((realm_id, from_type, to_type), False)
 
-    async def add_acl(self, realm_id: int, from_type: str, to_type: str, allow: bool) -> None:
+    async def add_acl(
+        self, realm_id: int, from_type: str, to_type: str, allow: bool
+    ) -> None:
         self.acl.setdefault((realm_id, from_type, to_type), allow)
 
 
@@ -49,13 +51,17 @@ class FakeValidator:
         self.in_tolerance = False
         self.hold: list[Deferred[None]] | None = None
 
-    async def validate(self, encrypted_token: bytes, key_id: int, expected_realm: int) -> Claims:
+    async def validate(
+        self, encrypted_token: bytes, key_id: int, expected_realm: int
+    ) -> Claims:
         if self.hold is not None:
             d: Deferred[None] = Deferred()
             self.hold.append(d)
             await d
         if not encrypted_token.startswith(b"") or b"@" not in encrypted_token:
-            raise CredentialError("decrypt", "Token decryption failed: Decryption error: bad")
+            raise CredentialError(
+                "decrypt", "Token decryption failed: Decryption error: bad"
+            )
         return Claims(
             realm_id=expected_realm,
             actor_id=encrypted_token.decode(),
@@ -82,7 +88,9 @@ class FakeIssuer:
         ok.signaling_heartbeat_interval_secs = 30
         return response
 
-    async def register(self, request: actr_pb2.RegisterRequest) -> actr_pb2.RegisterResponse:
+    async def register(
+        self, request: actr_pb2.RegisterRequest
+    ) -> actr_pb2.RegisterResponse:
         if self.raises is not None:
             raise self.raises
         if self.error is not None:
@@ -178,7 +186,7 @@ _counter = 0
 
 
 def envelope_with_id() -> signaling_pb2.SignalingEnvelope:
-    global _counter  # noqa: PLW0603  # test-only id sequence
+    global _counter  # test-only id sequence
     _counter += 1
     envelope = signaling_pb2.SignalingEnvelope(envelope_version=1)
     envelope.envelope_id = f"req-{_counter}"

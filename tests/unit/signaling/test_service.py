@@ -53,7 +53,9 @@ class RegisterFlowTests(SynchronousTestCase):
         envelope.peer_to_server.register_request.realm.realm_id = REALM
         h.service.handle(session, envelope)
         error = connection.sent[0].server_to_actr.register_response.error
-        self.assertEqual((error.code, error.message), (500, "Failed to call AIS: refused"))
+        self.assertEqual(
+            (error.code, error.message), (500, "Failed to call AIS: refused")
+        )
 
     def test_no_issuer_is_500_not_configured(self) -> None:
         """Without AIS, Register answers the §9 not-configured text."""
@@ -67,7 +69,7 @@ class RegisterFlowTests(SynchronousTestCase):
         self.assertEqual(error.message, messages.AIS_NOT_CONFIGURED)
 
     def test_acl_rows_are_stored(self) -> None:
-        """Each principal with a type becomes an ACL row towards the new actor's type."""
+        """Each principal with a type becomes an ACL row towards the new type."""
         h = Harness()
         session, _ = h.open()
         h.register(session, "svc", allow_from="caller")
@@ -76,7 +78,7 @@ class RegisterFlowTests(SynchronousTestCase):
 
 class ActorFlowTests(SynchronousTestCase):
     def test_pong_carries_tolerance_warning(self) -> None:
-        """A credential whose key is in tolerance gets a CredentialWarning in the Pong."""
+        """A key in its tolerance period adds a CredentialWarning to the Pong."""
         h = Harness()
         session, connection = h.open()
         actr_id = h.register(session)
@@ -98,7 +100,9 @@ class ActorFlowTests(SynchronousTestCase):
         body.credential_update_request.actr_id.CopyFrom(actr_id)
         h.service.handle(session, envelope)
         error = connection.sent[-1].server_to_actr.error
-        self.assertEqual((error.code, error.message), (503, "AIS service not configured"))
+        self.assertEqual(
+            (error.code, error.message), (503, "AIS service not configured")
+        )
 
     def test_refresh_error_is_500(self) -> None:
         """An AIS refresh error answers 500 ``Failed to refresh credential``."""
@@ -132,7 +136,7 @@ class ActorFlowTests(SynchronousTestCase):
 
 class ExpiryTests(SynchronousTestCase):
     def test_silent_actor_expires_with_down_event(self) -> None:
-        """An entry without heartbeat for 300 s is removed; subscribers hear ActrDown."""
+        """An entry silent for 300 s is removed; subscribers hear ActrDown."""
         h = Harness()
         watcher_session, watcher_conn = h.open()
         watcher = h.register(watcher_session, "watcher")

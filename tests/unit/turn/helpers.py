@@ -45,9 +45,13 @@ class FakeLink:
         self.address = address
         self.allocation_key: Any = address
         self.sent: list[bytes] = []
+        self.deletions = 0
 
     def send(self, data: bytes) -> None:
         self.sent.append(data)
+
+    def allocation_deleted(self) -> None:
+        self.deletions += 1
 
 
 class FakeRelayPort:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -173,7 +174,9 @@ class TurnTcpTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.harness = Harness()
         responder = BindingResponder("actrix", self.harness.metrics)
-        self.proto = TurnStreamProtocol(self.harness.service, responder, "tcp")
+        self.proto = TurnStreamProtocol(
+            self.harness.service, responder, "tcp", self.harness.clock
+        )
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", *CLIENT))
         self.proto.makeConnection(self.transport)
 
@@ -247,6 +250,87 @@ class TurnTcpTests(SynchronousTestCase):
         self.proto.dataReceived(data[:4] + b"\x00\x00\x00\x00" + data[8:])
         self.assertTrue(self.transport.disconnecting)
 
+    def refresh_zero(self) -> None:
+        """Delete the allocation with Refresh LIFETIME 0 (fresh nonce included)."""
+        transport = [(codec.REQUESTED_TRANSPORT, codec.encode_requested_transport())]
+        self.proto.dataReceived(codec.encode(codec.message_type(3, 0), TXID, transport))
+        nonce = codec.decode(self.take()).attrs[codec.NONCE]
+        key = codec.long_term_key("alice", REALM, "alice-password")
+        attrs = [
+            (codec.LIFETIME, codec.encode_u32(0)),
+            (codec.USERNAME, b"alice"),
+            (codec.REALM, REALM.encode()),
+            (codec.NONCE, nonce),
+        ]
+        refresh = codec.message_type(codec.METHOD_REFRESH, 0)
+        self.proto.dataReceived(codec.encode(refresh, b"refresh-txid", attrs, key=key))
+        self.assertIsNone(error_code(codec.decode(self.take())))
+        self.assertEqual(self.harness.service.allocations, {})
+
+    def test_silent_connection_closes_after_idle_timeout(self) -> None:
+        """A connection that sends nothing is closed after 30 s, not before."""
+        self.harness.clock.advance(29.9)
+        self.assertFalse(self.transport.disconnecting)
+        self.harness.clock.advance(0.2)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_stun_message_extends_idle_timeout(self) -> None:
+        """A Binding at 20 s moves the close to 50 s; half a frame does not."""
+        self.harness.clock.advance(20)
+        self.proto.dataReceived(binding())
+        self.proto.dataReceived(binding()[:10])
+        self.harness.clock.advance(29.9)
+        self.assertFalse(self.transport.disconnecting)
+        self.harness.clock.advance(0.2)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_allocation_keeps_connection_open(self) -> None:
+        """While its allocation lives the connection is not closed for idling."""
+        self.allocate()
+        for _ in range(10):
+            self.harness.clock.advance(30)
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(len(self.harness.service.allocations), 1)
+
+    def test_deleted_allocation_bounds_the_connection(self) -> None:
+        """After Refresh 0 the connection closes 30 s later despite Bindings."""
+        self.allocate()
+        self.harness.clock.advance(100)
+        self.refresh_zero()
+        for _ in range(5):
+            self.harness.clock.advance(5)
+            self.proto.dataReceived(binding())
+        self.assertFalse(self.transport.disconnecting)
+        self.harness.clock.advance(5.1)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_expired_allocation_bounds_the_connection(self) -> None:
+        """An allocation that expires leaves its connection 30 s more."""
+        self.allocate()
+        self.harness.clock.advance(self.harness.config.default_lifetime + 1)
+        self.assertEqual(self.harness.service.allocations, {})
+        self.assertFalse(self.transport.disconnecting)
+        self.harness.clock.advance(31)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_allocating_again_lifts_the_bound(self) -> None:
+        """A new allocation after Refresh 0 keeps the connection open."""
+        self.allocate()
+        self.refresh_zero()
+        self.allocate()
+        self.harness.clock.advance(300)
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_connection_loss_cancels_the_idle_timer(self) -> None:
+        """A closed connection leaves no idle timer behind."""
+        self.proto.connectionLost()
+        timers = [
+            call
+            for call in self.harness.clock.getDelayedCalls()
+            if call.func == self.proto._idle_check
+        ]
+        self.assertEqual(timers, [])
+
     def test_connection_loss_deletes_the_allocation(self) -> None:
         """Closing the TCP connection releases its allocation and relay."""
         port = self.allocate()
@@ -259,7 +343,7 @@ class StunTcpTests(SynchronousTestCase):
     def test_stun_only_tcp(self) -> None:
         """The STUN-only TCP protocol answers Binding and closes on ChannelData."""
         metrics = TurnMetrics()
-        proto = StunTcpProtocol(BindingResponder("", metrics), metrics)
+        proto = StunTcpProtocol(BindingResponder("", metrics), metrics, Clock())
         transport = StringTransport(peerAddress=IPv4Address("TCP", *CLIENT))
         proto.makeConnection(transport)
         proto.dataReceived(binding())
@@ -268,3 +352,19 @@ class StunTcpTests(SynchronousTestCase):
         )
         proto.dataReceived(codec.encode_channel_data(0x4001, b"x", pad=True))
         self.assertTrue(transport.disconnecting)
+
+    def test_stun_only_tcp_idle_timeout(self) -> None:
+        """A STUN-only connection closes 30 s after its last Binding."""
+        metrics = TurnMetrics()
+        clock = Clock()
+        proto = StunTcpProtocol(BindingResponder("", metrics), metrics, clock)
+        transport = StringTransport(peerAddress=IPv4Address("TCP", *CLIENT))
+        proto.makeConnection(transport)
+        clock.advance(25)
+        proto.dataReceived(binding())
+        clock.advance(29)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(1.1)
+        self.assertTrue(transport.disconnecting)
+        proto.connectionLost()
+        self.assertEqual(clock.getDelayedCalls(), [])

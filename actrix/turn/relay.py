@@ -1,0 +1,144 @@
+"""The relay socket of an allocation: a lean UDP port read by the reactor.
+
+Twisted's ``udp.Port`` logs "starting on N" and "(UDP Port N Closed)" at info
+level, closes through ``callLater(0)`` and a Deferred, and keeps a log prefix
+per port. A TURN server opens and closes one relay socket per allocation, so
+that is two log lines and several objects per allocation for nothing.
+:class:`RelaySocket` is the minimum instead: a non-blocking socket bound to
+the relay address, registered with the reactor as a reader, delivering
+datagrams to a :class:`~twisted.internet.protocol.DatagramProtocol`, and
+closed synchronously by :meth:`RelaySocket.stopListening` (the service closes
+every relay socket on shutdown; the reactor's own disconnect at exit is the
+backstop).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Final
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IReactorFDSet, IReadDescriptor
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from actrix.turn.allocation import RelayOpener
+
+log = Logger()
+
+MAX_DATAGRAM: Final = 65535
+READS_PER_EVENT: Final = 64  # then yield to other sockets; epoll reports us again
+
+
+@implementer(IListeningPort, IReadDescriptor)
+class RelaySocket:
+    """A bound UDP socket whose datagrams go to ``protocol``; no logging."""
+
+    def __init__(
+        self,
+        reactor: IReactorFDSet,
+        protocol: DatagramProtocol,
+        ip: str,
+        port: int,
+    ) -> None:
+        self._reactor = reactor
+        self.protocol = protocol
+        self._ip = ip
+        self._port = port
+        self._v6 = ":" in ip
+        self.socket: socket.socket | None = None
+
+    def startListening(self) -> None:
+        """Bind, start reading and connect the protocol.
+
+        Raises:
+            CannotListenError: the address is taken or cannot be bound.
+        """
+        family = socket.AF_INET6 if self._v6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if self._v6:
+                # RFC 6156: an IPv6 relay relays IPv6 only (no mapped IPv4 peers).
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setblocking(False)
+            sock.bind((self._ip, self._port))
+        except OSError as e:
+            sock.close()
+            raise CannotListenError(self._ip, self._port, e) from e
+        self.socket = sock
+        self._reactor.addReader(self)
+        self.protocol.makeConnection(self)  # type: ignore[arg-type]  # a UDP transport
+
+    def stopListening(self) -> None:
+        """Stop reading, close the socket and stop the protocol (at once)."""
+        sock = self.socket
+        if sock is None:
+            return
+        self._reactor.removeReader(self)
+        self.socket = None
+        sock.close()
+        self.protocol.doStop()
+
+    def connectionLost(self, reason: Failure) -> None:
+        """The reactor is disconnecting everything (or reading failed)."""
+        self.stopListening()
+
+    def fileno(self) -> int:
+        sock = self.socket
+        return -1 if sock is None else sock.fileno()
+
+    def logPrefix(self) -> str:
+        return "RelaySocket"
+
+    def getHost(self) -> IPv4Address | IPv6Address:
+        if self._v6:
+            return IPv6Address("UDP", self._ip, self._port)
+        return IPv4Address("UDP", self._ip, self._port)
+
+    def write(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Send one datagram; errors (full buffer, unreachable) drop it."""
+        sock = self.socket
+        if sock is None:
+            return
+        try:  # noqa: SIM105 (suppress() would add a context manager per packet)
+            sock.sendto(data, addr)
+        except OSError:
+            pass
+
+    def doRead(self) -> None:
+        """Deliver what the socket holds (bounded, so other sockets get a turn)."""
+        sock = self.socket
+        if sock is None:
+            return
+        recvfrom = sock.recvfrom
+        deliver = self.protocol.datagramReceived
+        v6 = self._v6
+        for _ in range(READS_PER_EVENT):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except OSError:
+                # EAGAIN, or an ICMP error queued on the socket: either way
+                # nothing more to read now.
+                return
+            if v6:
+                addr = addr[:2]  # drop flow info and scope id
+            try:
+                deliver(data, addr)
+            except Exception:
+                log.failure("while relaying a datagram from a peer")
+            if self.socket is None:
+                return
+
+
+def relay_opener(reactor: IReactorFDSet) -> RelayOpener:
+    """The :data:`RelayOpener` the daemon gives the TURN service."""
+
+    def open_relay(ip: str, port: int, protocol: DatagramProtocol) -> IListeningPort:
+        relay = RelaySocket(reactor, protocol, ip, port)
+        relay.startListening()
+        return relay
+
+    return open_relay

@@ -147,7 +147,7 @@ class KeepAlive(Protocol):
 
     def send(self) -> None:
         transport = self.transport
-        assert transport is not None  # noqa: S101 (connected)
+        assert transport is not None
         request = self.load.next_request()
         if request is None:
             transport.loseConnection()

@@ -77,7 +77,8 @@ class FieldNumberTests(SynchronousTestCase):
         self.assertEqual(payload["register_response"], 2)
         self.assertEqual(payload["actr_up_event"], 22)
         self.assertEqual(payload["error"], 30)
-        self.assertEqual(len(payload), 10)
+        self.assertEqual(payload["actr_down_event"], 23)  # actrix addition
+        self.assertEqual(len(payload), 11)
 
     def test_relay_payload(self) -> None:
         """ActrRelay payload spans 10-14 with the webrtc types at 10 and 11."""

@@ -1,0 +1,389 @@
+"""TURN in a real daemon: relay sockets, actr credentials from AIS, realms, /metrics.
+
+The daemon runs on the global reactor with KS + AIS + TURN (enable 28) and a
+realm created beforehand. An actor registers through ``POST /ais/register``;
+its credential becomes a TURN username (base122 of realm_id ‖ key_id ‖
+token) and its PSK the password, exactly as the actr runtime builds them.
+The TURN client here is a small Twisted UDP client; aioice is run once with
+the same credentials to show a third-party client copes with the non-ASCII
+username.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import deferLater
+from twisted.internet.testing import EventLoggingObserver
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial.unittest import TestCase
+
+from actrix.core import base122
+from actrix.core.config import ENABLE_AIS, ENABLE_KS, ENABLE_TURN
+from actrix.core.realms import STATUS_SUSPENDED, realms_path, set_realm_status_txn
+from actrix.proto import actr_pb2
+from actrix.root import ActrixService
+from actrix.stun import codec
+from actrix.turn.relay import RelaySocket, relay_opener
+from actrix.turn.service import TurnService
+from tests.daemon import add_realm, http_client, http_port, make_settings, start_daemon
+
+HERE = Path(__file__).parent
+REALM = "actor-rtc.local"
+REALM_ID = 1001
+ENABLE = ENABLE_KS | ENABLE_AIS | ENABLE_TURN
+
+UdpReactor: Any = reactor  # the global reactor, typed loosely for listenUDP
+
+
+async def _wait(d: Deferred[Any], seconds: float = 5.0) -> Any:
+    d.addTimeout(seconds, reactor)
+    return await d
+
+
+class _Peer(DatagramProtocol):
+    """A UDP echo peer on 127.0.0.1."""
+
+    transport: Any
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.transport.write(data, addr)
+
+
+class TurnUdpClient(DatagramProtocol):
+    """A minimal TURN client: one request at a time by transaction id."""
+
+    transport: Any
+
+    def __init__(self, server: tuple[str, int], username: str, password: str) -> None:
+        self.server = server
+        self.username = username
+        self.key = codec.long_term_key(username, REALM, password)
+        self.nonce = b""
+        self.channel_data: DeferredQueue[bytes] = DeferredQueue()
+        self._waiting: dict[bytes, Deferred[codec.Message]] = {}
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        if data and data[0] >= 0x40:
+            self.channel_data.put(data)
+            return
+        message = codec.decode(data)
+        waiter = self._waiting.pop(message.transaction_id, None)
+        if waiter is not None:
+            waiter.callback(message)
+
+    async def request(
+        self,
+        method: int,
+        attrs: Iterable[tuple[int, bytes]] = (),
+        *,
+        txid: bytes | None = None,
+        auth: bool = True,
+    ) -> codec.Message:
+        """Send one request (with the current nonce) and await its answer."""
+        txid = txid or os.urandom(12)
+        attrs = list(attrs)
+        key = None
+        if auth:
+            attrs += [
+                (codec.USERNAME, self.username.encode()),
+                (codec.REALM, REALM.encode()),
+                (codec.NONCE, self.nonce),
+            ]
+            key = self.key
+        waiter: Deferred[codec.Message] = Deferred()
+        self._waiting[txid] = waiter
+        self.transport.write(
+            codec.encode(
+                codec.message_type(method, codec.CLASS_REQUEST), txid, attrs, key=key
+            ),
+            self.server,
+        )
+        reply: codec.Message = await _wait(waiter)
+        return reply
+
+    async def allocate(self) -> codec.Message:
+        """401 for a nonce, then the authenticated Allocate; returns the answer."""
+        transport = [(codec.REQUESTED_TRANSPORT, codec.encode_requested_transport())]
+        challenge = await self.request(codec.METHOD_ALLOCATE, transport, auth=False)
+        self.nonce = challenge.attrs[codec.NONCE]
+        return await self.request(codec.METHOD_ALLOCATE, transport)
+
+    async def bind(self, channel: int, peer: tuple[str, int]) -> codec.Message:
+        txid = os.urandom(12)
+        return await self.request(
+            codec.METHOD_CHANNEL_BIND,
+            [
+                (codec.CHANNEL_NUMBER, codec.encode_channel_number(channel)),
+                (codec.XOR_PEER_ADDRESS, codec.encode_xor_address(*peer, txid)),
+            ],
+            txid=txid,
+        )
+
+
+def _error_code(message: codec.Message) -> int | None:
+    value = message.attrs.get(codec.ERROR_CODE)
+    return None if value is None else codec.decode_error_code(value)[0]
+
+
+class _Daemon:
+    """KS + AIS + TURN with realm ``REALM_ID`` created before start."""
+
+    def __init__(self, test: TestCase) -> None:
+        self.test = test
+        self.directory = Path(test.mktemp())
+        add_realm(self.directory, REALM_ID)
+        self.root: ActrixService = start_daemon(
+            test, make_settings(self.directory, enable=ENABLE)
+        )
+        self.http: Any = http_client(test)
+        self.base = f"http://127.0.0.1:{http_port(self.root)}"
+        self.ice = ("127.0.0.1", int(self.root.listener("ice-udp").bound_port))
+
+    @property
+    def turn(self) -> TurnService:
+        service: TurnService = self.root.sessions.getServiceNamed("turn")
+        return service
+
+    async def register(self) -> tuple[str, str]:
+        """Register an actor; its TURN (username, password) as actr builds them."""
+        request = actr_pb2.RegisterRequest(
+            actr_type=actr_pb2.ActrType(manufacturer="acme", name="turn-test"),
+            realm=actr_pb2.Realm(realm_id=REALM_ID),
+        )
+        response = await _wait(
+            self.http.post(
+                f"{self.base}/ais/register",
+                data=request.SerializeToString(),
+                headers={b"content-type": [b"application/octet-stream"]},
+            )
+        )
+        self.test.assertEqual(response.code, 200)
+        body = actr_pb2.RegisterResponse.FromString(await _wait(response.content()))
+        ok = body.success
+        raw = (
+            REALM_ID.to_bytes(4, "big")
+            + ok.credential.token_key_id.to_bytes(4, "big")
+            + ok.credential.encrypted_token
+        )
+        return base122.encode(raw), ok.psk.hex()
+
+    def client(self, username: str, password: str) -> TurnUdpClient:
+        client = TurnUdpClient(self.ice, username, password)
+        port = UdpReactor.listenUDP(0, client, interface="127.0.0.1")
+        self.test.addCleanup(port.stopListening)
+        return client
+
+    def peer(self) -> tuple[str, int]:
+        port = UdpReactor.listenUDP(0, _Peer(), interface="127.0.0.1")
+        self.test.addCleanup(port.stopListening)
+        return ("127.0.0.1", port.getHost().port)
+
+    def suspend_realm(self) -> None:
+        """What ``actrix realm suspend`` does: one committed UPDATE on actrix.db."""
+        conn = sqlite3.connect(realms_path(self.directory))
+        try:
+            with conn:
+                set_realm_status_txn(
+                    conn.cursor(), REALM_ID, STATUS_SUSPENDED, int(reactor.seconds())
+                )
+        finally:
+            conn.close()
+
+    async def metrics(self) -> dict[str, float]:
+        """``GET /metrics`` parsed: sample name with sorted labels -> value."""
+        response = await _wait(self.http.get(f"{self.base}/metrics"))
+        self.test.assertEqual(response.code, 200)
+        text = (await _wait(response.content())).decode()
+        samples: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}"] = sample.value
+        return samples
+
+
+class ActrCredentialTests(TestCase):
+    timeout = 60
+
+    async def test_actr_credentials_allocate_and_relay(self) -> None:
+        """An AIS-registered actor allocates with its token and PSK and relays."""
+        daemon = _Daemon(self)
+        username, password = await daemon.register()
+        self.assertTrue(any(ord(c) > 0x7F for c in username))  # real base122 text
+        client = daemon.client(username, password)
+        reply = await client.allocate()
+        self.assertIsNone(_error_code(reply))
+        self.assertTrue(codec.check_integrity(reply, client.key))
+        relayed = codec.decode_xor_address(
+            reply.attrs[codec.XOR_RELAYED_ADDRESS], reply.transaction_id
+        )
+        self.assertEqual(relayed[0], "127.0.0.1")
+        peer = daemon.peer()
+        self.assertIsNone(_error_code(await client.bind(0x4001, peer)))
+        for i in range(5):
+            payload = f"ping {i}".encode()
+            client.transport.write(
+                codec.encode_channel_data(0x4001, payload), daemon.ice
+            )
+            echoed = await _wait(client.channel_data.get())
+            self.assertEqual(echoed, codec.encode_channel_data(0x4001, payload))
+        self.assertEqual(daemon.turn.auth.cached_count, 1)
+
+    async def test_actr_credentials_with_aioice(self) -> None:
+        """aioice relays with the base122 username and hex-PSK password."""
+        daemon = _Daemon(self)
+        username, password = await daemon.register()
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable,
+            (
+                str(HERE / "aioice_turn_client.py"),
+                daemon.ice[0],
+                str(daemon.ice[1]),
+                "udp",
+                username,
+                password,
+                "5",
+            ),
+            env=dict(os.environ),
+            reactor=reactor,
+        )
+        self.assertEqual(code, 0, (out + err).decode("utf-8", "replace"))
+        result = json.loads(out.decode().strip().splitlines()[-1])
+        self.assertEqual(result["echoed"], 5)
+
+    async def test_suspended_realm_rejects_cached_key(self) -> None:
+        """After the realm is suspended the cached key no longer allocates."""
+        daemon = _Daemon(self)
+        username, password = await daemon.register()
+        first = daemon.client(username, password)
+        self.assertIsNone(_error_code(await first.allocate()))
+        self.assertEqual(daemon.turn.auth.cached_count, 1)
+        daemon.suspend_realm()
+        # The RealmCache notices the commit within its 1 s refresh.
+        code: int | None = None
+        for _ in range(25):
+            await deferLater(reactor, 0.2)
+            code = _error_code(await daemon.client(username, password).allocate())
+            if code is not None:
+                break
+        self.assertEqual(code, 401)
+        self.assertEqual(daemon.turn.auth.cached_count, 1)  # rejected despite cache
+        self.assertEqual(daemon.turn.metrics.auth_failures["realm_inactive"], 1)
+        # The live allocation cannot be refreshed any more either.
+        refresh = await first.request(codec.METHOD_REFRESH)
+        self.assertEqual(_error_code(refresh), 401)
+
+    async def test_bad_actr_username_is_refused(self) -> None:
+        """A token for an unknown key and an undecodable username get 401."""
+        daemon = _Daemon(self)
+        username, password = await daemon.register()
+        raw = base122.decode(username)
+        unknown_key = base122.encode(raw[:4] + (999_999).to_bytes(4, "big") + raw[8:])
+        for name in (unknown_key, "\u0600\u0601"):
+            reply = await daemon.client(name, password).allocate()
+            self.assertEqual(_error_code(reply), 401)
+        self.assertEqual(daemon.turn.metrics.auth_failures["bad_username"], 1)
+        self.assertEqual(sum(daemon.turn.metrics.auth_failures.values()), 2)
+        # The daemon keeps serving the valid actor.
+        client = daemon.client(username, password)
+        self.assertIsNone(_error_code(await client.allocate()))
+
+
+class MetricsTests(TestCase):
+    timeout = 30
+
+    async def test_turn_counters_move_in_metrics(self) -> None:
+        """GET /metrics shows TURN counters, moved by a Binding and an allocation."""
+        daemon = _Daemon(self)
+        before = await daemon.metrics()
+        for name in (
+            "actrix_turn_bindings_total{}",
+            "actrix_turn_allocations_total{}",
+            "actrix_turn_allocations_active{}",
+            "actrix_turn_relayed_packets_total{direction=to_peer}",
+            "actrix_turn_relayed_bytes_total{direction=to_client}",
+            "actrix_turn_malformed_total{}",
+        ):
+            self.assertIn(name, before)
+        client = daemon.client("alice", "alice-password")
+        binding = await client.request(codec.METHOD_BINDING, auth=False)
+        self.assertEqual(binding.msg_type, codec.BINDING_SUCCESS)
+        self.assertIsNone(_error_code(await client.allocate()))
+        peer = daemon.peer()
+        self.assertIsNone(_error_code(await client.bind(0x4002, peer)))
+        client.transport.write(codec.encode_channel_data(0x4002, b"12345"), daemon.ice)
+        await _wait(client.channel_data.get())
+        after = await daemon.metrics()
+
+        def moved(name: str) -> float:
+            return after[name] - before.get(name, 0.0)
+
+        self.assertEqual(moved("actrix_turn_bindings_total{}"), 1)
+        self.assertEqual(moved("actrix_turn_allocations_total{}"), 1)
+        self.assertEqual(moved("actrix_turn_allocations_active{}"), 1)
+        self.assertEqual(moved("actrix_turn_error_responses_total{code=401}"), 1)
+        to_peer, to_client = "{direction=to_peer}", "{direction=to_client}"
+        self.assertEqual(moved(f"actrix_turn_relayed_packets_total{to_peer}"), 1)
+        self.assertEqual(moved(f"actrix_turn_relayed_bytes_total{to_peer}"), 5)
+        self.assertEqual(moved(f"actrix_turn_relayed_packets_total{to_client}"), 1)
+
+
+class _Inbox(DatagramProtocol):
+    def __init__(self) -> None:
+        self.received: DeferredQueue[tuple[bytes, Any]] = DeferredQueue()
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.received.put((data, addr))
+
+
+class RelaySocketTests(TestCase):
+    timeout = 10
+
+    async def test_relay_socket_relays_and_closes_quietly(self) -> None:
+        """A relay socket reads and writes, closes at once and logs nothing."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        inbox = _Inbox()
+        relay = relay_opener(UdpReactor)("127.0.0.1", 0, inbox)
+        self.addCleanup(relay.stopListening)
+        assert isinstance(relay, RelaySocket)
+        assert relay.socket is not None
+        address = relay.socket.getsockname()
+        peer = _Inbox()
+        peer_port = UdpReactor.listenUDP(0, peer, interface="127.0.0.1")
+        self.addCleanup(peer_port.stopListening)
+        peer_port.write(b"to relay", address)
+        data, source = await _wait(inbox.received.get())
+        self.assertEqual((data, source[1]), (b"to relay", peer_port.getHost().port))
+        relay.write(b"to peer", source)
+        self.assertEqual((await _wait(peer.received.get()))[0], b"to peer")
+        relay.stopListening()
+        self.assertIsNone(relay.socket)
+        self.assertIsNone(inbox.transport)
+        self.assertNotIn(relay, UdpReactor.getReaders())
+        # Closed synchronously: the same port can be bound again at once.
+        again = relay_opener(UdpReactor)("127.0.0.1", address[1], _Inbox())
+        again.stopListening()
+        texts = [formatEvent(event) for event in events]
+        self.assertEqual([t for t in texts if "UDP Port" in t or "starting" in t], [])
+
+    def test_busy_port_raises_cannot_listen(self) -> None:
+        """Opening a relay on a port in use raises CannotListenError."""
+        first = relay_opener(UdpReactor)("127.0.0.1", 0, _Inbox())
+        self.addCleanup(first.stopListening)
+        assert isinstance(first, RelaySocket) and first.socket is not None
+        taken = first.socket.getsockname()[1]
+        with self.assertRaises(CannotListenError):
+            relay_opener(UdpReactor)("127.0.0.1", taken, _Inbox())

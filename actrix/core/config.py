@@ -11,459 +11,81 @@ from __future__ import annotations
 
 import ipaddress
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any
 
 import attrs
 
-ENABLE_SIGNALING: Final = 1
-ENABLE_STUN: Final = 2
-ENABLE_TURN: Final = 4
-ENABLE_AIS: Final = 8
-ENABLE_KS: Final = 16
-
-SERVICE_BITS: Final = {
-    "signaling": ENABLE_SIGNALING,
-    "stun": ENABLE_STUN,
-    "turn": ENABLE_TURN,
-    "ais": ENABLE_AIS,
-    "ks": ENABLE_KS,
-}
-
-LOG_LEVELS: Final = ("trace", "debug", "info", "warn", "error")
-
-T = TypeVar("T")
-
-
-class ConfigError(Exception):
-    """The configuration cannot be used; ``problems`` lists every error found."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("; ".join(problems))
-
-
-@attrs.frozen(repr=False)
-class Secret:
-    """A secret string from the config; ``repr``/``str`` never reveal it."""
-
-    value: str
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def encode(self) -> bytes:
-        """The UTF-8 bytes of the secret."""
-        return self.value.encode("utf-8")
-
-
-# ---------------------------------------------------------------------------
-# Value objects
-
-
-@attrs.frozen
-class HttpBind:
-    domain_name: str
-    advertised_ip: str
-    ip: str
-    port: int
-
-
-@attrs.frozen
-class HttpsBind:
-    domain_name: str
-    advertised_ip: str
-    ip: str
-    port: int
-    cert: Path
-    key: Path
-
-
-@attrs.frozen
-class IceBind:
-    domain_name: str
-    ip: str
-    port: int
-    tcp: bool = True
-    tls_port: int | None = None
-    cert: Path | None = None
-    key: Path | None = None
-
-
-@attrs.frozen
-class Bind:
-    http: HttpBind | None
-    https: HttpsBind | None
-    ice: IceBind
-
-
-@attrs.frozen
-class TurnUser:
-    name: str
-    password: Secret
-
-
-@attrs.frozen
-class TurnConfig:
-    advertised_ip: str
-    advertised_port: int
-    relay_port_range: tuple[int, int]
-    realm: str
-    static_auth_secret: Secret | None = None
-    users: tuple[TurnUser, ...] = ()
-    peer_allow: tuple[str, ...] = ()
-    software: str = "actrix"
-    max_allocations_per_user: int = 32
-    max_allocations_total: int = 20000
-    allocation_rate_per_ip: float = 10.0
-    allocation_burst_per_ip: int = 20
-    max_lifetime: int = 3600
-    default_lifetime: int = 600
-    nonce_lifetime: int = 3600
-    relay_ipv6_ip: str | None = None
-
-
-@attrs.frozen
-class LogConfig:
-    output: str = "console"
-    rotate: bool = False
-    path: Path = Path("logs")
-
-
-@attrs.frozen
-class TracingConfig:
-    enable: bool = False
-    service_name: str = "actrix"
-    endpoint: str = "http://127.0.0.1:4317"
-
-
-@attrs.frozen
-class MetricsConfig:
-    token: Secret | None = None
-    allow: tuple[str, ...] = ()
-
-
-@attrs.frozen
-class ObservabilityConfig:
-    filter_level: str = "info"
-    log: LogConfig = LogConfig()
-    tracing: TracingConfig = TracingConfig()
-    metrics: MetricsConfig = MetricsConfig()
-
-    @property
-    def level(self) -> str:
-        """The head of ``filter_level`` (``info`` of ``info,actrix=debug``)."""
-        return self.filter_level.split(",", 1)[0].strip().lower()
-
-
-@attrs.frozen
-class KsClientConfig:
-    """A remote KS (``dependencies.ks``): our HTTP client talks to ``endpoint``."""
-
-    endpoint: str
-    timeout_seconds: float
-    enable_tls: bool = False
-    tls_domain: str | None = None
-    ca_cert: Path | None = None
-    client_cert: Path | None = None
-    client_key: Path | None = None
-
-
-@attrs.frozen
-class KsStorageConfig:
-    backend: str = "sqlite"
-    key_ttl_seconds: int = 3600
-
-
-@attrs.frozen
-class KsConfig:
-    tolerance_seconds: int = 3600
-    kek: Secret | None = None
-    kek_env: str | None = None
-    kek_file: Path | None = None
-    storage: KsStorageConfig = KsStorageConfig()
-    cleanup_interval_seconds: int = 300
-
-
-@attrs.frozen
-class AisConfig:
-    token_ttl_secs: int = 3600
-    signaling_heartbeat_interval_secs: int = 30
-    register_rate_per_second: float = 0.5
-    register_burst: int = 100
-    ks: KsClientConfig | None = None
-
-
-@attrs.frozen
-class ConnectionRateLimit:
-    enabled: bool = True
-    per_minute: int = 5
-    burst_size: int = 10
-    max_concurrent_per_ip: int = 100
-
-
-@attrs.frozen
-class MessageRateLimit:
-    enabled: bool = True
-    per_second: int = 10
-    burst_size: int = 50
-
-
-@attrs.frozen
-class AisClientConfig:
-    endpoint: str
-    timeout_seconds: float = 30.0
-
-
-@attrs.frozen
-class SignalingConfig:
-    ws_path: str = "/signaling"
-    connection_rate: ConnectionRateLimit = ConnectionRateLimit()
-    message_rate: MessageRateLimit = MessageRateLimit()
-    max_message_size: int = 65536
-    heartbeat_timeout_secs: int = 300
-    ks: KsClientConfig | None = None
-    ais: AisClientConfig | None = None
-
-
-@attrs.frozen
-class Services:
-    ks: KsConfig | None = None
-    ais: AisConfig | None = None
-    signaling: SignalingConfig | None = None
-
-
-@attrs.frozen
-class Settings:
-    """The whole validated configuration of one daemon."""
-
-    enable: int
-    name: str
-    env: str
-    location_tag: str
-    sqlite_path: Path
-    actrix_shared_key: Secret
-    bind: Bind
-    turn: TurnConfig
-    observability: ObservabilityConfig = ObservabilityConfig()
-    services: Services = Services()
-    user: str | None = None
-    group: str | None = None
-    pid: str | None = None
-    warnings: tuple[str, ...] = ()
-    source: Path | None = None
-
-    def enabled(self, bit: int) -> bool:
-        """Whether the service with this enable bit is switched on."""
-        return bool(self.enable & bit)
-
-    @property
-    def enabled_services(self) -> tuple[str, ...]:
-        """Names of the enabled services (STUN is folded into TURN when both)."""
-        names = [name for name, bit in SERVICE_BITS.items() if self.enable & bit]
-        if "turn" in names and "stun" in names:
-            names.remove("stun")
-        return tuple(names)
-
-    @property
-    def http_services_enabled(self) -> bool:
-        """Whether any service needs the HTTP(S) listener."""
-        return bool(self.enable & (ENABLE_SIGNALING | ENABLE_AIS | ENABLE_KS))
-
-    @property
-    def uses_https(self) -> bool:
-        """The site listens with TLS: always outside dev, or in dev without http."""
-        return self.env != "dev" or self.bind.http is None
-
-
-# ---------------------------------------------------------------------------
-# Reading
-
-
-_MISSING: Final = object()
-
-
-class _Table:
-    """A view on one TOML table that records problems under its dotted prefix."""
-
-    def __init__(
-        self, data: Mapping[str, Any], prefix: str, problems: list[str]
-    ) -> None:
-        self._data = data
-        self._prefix = prefix
-        self._problems = problems
-        self._seen: set[str] = set()
-
-    def key(self, name: str) -> str:
-        return f"{self._prefix}{name}" if not self._prefix else f"{self._prefix}.{name}"
-
-    def error(self, name: str, message: str) -> None:
-        self._problems.append(f"{self.key(name)}: {message}")
-
-    def has(self, name: str) -> bool:
-        return name in self._data
-
-    def _get(self, name: str, required: bool) -> Any:
-        self._seen.add(name)
-        if name in self._data:
-            return self._data[name]
-        if required:
-            self.error(name, "missing required key")
-        return _MISSING
-
-    def _typed(
-        self,
-        name: str,
-        kind: type[T] | tuple[type, ...],
-        label: str,
-        default: T,
-        required: bool,
-    ) -> T:
-        value = self._get(name, required)
-        if value is _MISSING:
-            return default
-        if isinstance(value, bool) and kind is not bool:
-            self.error(name, f"expected {label}, got a boolean")
-            return default
-        if not isinstance(value, kind):
-            self.error(name, f"expected {label}, got {_type_name(value)}")
-            return default
-        return value  # type: ignore[return-value]  # isinstance checked above
-
-    def string(
-        self,
-        name: str,
-        default: str = "",
-        *,
-        required: bool = False,
-        non_blank: bool = False,
-    ) -> str:
-        value = self._typed(name, str, "a string", default, required)
-        if non_blank and name in self._data and not str(value).strip():
-            self.error(name, "must not be blank")
-        return value
-
-    def opt_string(self, name: str) -> str | None:
-        if name not in self._data:
-            self._seen.add(name)
-            return None
-        return self.string(name)
-
-    def integer(
-        self,
-        name: str,
-        default: int = 0,
-        *,
-        required: bool = False,
-        minimum: int | None = None,
-        maximum: int | None = None,
-    ) -> int:
-        value = self._typed(name, int, "an integer", default, required)
-        if name in self._data and isinstance(value, int):
-            if minimum is not None and value < minimum:
-                self.error(name, f"must be >= {minimum}")
-                return default
-            if maximum is not None and value > maximum:
-                self.error(name, f"must be <= {maximum}")
-                return default
-        return value
-
-    def number(
-        self, name: str, default: float, *, minimum: float | None = None
-    ) -> float:
-        value = self._typed(name, (int, float), "a number", default, False)
-        if name in self._data and minimum is not None and value < minimum:
-            self.error(name, f"must be >= {minimum}")
-            return default
-        return float(value)
-
-    def boolean(self, name: str, default: bool = False) -> bool:
-        return self._typed(name, bool, "a boolean", default, False)
-
-    def port(self, name: str, *, required: bool = True, default: int = 0) -> int:
-        return self.integer(name, default, required=required, minimum=0, maximum=65535)
-
-    def ip(self, name: str, *, required: bool = True, default: str = "") -> str:
-        value = self.string(name, default, required=required)
-        if name in self._data and isinstance(self._data[name], str):
-            try:
-                ipaddress.ip_address(value)
-            except ValueError:
-                self.error(name, "not an IP address")
-        return value
-
-    def path(self, name: str, *, required: bool = False) -> Path | None:
-        value = self._get(name, required)
-        if value is _MISSING:
-            return None
-        if not isinstance(value, str) or not value.strip():
-            self.error(name, "expected a non-blank path string")
-            return None
-        return Path(value)
-
-    def secret(self, name: str, *, required: bool = False) -> Secret | None:
-        value = self._get(name, required)
-        if value is _MISSING:
-            return None
-        if not isinstance(value, str):
-            self.error(name, f"expected a string, got {_type_name(value)}")
-            return None
-        return Secret(value)
-
-    def string_list(self, name: str) -> tuple[str, ...]:
-        value = self._get(name, False)
-        if value is _MISSING:
-            return ()
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.error(name, "expected a list of strings")
-            return ()
-        return tuple(value)
-
-    def table(self, name: str, *, required: bool = False) -> _Table | None:
-        value = self._get(name, required)
-        if value is _MISSING:
-            return None
-        if not isinstance(value, dict):
-            self.error(name, f"expected a table, got {_type_name(value)}")
-            return None
-        return _Table(value, self.key(name), self._problems)
-
-    def finish(self) -> None:
-        for name in self._data:
-            if name not in self._seen:
-                self.error(name, "unknown key")
-
-
-def _type_name(value: object) -> str:
-    return {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "a boolean",
-        list: "an array",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)
-
-
-def _read_table(
-    parent: _Table,
-    name: str,
-    reader: Callable[[_Table], T],
-    *,
-    required: bool = False,
-) -> T | None:
-    table = parent.table(name, required=required)
-    if table is None:
-        return None
-    result = reader(table)
-    table.finish()
-    return result
-
-
-def _read_http(t: _Table) -> HttpBind:
+from actrix.core.settings import (
+    ENABLE_AIS,
+    ENABLE_KS,
+    ENABLE_SIGNALING,
+    ENABLE_STUN,
+    ENABLE_TURN,
+    LOG_LEVELS,
+    SERVICE_BITS,
+    AisClientConfig,
+    AisConfig,
+    Bind,
+    ConfigError,
+    ConnectionRateLimit,
+    HttpBind,
+    HttpsBind,
+    IceBind,
+    KsClientConfig,
+    KsConfig,
+    KsStorageConfig,
+    LogConfig,
+    MessageRateLimit,
+    MetricsConfig,
+    ObservabilityConfig,
+    Secret,
+    Services,
+    Settings,
+    SignalingConfig,
+    TracingConfig,
+    TurnConfig,
+    TurnUser,
+)
+from actrix.core.toml_table import Table, read_table
+
+__all__ = [
+    "ENABLE_AIS",
+    "ENABLE_KS",
+    "ENABLE_SIGNALING",
+    "ENABLE_STUN",
+    "ENABLE_TURN",
+    "LOG_LEVELS",
+    "SERVICE_BITS",
+    "AisClientConfig",
+    "AisConfig",
+    "Bind",
+    "ConfigError",
+    "ConnectionRateLimit",
+    "HttpBind",
+    "HttpsBind",
+    "IceBind",
+    "KsClientConfig",
+    "KsConfig",
+    "KsStorageConfig",
+    "LogConfig",
+    "MessageRateLimit",
+    "MetricsConfig",
+    "ObservabilityConfig",
+    "Secret",
+    "Services",
+    "Settings",
+    "SignalingConfig",
+    "TracingConfig",
+    "TurnConfig",
+    "TurnUser",
+    "load_config",
+    "parse_config",
+]
+
+
+def _read_http(t: Table) -> HttpBind:
     return HttpBind(
         domain_name=t.string("domain_name", required=True),
         advertised_ip=t.string("advertised_ip", required=True),
@@ -472,7 +94,7 @@ def _read_http(t: _Table) -> HttpBind:
     )
 
 
-def _read_https(t: _Table) -> HttpsBind:
+def _read_https(t: Table) -> HttpsBind:
     return HttpsBind(
         domain_name=t.string("domain_name", required=True),
         advertised_ip=t.string("advertised_ip", required=True),
@@ -483,7 +105,7 @@ def _read_https(t: _Table) -> HttpsBind:
     )
 
 
-def _read_ice(t: _Table) -> IceBind:
+def _read_ice(t: Table) -> IceBind:
     tls_port = t.port("tls_port", required=False, default=-1)
     cert = t.path("cert")
     key = t.path("key")
@@ -500,16 +122,16 @@ def _read_ice(t: _Table) -> IceBind:
     )
 
 
-def _read_bind(t: _Table) -> Bind:
-    http = _read_table(t, "http", _read_http)
-    https = _read_table(t, "https", _read_https)
-    ice = _read_table(t, "ice", _read_ice, required=True)
+def _read_bind(t: Table) -> Bind:
+    http = read_table(t, "http", _read_http)
+    https = read_table(t, "https", _read_https)
+    ice = read_table(t, "ice", _read_ice, required=True)
     return Bind(
         http=http, https=https, ice=ice or IceBind(domain_name="", ip="", port=0)
     )
 
 
-def _parse_port_range(t: _Table, name: str) -> tuple[int, int]:
+def _parse_port_range(t: Table, name: str) -> tuple[int, int]:
     default = (49152, 65535)
     raw = t.string(name, "49152-65535")
     if not t.has(name):
@@ -529,12 +151,12 @@ def _parse_port_range(t: _Table, name: str) -> tuple[int, int]:
     return (start, end)
 
 
-def _read_turn_users(t: _Table) -> tuple[TurnUser, ...]:
+def _read_turn_users(t: Table) -> tuple[TurnUser, ...]:
     users = t.table("users")
     if users is None:
         return ()
     result = []
-    for name in list(users._data):
+    for name in users.names():
         password = users.secret(name)
         if password is not None:
             if not password.value:
@@ -544,7 +166,7 @@ def _read_turn_users(t: _Table) -> tuple[TurnUser, ...]:
     return tuple(result)
 
 
-def _read_turn(t: _Table) -> TurnConfig:
+def _read_turn(t: Table) -> TurnConfig:
     peer_allow = t.string_list("peer_allow")
     for entry in peer_allow:
         try:
@@ -581,7 +203,7 @@ def _read_turn(t: _Table) -> TurnConfig:
     )
 
 
-def _read_log(t: _Table) -> LogConfig:
+def _read_log(t: Table) -> LogConfig:
     output = t.string("output", "console")
     if output not in ("console", "file"):
         t.error("output", "must be 'console' or 'file'")
@@ -592,7 +214,7 @@ def _read_log(t: _Table) -> LogConfig:
     )
 
 
-def _read_tracing(t: _Table) -> TracingConfig:
+def _read_tracing(t: Table) -> TracingConfig:
     enable = t.boolean("enable", False)
     endpoint = t.string("endpoint", "http://127.0.0.1:4317")
     if enable and not endpoint.startswith(("http://", "https://")):
@@ -606,7 +228,7 @@ def _read_tracing(t: _Table) -> TracingConfig:
     )
 
 
-def _read_metrics(t: _Table) -> MetricsConfig:
+def _read_metrics(t: Table) -> MetricsConfig:
     allow = t.string_list("allow")
     for entry in allow:
         try:
@@ -619,27 +241,27 @@ def _read_metrics(t: _Table) -> MetricsConfig:
     return MetricsConfig(token=token, allow=allow)
 
 
-def _read_observability(t: _Table) -> ObservabilityConfig:
+def _read_observability(t: Table) -> ObservabilityConfig:
     level = t.string("filter_level", "info")
     head = level.split(",", 1)[0].strip().lower()
     if head not in LOG_LEVELS:
         t.error("filter_level", f"must start with one of {', '.join(LOG_LEVELS)}")
     return ObservabilityConfig(
         filter_level=level,
-        log=_read_table(t, "log", _read_log) or LogConfig(),
-        tracing=_read_table(t, "tracing", _read_tracing) or TracingConfig(),
-        metrics=_read_table(t, "metrics", _read_metrics) or MetricsConfig(),
+        log=read_table(t, "log", _read_log) or LogConfig(),
+        tracing=read_table(t, "tracing", _read_tracing) or TracingConfig(),
+        metrics=read_table(t, "metrics", _read_metrics) or MetricsConfig(),
     )
 
 
-def _read_url(t: _Table, name: str) -> str:
+def _read_url(t: Table, name: str) -> str:
     value = t.string(name, required=True)
     if t.has(name) and not value.startswith(("http://", "https://")):
         t.error(name, "must start with http:// or https://")
     return value.rstrip("/")
 
 
-def _read_ks_client(t: _Table) -> KsClientConfig:
+def _read_ks_client(t: Table) -> KsClientConfig:
     enable_tls = t.boolean("enable_tls", False)
     tls_domain = t.opt_string("tls_domain")
     client_cert = t.path("client_cert")
@@ -659,36 +281,36 @@ def _read_ks_client(t: _Table) -> KsClientConfig:
     )
 
 
-def _read_ks_storage(t: _Table) -> KsStorageConfig:
+def _read_ks_storage(t: Table) -> KsStorageConfig:
     backend = t.string("backend", "sqlite", required=True)
     if backend not in ("sqlite", "postgres"):
         t.error("backend", "must be 'sqlite' or 'postgres'")
     elif backend == "postgres":
         t.error("backend", "postgres is not supported yet; use sqlite")
     if backend == "sqlite" and t.table("sqlite", required=True) is not None:
-        _read_table(t, "sqlite", lambda s: None)
+        read_table(t, "sqlite", lambda s: None)
     else:
-        t._seen.add("sqlite")
+        t.skip("sqlite")
     if t.has("postgres"):
-        t._seen.add("postgres")
+        t.skip("postgres")
     return KsStorageConfig(
         backend=backend,
         key_ttl_seconds=t.integer("key_ttl_seconds", 3600, required=True, minimum=0),
     )
 
 
-def _read_ks(t: _Table) -> KsConfig:
+def _read_ks(t: Table) -> KsConfig:
     return KsConfig(
         tolerance_seconds=t.integer("tolerance_seconds", 3600, minimum=0),
         kek=t.secret("kek"),
         kek_env=t.opt_string("kek_env"),
         kek_file=t.path("kek_file"),
-        storage=_read_table(t, "storage", _read_ks_storage) or KsStorageConfig(),
+        storage=read_table(t, "storage", _read_ks_storage) or KsStorageConfig(),
         cleanup_interval_seconds=t.integer("cleanup_interval_seconds", 300, minimum=1),
     )
 
 
-def _read_ais(t: _Table) -> AisConfig:
+def _read_ais(t: Table) -> AisConfig:
     server = t.table("server")
     ttl, heartbeat, rate, burst = 3600, 30, 0.5, 100
     if server is not None:
@@ -702,7 +324,7 @@ def _read_ais(t: _Table) -> AisConfig:
     deps = t.table("dependencies")
     ks = None
     if deps is not None:
-        ks = _read_table(deps, "ks", _read_ks_client)
+        ks = read_table(deps, "ks", _read_ks_client)
         deps.finish()
     return AisConfig(
         token_ttl_secs=ttl,
@@ -713,7 +335,7 @@ def _read_ais(t: _Table) -> AisConfig:
     )
 
 
-def _read_connection_rate(t: _Table) -> ConnectionRateLimit:
+def _read_connection_rate(t: Table) -> ConnectionRateLimit:
     return ConnectionRateLimit(
         enabled=t.boolean("enabled", True),
         per_minute=t.integer("per_minute", 5, minimum=1),
@@ -722,7 +344,7 @@ def _read_connection_rate(t: _Table) -> ConnectionRateLimit:
     )
 
 
-def _read_message_rate(t: _Table) -> MessageRateLimit:
+def _read_message_rate(t: Table) -> MessageRateLimit:
     return MessageRateLimit(
         enabled=t.boolean("enabled", True),
         per_second=t.integer("per_second", 10, minimum=1),
@@ -730,14 +352,14 @@ def _read_message_rate(t: _Table) -> MessageRateLimit:
     )
 
 
-def _read_ais_client(t: _Table) -> AisClientConfig:
+def _read_ais_client(t: Table) -> AisClientConfig:
     return AisClientConfig(
         endpoint=_read_url(t, "endpoint"),
         timeout_seconds=float(t.integer("timeout_seconds", 30, minimum=1)),
     )
 
 
-def _read_signaling(t: _Table) -> SignalingConfig:
+def _read_signaling(t: Table) -> SignalingConfig:
     result = SignalingConfig()
     server = t.table("server")
     if server is not None:
@@ -746,9 +368,9 @@ def _read_signaling(t: _Table) -> SignalingConfig:
         connection, message = ConnectionRateLimit(), MessageRateLimit()
         if rate is not None:
             connection = (
-                _read_table(rate, "connection", _read_connection_rate) or connection
+                read_table(rate, "connection", _read_connection_rate) or connection
             )
-            message = _read_table(rate, "message", _read_message_rate) or message
+            message = read_table(rate, "message", _read_message_rate) or message
             rate.finish()
         result = attrs.evolve(
             result,
@@ -767,18 +389,18 @@ def _read_signaling(t: _Table) -> SignalingConfig:
     if deps is not None:
         result = attrs.evolve(
             result,
-            ks=_read_table(deps, "ks", _read_ks_client),
-            ais=_read_table(deps, "ais", _read_ais_client),
+            ks=read_table(deps, "ks", _read_ks_client),
+            ais=read_table(deps, "ais", _read_ais_client),
         )
         deps.finish()
     return result
 
 
-def _read_services(t: _Table) -> Services:
+def _read_services(t: Table) -> Services:
     return Services(
-        ks=_read_table(t, "ks", _read_ks),
-        ais=_read_table(t, "ais", _read_ais),
-        signaling=_read_table(t, "signaling", _read_signaling),
+        ks=read_table(t, "ks", _read_ks),
+        ais=read_table(t, "ais", _read_ais),
+        signaling=read_table(t, "signaling", _read_signaling),
     )
 
 
@@ -859,7 +481,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Setting
         ConfigError: with every problem found, each prefixed by its dotted key.
     """
     problems: list[str] = []
-    top = _Table(data, "", problems)
+    top = Table(data, "", problems)
     enable = top.integer("enable", 6, minimum=0, maximum=31)
     env = top.string("env", "dev", required=True)
     if top.has("env") and env not in ("dev", "prod", "test"):
@@ -873,20 +495,20 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Setting
         sqlite_path=Path(sqlite_path),
         actrix_shared_key=top.secret("actrix_shared_key", required=True)
         or Secret("x" * 16),
-        bind=_read_table(top, "bind", _read_bind, required=True)
+        bind=read_table(top, "bind", _read_bind, required=True)
         or Bind(None, None, IceBind("", "", 0)),
-        turn=_read_table(top, "turn", _read_turn, required=True)
+        turn=read_table(top, "turn", _read_turn, required=True)
         or TurnConfig("", 0, (49152, 65535), "actor-rtc.local"),
-        observability=_read_table(top, "observability", _read_observability)
+        observability=read_table(top, "observability", _read_observability)
         or ObservabilityConfig(),
-        services=_read_table(top, "services", _read_services) or Services(),
+        services=read_table(top, "services", _read_services) or Services(),
         user=top.opt_string("user"),
         group=top.opt_string("group"),
         pid=top.opt_string("pid"),
         source=source,
     )
     if top.has("supervisor"):
-        top._seen.add("supervisor")
+        top.skip("supervisor")
         top.error("supervisor", "the supervisor integration is not supported")
     top.finish()
     warnings: list[str] = []

@@ -1,0 +1,274 @@
+"""The configuration's value objects: frozen, typed, secrets wrapped.
+
+:mod:`actrix.core.config` builds these from TOML and validates them; everything
+else only reads them. :class:`Secret` never shows its value in ``repr``/``str``,
+so settings can be logged or printed without leaking a key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final, TypeVar
+
+import attrs
+
+ENABLE_SIGNALING: Final = 1
+ENABLE_STUN: Final = 2
+ENABLE_TURN: Final = 4
+ENABLE_AIS: Final = 8
+ENABLE_KS: Final = 16
+
+SERVICE_BITS: Final = {
+    "signaling": ENABLE_SIGNALING,
+    "stun": ENABLE_STUN,
+    "turn": ENABLE_TURN,
+    "ais": ENABLE_AIS,
+    "ks": ENABLE_KS,
+}
+
+LOG_LEVELS: Final = ("trace", "debug", "info", "warn", "error")
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists every error found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+@attrs.frozen(repr=False)
+class Secret:
+    """A secret string from the config; ``repr``/``str`` never reveal it."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def encode(self) -> bytes:
+        """The UTF-8 bytes of the secret."""
+        return self.value.encode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# Value objects
+
+
+@attrs.frozen
+class HttpBind:
+    domain_name: str
+    advertised_ip: str
+    ip: str
+    port: int
+
+
+@attrs.frozen
+class HttpsBind:
+    domain_name: str
+    advertised_ip: str
+    ip: str
+    port: int
+    cert: Path
+    key: Path
+
+
+@attrs.frozen
+class IceBind:
+    domain_name: str
+    ip: str
+    port: int
+    tcp: bool = True
+    tls_port: int | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@attrs.frozen
+class Bind:
+    http: HttpBind | None
+    https: HttpsBind | None
+    ice: IceBind
+
+
+@attrs.frozen
+class TurnUser:
+    name: str
+    password: Secret
+
+
+@attrs.frozen
+class TurnConfig:
+    advertised_ip: str
+    advertised_port: int
+    relay_port_range: tuple[int, int]
+    realm: str
+    static_auth_secret: Secret | None = None
+    users: tuple[TurnUser, ...] = ()
+    peer_allow: tuple[str, ...] = ()
+    software: str = "actrix"
+    max_allocations_per_user: int = 32
+    max_allocations_total: int = 20000
+    allocation_rate_per_ip: float = 10.0
+    allocation_burst_per_ip: int = 20
+    max_lifetime: int = 3600
+    default_lifetime: int = 600
+    nonce_lifetime: int = 3600
+    relay_ipv6_ip: str | None = None
+
+
+@attrs.frozen
+class LogConfig:
+    output: str = "console"
+    rotate: bool = False
+    path: Path = Path("logs")
+
+
+@attrs.frozen
+class TracingConfig:
+    enable: bool = False
+    service_name: str = "actrix"
+    endpoint: str = "http://127.0.0.1:4317"
+
+
+@attrs.frozen
+class MetricsConfig:
+    token: Secret | None = None
+    allow: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ObservabilityConfig:
+    filter_level: str = "info"
+    log: LogConfig = LogConfig()
+    tracing: TracingConfig = TracingConfig()
+    metrics: MetricsConfig = MetricsConfig()
+
+    @property
+    def level(self) -> str:
+        """The head of ``filter_level`` (``info`` of ``info,actrix=debug``)."""
+        return self.filter_level.split(",", 1)[0].strip().lower()
+
+
+@attrs.frozen
+class KsClientConfig:
+    """A remote KS (``dependencies.ks``): our HTTP client talks to ``endpoint``."""
+
+    endpoint: str
+    timeout_seconds: float
+    enable_tls: bool = False
+    tls_domain: str | None = None
+    ca_cert: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+
+@attrs.frozen
+class KsStorageConfig:
+    backend: str = "sqlite"
+    key_ttl_seconds: int = 3600
+
+
+@attrs.frozen
+class KsConfig:
+    tolerance_seconds: int = 3600
+    kek: Secret | None = None
+    kek_env: str | None = None
+    kek_file: Path | None = None
+    storage: KsStorageConfig = KsStorageConfig()
+    cleanup_interval_seconds: int = 300
+
+
+@attrs.frozen
+class AisConfig:
+    token_ttl_secs: int = 3600
+    signaling_heartbeat_interval_secs: int = 30
+    register_rate_per_second: float = 0.5
+    register_burst: int = 100
+    ks: KsClientConfig | None = None
+
+
+@attrs.frozen
+class ConnectionRateLimit:
+    enabled: bool = True
+    per_minute: int = 5
+    burst_size: int = 10
+    max_concurrent_per_ip: int = 100
+
+
+@attrs.frozen
+class MessageRateLimit:
+    enabled: bool = True
+    per_second: int = 10
+    burst_size: int = 50
+
+
+@attrs.frozen
+class AisClientConfig:
+    endpoint: str
+    timeout_seconds: float = 30.0
+
+
+@attrs.frozen
+class SignalingConfig:
+    ws_path: str = "/signaling"
+    connection_rate: ConnectionRateLimit = ConnectionRateLimit()
+    message_rate: MessageRateLimit = MessageRateLimit()
+    max_message_size: int = 65536
+    heartbeat_timeout_secs: int = 300
+    ks: KsClientConfig | None = None
+    ais: AisClientConfig | None = None
+
+
+@attrs.frozen
+class Services:
+    ks: KsConfig | None = None
+    ais: AisConfig | None = None
+    signaling: SignalingConfig | None = None
+
+
+@attrs.frozen
+class Settings:
+    """The whole validated configuration of one daemon."""
+
+    enable: int
+    name: str
+    env: str
+    location_tag: str
+    sqlite_path: Path
+    actrix_shared_key: Secret
+    bind: Bind
+    turn: TurnConfig
+    observability: ObservabilityConfig = ObservabilityConfig()
+    services: Services = Services()
+    user: str | None = None
+    group: str | None = None
+    pid: str | None = None
+    warnings: tuple[str, ...] = ()
+    source: Path | None = None
+
+    def enabled(self, bit: int) -> bool:
+        """Whether the service with this enable bit is switched on."""
+        return bool(self.enable & bit)
+
+    @property
+    def enabled_services(self) -> tuple[str, ...]:
+        """Names of the enabled services (STUN is folded into TURN when both)."""
+        names = [name for name, bit in SERVICE_BITS.items() if self.enable & bit]
+        if "turn" in names and "stun" in names:
+            names.remove("stun")
+        return tuple(names)
+
+    @property
+    def http_services_enabled(self) -> bool:
+        """Whether any service needs the HTTP(S) listener."""
+        return bool(self.enable & (ENABLE_SIGNALING | ENABLE_AIS | ENABLE_KS))
+
+    @property
+    def uses_https(self) -> bool:
+        """The site listens with TLS: always outside dev, or in dev without http."""
+        return self.env != "dev" or self.bind.http is None

@@ -1,0 +1,204 @@
+"""A checked view on a decoded TOML table that records problems by dotted key.
+
+Each accessor checks the value's type (and range, format) and, on a problem,
+appends ``<dotted.key>: <message>`` to a shared list instead of raising, so one
+pass reports every error. :meth:`Table.finish` reports keys nobody asked for.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from actrix.core.settings import Secret
+
+T = TypeVar("T")
+
+_MISSING: Final = object()
+
+
+class Table:
+    """A view on one TOML table that records problems under its dotted prefix."""
+
+    def __init__(
+        self, data: Mapping[str, Any], prefix: str, problems: list[str]
+    ) -> None:
+        self._data = data
+        self._prefix = prefix
+        self._problems = problems
+        self._seen: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self._prefix}{name}" if not self._prefix else f"{self._prefix}.{name}"
+
+    def error(self, name: str, message: str) -> None:
+        self._problems.append(f"{self.key(name)}: {message}")
+
+    def names(self) -> list[str]:
+        """Every key present in the table."""
+        return list(self._data)
+
+    def skip(self, name: str) -> None:
+        """Accept ``name`` without reading it (handled elsewhere)."""
+        self._seen.add(name)
+
+    def has(self, name: str) -> bool:
+        return name in self._data
+
+    def _get(self, name: str, required: bool) -> Any:
+        self._seen.add(name)
+        if name in self._data:
+            return self._data[name]
+        if required:
+            self.error(name, "missing required key")
+        return _MISSING
+
+    def _typed(
+        self,
+        name: str,
+        kind: type[T] | tuple[type, ...],
+        label: str,
+        default: T,
+        required: bool,
+    ) -> T:
+        value = self._get(name, required)
+        if value is _MISSING:
+            return default
+        if isinstance(value, bool) and kind is not bool:
+            self.error(name, f"expected {label}, got a boolean")
+            return default
+        if not isinstance(value, kind):
+            self.error(name, f"expected {label}, got {type_name(value)}")
+            return default
+        return value  # type: ignore[return-value]  # isinstance checked above
+
+    def string(
+        self,
+        name: str,
+        default: str = "",
+        *,
+        required: bool = False,
+        non_blank: bool = False,
+    ) -> str:
+        value = self._typed(name, str, "a string", default, required)
+        if non_blank and name in self._data and not str(value).strip():
+            self.error(name, "must not be blank")
+        return value
+
+    def opt_string(self, name: str) -> str | None:
+        if name not in self._data:
+            self._seen.add(name)
+            return None
+        return self.string(name)
+
+    def integer(
+        self,
+        name: str,
+        default: int = 0,
+        *,
+        required: bool = False,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int:
+        value = self._typed(name, int, "an integer", default, required)
+        if name in self._data and isinstance(value, int):
+            if minimum is not None and value < minimum:
+                self.error(name, f"must be >= {minimum}")
+                return default
+            if maximum is not None and value > maximum:
+                self.error(name, f"must be <= {maximum}")
+                return default
+        return value
+
+    def number(
+        self, name: str, default: float, *, minimum: float | None = None
+    ) -> float:
+        value = self._typed(name, (int, float), "a number", default, False)
+        if name in self._data and minimum is not None and value < minimum:
+            self.error(name, f"must be >= {minimum}")
+            return default
+        return float(value)
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        return self._typed(name, bool, "a boolean", default, False)
+
+    def port(self, name: str, *, required: bool = True, default: int = 0) -> int:
+        return self.integer(name, default, required=required, minimum=0, maximum=65535)
+
+    def ip(self, name: str, *, required: bool = True, default: str = "") -> str:
+        value = self.string(name, default, required=required)
+        if name in self._data and isinstance(self._data[name], str):
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                self.error(name, "not an IP address")
+        return value
+
+    def path(self, name: str, *, required: bool = False) -> Path | None:
+        value = self._get(name, required)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            self.error(name, "expected a non-blank path string")
+            return None
+        return Path(value)
+
+    def secret(self, name: str, *, required: bool = False) -> Secret | None:
+        value = self._get(name, required)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, str):
+            self.error(name, f"expected a string, got {type_name(value)}")
+            return None
+        return Secret(value)
+
+    def string_list(self, name: str) -> tuple[str, ...]:
+        value = self._get(name, False)
+        if value is _MISSING:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.error(name, "expected a list of strings")
+            return ()
+        return tuple(value)
+
+    def table(self, name: str, *, required: bool = False) -> Table | None:
+        value = self._get(name, required)
+        if value is _MISSING:
+            return None
+        if not isinstance(value, dict):
+            self.error(name, f"expected a table, got {type_name(value)}")
+            return None
+        return Table(value, self.key(name), self._problems)
+
+    def finish(self) -> None:
+        for name in self._data:
+            if name not in self._seen:
+                self.error(name, "unknown key")
+
+
+def type_name(value: object) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def read_table(
+    parent: Table,
+    name: str,
+    reader: Callable[[Table], T],
+    *,
+    required: bool = False,
+) -> T | None:
+    table = parent.table(name, required=required)
+    if table is None:
+        return None
+    result = reader(table)
+    table.finish()
+    return result

@@ -27,6 +27,7 @@ from actrix.core.listen import TCPListener
 from actrix.core.metrics import MetricsRegistry, MetricsResource
 from actrix.core.realms import MIGRATIONS as REALM_MIGRATIONS
 from actrix.core.realms import REALMS_DB, RealmCache
+from actrix.core.settings import EXAMPLE_SHARED_KEY
 from actrix.core.storage import StorageError, open_database
 from actrix.core.tls import ServerTLS, TLSConfigError
 from actrix.root import ActrixService
@@ -421,6 +422,11 @@ def makeService(options: Options) -> IService:
     if settings.observability.log.output == "file":
         actrix_logging.add_file_output(
             settings.observability.log.path, settings.observability.log.rotate
+        )
+    if settings.env != "dev" and settings.actrix_shared_key.value == EXAMPLE_SHARED_KEY:
+        raise SystemExit(
+            "actrix: actrix_shared_key is still the example value; set your own "
+            "(openssl rand -hex 32)"
         )
     try:
         root = build_root_service(settings, reactor)

@@ -204,10 +204,12 @@ class Coturn(Server):
 # Load
 
 
-def _udp(connect: tuple[str, int] | None = None) -> socket.socket:
+def _udp(
+    connect: tuple[str, int] | None = None, source: str = "127.0.0.1"
+) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind((source, 0))
     if connect is not None:
         sock.connect(connect)
     sock.setblocking(False)
@@ -254,11 +256,27 @@ def bench_binding(port: int, seconds: float, limit: int) -> dict[str, float]:
     return {"binding_rps": answered / elapsed}
 
 
+_SOURCES = 4096
+_next_source = 0
+
+
+def _fresh_source() -> str:
+    """A loopback source address from 127.0.16.0-127.0.31.255, in rotation.
+
+    A server may keep a deleted allocation's 5-tuple busy for a moment
+    (coturn answers 437 then); the kernel reuses ephemeral ports quickly, so
+    a fresh socket on 127.0.0.1 alone often lands on such a 5-tuple.
+    """
+    global _next_source
+    _next_source = (_next_source + 1) % _SOURCES
+    return f"127.0.{16 + (_next_source >> 8)}.{_next_source & 0xFF}"
+
+
 class Allocator:
     """One client 5-tuple walking 401 -> Allocate -> (callback) per cycle."""
 
     def __init__(self, port: int) -> None:
-        self.sock = _udp(("127.0.0.1", port))
+        self.sock = _udp(("127.0.0.1", port), _fresh_source())
         self.nonce = b""
         self.step = 0
         self.sent_at = 0.0

@@ -23,6 +23,7 @@ from actrix.core.settings import (
     ENABLE_SIGNALING,
     ENABLE_STUN,
     ENABLE_TURN,
+    EXAMPLE_SHARED_KEY,
     LOG_LEVELS,
     SERVICE_BITS,
     AisClientConfig,
@@ -417,6 +418,11 @@ def _check_rules(s: Settings, problems: list[str], warnings: list[str]) -> None:
         )
     if len(key) < 16:
         problems.append("actrix_shared_key: shorter than 16 characters")
+    if key == EXAMPLE_SHARED_KEY:
+        warnings.append(
+            "Warning: actrix_shared_key: still the example value; the daemon "
+            "refuses to start with it unless env is dev"
+        )
     if s.enabled(ENABLE_TURN) or s.enabled(ENABLE_STUN):
         try:
             ipaddress.ip_address(s.turn.advertised_ip)

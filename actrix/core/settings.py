@@ -26,6 +26,9 @@ SERVICE_BITS: Final = {
     "ks": ENABLE_KS,
 }
 
+# The value etc/config.example.toml ships; refused at startup outside dev.
+EXAMPLE_SHARED_KEY: Final = "replace-with-output-of-openssl-rand-hex-32"
+
 LOG_LEVELS: Final = ("trace", "debug", "info", "warn", "error")
 
 T = TypeVar("T")

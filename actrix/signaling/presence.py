@@ -1,13 +1,22 @@
-"""Presence subscriptions: which actors want ActrUp/ActrDown events for a type.
+"""Presence: who wants ActrUp/ActrDown events for a type, and sending them.
 
-The key is the exact ActrType (manufacturer, name, whether a version is present,
-and its value), as signaling.md §7 specifies. Subscribers are kept by
-(realm, serial) with the ActrId they subscribed as.
+:class:`Subscriptions` is the subscription table. Its key is the exact ActrType
+(manufacturer, name, whether a version is present, and its value), as
+signaling.md §7 specifies; subscribers are kept by (realm, serial) with the
+ActrId they subscribed as. :class:`PresenceEvents` applies the realm and ACL
+rules and pushes the events to the subscribers' sessions.
 """
 
 from __future__ import annotations
 
+from twisted.internet.interfaces import IReactorTime
+
+from actrix.core.actrid import type_key
+from actrix.core.interfaces import RealmDirectory
 from actrix.proto import actr_pb2
+from actrix.signaling import messages as m
+from actrix.signaling.routing import RouteEntry
+from actrix.signaling.sessions import Sessions
 
 ActorKey = tuple[int, int]
 TypeId = tuple[str, str, bool, str]
@@ -71,3 +80,62 @@ class Subscriptions:
 
     def __len__(self) -> int:
         return sum(len(m) for m in self._by_type.values())
+
+
+class PresenceEvents:
+    """Pushes ActrUp/ActrDown events (signaling.md §5.1 step 5, §7).
+
+    An event for actor A reaches a subscriber S of A's exact type only when S
+    is in A's realm, the ACL allows S's type to reach A's type, and S has a
+    live session. The down event (``actr_down_event``, our addition) carries
+    the reason: ``disconnected``, ``unregistered`` or ``expired``.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        realms: RealmDirectory,
+        sessions: Sessions,
+        subscriptions: Subscriptions,
+    ) -> None:
+        self._clock = clock
+        self._realms = realms
+        self._sessions = sessions
+        self._subscriptions = subscriptions
+
+    def set_online(self, entry: RouteEntry, online: bool, reason: str) -> None:
+        """Flip an entry's online flag and announce the change (no-op if equal)."""
+        if entry.online == online:
+            return
+        entry.online = online
+        self.notify(entry.actr_id, up=online, reason=reason)
+
+    def notify(self, actr_id: actr_pb2.ActrId, up: bool, reason: str) -> int:
+        """Push the event to every subscriber allowed to see it; how many got it."""
+        subscribers = self._subscriptions.subscribers(actr_id.type)
+        if not subscribers:
+            return 0
+        realm_id = actr_id.realm.realm_id
+        to_key = type_key(actr_id.type)
+        now = self._clock.seconds()
+        sent = 0
+        for key, subscriber in subscribers:
+            if key[0] != realm_id:
+                continue
+            if not self._realms.acl_allowed(
+                realm_id, type_key(subscriber.type), to_key
+            ):
+                continue
+            session = self._sessions.bound(key)
+            if session is None:
+                continue
+            push, body = m.to_actor(now, subscriber)
+            if up:
+                body.actr_up_event.actor_id.CopyFrom(actr_id)
+            else:
+                event = body.actr_down_event
+                event.actor_id.CopyFrom(actr_id)
+                event.reason = reason
+            if self._sessions.send(session, push):
+                sent += 1
+        return sent

@@ -8,7 +8,6 @@ limiter is a token bucket per source IP with a bounded table.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 from typing import Final
@@ -49,7 +48,7 @@ class NonceIssuer:
 
     def _mac(self, head: str, ip: str) -> str:
         data = f"{head}|{ip}".encode()
-        return hmac.new(self._secret, data, hashlib.sha256).hexdigest()[:16]
+        return hmac.digest(self._secret, data, "sha256")[:8].hex()
 
 
 class RateLimiter:

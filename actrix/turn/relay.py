@@ -37,6 +37,8 @@ READS_PER_EVENT: Final = 64  # then yield to other sockets; epoll reports us aga
 class RelaySocket:
     """A bound UDP socket whose datagrams go to ``protocol``; no logging."""
 
+    __slots__ = ("_ip", "_port", "_reactor", "_v6", "protocol", "socket")
+
     def __init__(
         self,
         reactor: IReactorFDSet,

@@ -164,6 +164,26 @@ class TwistdProcessTests(TestCase):
         self.assertNotEqual(code, 0)
         self.assertIn("/nonexistent/cert.pem", output)
 
+    async def test_example_shared_key_refused_outside_dev(self) -> None:
+        """The shipped placeholder shared key stops a non-dev daemon."""
+        from actrix.core.settings import EXAMPLE_SHARED_KEY
+        from tests.certs import write_self_signed
+        from tests.daemon import SHARED_KEY
+
+        cert, key = write_self_signed(self.dir / "tls")
+        text = (
+            config_text(self.dir / "db")
+            .replace('env = "dev"', 'env = "test"')
+            .replace(SHARED_KEY, EXAMPLE_SHARED_KEY)
+        ) + (
+            "\n[bind.https]\ndomain_name = 'x'\nadvertised_ip = '127.0.0.1'\n"
+            f"ip = '127.0.0.1'\nport = 0\ncert = '{cert}'\nkey = '{key}'\n"
+        )
+        code, output = await self.run_twistd(self.write_config(text))
+        self.assertNotEqual(code, 0)
+        self.assertIn("actrix_shared_key is still the example value", output)
+        self.assertFalse((self.dir / "db").exists())
+
     async def test_port_in_use_exits_with_one_line(self) -> None:
         """A taken HTTP port ends twistd with status 1 and one message."""
         blocker = socket.socket()

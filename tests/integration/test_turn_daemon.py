@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import sys
 from collections.abc import Iterable
@@ -28,7 +29,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import formatEvent, globalLogPublisher
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from actrix.core import base122
 from actrix.core.config import ENABLE_AIS, ENABLE_KS, ENABLE_TURN
@@ -354,6 +355,9 @@ class RelaySocketTests(TestCase):
 
     async def test_relay_socket_relays_and_closes_quietly(self) -> None:
         """A relay socket reads and writes, closes at once and logs nothing."""
+        peer = _Inbox()
+        peer_port = UdpReactor.listenUDP(0, peer, interface="127.0.0.1")
+        self.addCleanup(peer_port.stopListening)
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         inbox = _Inbox()
         relay = relay_opener(UdpReactor)("127.0.0.1", 0, inbox)
@@ -361,9 +365,6 @@ class RelaySocketTests(TestCase):
         assert isinstance(relay, RelaySocket)
         assert relay.socket is not None
         address = relay.socket.getsockname()
-        peer = _Inbox()
-        peer_port = UdpReactor.listenUDP(0, peer, interface="127.0.0.1")
-        self.addCleanup(peer_port.stopListening)
         peer_port.write(b"to relay", address)
         data, source = await _wait(inbox.received.get())
         self.assertEqual((data, source[1]), (b"to relay", peer_port.getHost().port))
@@ -378,6 +379,23 @@ class RelaySocketTests(TestCase):
         again.stopListening()
         texts = [formatEvent(event) for event in events]
         self.assertEqual([t for t in texts if "UDP Port" in t or "starting" in t], [])
+
+    async def test_ipv6_relay_socket(self) -> None:
+        """An IPv6 relay socket delivers (host, port) pairs and is IPv6-only."""
+        try:
+            relay = relay_opener(UdpReactor)("::1", 0, inbox := _Inbox())
+        except CannotListenError as e:
+            raise SkipTest(f"no IPv6 loopback: {e}") from e
+        self.addCleanup(relay.stopListening)
+        assert isinstance(relay, RelaySocket) and relay.socket is not None
+        v6only = relay.socket.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        self.assertEqual(v6only, 1)
+        sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        self.addCleanup(sender.close)
+        sender.bind(("::1", 0))
+        sender.sendto(b"six", relay.socket.getsockname())
+        data, source = await _wait(inbox.received.get())
+        self.assertEqual((data, source), (b"six", ("::1", sender.getsockname()[1])))
 
     def test_busy_port_raises_cannot_listen(self) -> None:
         """Opening a relay on a port in use raises CannotListenError."""

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
-PACKAGE = Path(__file__).parents[2] / "actrix"
+import actrix
+
+PACKAGE = Path(actrix.__file__).parent
 SERVICES = ("signaling", "stun", "turn", "ks", "ais")
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.logger import ILogObserver, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from actrix.core.logging import LEVELS
 from actrix.stun import codec
 from actrix.turn.auth import rest_credentials
 from tests.unit.turn.helpers import (
@@ -269,6 +270,26 @@ class LifetimeTests(SynchronousTestCase):
         self.assertEqual(harness.service.allocations, {})
 
 
+class DebugLogTests(SynchronousTestCase):
+    def test_allocation_debug_lines_follow_the_log_level(self) -> None:
+        """Allocation lines are emitted at debug level only, re-read every sweep."""
+        self.addCleanup(LEVELS.clearLogLevels)
+        events = _capture_events(self)
+        harness = Harness()
+        harness.client(("192.0.2.1", 1)).allocate()
+        self.assertEqual(_debug_lines(events), [])
+        LEVELS.setLogLevelForNamespace("actrix.turn", LogLevel.debug)
+        harness.clock.advance(1)  # the sweep re-reads the level
+        client = harness.client(("192.0.2.1", 2))
+        client.allocate()
+        client.refresh(0)
+        lines = _debug_lines(events)
+        self.assertEqual(len(lines), 3)
+        self.assertIn("error 401 to 0x003", lines[0])
+        self.assertIn("(user:alice)", lines[1])
+        self.assertIn("deleted: refresh 0", lines[2])
+
+
 class PermissionTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.harness = Harness()
@@ -518,6 +539,12 @@ class RestCredentialTests(SynchronousTestCase):
         user, password = rest_credentials("other-secret", "bob", 1_800_000_000)
         reply = harness.client(username=user, password=password).allocate()
         self.assertEqual(error_code(reply), 401)
+
+
+def _debug_lines(events: list[Any]) -> list[str]:
+    return [
+        formatEvent(event) for event in events if event["log_level"] == LogLevel.debug
+    ]
 
 
 def _capture_events(test: SynchronousTestCase) -> list[Any]:

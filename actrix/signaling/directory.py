@@ -1,0 +1,188 @@
+"""Directory queries and presence subscriptions of registered actors.
+
+signaling.md §5.6 (Discovery, realm- and ACL-filtered, grouped by type),
+§5.7 (GetServiceSpec; we filter it by realm and ACL too), §5.8 (RouteCandidates,
+computed by :mod:`actrix.signaling.routing`), §5.9 (Subscribe/Unsubscribe
+ActrUp) and §5.10 (client error reports, logged only).
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from actrix.core.actrid import type_key
+from actrix.core.interfaces import Claims, RealmDirectory
+from actrix.proto import signaling_pb2
+from actrix.signaling import messages as m
+from actrix.signaling.compat import CompatibilityCache
+from actrix.signaling.metrics import SignalingMetrics
+from actrix.signaling.persistence import RegistryPersistence
+from actrix.signaling.presence import Subscriptions
+from actrix.signaling.registry import ActorRegistry
+from actrix.signaling.routing import route_candidates
+from actrix.signaling.sessions import Session, Sessions
+
+log = Logger()
+
+
+class Directory:
+    """Discovery, spec lookup, route candidates and presence subscriptions."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        realms: RealmDirectory,
+        registry: ActorRegistry,
+        sessions: Sessions,
+        subscriptions: Subscriptions,
+        persistence: RegistryPersistence,
+        compat: CompatibilityCache,
+        metrics: SignalingMetrics,
+    ) -> None:
+        self._clock = clock
+        self._realms = realms
+        self._registry = registry
+        self._sessions = sessions
+        self._subscriptions = subscriptions
+        self._persistence = persistence
+        self._compat = compat
+        self._metrics = metrics
+
+    async def discovery(
+        self,
+        session: Session,
+        envelope: signaling_pb2.SignalingEnvelope,
+        claims: Claims,
+    ) -> None:
+        source = envelope.actr_to_server.source
+        request = envelope.actr_to_server.discovery_request
+        realm_id = source.realm.realm_id
+        caller_key = type_key(source.type)
+        limit = request.limit
+        manufacturer = (
+            request.manufacturer if request.HasField("manufacturer") else None
+        )
+        reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
+        ok = body.discovery_response.success
+        ok.SetInParent()
+        seen: set[str] = set()
+        for entry in self._registry.in_realm(realm_id):
+            if len(seen) >= limit:
+                break
+            if not entry.online or entry.type_key in seen:
+                continue
+            if (
+                manufacturer is not None
+                and entry.actr_id.type.manufacturer != manufacturer
+            ):
+                continue
+            if not self._realms.acl_allowed(realm_id, caller_key, entry.type_key):
+                continue
+            seen.add(entry.type_key)
+            item = ok.entries.add()
+            item.actr_type.CopyFrom(entry.actr_id.type)
+            item.name = entry.service_name
+            spec = entry.service_spec
+            if spec is None:
+                item.service_fingerprint = "unknown"
+                continue
+            item.service_fingerprint = spec.fingerprint
+            if spec.HasField("description"):
+                item.description = spec.description
+            if spec.HasField("published_at"):
+                item.published_at = spec.published_at
+            item.tags.extend(spec.tags)
+        self._sessions.send(session, reply)
+
+    async def service_spec(
+        self,
+        session: Session,
+        envelope: signaling_pb2.SignalingEnvelope,
+        claims: Claims,
+    ) -> None:
+        source = envelope.actr_to_server.source
+        name = envelope.actr_to_server.get_service_spec_request.name
+        realm_id = source.realm.realm_id
+        caller_key = type_key(source.type)
+        reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
+        for entry in self._registry.in_realm(realm_id):
+            if (
+                entry.service_name == name
+                and entry.service_spec is not None
+                and self._realms.acl_allowed(realm_id, caller_key, entry.type_key)
+            ):
+                body.get_service_spec_response.success.CopyFrom(entry.service_spec)
+                break
+        else:
+            error = body.get_service_spec_response.error
+            error.code = 404
+            error.message = m.SPEC_NOT_FOUND + name
+            self._metrics.rejections["spec_not_found"] += 1
+        self._sessions.send(session, reply)
+
+    async def route_candidates(
+        self,
+        session: Session,
+        envelope: signaling_pb2.SignalingEnvelope,
+        claims: Claims,
+    ) -> None:
+        source = envelope.actr_to_server.source
+        request = envelope.actr_to_server.route_candidates_request
+        target = request.target_type
+        entries = self._registry.of_type(
+            source.realm.realm_id, target.manufacturer, target.name
+        )
+        response = await route_candidates(
+            request,
+            source,
+            entries,
+            self._realms.acl_allowed,
+            self._persistence.client_spec,
+            self._compat,
+            self._clock.seconds(),
+        )
+        reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
+        body.route_candidates_response.CopyFrom(response)
+        self._sessions.send(session, reply)
+
+    async def subscribe(
+        self,
+        session: Session,
+        envelope: signaling_pb2.SignalingEnvelope,
+        claims: Claims,
+    ) -> None:
+        source = envelope.actr_to_server.source
+        target = envelope.actr_to_server.subscribe_actr_up_request.target_type
+        self._subscriptions.subscribe(target, source)
+        reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
+        body.subscribe_actr_up_response.success.SetInParent()
+        self._sessions.send(session, reply)
+
+    async def unsubscribe(
+        self,
+        session: Session,
+        envelope: signaling_pb2.SignalingEnvelope,
+        claims: Claims,
+    ) -> None:
+        source = envelope.actr_to_server.source
+        target = envelope.actr_to_server.unsubscribe_actr_up_request.target_type
+        if not self._subscriptions.unsubscribe(target, m.actor_key(source)):
+            log.debug("unsubscribe without a subscription")
+        reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
+        body.unsubscribe_actr_up_response.success.SetInParent()
+        self._sessions.send(session, reply)
+
+    async def client_error(
+        self,
+        session: Session,
+        envelope: signaling_pb2.SignalingEnvelope,
+        claims: Claims,
+    ) -> None:
+        error = envelope.actr_to_server.error
+        log.warn(
+            "client {actor} reported error {code}: {message}",
+            actor=claims.actor_id,
+            code=error.code,
+            message=error.message[:200],
+        )

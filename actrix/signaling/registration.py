@@ -1,0 +1,356 @@
+"""An actor's life in the registry: Register, reconnect, heartbeat, credential, exit.
+
+signaling.md §5.1 (Register through AIS), §1.1 (URL identity on reconnect,
+validated here), §5.3 (Ping), §5.4 (Unregister), §5.5 (CredentialUpdate, which
+keeps the actor's serial) and §10 (heartbeat expiry). Every change to an entry
+is recorded for the write-behind and announced to presence subscribers.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from actrix.core.actrid import actr_id_repr, type_key
+from actrix.core.interfaces import (
+    Claims,
+    CredentialError,
+    CredentialValidator,
+    IdentityIssuer,
+    RealmDirectory,
+)
+from actrix.proto import actr_pb2, signaling_pb2
+from actrix.signaling import messages as m
+from actrix.signaling.metrics import SignalingMetrics
+from actrix.signaling.persistence import RegistryPersistence
+from actrix.signaling.presence import PresenceEvents, Subscriptions
+from actrix.signaling.registry import ActorKey, ActorRegistry
+from actrix.signaling.routing import RouteEntry
+from actrix.signaling.sessions import REPLACED_CODE, Session, Sessions
+
+log = Logger()
+
+
+class Registration:
+    """Register, URL identity, Ping, Unregister, CredentialUpdate and expiry."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        realms: RealmDirectory,
+        validator: CredentialValidator,
+        issuer: IdentityIssuer | None,
+        registry: ActorRegistry,
+        sessions: Sessions,
+        subscriptions: Subscriptions,
+        presence: PresenceEvents,
+        persistence: RegistryPersistence,
+        metrics: SignalingMetrics,
+        heartbeat_timeout: float,
+    ) -> None:
+        self._clock = clock
+        self._realms = realms
+        self._validator = validator
+        self.issuer = issuer
+        self._registry = registry
+        self._sessions = sessions
+        self._subscriptions = subscriptions
+        self._presence = presence
+        self._persistence = persistence
+        self._metrics = metrics
+        self._heartbeat_timeout = heartbeat_timeout
+
+    # ------------------------------------------------------------------
+    # §5.1 Register
+
+    async def register(
+        self, session: Session, envelope: signaling_pb2.SignalingEnvelope
+    ) -> None:
+        request = envelope.peer_to_server.register_request
+        rid = envelope.envelope_id
+        problem = self._realms.realm_problem(request.realm.realm_id)
+        if problem is not None:
+            self._failed(session, rid, 403, m.REALM_FAILED + problem, "realm")
+            return
+        if session.key is not None:
+            self._failed(session, rid, 409, m.ALREADY_REGISTERED, "duplicate_register")
+            return
+        if self.issuer is None:
+            self._failed(session, rid, 500, m.AIS_NOT_CONFIGURED, "ais")
+            return
+        ais_request = actr_pb2.RegisterRequest()
+        ais_request.actr_type.CopyFrom(request.actr_type)
+        ais_request.realm.CopyFrom(request.realm)
+        try:
+            response = await self.issuer.register(ais_request)
+        except Exception as e:
+            log.warn("AIS register call failed: {error}", error=str(e))
+            self._failed(session, rid, 500, m.AIS_FAILED + str(e), "ais")
+            return
+        if response.WhichOneof("result") != "success":
+            error = response.error
+            text = f"{m.AIS_FAILED}AIS error {error.code}: {error.message}"
+            self._failed(session, rid, 500, text, "ais")
+            return
+        ok = response.success
+        actr_id = ok.actr_id
+        await self._store_acl(request, actr_id)
+        if session.closed or session.key is not None:
+            log.info(
+                "socket gone before registration of {actor} completed",
+                actor=actr_id_repr(actr_id),
+            )
+            return
+        now = self._clock.seconds()
+        entry = _new_entry(request, actr_id, now)
+        self._registry.add(entry)
+        self._persistence.save(entry)
+        if entry.service_spec is not None:
+            self._persistence.save_spec(actr_id.type, entry.service_spec, now)
+        self._sessions.bind(session, actr_id, ok.credential)
+        reply, body = m.to_actor(now, actr_id, rid)
+        body.register_response.success.CopyFrom(ok)
+        self._sessions.send(session, reply)
+        self._metrics.registrations += 1
+        log.info("registered {actor}", actor=actr_id_repr(actr_id))
+        self._presence.notify(actr_id, up=True, reason="registered")
+
+    def _failed(
+        self, session: Session, reply_for: str, code: int, message: str, reason: str
+    ) -> None:
+        self._metrics.rejections[reason] += 1
+        now = self._clock.seconds()
+        self._sessions.send(session, m.register_error(now, reply_for, code, message))
+
+    async def _store_acl(
+        self, request: actr_pb2.RegisterRequest, actr_id: actr_pb2.ActrId
+    ) -> None:
+        """§5.1 step 2: one ACL row per rule principal that names a type."""
+        to_key = type_key(actr_id.type)
+        realm_id = actr_id.realm.realm_id
+        for rule in request.acl.rules:
+            allow = rule.permission == actr_pb2.AclRule.ALLOW
+            for principal in rule.principals:
+                if principal.HasField("actr_type"):
+                    try:
+                        await self._realms.add_acl(
+                            realm_id, type_key(principal.actr_type), to_key, allow
+                        )
+                    except Exception:
+                        log.failure(
+                            "storing an ACL row for {actor}",
+                            actor=actr_id_repr(actr_id),
+                        )
+
+    # ------------------------------------------------------------------
+    # §1.1 URL identity
+
+    async def bind_url_identity(
+        self,
+        session: Session,
+        actr_id: actr_pb2.ActrId,
+        credential: actr_pb2.AIdCredential,
+    ) -> bool:
+        """Reconnect identity, honoured only when the token names ``actr_id``.
+
+        On success any other socket of the actor is detached and closed, the
+        session is bound, and the actor's registry entry (from memory or
+        SQLite) comes back online. On failure nothing changes.
+        """
+        realm_id = actr_id.realm.realm_id
+        label = actr_id_repr(actr_id)
+        if self._realms.realm_problem(realm_id) is not None:
+            log.info("URL identity {actor} ignored: realm unusable", actor=label)
+            return False
+        try:
+            claims = await self._validator.validate(
+                credential.encrypted_token, credential.token_key_id, realm_id
+            )
+        except CredentialError as e:
+            self._metrics.rejections["url_identity"] += 1
+            log.info(
+                "URL identity {actor} ignored: {reason}", actor=label, reason=e.reason
+            )
+            return False
+        if claims.actor_id != label:
+            self._metrics.rejections["url_identity"] += 1
+            log.warn(
+                "URL identity {actor} ignored: token names another actor", actor=label
+            )
+            return False
+        if session.closed or session.key is not None:
+            return False
+        key = m.actor_key(actr_id)
+        previous = self._sessions.bound(key)
+        if previous is not None and previous is not session:
+            self._sessions.detach(previous)
+            previous.connection.close_session(
+                REPLACED_CODE, "replaced by a new connection"
+            )
+        self._sessions.bind(session, actr_id, credential)
+        entry = self._registry.get(key)
+        if entry is None:
+            entry = await self._persistence.restore(key)
+        if (
+            entry is not None
+            and not session.closed
+            and self._sessions.bound(key) is session
+        ):
+            entry.last_heartbeat = self._clock.seconds()
+            self._presence.set_online(entry, True, "reconnected")
+        log.info("actor {actor} reconnected", actor=label)
+        return True
+
+    # ------------------------------------------------------------------
+    # §5.3 - §5.5 actor messages
+
+    async def ping(
+        self,
+        session: Session,
+        envelope: signaling_pb2.SignalingEnvelope,
+        claims: Claims,
+    ) -> None:
+        source = envelope.actr_to_server.source
+        ping = envelope.actr_to_server.ping
+        key = m.actor_key(source)
+        now = self._clock.seconds()
+        entry = self._registry.get(key)
+        if entry is None:
+            entry = await self._persistence.restore(key)
+            now = self._clock.seconds()
+        if entry is None:
+            log.debug(
+                "ping from unregistered actor {actor}", actor=actr_id_repr(source)
+            )
+        else:
+            entry.availability = ping.availability
+            entry.power_reserve = ping.power_reserve
+            entry.mailbox_backlog = ping.mailbox_backlog
+            entry.sticky_client_ids = tuple(ping.sticky_client_ids)
+            entry.last_heartbeat = now
+            self._persistence.heartbeat(key, now)
+            if not entry.online and self._sessions.bound(key) is session:
+                self._presence.set_online(entry, True, "heartbeat")
+        reply, body = m.to_actor(now, source, envelope.envelope_id)
+        pong = body.pong
+        pong.seq = int(now)
+        pong.suggest_interval_secs = m.SUGGESTED_INTERVAL
+        if claims.key_in_tolerance:
+            warning = pong.credential_warning
+            warning.type = actr_pb2.CredentialWarning.KEY_IN_TOLERANCE_PERIOD
+            warning.message = m.TOLERANCE_WARNING
+        self._sessions.send(session, reply, "pong")
+
+    async def unregister(
+        self,
+        session: Session,
+        envelope: signaling_pb2.SignalingEnvelope,
+        claims: Claims,
+    ) -> None:
+        source = envelope.actr_to_server.source
+        now = self._clock.seconds()
+        reply, body = m.to_actor(now, source, envelope.envelope_id)
+        body.unregister_response.success.SetInParent()
+        self._sessions.send(session, reply)
+        key = session.key if session.key is not None else m.actor_key(source)
+        self.remove_actor(key, "unregistered")
+        log.info("unregistered {actor}", actor=actr_id_repr(source))
+
+    def remove_actor(self, key: ActorKey, reason: str) -> None:
+        """Drop an actor from sessions, registry, SQLite and presence."""
+        session = self._sessions.bound(key)
+        if session is not None:
+            self._sessions.detach(session)
+        entry = self._registry.remove(key)
+        self._persistence.delete(key)
+        self._subscriptions.forget(key)
+        if entry is not None and entry.online:
+            entry.online = False
+            self._presence.notify(entry.actr_id, up=False, reason=reason)
+
+    async def credential_update(
+        self,
+        session: Session,
+        envelope: signaling_pb2.SignalingEnvelope,
+        claims: Claims,
+    ) -> None:
+        message = envelope.actr_to_server
+        source = message.source
+        if not m.same_id(message.credential_update_request.actr_id, source):
+            self._metrics.rejections["credential_update_mismatch"] += 1
+            log.warn("credential update for another actor ignored")
+            return
+        if self.issuer is None:
+            self._sessions.reply_error(
+                session, envelope, source, 503, m.REFRESH_NOT_CONFIGURED, "ais"
+            )
+            return
+        try:
+            response = await self.issuer.refresh(source)
+        except Exception as e:
+            log.warn("AIS refresh call failed: {error}", error=str(e))
+            self._sessions.reply_error(
+                session, envelope, source, 500, m.REFRESH_FAILED + str(e), "ais"
+            )
+            return
+        if response.WhichOneof("result") != "success":
+            error = response.error
+            text = f"{m.REFRESH_FAILED}AIS error {error.code}: {error.message}"
+            self._sessions.reply_error(session, envelope, source, 500, text, "ais")
+            return
+        ok = response.success
+        if session.key == m.actor_key(source) and session.credential is not None:
+            session.credential.CopyFrom(ok.credential)
+        now = self._clock.seconds()
+        reply, body = m.to_actor(now, source, envelope.envelope_id)
+        result = body.register_response.success
+        result.CopyFrom(ok)
+        result.actr_id.CopyFrom(source)
+        if not result.signaling_heartbeat_interval_secs:
+            result.signaling_heartbeat_interval_secs = m.SUGGESTED_INTERVAL
+        self._sessions.send(session, reply)
+        log.info("credential refreshed for {actor}", actor=actr_id_repr(source))
+
+    # ------------------------------------------------------------------
+    # §10 expiry
+
+    def expire(self) -> int:
+        """Drop entries silent for longer than the heartbeat timeout."""
+        now = self._clock.seconds()
+        expired = self._registry.expired(now, self._heartbeat_timeout)
+        for entry in expired:
+            key = m.actor_key(entry.actr_id)
+            self._registry.remove(key)
+            if not self._sessions.is_bound(key):
+                self._subscriptions.forget(key)
+            if entry.online:
+                entry.online = False
+                self._presence.notify(entry.actr_id, up=False, reason="expired")
+        if expired:
+            log.info("{count} actors expired", count=len(expired))
+        return len(expired)
+
+
+def _new_entry(
+    request: actr_pb2.RegisterRequest, actr_id: actr_pb2.ActrId, now: float
+) -> RouteEntry:
+    spec: actr_pb2.ServiceSpec | None = None
+    if request.HasField("service_spec"):
+        spec = actr_pb2.ServiceSpec()
+        spec.CopyFrom(request.service_spec)
+    own_id = actr_pb2.ActrId()
+    own_id.CopyFrom(actr_id)
+    name = (
+        spec.name
+        if spec is not None
+        else f"{actr_id.type.manufacturer}/{actr_id.type.name}"
+    )
+    return RouteEntry(
+        actr_id=own_id,
+        type_key=type_key(actr_id.type),
+        service_name=name,
+        service_spec=spec,
+        ws_address=request.ws_address if request.HasField("ws_address") else None,
+        last_heartbeat=now,
+        online=True,
+    )

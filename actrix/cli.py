@@ -138,11 +138,77 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
         return 1
     for warning in settings.warnings:
         out.write(f"{warning}\n")
+    if args.runtime:
+        problems = runtime_problems(settings)
+        for problem in problems:
+            out.write(f"error: {problem}\n")
+        if problems:
+            return 1
     out.write(
         f"{args.config}: OK ({settings.name}, env {settings.env}, services: "
         f"{', '.join(settings.enabled_services) or 'none'})\n"
     )
     return 0
+
+
+def runtime_problems(settings: Settings) -> list[str]:
+    """What would stop this config at startup on this machine (creates nothing).
+
+    TLS files must load, ``sqlite_path`` must be writable (or creatable), and the
+    listening ports must be free.
+    """
+    import os
+    import socket
+
+    from actrix.core.tls import TLSConfigError, build_context
+
+    problems: list[str] = []
+    pairs = []
+    if settings.http_services_enabled and settings.uses_https and settings.bind.https:
+        pairs.append(("bind.https", settings.bind.https.cert, settings.bind.https.key))
+    ice = settings.bind.ice
+    if ice.tls_port is not None and ice.cert is not None and ice.key is not None:
+        pairs.append(("bind.ice", ice.cert, ice.key))
+    for key, cert, private in pairs:
+        try:
+            build_context(cert, private)
+        except TLSConfigError as e:
+            problems.append(f"{key}: {e}")
+    directory = settings.sqlite_path
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"sqlite_path: {directory} is not writable")
+    binds: list[tuple[str, str, int, int]] = []
+    if settings.uses_https and settings.bind.https is not None:
+        b = settings.bind.https
+        binds.append(("bind.https", b.ip, b.port, socket.SOCK_STREAM))
+    elif settings.bind.http is not None:
+        binds.append(
+            (
+                "bind.http",
+                settings.bind.http.ip,
+                settings.bind.http.port,
+                socket.SOCK_STREAM,
+            )
+        )
+    if settings.enabled_services and any(
+        s in settings.enabled_services for s in ("stun", "turn")
+    ):
+        binds.append(("bind.ice", ice.ip, ice.port, socket.SOCK_DGRAM))
+        if ice.tcp:
+            binds.append(("bind.ice", ice.ip, ice.port, socket.SOCK_STREAM))
+    for key, ip, port, kind in binds:
+        if port == 0:
+            continue
+        family = socket.AF_INET6 if ":" in ip else socket.AF_INET
+        with socket.socket(family, kind) as probe:
+            try:
+                probe.bind((ip, port))
+            except OSError as e:
+                problems.append(f"{key}: cannot listen on {ip}:{port}: {e.strerror}")
+    return problems
 
 
 def cmd_realm_add(args: argparse.Namespace, out: TextIO) -> int:
@@ -335,6 +401,11 @@ def _parser() -> argparse.ArgumentParser:
         return p
 
     p = with_config(sub.add_parser("check", help="validate a config file"))
+    p.add_argument(
+        "--runtime",
+        action="store_true",
+        help="also check TLS files, sqlite_path and that the ports are free",
+    )
     p.set_defaults(func=cmd_check)
 
     realm = sub.add_parser("realm", help="manage realms").add_subparsers(

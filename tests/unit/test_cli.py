@@ -186,3 +186,74 @@ class CliTests(SynchronousTestCase):
             "status", "--url", "http://127.0.0.1:9", "--timeout", "1", status=1
         )
         self.assertIn("not reachable", out)
+
+
+class CheckRuntimeTests(SynchronousTestCase):
+    """``actrix check --runtime`` rejects what would stop the daemon at startup."""
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir()
+
+    def check(self, text: str) -> tuple[int, str]:
+        config = self.dir / "c.toml"
+        config.write_text(text)
+        out, err = io.StringIO(), io.StringIO()
+        code = run(["check", "--runtime", "-c", str(config)], out, err)
+        return code, out.getvalue() + err.getvalue()
+
+    def test_good_config_passes(self) -> None:
+        """A config with free ports and a writable directory passes."""
+        code, out = self.check(config_text(self.dir / "db"))
+        self.assertEqual(code, 0, out)
+        self.assertFalse((self.dir / "db").exists())
+
+    def test_unwritable_sqlite_path(self) -> None:
+        """A sqlite_path under a file is reported by key."""
+        (self.dir / "file").write_text("")
+        code, out = self.check(config_text(self.dir / "file" / "db"))
+        self.assertEqual(code, 1)
+        self.assertIn("sqlite_path:", out)
+
+    def test_port_in_use(self) -> None:
+        """A taken HTTP port is reported with its key."""
+        import socket
+
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        self.addCleanup(blocker.close)
+        taken = blocker.getsockname()[1]
+        text = config_text(self.dir / "db").replace(
+            "port = 0\n", f"port = {taken}\n", 1
+        )
+        code, out = self.check(text)
+        self.assertEqual(code, 1)
+        self.assertIn(f"bind.http: cannot listen on 127.0.0.1:{taken}", out)
+
+    def test_missing_tls_files(self) -> None:
+        """Missing certificate files are reported with the path."""
+        text = config_text(self.dir / "db").replace('env = "dev"', 'env = "test"') + (
+            "\n[bind.https]\ndomain_name = 'x'\nadvertised_ip = '127.0.0.1'\n"
+            "ip = '127.0.0.1'\nport = 0\ncert = '/nonexistent/c.pem'\n"
+            "key = '/nonexistent/k.pem'\n"
+        )
+        code, out = self.check(text)
+        self.assertEqual(code, 1)
+        self.assertIn("bind.https: cert file /nonexistent/c.pem does not exist", out)
+
+    def test_bad_configs_each_rejected(self) -> None:
+        """Broken TOML, wrong types, missing and unknown keys all exit 1 by key."""
+        base = config_text(self.dir / "db")
+        cases = {
+            "name = [": "invalid TOML",
+            base.replace('name = "actrix-test"', "name = 5"): "name: expected a string",
+            base.replace(
+                'location_tag = "test"\n', ""
+            ): "location_tag: missing required",
+            base + "\nbogus = 1\n": "bogus: unknown key",
+        }
+        for text, expected in cases.items():
+            code, out = self.check(text)
+            self.assertEqual(code, 1, text)
+            self.assertIn(expected, out)

@@ -1,4 +1,4 @@
-"""The checks every actor message and relay passes (signaling.md §4.1, §4.2, §5.2, §6.1).
+"""The checks every actor message and relay passes (signaling.md §4, §5.2, §6.1).
 
 Realm validity, the credential, and the identity rules added over the
 original (§11): the credential's actor id must be ``source``, and ``source``

@@ -52,7 +52,7 @@ class Relays:
     def relay_now(
         self, session: Session, envelope: signaling_pb2.SignalingEnvelope
     ) -> bool:
-        """Handle a relay at once if its credential is cached; False: call :meth:`relay`."""
+        """Handle a relay now if its token is cached; False: use :meth:`relay`."""
         relay = envelope.actr_relay
         source = relay.source
         if not self._realms_ok(session, envelope, source, relay.target):
@@ -111,7 +111,10 @@ class Relays:
         peer = self._sessions.bound(m.actor_key(target))
         # ACL on the target's registered type, not the type the sender claims.
         to_key = peer.type_key if peer is not None else type_key(target.type)
-        from_key = session.type_key if session.actor == source else type_key(source.type)
+        if session.actor == source:
+            from_key = session.type_key
+        else:
+            from_key = type_key(source.type)
         if not self._realms.acl_allowed(source.realm.realm_id, from_key, to_key):
             self._sessions.reply_error(
                 session, envelope, source, 403, m.ACL_DENIED, "acl"

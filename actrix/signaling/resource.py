@@ -22,9 +22,16 @@ class HealthText(Resource):
         return HEALTH_TEXT
 
 
-def build_resource(factory: SignalingFactory) -> Resource:
+class SignalingRoot(Resource):
+    """``/signaling``: ``ws`` and ``health``; ``factory`` is the WebSocket factory."""
+
+    def __init__(self, factory: SignalingFactory) -> None:
+        super().__init__()
+        self.factory = factory
+        self.putChild(b"ws", WebSocketResource(factory))
+        self.putChild(b"health", HealthText())
+
+
+def build_resource(factory: SignalingFactory) -> SignalingRoot:
     """The resource mounted at ``/signaling``."""
-    root = Resource()
-    root.putChild(b"ws", WebSocketResource(factory))
-    root.putChild(b"health", HealthText())
-    return root
+    return SignalingRoot(factory)

@@ -2,8 +2,9 @@
 
 An :class:`Allocation` is small (``__slots__``; permissions and channels in
 plain dicts) because a server holds tens of thousands; its relay socket is a
-UDP port opened through an injected :data:`RelayOpener` (the reactor's
-``listenUDP`` in the daemon, fakes in unit tests). :class:`RelayProtocol`
+UDP port opened through an injected :data:`RelayOpener` (a quiet
+:class:`~actrix.turn.relay.RelaySocket` in the daemon, fakes in unit tests).
+:class:`RelayProtocol`
 forwards a peer's datagram to the client synchronously: permission check
 (dict), channel lookup (dict), ChannelData or Data indication, one write.
 """

@@ -8,7 +8,6 @@ allow-list. Clients run as subprocesses so they never block the reactor. Under
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from actrix.core.config import ENABLE_STUN, ENABLE_TURN
 from actrix.root import ActrixService
 from actrix.stun import codec
+from tests.certs import write_self_signed
 from tests.daemon import make_settings, start_daemon
 
 HERE = Path(__file__).parent
@@ -41,42 +41,11 @@ def _tool(name: str) -> str:
     return path
 
 
-def _write_cert(directory: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "ice.crt", directory / "ice.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 class _Daemon:
     def __init__(self, test: TestCase, enable: int = ENABLE_STUN | ENABLE_TURN) -> None:
         directory = Path(test.mktemp())
         directory.mkdir()
-        cert, key = _write_cert(directory)
+        cert, key = write_self_signed(directory / "tls")
         settings = make_settings(
             directory,
             enable=enable,

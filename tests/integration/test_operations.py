@@ -158,3 +158,70 @@ class StatusTests(TestCase):
         code = await deferToThread(run, ["status", "--url", url], out, err)
         self.assertEqual(code, 0, err.getvalue())
         self.assertIn("actrix-test: ok", out.getvalue())
+
+
+def _samples(text: str) -> dict[str, float]:
+    """Every sample of a text exposition keyed by name and sorted labels."""
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}"] = sample.value
+    return values
+
+
+class IdentityMetricsTests(TestCase):
+    timeout = 30
+
+    async def test_ks_and_ais_counters_move(self) -> None:
+        """Generating a key and registering an actor move the KS and AIS counters."""
+        import json as json_module
+
+        from twisted.internet import reactor
+
+        from actrix.core.auth import sign_credential
+        from actrix.proto import actr_pb2
+        from tests.daemon import SHARED_KEY, add_realm
+
+        tmp = Path(self.mktemp())
+        add_realm(tmp, 1001)
+        root = start_daemon(self, make_settings(tmp))
+        await wait_healthy(self, root)
+        base = f"http://127.0.0.1:{http_port(root)}"
+        client = http_client(self)
+
+        async def scrape() -> dict[str, float]:
+            response = await client.get(base + "/metrics")
+            return _samples((await response.content()).decode())
+
+        before = await scrape()
+        credential = sign_credential(
+            SHARED_KEY.encode(), "generate_key", reactor.seconds()
+        )
+        response = await client.post(
+            base + "/ks/generate",
+            data=json_module.dumps({"credential": credential.to_json()}).encode(),
+            headers=Headers({"Content-Type": ["application/json"]}),
+        )
+        self.assertEqual(response.code, 200)
+        await response.content()
+        request = actr_pb2.RegisterRequest(
+            actr_type=actr_pb2.ActrType(manufacturer="acme", name="echo"),
+            realm=actr_pb2.Realm(realm_id=1001),
+        )
+        response = await client.post(
+            base + "/ais/register", data=request.SerializeToString()
+        )
+        self.assertEqual(response.code, 200)
+        reply = actr_pb2.RegisterResponse.FromString(await response.content())
+        self.assertEqual(reply.WhichOneof("result"), "success")
+        after = await scrape()
+
+        def grew(prefix: str) -> bool:
+            names = [k for k in after if k.startswith(prefix)]
+            return any(after[k] > before.get(k, 0.0) for k in names)
+
+        self.assertTrue(grew("actrix_ks_keys_generated_total"))
+        self.assertTrue(grew("actrix_ks_requests_total"))
+        self.assertTrue(grew("actrix_ais_registrations_total"))
+        self.assertTrue(grew("actrix_ks_keys{"))

@@ -178,21 +178,31 @@ class SignalingClient:
     # ------------------------------------------------------------------
     # Frames
 
-    def send_raw(self, data: bytes, binary: bool = True) -> None:
+    def send_raw(
+        self, data: bytes, binary: bool = True, fragment_size: int | None = None
+    ) -> None:
+        """One WebSocket message, split in frames of ``fragment_size`` if given."""
         assert self.protocol is not None
-        self.protocol.sendMessage(data, isBinary=binary)
+        self.protocol.sendMessage(data, isBinary=binary, fragmentSize=fragment_size)
 
-    def send(self, envelope: signaling_pb2.SignalingEnvelope) -> None:
-        self.send_raw(envelope.SerializePartialToString())
+    def send(
+        self,
+        envelope: signaling_pb2.SignalingEnvelope,
+        fragment_size: int | None = None,
+    ) -> None:
+        self.send_raw(envelope.SerializePartialToString(), fragment_size=fragment_size)
 
     async def request(
-        self, envelope: signaling_pb2.SignalingEnvelope, timeout: float = TIMEOUT
+        self,
+        envelope: signaling_pb2.SignalingEnvelope,
+        timeout: float = TIMEOUT,
+        fragment_size: int | None = None,
     ) -> signaling_pb2.SignalingEnvelope:
         """Send and wait for the envelope whose ``reply_for`` is our id."""
         d: Deferred[signaling_pb2.SignalingEnvelope] = Deferred()
         self._waiting[envelope.envelope_id] = d
         d.addTimeout(timeout, self.reactor)
-        self.send(envelope)
+        self.send(envelope, fragment_size)
         return await d
 
     async def next_push(

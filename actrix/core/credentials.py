@@ -179,6 +179,38 @@ class TokenValidator:
             return attrs.evolve(claims, key_in_tolerance=True)
         return claims
 
+    def validate_cached(
+        self, encrypted_token: bytes, key_id: int, expected_realm: int
+    ) -> Claims | None:
+        """The claims of a token already in the cache, checked now; else None.
+
+        A synchronous fast path for callers that check the same token on every
+        message: it answers only when :meth:`validate` would accept the token
+        without a KS call or a decryption (key cached and usable, token in the
+        LRU, not expired, realm matching). Any other case returns None and the
+        caller uses :meth:`validate`, which gives the exact error.
+        """
+        entry = self._keys.get(key_id)
+        if entry is None or entry.secret is None:
+            return None
+        now = self._clock.seconds()
+        if not entry.usable(now):
+            return None
+        cache_key = (key_id, hashlib.sha256(encrypted_token).digest())
+        claims = self._tokens.get(cache_key)
+        if (
+            claims is None
+            or now > claims.expr_time
+            or claims.realm_id != expected_realm
+        ):
+            return None
+        self._tokens.move_to_end(cache_key)
+        self.stats.token_hits += 1
+        self.stats.accepted += 1
+        if _in_tolerance(entry.secret, now):
+            return attrs.evolve(claims, key_in_tolerance=True)
+        return claims
+
     async def _decrypt(self, key: SecretKey, token: bytes) -> Claims:
         self.stats.decryptions += 1
         try:

@@ -48,6 +48,7 @@ class Relays:
         self._checks = checks
         self._sessions = sessions
         self._metrics = metrics
+        self._ids = m.EnvelopeIds()
 
     def relay_now(
         self, session: Session, envelope: signaling_pb2.SignalingEnvelope
@@ -129,7 +130,7 @@ class Relays:
             log.debug("relay to unknown target {target}", target=actr_id_repr(target))
             return
         # Forward the same relay in a fresh envelope, without the sender's token.
-        m.restamp(envelope, self._clock.seconds())
+        m.restamp(envelope, self._clock.seconds(), new_id=self._ids())
         credential = relay.credential
         credential.encrypted_token = b""
         credential.token_key_id = 0

@@ -206,8 +206,9 @@ class SignalingService(Service):
                 return
             session.backlog.append(envelope)
             return
-        if envelope.HasField("actr_relay"):
-            self.metrics.messages_in[m.flow_name(envelope)] += 1
+        if envelope.WhichOneof("flow") == "actr_relay":
+            payload = envelope.actr_relay.WhichOneof("payload")
+            self.metrics.messages_in[payload or "actr_relay"] += 1
             try:
                 if self._relays.relay_now(session, envelope):
                     return

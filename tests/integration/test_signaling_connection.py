@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 from twisted.internet import reactor
 from twisted.internet.task import Clock
 
@@ -10,6 +13,7 @@ from actrix.core.interfaces import Claims
 from actrix.core.tokens import encrypt_token
 from actrix.proto import actr_pb2
 from actrix.signaling.resource import SignalingRoot
+from actrix.signaling.service import SignalingService
 from actrix.tap import build_root_service
 from tests.daemon import SHARED_KEY, http_port, make_settings, start_daemon
 from tests.integration.test_signaling import (
@@ -124,6 +128,22 @@ enabled = false
         self.assertIn("429", caught.exception.reason)
 
 
+class SocketOptionTests(SignalingDaemonCase):
+    async def test_server_socket_has_nodelay(self) -> None:
+        """Signaling sockets have Nagle disabled, so small frames leave at once."""
+        client = await self.registered()
+        assert client.actr_id is not None
+        service = self.root.sessions.getServiceNamed("signaling")
+        assert isinstance(service, SignalingService)
+        session = service.session_for(
+            (client.actr_id.realm.realm_id, client.actr_id.serial_number)
+        )
+        assert session is not None
+        transport: Any = getattr(session.connection, "transport", None)
+        sock = transport.getHandle()
+        self.assertTrue(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
 class MessageRateTests(SignalingDaemonCase):
     overrides = """
 [services.signaling.server.rate_limit.connection]
@@ -216,6 +236,28 @@ max_message_size = 1024
         sender = await self.client()
         sender.send_raw(b"\x00" * 4096)
         self.assertEqual(await sender.wait_closed(), 1009)
+        await self.assert_others_unaffected(bystander)
+
+    async def test_fragmented_envelope_is_reassembled(self) -> None:
+        """An envelope sent in several continuation frames is handled as one."""
+        client = await self.registered()
+        envelope, body = client.actor_envelope()
+        body.ping.power_reserve = 0.5
+        reply = await client.request(envelope, fragment_size=16)
+        self.assertTrue(reply.server_to_actr.HasField("pong"))
+        self.assertFalse(client.closed)
+
+    async def test_unmasked_client_frame_closes_with_1002(self) -> None:
+        """A client frame without a mask is a protocol error (RFC 6455 §5.1)."""
+        bystander = await self.registered(name="svc")
+        sender = await self.registered()
+        envelope, body = sender.actor_envelope()
+        body.ping.power_reserve = 0.5
+        data = envelope.SerializePartialToString()
+        assert sender.protocol is not None and 126 <= len(data) < 1 << 16
+        transport: Any = sender.protocol.transport
+        transport.write(bytes((0x82, 126)) + len(data).to_bytes(2, "big") + data)
+        self.assertEqual(await sender.wait_closed(), 1002)
         await self.assert_others_unaffected(bystander)
 
     async def test_wrong_flow_and_text_are_ignored(self) -> None:

@@ -71,6 +71,35 @@ class FakeValidator:
         )
 
 
+class CachingValidator(FakeValidator):
+    """Also has the synchronous ``validate_cached`` of a validator with a token LRU.
+
+    A token is cached once ``validate`` accepted it; ``validations`` counts the
+    asynchronous calls.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cached: dict[tuple[bytes, int], Claims] = {}
+        self.validations = 0
+
+    async def validate(
+        self, encrypted_token: bytes, key_id: int, expected_realm: int
+    ) -> Claims:
+        self.validations += 1
+        claims = await super().validate(encrypted_token, key_id, expected_realm)
+        self.cached[(encrypted_token, key_id)] = claims
+        return claims
+
+    def validate_cached(
+        self, encrypted_token: bytes, key_id: int, expected_realm: int
+    ) -> Claims | None:
+        claims = self.cached.get((encrypted_token, key_id))
+        if claims is None or claims.realm_id != expected_realm:
+            return None
+        return claims
+
+
 class FakeIssuer:
     """Mints serials 1, 2, 3... or returns a configured error."""
 
@@ -134,11 +163,16 @@ class FakeConnection:
 class Harness:
     """A service over fakes, with helpers to open sessions and send envelopes."""
 
-    def __init__(self, issuer: FakeIssuer | None = None, store: Any = None) -> None:
+    def __init__(
+        self,
+        issuer: FakeIssuer | None = None,
+        store: Any = None,
+        validator: FakeValidator | None = None,
+    ) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.realms = FakeRealms()
-        self.validator = FakeValidator()
+        self.validator = validator if validator is not None else FakeValidator()
         self.issuer = issuer if issuer is not None else FakeIssuer()
         self.service = SignalingService(
             self.clock,

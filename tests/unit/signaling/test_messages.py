@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import uuid
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -111,3 +112,20 @@ class LimitTests(SynchronousTestCase):
             ConnectionRateLimit(enabled=False, burst_size=1, max_concurrent_per_ip=1)
         )
         self.assertTrue(all(limits.admit("a", 0) is None for _ in range(10)))
+
+
+class EnvelopeIdTests(SynchronousTestCase):
+    def test_ids_are_distinct_uuid4_strings(self) -> None:
+        """Both id sources give canonical random UUIDv4 strings, never repeating."""
+        ids = messages.EnvelopeIds()
+        seen = set()
+        # More than one batch, so the refill is exercised too.
+        for make in [ids] * (2 * messages.EnvelopeIds.BATCH + 3) + [
+            messages.envelope_id
+        ] * 20:
+            text = make()
+            parsed = uuid.UUID(text)
+            self.assertEqual((parsed.version, parsed.variant), (4, uuid.RFC_4122))
+            self.assertEqual(str(parsed), text)
+            seen.add(text)
+        self.assertEqual(len(seen), 2 * messages.EnvelopeIds.BATCH + 23)

@@ -1,0 +1,117 @@
+"""Relays through SignalingService: the synchronous fast path and its fallback."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from actrix.proto import actr_pb2, webrtc_pb2
+from actrix.signaling import messages
+from tests.unit.signaling.fakes import (
+    CachingValidator,
+    FakeConnection,
+    Harness,
+    envelope_with_id,
+    token_for,
+)
+
+
+class RelayFastPathTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.validator = CachingValidator()
+        self.h = Harness(validator=self.validator)
+        self.receiver_session, self.receiver = self.h.open()
+        self.target = self.h.register(self.receiver_session, "svc", "caller")
+        self.sender_session, self.sender = self.h.open()
+        self.source = self.h.register(self.sender_session, "caller")
+
+    def relay(
+        self,
+        candidate: str,
+        source: actr_pb2.ActrId | None = None,
+        credential: actr_pb2.AIdCredential | None = None,
+    ) -> str:
+        """Send one ICE relay from the sender's socket; returns its envelope id."""
+        envelope = envelope_with_id()
+        relay = envelope.actr_relay
+        relay.source.CopyFrom(source if source is not None else self.source)
+        relay.credential.CopyFrom(
+            credential if credential is not None else token_for(self.source)
+        )
+        relay.target.CopyFrom(self.target)
+        relay.ice_candidate.CopyFrom(webrtc_pb2.IceCandidate(candidate=candidate))
+        sent_id = envelope.envelope_id
+        self.h.service.handle(self.sender_session, envelope)
+        return sent_id
+
+    def candidates(self, connection: FakeConnection) -> list[str]:
+        return [
+            e.actr_relay.ice_candidate.candidate
+            for e in connection.sent
+            if e.HasField("actr_relay")
+        ]
+
+    def test_first_relay_validates_then_cache_serves(self) -> None:
+        """Only the first relay of a token is validated; later ones use the cache."""
+        for n in range(3):
+            self.relay(f"c{n}")
+        self.assertEqual(self.validator.validations, 1)
+        self.assertEqual(self.candidates(self.receiver), ["c0", "c1", "c2"])
+        self.assertEqual(self.h.service.metrics.relays["forwarded"], 3)
+
+    def test_forwarded_relay_is_restamped_without_token(self) -> None:
+        """A relay forwarded on the fast path gets a new UUIDv4 id and no token."""
+        self.relay("warm")
+        sent_id = self.relay("fast")
+        forwarded = self.receiver.sent[-1]
+        self.assertNotEqual(forwarded.envelope_id, sent_id)
+        self.assertEqual(len(forwarded.envelope_id), 36)
+        self.assertEqual(forwarded.envelope_id[14], "4")
+        self.assertFalse(forwarded.HasField("reply_for"))
+        self.assertEqual(forwarded.timestamp.seconds, int(self.h.clock.seconds()))
+        credential = forwarded.actr_relay.credential
+        self.assertEqual(credential.encrypted_token, b"")
+        self.assertEqual(credential.token_key_id, 0)
+        self.assertTrue(forwarded.actr_relay.HasField("credential"))
+
+    def test_spoofed_source_is_403_on_fast_path(self) -> None:
+        """A cached token used with another source is refused, not forwarded."""
+        self.relay("warm")
+        other = actr_pb2.ActrId()
+        other.CopyFrom(self.source)
+        other.serial_number += 100
+        spoof_id = self.relay("spoof", source=other)
+        error = self.sender.sent[-1].server_to_actr.error
+        self.assertEqual((error.code, error.message), (403, messages.SOURCE_MISMATCH))
+        self.assertEqual(self.sender.sent[-1].reply_for, spoof_id)
+        self.assertEqual(self.candidates(self.receiver), ["warm"])
+
+    def test_acl_still_applies_on_fast_path(self) -> None:
+        """A cached credential does not bypass the ACL of the target."""
+        self.relay("warm")
+        self.h.realms.acl.clear()
+        self.relay("denied")
+        error = self.sender.sent[-1].server_to_actr.error
+        self.assertEqual((error.code, error.message), (403, messages.ACL_DENIED))
+        self.assertEqual(self.candidates(self.receiver), ["warm"])
+
+    def test_uncached_relays_keep_order_behind_a_waiting_one(self) -> None:
+        """While the first relay waits for validation, later ones queue in order."""
+        self.validator.hold = []
+        self.relay("first")
+        self.relay("second")
+        self.assertEqual(self.candidates(self.receiver), [])
+        self.assertEqual(len(self.validator.hold), 1)
+        while self.validator.hold:
+            self.validator.hold.pop(0).callback(None)
+        self.assertEqual(self.candidates(self.receiver), ["first", "second"])
+
+    def test_realm_is_checked_before_the_cache(self) -> None:
+        """A relay from an unusable realm is refused even with a cached token."""
+        self.relay("warm")
+        bad = actr_pb2.ActrId()
+        bad.CopyFrom(self.source)
+        bad.realm.realm_id = 999
+        self.relay("bad", source=bad)
+        error = self.sender.sent[-1].server_to_actr.error
+        self.assertEqual(error.code, 403)
+        self.assertTrue(error.message.startswith(messages.REALM_FAILED))

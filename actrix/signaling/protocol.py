@@ -121,39 +121,6 @@ class SignalingProtocol(WebSocketServerProtocol):
             return
         service.handle(session, envelope)
 
-    def processData(self) -> bool:
-        # Fast path for the frame every client sends: one complete, masked,
-        # unfragmented binary frame of at most 65535 bytes and within the
-        # size limits, with no message in progress. Anything else (control,
-        # text, fragmented, oversized, partial, malformed) goes to Autobahn,
-        # which validates it and fails the connection where RFC 6455 says so.
-        data = self.data
-        frame: object = self.current_frame  # Autobahn types it without None
-        if (
-            frame is None
-            and not self.inside_message
-            and self.state == WebSocketServerProtocol.STATE_OPEN
-            and len(data) >= 6
-            and data[0] == 0x82
-            and data[1] & 0x80
-        ):
-            length, head = data[1] & 0x7F, 6
-            if length == 126 and len(data) >= 8:
-                length, head = int.from_bytes(data[2:4], "big"), 8
-                if length < 126:
-                    length = -1  # not minimal: Autobahn refuses it
-            elif length > 125:
-                length = -1
-            end = head + length
-            limit = self.factory.config.max_message_size  # frame and message limit
-            if length >= 0 and len(data) >= end and (not limit or length <= limit):
-                payload = unmask(data[head:end], data[head - 4 : head])
-                self.data = data[end:]
-                self.onMessage(payload, True)
-                return len(data) > end
-        result: bool = super().processData()
-        return result
-
     def onMessageEnd(self) -> None:
         # Autobahn's version also fires a "message" observer event through a
         # Deferred per message; nothing observes it here, so deliver directly.
@@ -183,11 +150,7 @@ class SignalingProtocol(WebSocketServerProtocol):
     def send_bytes(self, data: bytes) -> bool:
         if self.state != WebSocketServerProtocol.STATE_OPEN:
             return False
-        # One unfragmented, unmasked binary frame written straight to the
-        # transport: what sendMessage would produce (no extension is ever
-        # negotiated here), without its per-message bookkeeping.
-        transport: Any = self.transport
-        transport.write(binary_frame_header(len(data)) + data)
+        self.sendMessage(data, isBinary=True)
         return True
 
     def close_session(self, code: int, reason: str) -> None:
@@ -200,26 +163,6 @@ class SignalingProtocol(WebSocketServerProtocol):
 
     def abort(self) -> None:
         self.dropConnection(abort=True)
-
-
-def unmask(payload: bytes, mask: bytes) -> bytes:
-    """XOR a client frame's payload with its 4-byte masking key (RFC 6455 §5.3)."""
-    size = len(payload)
-    if not size:
-        return b""
-    key = (mask * (size // 4 + 1))[:size]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(
-        size, "big"
-    )
-
-
-def binary_frame_header(size: int) -> bytes:
-    """RFC 6455 §5.2 header of a final, unmasked binary frame of ``size`` bytes."""
-    if size < 126:
-        return bytes((0x82, size))
-    if size < 1 << 16:
-        return bytes((0x82, 126)) + size.to_bytes(2, "big")
-    return bytes((0x82, 127)) + size.to_bytes(8, "big")
 
 
 def _bind_failed(failure: Failure) -> None:

@@ -524,6 +524,30 @@ def main() -> None:
                 print(label, results[label], flush=True)
     if options.json:
         Path(options.json).write_text(json.dumps(results, indent=2))
+    print_summary(results)
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    """The table and the one ``RESULT`` line."""
+    rows: list[tuple[str, str, str]] = []
+    fields: dict[str, float] = {}
+    for name, data in results.items():
+        if name.startswith("hold_"):
+            rows.append((name, f"{data['rss_per_actor_kb']:.1f} KB/actor", ""))
+            fields[f"{name}_kb_per_actor"] = data["rss_per_actor_kb"]
+        elif name in ("register", "routes"):
+            rows.append((name, f"{data['per_second']:.0f}/s", ""))
+            fields[f"{name}_per_s"] = data["per_second"]
+        elif name.startswith("relay"):
+            latency = f"p50 {data['p50_ms']:.2f} ms, p99 {data['p99_ms']:.2f} ms"
+            rows.append((name, f"{data['per_second']:.0f} msg/s", latency))
+            fields[f"{name}_per_s"] = data["per_second"]
+            fields[f"{name}_p99_ms"] = data["p99_ms"]
+            fields[f"{name}_lost"] = data["lost"]
+    print(f"{'benchmark':<22}{'result':>20}  latency")
+    for name, value, latency in rows:
+        print(f"{name:<22}{value:>20}  {latency}")
+    print("RESULT " + " ".join(f"{k}={v:g}" for k, v in fields.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ class ActrixService(MultiService):
             group.setServiceParent(self)
         self.databases: list[Database] = []
         self.reload_hooks: list[Any] = []
+        # Set by makeService: under twistd a bind failure ends the process with
+        # one line instead of a traceback; tests get the exception.
+        self.exit_on_listen_error = False
 
     def add_listener(self, service: Service) -> None:
         service.setServiceParent(self.listeners)
@@ -93,7 +96,7 @@ class ActrixService(MultiService):
             # One line and a non-zero exit instead of a traceback from twistd.
             for db in self.databases:
                 db.close()
-            if getattr(self._reactor, "running", False) or "twistd" not in sys.argv[0]:
+            if not self.exit_on_listen_error:
                 raise
             sys.stderr.write(f"actrix: {e}\n")
             raise SystemExit(1) from e

@@ -8,6 +8,7 @@ adds such an object to the registry. Labels never carry actor ids or usernames.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 from collections.abc import Iterable
 from typing import Protocol
@@ -75,8 +76,6 @@ class MetricsResource(Resource):
         if not self._client_allowed(request):
             return json_response(request, 403, {"error": "Forbidden", "code": 403})
         if self._token is not None:
-            import hmac
-
             header = request.getHeader(b"authorization") or b""
             expected = b"Bearer " + self._token.encode()
             if not hmac.compare_digest(header, expected):

@@ -225,3 +225,25 @@ class IdentityMetricsTests(TestCase):
         self.assertTrue(grew("actrix_ks_requests_total"))
         self.assertTrue(grew("actrix_ais_registrations_total"))
         self.assertTrue(grew("actrix_ks_keys{"))
+
+
+class ReloadKeepsSessionsTests(TestCase):
+    timeout = 30
+
+    async def test_reload_keeps_websocket_sessions(self) -> None:
+        """A registered actor's WebSocket survives a reload and still gets pongs."""
+        from twisted.internet import reactor
+
+        from tests.daemon import add_realm
+        from tests.signaling_client import SignalingClient
+
+        tmp = Path(self.mktemp())
+        add_realm(tmp, 101)
+        root = start_daemon(self, make_settings(tmp, enable=25))
+        client = await SignalingClient.connect(reactor, http_port(root))
+        self.addCleanup(client.drop)
+        response = await client.register(101)
+        self.assertTrue(response.HasField("success"), str(response))
+        root.reload()
+        reply = await client.ping()
+        self.assertTrue(reply.HasField("pong"), str(reply))

@@ -3,7 +3,9 @@
 signaling.md §5.6 (Discovery, realm- and ACL-filtered, grouped by type),
 §5.7 (GetServiceSpec; we filter it by realm and ACL too), §5.8 (RouteCandidates,
 computed by :mod:`actrix.signaling.routing`), §5.9 (Subscribe/Unsubscribe
-ActrUp) and §5.10 (client error reports, logged only).
+ActrUp; a Subscribe beyond an actor's subscription cap gets error 429, where the
+original had no error path and no bound) and §5.10 (client error reports,
+logged only).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Directory:
         persistence: RegistryPersistence,
         compat: CompatibilityCache,
         metrics: SignalingMetrics,
+        heartbeat_timeout: float,
     ) -> None:
         self._clock = clock
         self._realms = realms
@@ -48,6 +51,7 @@ class Directory:
         self._persistence = persistence
         self._compat = compat
         self._metrics = metrics
+        self._heartbeat_timeout = heartbeat_timeout
 
     async def discovery(
         self,
@@ -141,6 +145,7 @@ class Directory:
             self._persistence.client_spec,
             self._compat,
             self._clock.seconds(),
+            self._heartbeat_timeout,
         )
         reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
         body.route_candidates_response.CopyFrom(response)
@@ -154,9 +159,14 @@ class Directory:
     ) -> None:
         source = envelope.actr_to_server.source
         target = envelope.actr_to_server.subscribe_actr_up_request.target_type
-        self._subscriptions.subscribe(target, source)
         reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
-        body.subscribe_actr_up_response.success.SetInParent()
+        if self._subscriptions.subscribe(target, source):
+            body.subscribe_actr_up_response.success.SetInParent()
+        else:
+            self._metrics.rejections["subscriptions"] += 1
+            error = body.subscribe_actr_up_response.error
+            error.code = 429
+            error.message = m.TOO_MANY_SUBSCRIPTIONS
         self._sessions.send(session, reply)
 
     async def unsubscribe(

@@ -44,6 +44,7 @@ AIS_FAILED: Final = "Failed to call AIS: "
 REFRESH_NOT_CONFIGURED: Final = "AIS service not configured"
 REFRESH_FAILED: Final = "Failed to refresh credential: "
 SPEC_NOT_FOUND: Final = "Service specification not found for name="
+TOO_MANY_SUBSCRIPTIONS: Final = "Too many presence subscriptions"
 
 
 class DecodeError(Exception):

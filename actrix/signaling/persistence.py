@@ -82,8 +82,13 @@ class RegistryPersistence:
     def save_spec(
         self, actr_type: actr_pb2.ActrType, spec: actr_pb2.ServiceSpec, now: float
     ) -> None:
-        """Index the spec an actor registered and upsert it in the spec store."""
+        """Index the spec an actor registered and upsert it in the spec store.
+
+        Specs the index drops to stay within its bounds leave the store too.
+        """
         self.pending.save_spec(self._specs.put(actr_type, spec, now))
+        for key in self._specs.trim():
+            self.pending.delete_spec(key)
 
     def client_spec(
         self, actr_type: actr_pb2.ActrType, fingerprint: str

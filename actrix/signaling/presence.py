@@ -9,6 +9,9 @@ rules and pushes the events to the subscribers' sessions.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Final
+
 from twisted.internet.interfaces import IReactorTime
 
 from actrix.core.actrid import type_key
@@ -20,6 +23,9 @@ from actrix.signaling.sessions import Sessions
 
 ActorKey = tuple[int, int]
 TypeId = tuple[str, str, bool, str]
+
+# Types one actor may watch at once; the table is keyed by client input.
+MAX_SUBSCRIPTIONS_PER_ACTOR: Final = 1024
 
 
 def type_id(actr_type: actr_pb2.ActrType) -> TypeId:
@@ -38,14 +44,26 @@ class Subscriptions:
         self._by_type: dict[TypeId, dict[ActorKey, actr_pb2.ActrId]] = {}
         self._by_actor: dict[ActorKey, set[TypeId]] = {}
 
-    def subscribe(self, target: actr_pb2.ActrType, subscriber: actr_pb2.ActrId) -> None:
-        """Add ``subscriber`` for ``target`` (idempotent)."""
+    def subscribe(self, target: actr_pb2.ActrType, subscriber: actr_pb2.ActrId) -> bool:
+        """Add ``subscriber`` for ``target`` (idempotent).
+
+        False (and nothing changes) when the subscriber already watches
+        :data:`MAX_SUBSCRIPTIONS_PER_ACTOR` other types.
+        """
         tid = type_id(target)
         key = (subscriber.realm.realm_id, subscriber.serial_number)
+        types = self._by_actor.get(key)
+        if (
+            types is not None
+            and tid not in types
+            and len(types) >= MAX_SUBSCRIPTIONS_PER_ACTOR
+        ):
+            return False
         copy = actr_pb2.ActrId()
         copy.CopyFrom(subscriber)
         self._by_type.setdefault(tid, {})[key] = copy
         self._by_actor.setdefault(key, set()).add(tid)
+        return True
 
     def unsubscribe(self, target: actr_pb2.ActrType, subscriber: ActorKey) -> bool:
         """Remove one subscription; False if there was none."""
@@ -71,6 +89,10 @@ class Subscriptions:
                 members.pop(subscriber, None)
                 if not members:
                     del self._by_type[tid]
+
+    def actors(self) -> Iterator[ActorKey]:
+        """Every actor holding at least one subscription (a snapshot)."""
+        return iter(list(self._by_actor))
 
     def subscribers(
         self, actr_type: actr_pb2.ActrType

@@ -6,21 +6,25 @@ completes so the first message already belongs to the bound actor. After it:
 one binary message is one envelope; text frames are ignored; the per-connection
 token bucket answers floods with an ``envelope_error`` 429; an undecodable frame
 closes this one session (1007). Autobahn enforces the frame and message size
-limits (close 1009) and answers WebSocket pings itself.
+limits (close 1009) and answers WebSocket pings itself. A peer that stops
+reading while messages for it keep coming (relays, replies) is dropped once
+its unsent backlog passes a bound, so it cannot make the daemon buffer without
+limit.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Final
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from actrix.core.config import SignalingConfig
 from actrix.signaling import messages
@@ -30,6 +34,33 @@ from actrix.signaling.service import Session, SignalingService
 _log = Logger()
 
 BAD_FRAME_CODE = 1007  # RFC 6455: payload inconsistent with the message type
+# Bytes a peer may leave unread once the transport's own buffer is full; the
+# factory raises it to four maximum-size messages when those are larger.
+SEND_BACKLOG_LIMIT: Final = 4 * 1024 * 1024
+
+
+@implementer(IPushProducer)
+class _SendPressure:
+    """Told by the transport when its write buffer fills up and drains.
+
+    ``unsent`` counts the bytes written while the buffer was full.
+    """
+
+    __slots__ = ("full", "unsent")
+
+    def __init__(self) -> None:
+        self.full = False
+        self.unsent = 0
+
+    def pauseProducing(self) -> None:
+        self.full = True
+
+    def resumeProducing(self) -> None:
+        self.full = False
+        self.unsent = 0
+
+    def stopProducing(self) -> None:
+        self.full = False
 
 
 class SignalingProtocol(WebSocketServerProtocol):
@@ -38,6 +69,7 @@ class SignalingProtocol(WebSocketServerProtocol):
     factory: SignalingFactory
 
     _session: Session | None = None
+    _pressure: _SendPressure
     _bucket: TokenBucket | None = None
     _ip: str = ""
     _admitted = False
@@ -48,6 +80,13 @@ class SignalingProtocol(WebSocketServerProtocol):
         # Autobahn's own attempt swallows the error on Twisted; set it here.
         with contextlib.suppress(AttributeError, OSError):
             transport.setTcpNoDelay(True)
+        # Twisted Web's HTTPChannel registered itself as the socket's producer
+        # and no longer owns the socket after the upgrade; take its place to
+        # learn when the peer stops reading.
+        self._pressure = _SendPressure()
+        with contextlib.suppress(RuntimeError):  # nothing was registered
+            self.unregisterProducer()
+        self.registerProducer(self._pressure, True)
         peer = transport.getPeer()
         self._ip = str(getattr(peer, "host", ""))
 
@@ -150,6 +189,18 @@ class SignalingProtocol(WebSocketServerProtocol):
     def send_bytes(self, data: bytes) -> bool:
         if self.state != WebSocketServerProtocol.STATE_OPEN:
             return False
+        pressure = self._pressure
+        if pressure.full:
+            pressure.unsent += len(data)
+            if pressure.unsent > self.factory.send_backlog_limit:
+                self.factory.service.metrics.rejections["slow_reader"] += 1
+                _log.warn(
+                    "{ip} left {size} bytes unread; dropping its session",
+                    ip=self._ip,
+                    size=pressure.unsent,
+                )
+                self.dropConnection(abort=True)
+                return False
         self.sendMessage(data, isBinary=True)
         return True
 
@@ -186,6 +237,7 @@ class SignalingFactory(WebSocketServerFactory):
         self.config = config
         self.clock = clock
         self.limits = ConnectionLimits(config.connection_rate)
+        self.send_backlog_limit = max(SEND_BACKLOG_LIMIT, 4 * config.max_message_size)
         self.setProtocolOptions(
             maxFramePayloadSize=config.max_message_size,
             maxMessagePayloadSize=config.max_message_size,

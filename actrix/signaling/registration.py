@@ -321,14 +321,24 @@ class Registration:
         for entry in expired:
             key = m.actor_key(entry.actr_id)
             self._registry.remove(key)
-            if not self._sessions.is_bound(key):
-                self._subscriptions.forget(key)
             if entry.online:
                 entry.online = False
                 self._presence.notify(entry.actr_id, up=False, reason="expired")
         if expired:
             log.info("{count} actors expired", count=len(expired))
+        self._forget_orphan_subscriptions()
         return len(expired)
+
+    def _forget_orphan_subscriptions(self) -> None:
+        """Drop subscriptions of actors with neither an entry nor a socket.
+
+        Such an actor expired (or its socket closed after its entry expired),
+        or it subscribed from an unbound socket; nothing else would ever
+        remove its subscriptions.
+        """
+        for key in self._subscriptions.actors():
+            if self._registry.get(key) is None and not self._sessions.is_bound(key):
+                self._subscriptions.forget(key)
 
 
 def _new_entry(

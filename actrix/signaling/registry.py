@@ -9,6 +9,7 @@ lookups of route negotiation from memory.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
 from actrix.core.actrid import normalize_version
@@ -22,6 +23,9 @@ _TypeBucket = tuple[int, str, str]  # (realm_id, manufacturer, name)
 # A lookup extends a spec's life; writing that back is skipped unless it moves
 # the expiry by at least this much.
 SPEC_TOUCH_STEP = 3600
+# Bounds of the spec index (and, through the write-behind, of its table).
+MAX_SPECS = 10_000
+MAX_SPEC_BYTES = 64 * 1024 * 1024
 
 
 def entry_key(entry: RouteEntry) -> ActorKey:
@@ -103,19 +107,44 @@ def spec_key(actr_type: actr_pb2.ActrType, fingerprint: str) -> SpecKey:
 
 
 class SpecIndex:
-    """ServiceSpecs by (manufacturer, name, normalized version, fingerprint)."""
+    """ServiceSpecs by (manufacturer, name, normalized version, fingerprint).
 
-    def __init__(self) -> None:
-        self._specs: dict[SpecKey, tuple[actr_pb2.ServiceSpec, int]] = {}
+    Any client that may register can add specs, so the index is bounded by
+    count and by serialized size: :meth:`trim` drops the least recently
+    stored or renewed specs beyond either bound.
+    """
+
+    def __init__(
+        self, max_entries: int = MAX_SPECS, max_bytes: int = MAX_SPEC_BYTES
+    ) -> None:
+        self._specs: OrderedDict[SpecKey, tuple[actr_pb2.ServiceSpec, int, int]] = (
+            OrderedDict()
+        )
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._specs)
+
+    def _set(
+        self, key: SpecKey, spec: actr_pb2.ServiceSpec, expires_at: int, size: int
+    ) -> None:
+        self._drop(key)
+        self._specs[key] = (spec, expires_at, size)
+        self._bytes += size
+
+    def _drop(self, key: SpecKey) -> None:
+        found = self._specs.pop(key, None)
+        if found is not None:
+            self._bytes -= found[2]
 
     def load(self, rows: Iterable[SpecRow]) -> None:
         for row in rows:
             spec = actr_pb2.ServiceSpec()
             spec.ParseFromString(row.spec)
-            self._specs[row.key] = (spec, row.expires_at)
+            self._set(row.key, spec, row.expires_at, len(row.spec))
+        self.trim()
 
     def put(
         self, actr_type: actr_pb2.ActrType, spec: actr_pb2.ServiceSpec, now: float
@@ -123,8 +152,20 @@ class SpecIndex:
         """Store the spec an actor of ``actr_type`` registered; returns its row."""
         key = spec_key(actr_type, spec.fingerprint)
         expires_at = int(now) + SPEC_TTL
-        self._specs[key] = (spec, expires_at)
-        return SpecRow(key, spec.SerializePartialToString(), expires_at)
+        data = spec.SerializePartialToString()
+        self._set(key, spec, expires_at, len(data))
+        return SpecRow(key, data, expires_at)
+
+    def trim(self) -> list[SpecKey]:
+        """Drop the oldest specs beyond the bounds; returns their keys."""
+        dropped: list[SpecKey] = []
+        while self._specs and (
+            len(self._specs) > self._max_entries or self._bytes > self._max_bytes
+        ):
+            key = next(iter(self._specs))
+            self._drop(key)
+            dropped.append(key)
+        return dropped
 
     def lookup(
         self, actr_type: actr_pb2.ActrType, fingerprint: str, now: float
@@ -134,18 +175,18 @@ class SpecIndex:
         found = self._specs.get(key)
         if found is None:
             return None, None
-        spec, expires_at = found
+        spec, expires_at, size = found
         if expires_at <= now:
-            del self._specs[key]
+            self._drop(key)
             return None, None
         renewed = int(now) + SPEC_TTL
         if renewed - expires_at >= SPEC_TOUCH_STEP:
-            self._specs[key] = (spec, renewed)
+            self._set(key, spec, renewed, size)
             return spec, renewed
         return spec, None
 
     def sweep(self, now: float) -> int:
-        stale = [k for k, (_, exp) in self._specs.items() if exp <= now]
+        stale = [k for k, (_, exp, _) in self._specs.items() if exp <= now]
         for key in stale:
-            del self._specs[key]
+            self._drop(key)
         return len(stale)

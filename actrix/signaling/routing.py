@@ -23,8 +23,9 @@ __all__ = ["ENTRY_TTL", "RouteEntry", "haversine_km", "route_candidates"]
 
 log = Logger()
 
-# An entry whose last heartbeat is older than this is expired (signaling.md §10)
-# even if the registry's 30 s sweep has not removed it yet.
+# The default age after which an entry's last heartbeat makes it expired
+# (signaling.md §10) even if the registry's 30 s sweep has not removed it yet;
+# the service passes its configured heartbeat timeout.
 ENTRY_TTL = 300.0
 EARTH_RADIUS_KM = 6371.0
 # A health or dependency state that was never reported sorts like OVERLOADED.
@@ -72,14 +73,17 @@ def haversine_km(a: tuple[float, float], b: tuple[float, float]) -> float:
 
 
 def _version_group(
-    target: actr_pb2.ActrType, entries: Iterable[RouteEntry], now: float
+    target: actr_pb2.ActrType,
+    entries: Iterable[RouteEntry],
+    now: float,
+    entry_ttl: float,
 ) -> list[RouteEntry]:
     """Live entries of the target's type: its exact version, else the latest one."""
     same_type = [
         entry
         for entry in entries
         if entry.online
-        and now - entry.last_heartbeat <= ENTRY_TTL
+        and now - entry.last_heartbeat <= entry_ttl
         and entry.actr_id.type.manufacturer == target.manufacturer
         and entry.actr_id.type.name == target.name
     ]
@@ -312,12 +316,14 @@ async def route_candidates(
     client_spec: Callable[[actr_pb2.ActrType, str], actr_pb2.ServiceSpec | None],
     compat: CompatibilityCache,
     now: float,
+    entry_ttl: float = ENTRY_TTL,
 ) -> actr_pb2.RouteCandidatesResponse:
     """Answer a RouteCandidatesRequest from ``caller`` (signaling.md §8).
 
     Args:
         entries: every registry entry in registry order; offline entries and
-            entries whose heartbeat is older than ``ENTRY_TTL`` are skipped.
+            entries whose heartbeat is older than ``entry_ttl`` seconds
+            are skipped.
         acl_allowed: ``(realm_id, from_type_key, to_type_key)`` -> allowed.
         client_spec: ``(target_type, client fingerprint)`` -> the client's spec
             from the spec store, or None.
@@ -327,7 +333,7 @@ async def route_candidates(
         Always a ``success`` response; analysis failures only make a candidate
         "not compatible".
     """
-    group = _version_group(request.target_type, entries, now)
+    group = _version_group(request.target_type, entries, now, entry_ttl)
     pool = _acl_filter(caller, group, acl_allowed)
     response = actr_pb2.RouteCandidatesResponse()
     ok = response.success

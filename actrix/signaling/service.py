@@ -116,6 +116,7 @@ class SignalingService(Service):
             self._persistence,
             compat,
             metrics,
+            heartbeat_timeout,
         )
         self._relays = Relays(clock, realms, self._checks, sessions, metrics)
         registration = self._registration

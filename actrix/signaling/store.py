@@ -62,6 +62,7 @@ class WriteBehind:
     deletes: set[str] = attrs.Factory(set)
     specs: dict[SpecKey, SpecRow] = attrs.Factory(dict)
     spec_touches: dict[SpecKey, int] = attrs.Factory(dict)
+    spec_deletes: set[SpecKey] = attrs.Factory(set)
 
     def save(self, row: RegistryRow) -> None:
         self.deletes.discard(row.actor_key)
@@ -84,7 +85,13 @@ class WriteBehind:
 
     def save_spec(self, row: SpecRow) -> None:
         self.spec_touches.pop(row.key, None)
+        self.spec_deletes.discard(row.key)
         self.specs[row.key] = row
+
+    def delete_spec(self, key: SpecKey) -> None:
+        self.specs.pop(key, None)
+        self.spec_touches.pop(key, None)
+        self.spec_deletes.add(key)
 
     def touch_spec(self, key: SpecKey, expires_at: int) -> None:
         row = self.specs.get(key)
@@ -100,6 +107,7 @@ class WriteBehind:
             or self.deletes
             or self.specs
             or self.spec_touches
+            or self.spec_deletes
         )
 
 
@@ -168,6 +176,11 @@ def _flush_txn(txn: Any, batch: WriteBehind) -> None:
         "UPDATE service_registry SET last_heartbeat = ?, expires_at = ?"
         " WHERE actor_key = ?",
         [(hb, exp, key) for key, (hb, exp) in batch.heartbeats.items()],
+    )
+    txn.executemany(
+        "DELETE FROM service_specs"
+        " WHERE manufacturer = ? AND name = ? AND version = ? AND fingerprint = ?",
+        list(batch.spec_deletes),
     )
     txn.executemany(
         "INSERT OR REPLACE INTO service_specs (manufacturer, name, version,"

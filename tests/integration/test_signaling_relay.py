@@ -153,6 +153,20 @@ class RelayTests(SignalingDaemonCase):
         self.assertTrue(pong.HasField("pong"))
         self.assertFalse(caller.closed)
 
+    async def test_target_that_stops_reading_is_dropped(self) -> None:
+        """A peer that never reads its relays is dropped; the sender stays open."""
+        server, caller = await self.pair()
+        assert server.actr_id is not None and server.protocol is not None
+        server.protocol.transport.pauseProducing()  # type: ignore[union-attr]  # TCP transport
+        candidate = "x" * 60_000
+        for _ in range(400):  # 24 MB: more than socket buffers and our limit
+            caller.send_candidate(server.actr_id, candidate)
+        pong = await caller.ping()  # every relay before it has been handled
+        self.assertTrue(pong.HasField("pong"))
+        server.protocol.transport.resumeProducing()  # type: ignore[union-attr]  # TCP transport
+        await server.wait_closed()
+        self.assertFalse(caller.closed)
+
     async def test_relay_after_credential_update_uses_new_token(self) -> None:
         """After CredentialUpdate, relays signed with the new token are delivered."""
         server, caller = await self.pair()

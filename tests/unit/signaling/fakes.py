@@ -168,6 +168,7 @@ class Harness:
         issuer: FakeIssuer | None = None,
         store: Any = None,
         validator: FakeValidator | None = None,
+        heartbeat_timeout: float = 300.0,
     ) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
@@ -181,6 +182,7 @@ class Harness:
             self.issuer,
             store,
             CompatibilityCache(self.clock, InlineAnalyzer()),
+            heartbeat_timeout=heartbeat_timeout,
         )
 
     def open(self, role: str | None = None) -> tuple[Session, FakeConnection]:

@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.actrid import new_actr_id, type_key
 from actrix.proto import actr_pb2
+from actrix.signaling.persistence import RegistryPersistence
 from actrix.signaling.registry import (
     SPEC_TOUCH_STEP,
     ActorRegistry,
@@ -200,3 +201,36 @@ class SpecIndexTests(SynchronousTestCase):
         self.assertEqual(index.sweep(50), 1)
         self.assertEqual(index.lookup(actr_type(), "new", 50)[0], spec("new"))
         self.assertEqual(index.lookup(actr_type(), "old", 5), (None, None))
+
+    def test_trim_drops_least_recently_stored_beyond_count(self) -> None:
+        """Beyond the entry bound the oldest stored (not renewed) specs go first."""
+        index = SpecIndex(max_entries=2)
+        for fp in ("a", "b", "c"):
+            index.put(actr_type(), spec(fp), START)
+        index.lookup(actr_type(), "b", START + SPEC_TOUCH_STEP)  # renewed: recent
+        index.put(actr_type(), spec("d"), START + SPEC_TOUCH_STEP)
+        dropped = index.trim()
+        self.assertEqual([key[3] for key in dropped], ["a", "c"])
+        self.assertEqual(len(index), 2)
+        self.assertEqual(index.lookup(actr_type(), "b", START)[0], spec("b"))
+
+    def test_trim_bounds_total_size(self) -> None:
+        """Specs beyond the byte bound are dropped, oldest first."""
+        size = len(spec("a").SerializeToString())
+        index = SpecIndex(max_bytes=2 * size)
+        for fp in ("a", "b", "c"):
+            index.put(actr_type(), spec(fp), START)
+        self.assertEqual([key[3] for key in index.trim()], ["a"])
+        self.assertEqual(index.trim(), [])
+
+    def test_trimmed_spec_is_deleted_from_the_store(self) -> None:
+        """Saving a spec past the bound queues the dropped spec's row for deletion."""
+        clock = Clock()
+        clock.advance(START)
+        index = SpecIndex(max_entries=1)
+        persistence = RegistryPersistence(clock, None, ActorRegistry(), index)
+        persistence.save_spec(actr_type(), spec("a"), START)
+        persistence.save_spec(actr_type(), spec("b"), START)
+        pending = persistence.pending
+        self.assertEqual([key[3] for key in pending.specs], ["b"])
+        self.assertEqual([key[3] for key in pending.spec_deletes], ["a"])

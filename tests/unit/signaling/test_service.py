@@ -8,6 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.proto import actr_pb2
 from actrix.signaling import messages
+from actrix.signaling.presence import MAX_SUBSCRIPTIONS_PER_ACTOR
 from actrix.signaling.store import _flush_txn, _load_rows_txn
 from tests.unit.signaling.fakes import (
     REALM,
@@ -159,6 +160,72 @@ class ExpiryTests(SynchronousTestCase):
         self.assertEqual(down.reason, "expired")
         self.assertIsNone(h.service.registry.get((REALM, actr_id.serial_number)))
         self.assertIsNotNone(h.service.registry.get((REALM, watcher.serial_number)))
+
+    def test_subscriptions_of_expired_actor_go_when_its_socket_closes(self) -> None:
+        """An actor that expired while connected loses its subscriptions after close."""
+        h = Harness()
+        session, _ = h.open()
+        watcher = h.register(session, "watcher")
+        envelope, body = h.actor_message(session, watcher)
+        body.subscribe_actr_up_request.target_type.CopyFrom(
+            actr_pb2.ActrType(manufacturer="acme", name="svc")
+        )
+        h.service.handle(session, envelope)
+        h.clock.advance(301)
+        self.assertEqual(h.service.sweep_heartbeats(), 1)
+        self.assertEqual(len(h.service.presence), 1)  # still connected
+        h.service.session_closed(session)
+        h.service.sweep_heartbeats()
+        self.assertEqual(len(h.service.presence), 0)
+
+
+class RouteExpiryTests(SynchronousTestCase):
+    def candidates_after(self, silence: float, timeout: float) -> int:
+        h = Harness(heartbeat_timeout=timeout)
+        svc_session, _ = h.open()
+        h.register(svc_session, "svc", allow_from="caller")
+        session, connection = h.open()
+        caller = h.register(session, "caller")
+        h.clock.advance(silence)
+        envelope, body = h.actor_message(session, caller)
+        body.route_candidates_request.target_type.CopyFrom(
+            actr_pb2.ActrType(manufacturer="acme", name="svc")
+        )
+        h.service.handle(session, envelope)
+        ok = connection.sent[-1].server_to_actr.route_candidates_response.success
+        return len(ok.candidates)
+
+    def test_route_candidates_follow_configured_heartbeat_timeout(self) -> None:
+        """Candidates stay routable until the configured timeout, not a fixed 300 s."""
+        self.assertEqual(self.candidates_after(400, timeout=600), 1)
+        self.assertEqual(self.candidates_after(61, timeout=60), 0)
+        self.assertEqual(self.candidates_after(59, timeout=60), 1)
+
+
+class SubscriptionCapTests(SynchronousTestCase):
+    def test_subscribe_beyond_cap_is_429(self) -> None:
+        """One actor cannot watch more than the cap of types; the excess gets 429."""
+        h = Harness()
+        session, connection = h.open()
+        watcher = h.register(session, "watcher")
+        for i in range(MAX_SUBSCRIPTIONS_PER_ACTOR + 1):
+            envelope, body = h.actor_message(session, watcher)
+            body.subscribe_actr_up_request.target_type.CopyFrom(
+                actr_pb2.ActrType(manufacturer="acme", name=f"svc{i}")
+            )
+            h.service.handle(session, envelope)
+        self.assertEqual(len(h.service.presence), MAX_SUBSCRIPTIONS_PER_ACTOR)
+        refused = connection.sent[-1].server_to_actr.subscribe_actr_up_response
+        self.assertEqual(refused.error.code, 429)
+        accepted = connection.sent[-2].server_to_actr.subscribe_actr_up_response
+        self.assertTrue(accepted.HasField("success"))
+        envelope, body = h.actor_message(session, watcher)
+        body.subscribe_actr_up_request.target_type.CopyFrom(
+            actr_pb2.ActrType(manufacturer="acme", name="svc0")
+        )
+        h.service.handle(session, envelope)  # already watched: still fine
+        again = connection.sent[-1].server_to_actr.subscribe_actr_up_response
+        self.assertTrue(again.HasField("success"))
 
 
 class StopTests(SynchronousTestCase):

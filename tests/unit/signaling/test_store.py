@@ -204,6 +204,19 @@ class SpecSqlTests(SynchronousTestCase):
         )
         self.assertEqual(_load_specs_txn(self.conn.cursor(), NOW + 5), [])
 
+    def test_deleted_spec_leaves_the_table(self) -> None:
+        """A spec delete removes the row and cancels a pending save of it."""
+        batch = WriteBehind()
+        batch.save_spec(SpecRow(SPEC_KEY, b"s", NOW + 100))
+        flush(self.conn, batch)
+        later = WriteBehind()
+        later.touch_spec(SPEC_KEY, NOW + 200)
+        later.delete_spec(SPEC_KEY)
+        self.assertTrue(later)
+        self.assertEqual(later.spec_touches, {})
+        flush(self.conn, later)
+        self.assertEqual(_load_specs_txn(self.conn.cursor(), 0), [])
+
     def test_touch_only_extends(self) -> None:
         """A touch never shortens a spec's expiry (MAX of old and new)."""
         batch = WriteBehind()

@@ -201,6 +201,7 @@ def _read_turn(t: Table) -> TurnConfig:
         default_lifetime=t.integer("default_lifetime", 600, minimum=60),
         nonce_lifetime=t.integer("nonce_lifetime", 3600, minimum=10),
         relay_ipv6_ip=relay6,
+        stream_idle_timeout=t.number("stream_idle_timeout", 30.0, minimum=1.0),
     )
 
 

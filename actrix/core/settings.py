@@ -122,6 +122,7 @@ class TurnConfig:
     default_lifetime: int = 600
     nonce_lifetime: int = 3600
     relay_ipv6_ip: str | None = None
+    stream_idle_timeout: float = 30.0
 
 
 @attrs.frozen

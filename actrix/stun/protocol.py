@@ -80,21 +80,6 @@ class BindingResponder:
             fingerprint=message.fingerprint,
         )
 
-    def error(self, message: codec.Message, code: int) -> bytes:
-        """An error response (no integrity) to any request, with SOFTWARE."""
-        error_type = message.msg_type | codec.CLASS_ERROR
-        return codec.encode(
-            error_type,
-            message.transaction_id,
-            [(codec.ERROR_CODE, codec.encode_error_code(code)), *self._extra],
-            fingerprint=message.fingerprint,
-        )
-
-    @property
-    def software(self) -> list[tuple[int, bytes]]:
-        """The SOFTWARE attribute list to append to responses (may be empty)."""
-        return self._extra
-
 
 def _unknown_required(message: codec.Message) -> list[int]:
     unknown = message.unknown
@@ -179,11 +164,15 @@ class StunTcpProtocol(StreamProtocol):
             except codec.DecodeError:
                 self._bad_stream("not STUN")
                 return
-            if size == 0 or len(buffer) - offset < size:
+            if size == 0:
                 break
-            if size > MAX_FRAME or buffer[offset] >= 0x40:
+            if buffer[offset] >= 0x40:
+                # Checked before waiting for the whole "frame": text such as
+                # "GET /" would otherwise hold the connection for 30 s.
                 self._bad_stream("ChannelData on a STUN-only port")
                 return
+            if len(buffer) - offset < size:
+                break
             frame = buffer[offset : offset + size]
             offset += size
             try:

@@ -29,7 +29,9 @@ CHANNEL_LIFETIME: Final = 600.0  # RFC 5766 §11
 
 _CHANNEL_HEADER = struct.Struct("!HH")
 _PADDING: Final = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
-_DATA_ATTR = struct.Struct("!HH")
+# The largest payload a Data indication can carry: the STUN length field is 16
+# bits and holds XOR-PEER-ADDRESS (24 bytes for IPv6) and the DATA header too.
+MAX_INDICATION_DATA: Final = 65535 - 24 - 4 - 3
 
 RelayOpener = Callable[[str, int, DatagramProtocol], IListeningPort]
 """Opens a UDP relay socket on (ip, port); raises CannotListenError when taken."""
@@ -54,7 +56,15 @@ class ClientLink(Protocol):
     def allocation_key(self) -> Any:
         """The key of this client's 5-tuple in ``TurnService.allocations``."""
 
-    def send(self, data: bytes) -> None: ...
+    def send(self, data: bytes) -> None:
+        """Send a STUN response; always written."""
+
+    def deliver(self, data: bytes) -> None:
+        """Send relayed data (ChannelData, Data indication) from a peer.
+
+        A stream link drops it while its write buffer is full, as UDP would:
+        a peer must not make us buffer without bound for a slow client.
+        """
 
     def allocation_deleted(self) -> None:
         """The service deleted this client's allocation (stream idle bound)."""
@@ -100,6 +110,9 @@ class UdpLink:
         self.allocation_key = address
 
     def send(self, data: bytes) -> None:
+        self.sendto(data, self.address)
+
+    def deliver(self, data: bytes) -> None:
         self.sendto(data, self.address)
 
     def allocation_deleted(self) -> None:
@@ -203,9 +216,11 @@ class RelayProtocol(DatagramProtocol):
             frame = _CHANNEL_HEADER.pack(channel, size) + data
             if allocation.link.pad and size & 3:
                 frame += _PADDING[size & 3]
-        else:
+        elif size <= MAX_INDICATION_DATA:
             frame = data_indication(addr, data)
-        allocation.link.send(frame)
+        else:
+            return  # an IPv6 peer's jumbo datagram cannot be framed: drop it
+        allocation.link.deliver(frame)
         metrics = self._metrics
         metrics.relayed_packets_in += 1
         metrics.relayed_bytes_in += size

@@ -71,15 +71,21 @@ class _Reject(Exception):
 
 
 class _Reservation:
-    __slots__ = ("expires_at", "port", "protocol", "relay_port")
+    __slots__ = ("expires_at", "family", "port", "protocol", "relay_port")
 
     def __init__(
-        self, port: int, relay_port: Any, protocol: RelayProtocol, expires_at: float
+        self,
+        port: int,
+        relay_port: Any,
+        protocol: RelayProtocol,
+        expires_at: float,
+        family: int,
     ) -> None:
         self.port = port
         self.relay_port = relay_port
         self.protocol = protocol
         self.expires_at = expires_at
+        self.family = family
 
 
 class TurnService(Service):
@@ -111,6 +117,13 @@ class TurnService(Service):
         self._ports = PortPool(*config.relay_port_range)
         self._nonces = NonceIssuer(clock, config.nonce_lifetime)
         self._rate = RateLimiter(
+            clock, config.allocation_rate_per_ip, config.allocation_burst_per_ip
+        )
+        # New actr usernames cost a token decryption each, whatever the method:
+        # without this bucket, Refresh/CreatePermission/ChannelBind with fresh
+        # usernames would bypass the Allocate rate limit and keep the
+        # decryption pool busy.
+        self._validation_rate = RateLimiter(
             clock, config.allocation_rate_per_ip, config.allocation_burst_per_ip
         )
         self._realm_attr = config.realm.encode()
@@ -206,10 +219,18 @@ class TurnService(Service):
         metrics.relayed_bytes_out += length
 
     def connection_lost(self, link: ClientLink) -> None:
-        """A TCP/TLS client went away: its allocation goes with it."""
+        """A TCP/TLS client went away: its allocation and waiting requests go too.
+
+        A request still waiting for its username's validation must not be
+        handled once the connection is gone: an Allocate would create an
+        allocation (and hold a relay port) for a link nobody can use.
+        """
         allocation = self.allocations.get(link.allocation_key)
         if allocation is not None:
             self._delete(allocation, "connection closed")
+        if self._pending:
+            for waiters in self._pending.values():
+                waiters[:] = [w for w in waiters if w[1] is not link]
 
     # -- authentication --------------------------------------------------
 
@@ -268,6 +289,10 @@ class TurnService(Service):
             return
         if len(self._pending) >= MAX_PENDING_USERNAMES:
             self._error(message, link, 500)
+            return
+        ip = link.address[0]
+        if not self._validation_rate.allow(ip):
+            self._deny_quota(message, link, "validation rate limit", ip)
             return
         self._pending[username] = [(message, link)]
         d = Deferred.fromCoroutine(self._auth.resolve(username, realm))
@@ -446,6 +471,11 @@ class TurnService(Service):
             reservation = self._reservations.pop(token, None)
             if reservation is None:
                 raise _Reject(508)
+            # RFC 6156 §4.2: the reserved port fixes the family (the request
+            # may not carry REQUESTED-ADDRESS-FAMILY next to the token).
+            allocation.family = reservation.family
+            if reservation.family == codec.FAMILY_IPV6:
+                advertised = self._config.relay_ipv6_ip or "::"
             reservation.protocol.allocation = allocation
             allocation.relay = reservation.protocol
             allocation.relay_port = reservation.relay_port
@@ -458,7 +488,7 @@ class TurnService(Service):
         allocation.relay_address = (advertised, port)
         if not reserve:
             return None
-        return self._reserve(bind_ip, port + 1, now)
+        return self._reserve(bind_ip, port + 1, now, allocation.family)
 
     def _open_from_pool(
         self, bind_ip: str, protocol: RelayProtocol, even: bool
@@ -474,7 +504,9 @@ class TurnService(Service):
         log.warn("no relay port could be opened on {ip}", ip=bind_ip)
         raise _Reject(508)
 
-    def _reserve(self, bind_ip: str, port: int, now: float) -> bytes | None:
+    def _reserve(
+        self, bind_ip: str, port: int, now: float, family: int
+    ) -> bytes | None:
         if not self._ports.take_specific(port):
             return None
         protocol = RelayProtocol(None, self.metrics)
@@ -485,7 +517,7 @@ class TurnService(Service):
             return None
         token = os.urandom(8)
         self._reservations[token] = _Reservation(
-            port, listening, protocol, now + RESERVATION_LIFETIME
+            port, listening, protocol, now + RESERVATION_LIFETIME, family
         )
         return token
 

@@ -13,16 +13,23 @@ message (or since it opened); once its allocation is deleted (Refresh 0,
 expiry), it is closed that long after the deletion unless it allocates again,
 whatever else it sends. One ``callLater`` per connection, re-armed lazily when
 it fires, so the per-message cost is one clock read.
+
+Backpressure: the protocol is its transport's streaming producer. While the
+transport's write buffer is full, relayed data from peers is dropped (as it
+would be on UDP) and the connection is not read, so neither a peer flooding
+the relay nor a client that sends requests but never reads can make the
+buffer grow without bound.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from actrix.stun import codec
 from actrix.stun.protocol import BindingResponder
@@ -34,6 +41,7 @@ MAX_FRAME = 4 + 65535 + 3
 IDLE_TIMEOUT: Final = 30.0
 
 
+@implementer(IPushProducer)
 class TurnStreamProtocol(Protocol):
     """One TCP/TLS client; also the :class:`ClientLink` of its allocation."""
 
@@ -60,12 +68,30 @@ class TurnStreamProtocol(Protocol):
         self._last_message = 0.0
         self._deleted_at: float | None = None
         self._idle_call: IDelayedCall | None = None
+        self._paused = False
+        self._producing = False
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         self.address = (peer.host, peer.port)
         self._last_message = self._clock.seconds()
         self._idle_call = self._clock.callLater(self._idle_timeout, self._idle_check)
+        self.transport.registerProducer(self, True)
+        self._producing = True
+
+    def pauseProducing(self) -> None:
+        """The write buffer is full: drop relayed data, stop reading requests."""
+        self._paused = True
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """The write buffer drained."""
+        self._paused = False
+        self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """The connection is going away."""
+        self._paused = True
 
     def allocation_deleted(self) -> None:
         """The service deleted this connection's allocation: start the bound."""
@@ -93,11 +119,23 @@ class TurnStreamProtocol(Protocol):
             transport=self.transport_name,
             client=self.address[0],
         )
+        self._lose()
+
+    def _lose(self) -> None:
         self._buffer = b""
+        if self._producing:
+            # With a producer registered a paused TCP transport never finishes
+            # closing, and TLS waits for the producer to go before shutting down.
+            self._producing = False
+            self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def send(self, data: bytes) -> None:
         self.transport.write(data)
+
+    def deliver(self, data: bytes) -> None:
+        if not self._paused:
+            self.transport.write(data)
 
     def dataReceived(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -154,11 +192,12 @@ class TurnStreamProtocol(Protocol):
             client=self.address[0],
             why=why,
         )
-        self._buffer = b""
-        self.transport.loseConnection()
+        self._lose()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         self._buffer = b""
+        self._paused = True
+        self._producing = False
         idle_call, self._idle_call = self._idle_call, None
         if idle_call is not None and idle_call.active():
             idle_call.cancel()

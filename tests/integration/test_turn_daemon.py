@@ -23,16 +23,18 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredQueue
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import CannotListenError
-from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.protocol import DatagramProtocol, Protocol, connectionDone
 from twisted.internet.task import deferLater
 from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
 from actrix.core import base122
-from actrix.core.config import ENABLE_AIS, ENABLE_KS, ENABLE_TURN
+from actrix.core.config import ENABLE_AIS, ENABLE_KS, ENABLE_TURN, ConfigError
 from actrix.core.realms import STATUS_SUSPENDED, realms_path, set_realm_status_txn
 from actrix.proto import actr_pb2
 from actrix.root import ActrixService
@@ -405,3 +407,47 @@ class RelaySocketTests(TestCase):
         taken = first.socket.getsockname()[1]
         with self.assertRaises(CannotListenError):
             relay_opener(UdpReactor)("127.0.0.1", taken, _Inbox())
+
+
+class _Silent(Protocol):
+    """A TCP client that sends nothing and reports when it is closed."""
+
+    def __init__(self) -> None:
+        self.closed: Deferred[None] = Deferred()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.closed.callback(None)
+
+
+class StreamIdleTimeoutTests(TestCase):
+    timeout = 20
+
+    async def test_configured_idle_timeout_closes_tcp(self) -> None:
+        """turn.stream_idle_timeout reaches the TCP listener of the daemon."""
+        settings = make_settings(
+            Path(self.mktemp()),
+            enable=ENABLE_TURN,
+            overrides="[turn]\nstream_idle_timeout = 1\n",
+        )
+        self.assertEqual(settings.turn.stream_idle_timeout, 1.0)
+        root = start_daemon(self, settings)
+        port = int(root.listener("ice-tcp").bound_port)
+        silent = _Silent()
+        started = reactor.seconds()
+        await _wait(
+            connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), silent)
+        )
+        await _wait(silent.closed, 10)
+        elapsed = reactor.seconds() - started
+        self.assertGreater(elapsed, 0.9)
+        self.assertLess(elapsed, 5.0)
+
+    def test_idle_timeout_below_one_second_is_refused(self) -> None:
+        """A stream_idle_timeout under 1 s is a configuration error naming the key."""
+        with self.assertRaises(ConfigError) as raised:
+            make_settings(
+                Path(self.mktemp()),
+                enable=ENABLE_TURN,
+                overrides="[turn]\nstream_idle_timeout = 0.5\n",
+            )
+        self.assertIn("turn.stream_idle_timeout", str(raised.exception))

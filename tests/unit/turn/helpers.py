@@ -50,6 +50,9 @@ class FakeLink:
     def send(self, data: bytes) -> None:
         self.sent.append(data)
 
+    def deliver(self, data: bytes) -> None:
+        self.sent.append(data)
+
     def allocation_deleted(self) -> None:
         self.deletions += 1
 

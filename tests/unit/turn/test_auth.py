@@ -11,7 +11,7 @@ from actrix.core.credentials import TokenValidator
 from actrix.core.interfaces import Claims, CredentialError, KeyRecord, SecretKey
 from actrix.stun import codec
 from actrix.turn.auth import TurnAuth
-from tests.unit.turn.helpers import REALM, Harness, error_code
+from tests.unit.turn.helpers import REALM, Harness, error_code, turn_config
 
 KEY_ID = 7
 REALM_ID = 42
@@ -239,6 +239,49 @@ class AsyncValidationTests(SynchronousTestCase):
             [(codec.REQUESTED_TRANSPORT, codec.encode_requested_transport())],
         )
         self.assertEqual(len(slow.waiting), 2)
+
+    def test_lost_connection_drops_waiting_request(self) -> None:
+        """An Allocate whose connection closed during validation allocates nothing."""
+        harness = Harness(realms=FakeRealms())
+        now = int(harness.clock.seconds())
+        slow = SlowValidator(Claims(REALM_ID, "a", now + 600, PSK))
+        harness.auth._validator = slow
+        username = actr_username(b"\x04" + bytes(120))
+        client = harness.client(("192.0.2.1", 1), username, PSK.hex())
+        client.nonce = client._fetch_nonce()
+        sent = len(client.link.sent)
+        client.send(
+            codec.METHOD_ALLOCATE,
+            [(codec.REQUESTED_TRANSPORT, codec.encode_requested_transport())],
+        )
+        harness.service.connection_lost(client.link)
+        slow.waiting[0].callback(None)
+        self.assertEqual(harness.service.allocations, {})
+        self.assertEqual(harness.relays.open, {})
+        self.assertEqual(len(client.link.sent), sent)
+        self.assertEqual(harness.auth.cached_count, 1)
+
+    def test_new_usernames_are_rate_limited_for_every_method(self) -> None:
+        """Fresh actr usernames past the per-IP burst get 486 without a decryption."""
+        harness = Harness(
+            turn_config(allocation_rate_per_ip=1.0, allocation_burst_per_ip=2),
+            realms=FakeRealms(),
+        )
+        slow = SlowValidator(Claims(REALM_ID, "a", 0, PSK))
+        harness.auth._validator = slow
+        codes = []
+        for i in range(3):
+            username = actr_username(bytes([i + 1]) * 40)
+            client = harness.client(("192.0.2.1", 1), username, PSK.hex())
+            client.nonce = client._fetch_nonce()
+            reply = client.send(codec.METHOD_REFRESH)
+            codes.append(None if reply is None else error_code(reply))
+        self.assertEqual(codes, [None, None, 486])
+        self.assertEqual(len(slow.waiting), 2)
+        other = harness.client(("192.0.2.2", 1), actr_username(b"\x09" * 40), "x")
+        other.nonce = other._fetch_nonce()
+        self.assertIsNone(other.send(codec.METHOD_REFRESH))
+        self.assertEqual(len(slow.waiting), 3)
 
     def test_spec_key_vector(self) -> None:
         """turn-auth.md §4's key vector: MD5(username:realm:hex psk)."""

@@ -250,6 +250,29 @@ class TurnTcpTests(SynchronousTestCase):
         self.proto.dataReceived(data[:4] + b"\x00\x00\x00\x00" + data[8:])
         self.assertTrue(self.transport.disconnecting)
 
+    def test_full_write_buffer_drops_relayed_data(self) -> None:
+        """While the write buffer is full peer data is dropped and reading pauses."""
+        port = self.allocate()
+        self.assertIs(self.transport.producer, self.proto)
+        self.proto.pauseProducing()
+        self.assertEqual(self.transport.producerState, "paused")
+        self.harness.relays.peer_sends(port, b"abcd", PEER)
+        self.assertEqual(self.take(), b"")
+        self.proto.dataReceived(binding())
+        self.assertEqual(codec.decode(self.take()).msg_type, codec.BINDING_SUCCESS)
+        self.proto.resumeProducing()
+        self.assertEqual(self.transport.producerState, "producing")
+        self.harness.relays.peer_sends(port, b"abcd", PEER)
+        self.assertEqual(self.take(), b"\x40\x01\x00\x04abcd")
+
+    def test_closing_unregisters_the_producer(self) -> None:
+        """A close lets go of the producer so a paused transport can finish closing."""
+        self.proto.pauseProducing()
+        self.proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertIsNone(self.transport.producer)
+        self.assertTrue(self.transport.disconnecting)
+        self.proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+
     def refresh_zero(self) -> None:
         """Delete the allocation with Refresh LIFETIME 0 (fresh nonce included)."""
         transport = [(codec.REQUESTED_TRANSPORT, codec.encode_requested_transport())]
@@ -349,6 +372,16 @@ class StunTcpTests(SynchronousTestCase):
         )
         proto.dataReceived(codec.encode_channel_data(0x4001, b"x", pad=True))
         self.assertTrue(transport.disconnecting)
+
+    def test_stun_only_tcp_closes_on_junk_at_once(self) -> None:
+        """Text that is not STUN closes a STUN-only connection without waiting."""
+        metrics = TurnMetrics()
+        proto = StunTcpProtocol(BindingResponder("", metrics), metrics, Clock())
+        transport = StringTransport(peerAddress=IPv4Address("TCP", *CLIENT))
+        proto.makeConnection(transport)
+        proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(metrics.malformed, 1)
 
     def test_stun_only_tcp_idle_timeout(self) -> None:
         """A STUN-only connection closes 30 s after its last Binding."""

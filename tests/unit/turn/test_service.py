@@ -510,6 +510,39 @@ class Ipv6Tests(SynchronousTestCase):
         self.assertIsNone(error_code(client.permit(("2001:db8:1::5", 9))))
         self.assertEqual(error_code(client.permit(("::ffff:127.0.0.1", 9))), 403)
 
+    def test_reserved_ipv6_port_keeps_its_family(self) -> None:
+        """Claiming an IPv6 reservation gives an IPv6 relay taking IPv6 peers."""
+        harness = Harness(turn_config(relay_ipv6_ip="2001:db8::10"))
+        first = harness.client(("192.0.2.1", 1)).allocate(
+            (codec.REQUESTED_ADDRESS_FAMILY, codec.encode_address_family(2)),
+            (codec.EVEN_PORT, codec.encode_even_port(True)),
+        )
+        port = relayed_address(first)[1]
+        client = harness.client(("192.0.2.1", 2))
+        second = client.allocate(
+            (codec.RESERVATION_TOKEN, first.attrs[codec.RESERVATION_TOKEN])
+        )
+        self.assertEqual(relayed_address(second), ("2001:db8::10", port + 1))
+        self.assertEqual(error_code(client.permit(PEER)), 443)
+        self.assertIsNone(error_code(client.permit(("2001:db8:1::5", 9))))
+
+    def test_unframeable_ipv6_datagram_is_dropped(self) -> None:
+        """A peer datagram too big for a Data indication is dropped, not raised."""
+        harness = Harness(turn_config(relay_ipv6_ip="2001:db8::10"))
+        client = harness.client()
+        reply = client.allocate(
+            (codec.REQUESTED_ADDRESS_FAMILY, codec.encode_address_family(2))
+        )
+        port = relayed_address(reply)[1]
+        peer = ("2001:db8:1::5", 9)
+        self.assertIsNone(error_code(client.permit(peer)))
+        sent = len(client.link.sent)
+        harness.relays.peer_sends(port, bytes(65527), peer)
+        self.assertEqual(len(client.link.sent), sent)
+        harness.relays.peer_sends(port, bytes(65504), peer)
+        indication = codec.decode(client.link.sent[-1])
+        self.assertEqual(len(indication.attrs[codec.DATA]), 65504)
+
     def test_unknown_family_gets_440(self) -> None:
         """An address family other than 1 or 2 is refused."""
         reply = (

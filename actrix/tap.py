@@ -204,9 +204,9 @@ def _build_ais(wiring: Wiring) -> None:
     shared_key = settings.actrix_shared_key.encode()
     keys: KeyProvider | None = wiring.key_provider
     if config.ks is not None:
-        client = KeyServerClient.from_config(config.ks, shared_key, reactor)
-        wiring.root.add_background(client)
-        keys = client
+        keys = KeyServerClient.shared(
+            config.ks, shared_key, reactor, wiring.root.background
+        )
     if keys is None:
         raise StartupError("services.ais: no KS (local KS off, no dependencies.ks)")
     database = open_database(settings.sqlite_path, AIS_DB, AIS_MIGRATIONS, reactor)
@@ -250,11 +250,12 @@ def _build_validator(wiring: Wiring) -> None:
         remote = ais.ks
     keys: KeyProvider | None = wiring.key_provider
     if remote is not None:
-        client = KeyServerClient.from_config(
-            remote, settings.actrix_shared_key.encode(), wiring.reactor
+        keys = KeyServerClient.shared(
+            remote,
+            settings.actrix_shared_key.encode(),
+            wiring.reactor,
+            wiring.root.background,
         )
-        wiring.root.add_background(client)
-        keys = client
     if keys is None:
         log.warn("no KS configured: identity credentials cannot be validated")
         return
@@ -314,13 +315,15 @@ def _build_ice(wiring: Wiring) -> None:
         udp = TurnUdpProtocol(service, responder)
 
         def streams(name: str) -> Any:
-            return TurnStreamFactory(service, responder, name, reactor)
+            return TurnStreamFactory(
+                service, responder, name, reactor, turn.stream_idle_timeout
+            )
 
     else:
         udp = StunUdpProtocol(responder, metrics)
 
         def streams(name: str) -> Any:
-            return StunTcpFactory(responder, metrics, reactor)
+            return StunTcpFactory(responder, metrics, reactor, turn.stream_idle_timeout)
 
     listeners: list[Any] = [UDPListener(reactor, ice.ip, ice.port, udp)]
     listeners[0].setName("ice-udp")
@@ -432,6 +435,7 @@ def makeService(options: Options) -> IService:
         root = build_root_service(settings, reactor)
     except StartupError as e:
         raise SystemExit(f"actrix: {e}") from e
+    root.exit_on_listen_error = True
     if settings.source is not None:
         root.reload_hooks.append(_log_level_reloader(settings.source))
     reactor.callWhenRunning(root.install_signal_handlers)

@@ -2,8 +2,9 @@
 
 The original's limiter trusted ``X-Forwarded-For`` and friends, so any client
 could pick its own bucket; ours keys on the TCP peer address only. The table is
-bounded: when it grows past ``max_entries`` the buckets that have refilled
-completely (indistinguishable from new ones) are dropped, then the oldest.
+bounded: when it reaches ``max_entries`` the buckets that have refilled
+completely (indistinguishable from new ones) are dropped, then the oldest until
+a quarter of the table is free.
 """
 
 from __future__ import annotations
@@ -57,7 +58,11 @@ class IpRateLimiter:
         ]
         for ip in full:
             del self._buckets[ip]
-        while len(self._buckets) >= self._max_entries:
+        # Evict down to a low-water mark, not just one entry: otherwise, with a
+        # table of still-draining buckets, every new address would pay for a
+        # full scan (a cheap CPU attack from many source addresses).
+        low_water = self._max_entries * 3 // 4
+        while len(self._buckets) > low_water:
             del self._buckets[next(iter(self._buckets))]
 
     def __len__(self) -> int:

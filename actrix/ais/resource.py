@@ -1,8 +1,9 @@
 """``/ais`` HTTP API (ais.md §1) plus ``/ais/refresh``.
 
 ``register`` is open (any client may ask for an identity) but every route is
-behind the per-IP limiter (429), except a ``register`` that carries a valid
-credential (payload ``register``): that is a peer node such as signaling.
+behind the per-IP limiter (429), except ``register`` and ``refresh`` requests
+that carry a credential (payloads ``register`` and ``refresh:<ActrId repr>``):
+they come from a peer node such as signaling and are verified instead.
 ``rotate-key``, ``current-key`` and ``refresh`` require a nonce-auth credential
 signed with ``actrix_shared_key`` in the ``X-Actrix-Credential`` header (JSON
 ``{timestamp, nonce, signature}``), with payloads ``rotate_key``,
@@ -13,9 +14,10 @@ current-key open. Register and refresh answer HTTP 200 with a protobuf
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from google.protobuf.message import DecodeError
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 from klein import Klein
 from twisted.logger import Logger
 from twisted.web.server import Request
@@ -38,6 +40,8 @@ log = Logger()
 MAX_BODY: Final = 64 * 1024
 CREDENTIAL_HEADER: Final = b"x-actrix-credential"
 PROTOBUF: Final = b"application/octet-stream"
+
+M = TypeVar("M", bound=Message)
 
 
 class AisResource:
@@ -138,7 +142,7 @@ class AisResource:
         if raw is None:
             return self._too_large(request)
         try:
-            register = actr_pb2.RegisterRequest.FromString(raw)
+            register = _decode(actr_pb2.RegisterRequest, raw)
         except DecodeError as e:
             self._metrics.registration_errors += 1
             log.warn("AIS register with undecodable body ({size} bytes)", size=len(raw))
@@ -147,10 +151,13 @@ class AisResource:
 
     @app.route("/refresh", methods=["POST"])
     async def refresh(self, request: Request) -> bytes:
-        limited = self._limited(request)
-        if limited is not None:
-            return limited
+        # Only peer nodes call refresh, always with a credential; like a
+        # credentialed register it skips the per-IP limit, which would otherwise
+        # throttle every CredentialUpdate relayed through one signaling node.
         if request.getHeader(CREDENTIAL_HEADER) is None:
+            limited = self._limited(request)
+            if limited is not None:
+                return limited
             self._metrics.auth_failures += 1
             return json_response(
                 request, 401, {"error": "Authentication failed", "code": 401}
@@ -159,7 +166,7 @@ class AisResource:
         if raw is None:
             return self._too_large(request)
         try:
-            actr_id = actr_pb2.ActrId.FromString(raw)
+            actr_id = _decode(actr_pb2.ActrId, raw)
         except DecodeError as e:
             return self._protobuf(request, _error(400, f"Invalid protobuf: {e}"))
         refused = await self._authenticate(request, f"refresh:{actr_id_repr(actr_id)}")
@@ -226,6 +233,31 @@ def json_response(request: Request, status: int, body: object) -> bytes:
 def _sized(request: Request, body: bytes) -> bytes:
     request.setHeader(b"content-length", str(len(body)).encode("ascii"))
     return body
+
+
+def _decode(cls: type[M], raw: bytes) -> M:
+    """Parse ``raw`` as ``cls``, refusing non-UTF-8 text as the original does.
+
+    upb hands a proto2 ``string`` holding invalid UTF-8 back as ``bytes`` (an
+    ActrId would then read ``b'\\xff':echo``); prost refuses the whole message.
+
+    Raises:
+        DecodeError: truncated or malformed, or a string is not UTF-8.
+    """
+    message = cls.FromString(raw)
+    if _has_invalid_utf8(message):
+        raise DecodeError("invalid string value: data is not UTF-8 encoded")
+    return message
+
+
+def _has_invalid_utf8(message: Message) -> bool:
+    for field, value in message.ListFields():
+        for item in value if field.is_repeated else (value,):
+            if field.type == FieldDescriptor.TYPE_STRING and isinstance(item, bytes):
+                return True
+            if field.type == FieldDescriptor.TYPE_MESSAGE and _has_invalid_utf8(item):
+                return True
+    return False
 
 
 def _error(code: int, message: str) -> actr_pb2.RegisterResponse:

@@ -136,7 +136,8 @@ class IdentityIssuer:
         self._loading = []
         try:
             key = await self._load_or_fetch()
-        except KeyUnavailable as e:
+        except Exception as e:
+            # Any failure must clear ``_loading``, or later callers wait forever.
             waiters, self._loading = self._loading, None
             for waiter in waiters:
                 waiter.errback(e)

@@ -90,7 +90,19 @@ def credential_from_json(obj: object) -> NonceCredential:
         raise CredentialFormatError("timestamp is not an integer")
     if not isinstance(nonce, str) or not isinstance(signature, str):
         raise CredentialFormatError("nonce and signature must be strings")
+    if not (_encodable(nonce) and _encodable(signature)):
+        # JSON escapes can spell lone surrogates, which no signer can have
+        # signed and which would crash the UTF-8 encoding of the HMAC input.
+        raise CredentialFormatError("nonce and signature must be valid Unicode")
     return NonceCredential(parse_timestamp(obj["timestamp"]), nonce, signature)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def credential_from_text(text: str | bytes) -> NonceCredential:
@@ -101,7 +113,7 @@ def credential_from_text(text: str | bytes) -> NonceCredential:
     """
     try:
         obj = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: deep nesting
         raise CredentialFormatError("credential is not JSON") from e
     return credential_from_json(obj)
 
@@ -172,8 +184,8 @@ class NonceVerifier:
         now = int(self._clock.seconds())
         if abs(now - credential.timestamp) > self._window:
             raise AuthError("window", "timestamp outside the allowed window")
-        if len(credential.nonce) > MAX_NONCE_LEN:
-            raise AuthError("signature", "nonce too long")
+        if len(credential.nonce) > MAX_NONCE_LEN or not _encodable(credential.nonce):
+            raise AuthError("signature", "nonce too long or not valid Unicode")
         expected = compute_signature(
             self._secret, credential.timestamp, credential.nonce, payload
         )

@@ -42,6 +42,10 @@ R = TypeVar("R")
 
 NEGATIVE_TTL: Final = 10.0
 MAX_KEYS: Final = 1024
+# Distinct key ids being fetched from KS at once. Key ids come from clients
+# (TURN usernames, signaling credentials), so without a cap a flood of made-up
+# ids would open one KS request each while KS is slow.
+MAX_PENDING_FETCHES: Final = 64
 MAX_TOKENS: Final = 20000
 CRYPTO_THREADS: Final = 2
 
@@ -119,8 +123,10 @@ class TokenValidator:
         negative_ttl: float = NEGATIVE_TTL,
         max_keys: int = MAX_KEYS,
         max_tokens: int = MAX_TOKENS,
+        max_pending: int = MAX_PENDING_FETCHES,
     ) -> None:
         self._keys_source = key_provider
+        self._max_pending = max_pending
         self._clock = clock
         self._crypto: CryptoRunner = crypto or InlineCrypto()
         self._negative_ttl = negative_ttl
@@ -237,10 +243,17 @@ class TokenValidator:
             d: Deferred[SecretKey | None] = Deferred()
             waiters.append(d)
             return await d
+        if len(self._pending) >= self._max_pending:
+            self.stats.rejected += 1
+            raise CredentialError(
+                "ks_error", "Token decryption failed: KS error: too many key lookups"
+            )
         self._pending[key_id] = []
         try:
             key = await self._fetch(key_id)
-        except CredentialError as e:
+        except Exception as e:
+            # Any failure (not only CredentialError) must release the waiters
+            # and the slot, or every later lookup of this key would hang.
             for waiter in self._pending.pop(key_id, []):
                 waiter.errback(e)
             raise

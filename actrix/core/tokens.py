@@ -68,8 +68,10 @@ def decode_claims(data: bytes) -> Claims:
     """
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except ValueError as e:
         raise TokenError("claims", f"invalid JSON: {e}") from e
+    except RecursionError as e:
+        raise TokenError("claims", "invalid JSON: nested too deeply") from e
     if not isinstance(obj, dict):
         raise TokenError("claims", "claims are not a JSON object")
     for key in ("realm_id", "actor_id", "expr_time", "psk"):
@@ -78,6 +80,10 @@ def decode_claims(data: bytes) -> Claims:
     actor_id = obj["actor_id"]
     if not isinstance(actor_id, str):
         raise TokenError("claims", "actor_id is not a string")
+    try:
+        actor_id.encode("utf-8")
+    except UnicodeEncodeError as e:  # a lone surrogate, which serde_json refuses
+        raise TokenError("claims", "actor_id is not valid Unicode") from e
     psk = obj["psk"]
     if not isinstance(psk, list) or not all(
         isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in psk

@@ -129,7 +129,7 @@ class KsResource:
             )
         try:
             obj = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # RecursionError: deep nesting
             return self._text(request, 400, "Failed to parse the request body as JSON")
         try:
             if not isinstance(obj, dict) or "credential" not in obj:

@@ -265,6 +265,30 @@ class TwoDaemonTests(TestCase):
         refreshed = await _wait(Deferred.fromCoroutine(client.refresh(ok.actr_id)))
         self.assertEqual(refreshed.success.actr_id, ok.actr_id)
 
+    async def test_ais_and_validator_share_remote_ks(self) -> None:
+        """AIS and signaling naming one remote KS start, sharing a single client."""
+        ks_root = start_daemon(self, make_settings(Path(self.mktemp()), 16))
+        table = (
+            f'endpoint = "http://127.0.0.1:{http_port(ks_root)}"\ntimeout_seconds = 5\n'
+        )
+        overrides = (
+            f"[services.ais.dependencies.ks]\n{table}"
+            f"[services.signaling.dependencies.ks]\n{table}"
+        )
+        root = start_daemon(
+            self, make_settings(Path(self.mktemp()), 8 | 1, overrides=overrides)
+        )
+        clients = [s for s in root.background if isinstance(s, KeyServerClient)]
+        self.assertEqual(len(clients), 1)
+        client = IdentityClient(
+            f"http://127.0.0.1:{http_port(root)}", 5.0, KEY, reactor
+        )
+        self.addCleanup(client.stopService)
+        response = await _wait(
+            Deferred.fromCoroutine(client.register(_register_request()))
+        )
+        self.assertTrue(response.HasField("success"), response)
+
 
 class KekStartupTests(TestCase):
     """A wrong KEK refuses to start."""

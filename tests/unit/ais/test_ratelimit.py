@@ -36,3 +36,21 @@ class LimiterTests(SynchronousTestCase):
         for i in range(100):
             limiter.allow(f"10.0.0.{i}")
         self.assertLessEqual(len(limiter), 10)
+
+    def test_full_table_is_not_rescanned_per_address(self) -> None:
+        """Overflowing a table of draining buckets frees a quarter of it at once."""
+
+        class CountingLimiter(IpRateLimiter):
+            prunes = 0
+
+            def _prune(self, now: float) -> None:
+                self.prunes += 1
+                super()._prune(now)
+
+        limiter = CountingLimiter(Clock(), rate=0.001, burst=5, max_entries=100)
+        for i in range(100):
+            limiter.allow(f"10.0.0.{i}")
+        for i in range(25):
+            self.assertTrue(limiter.allow(f"10.1.0.{i}"))
+        self.assertEqual(limiter.prunes, 1)
+        self.assertLessEqual(len(limiter), 100)

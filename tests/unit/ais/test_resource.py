@@ -95,6 +95,21 @@ class AisApiTests(SynchronousTestCase):
         raw = request.SerializePartialToString()
         self.assertEqual(self._register(raw).error.code, 400)
 
+    def test_register_invalid_utf8(self) -> None:
+        """A type name or ignored string field that is not UTF-8 gets error 400."""
+        valid = register_request().SerializeToString()
+        bad_type = actr_pb2.RegisterRequest.FromString(
+            b"\x0a\x08\x0a\x02\xff\xfe\x12\x02ab\x12\x02\x08\x01"
+        )
+        for raw in (bad_type.SerializeToString(), valid + b"\x2a\x01\xff"):
+            response = self._register(raw)
+            self.assertEqual(response.error.code, 400)
+            self.assertEqual(
+                response.error.message,
+                "Invalid protobuf: invalid string value: data is not UTF-8 encoded",
+            )
+        self.assertEqual(self.keys.generate_calls, 0)
+
     def test_register_garbage(self) -> None:
         """Random bytes get error 400, and the service keeps answering."""
         self.assertEqual(self._register(b"\xff\xff\xff\xff").error.code, 400)
@@ -192,6 +207,34 @@ class AisApiTests(SynchronousTestCase):
         again = actr_pb2.RegisterResponse.FromString(body).success
         self.assertEqual(again.actr_id, first.actr_id)
         self.assertNotEqual(again.psk, first.psk)
+
+    def test_refresh_with_credential_not_rate_limited(self) -> None:
+        """A peer's credentialed refreshes are not throttled by the per-IP limit."""
+        first = self._register(register_request().SerializeToString()).success
+        raw = first.actr_id.SerializeToString()
+        payload = f"refresh:{actr_id_repr(first.actr_id)}"
+        for _ in range(150):
+            code, body, _ = self._call("POST", "/refresh", raw, self._auth(payload))
+            self.assertEqual(code, 200)
+            self.assertTrue(
+                actr_pb2.RegisterResponse.FromString(body).HasField("success")
+            )
+
+    def test_refresh_without_credential_rate_limited(self) -> None:
+        """Refreshes without a credential are 401, then 429 once the bucket is empty."""
+        codes = [self._call("POST", "/refresh", b"")[0] for _ in range(101)]
+        self.assertEqual(codes[:100], [401] * 100)
+        self.assertEqual(codes[100], 429)
+
+    def test_surrogate_credential_header(self) -> None:
+        """A credential header spelling a lone surrogate is 401, not a crash."""
+        header = b'{"timestamp": %d, "nonce": "\\ud800", "signature": "s"}' % NOW
+        code, _, _ = self._call(
+            "GET", "/current-key", headers={b"x-actrix-credential": [header]}
+        )
+        self.assertEqual(code, 401)
+        self.assertEqual(self.nonces.taken, {})
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_refresh_requires_matching_credential(self) -> None:
         """refresh without a credential, or one for another id, is 401."""

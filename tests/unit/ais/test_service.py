@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import attrs
 from twisted.internet.task import Clock
@@ -117,6 +118,19 @@ class IssuerTests(SynchronousTestCase):
             response.error.message,
             "Token generation failed: KS unavailable: connection refused",
         )
+
+    def test_unexpected_key_error_does_not_wedge_loading(self) -> None:
+        """After a key load fails unexpectedly, the next caller loads again."""
+        generate = self.keys.generate_key
+
+        async def broken() -> Any:
+            raise RuntimeError("bug")
+
+        self.keys.generate_key = broken  # type: ignore[method-assign] # one failure
+        self.failureResultOf(deferred(self.issuer.ensure_key()), RuntimeError)
+        self.keys.generate_key = generate  # type: ignore[method-assign] # restore
+        key = self.successResultOf(deferred(self.issuer.ensure_key()))
+        self.assertEqual(key.key_id, 1)
 
     def test_key_fetched_once_and_saved(self) -> None:
         """The first registration fetches a key and persists it."""

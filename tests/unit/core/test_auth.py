@@ -95,6 +95,20 @@ class ParseTests(SynchronousTestCase):
         with self.assertRaises(CredentialFormatError):
             credential_from_text("{nope")
 
+    def test_deeply_nested_json(self) -> None:
+        """JSON nested past the recursion limit is a format error."""
+        with self.assertRaises(CredentialFormatError):
+            credential_from_text("[" * 5000)
+
+    def test_lone_surrogates(self) -> None:
+        """A nonce or signature that is not valid Unicode is a format error."""
+        for text in (
+            '{"timestamp": 1, "nonce": "\\ud800", "signature": "s"}',
+            '{"timestamp": 1, "nonce": "n", "signature": "\\udfff"}',
+        ):
+            with self.assertRaises(CredentialFormatError):
+                credential_from_text(text)
+
 
 class VerifierTests(SynchronousTestCase):
     """Window, signature, replay and storage failures."""
@@ -147,6 +161,12 @@ class VerifierTests(SynchronousTestCase):
         """A non-ASCII signature is refused, not crashed on."""
         credential = NonceCredential(NOW, "n", "é" * 44)
         self.assertEqual(self._refused(credential, "p"), "signature")
+
+    def test_lone_surrogate_nonce(self) -> None:
+        """A nonce that cannot be UTF-8 encoded is refused, not crashed on."""
+        credential = NonceCredential(NOW, "\ud800", "s")
+        self.assertEqual(self._refused(credential, "p"), "signature")
+        self.assertEqual(self.nonces.taken, {})
 
     def test_replay(self) -> None:
         """The same credential twice is a replay."""

@@ -216,6 +216,42 @@ class ValidatorTests(SynchronousTestCase):
                 self.failureResultOf(d, CredentialError).value.kind, "ks_error"
             )
 
+    def test_unexpected_fetch_error_releases_key(self) -> None:
+        """A KS lookup failing with an unexpected error does not wedge that key."""
+        keys = SlowKeys()
+        self.successResultOf(deferred(keys.generate_key()))
+        validator = TokenValidator(keys, self.clock)
+        token = tokens.encrypt_token(
+            keys.publics[1], Claims(REALM, "a", NOW + 60, b"1" * 32)
+        )
+        first = deferred(validator.validate(token, 1, REALM))
+        second = deferred(validator.validate(token, 1, REALM))
+        keys.waiting[0].errback(RuntimeError("bug"))
+        for d in (first, second):
+            self.failureResultOf(d, RuntimeError)
+        third = deferred(validator.validate(token, 1, REALM))
+        keys.waiting[1].callback(None)
+        self.assertEqual(self.successResultOf(third).actor_id, "a")
+
+    def test_concurrent_key_lookups_are_bounded(self) -> None:
+        """Lookups of too many distinct key ids at once are refused, not queued."""
+        keys = SlowKeys()
+        validator = TokenValidator(keys, self.clock, max_pending=3)
+        pending = [
+            deferred(validator.validate(b"x" * 200, i, REALM)) for i in (1, 2, 3)
+        ]
+        refused = deferred(validator.validate(b"x" * 200, 4, REALM))
+        error = self.failureResultOf(refused, CredentialError).value
+        self.assertEqual(error.kind, "ks_error")
+        self.assertEqual(len(keys.waiting), 3)
+        for waiter in keys.waiting:
+            waiter.callback(None)
+        for d in pending:
+            self.assertEqual(
+                self.failureResultOf(d, CredentialError).value.kind, "unknown_key"
+            )
+        self.assertEqual(validator._pending, {})
+
 
 class ChooseCryptoTests(SynchronousTestCase):
     """The startup decision between inline decryption and the thread pool."""

@@ -53,7 +53,7 @@ class ClaimsJsonTests(SynchronousTestCase):
         self.assertEqual(tokens.decode_claims(text), Claims(7, "a", 5, b"\x01\x02"))
 
     def test_decode_rejects_bad_claims(self) -> None:
-        """Missing keys, wrong types and non-byte PSKs are claims errors."""
+        """Missing keys, wrong types, bad PSKs, deep nesting, lone surrogates fail."""
         for bad in (
             b"[]",
             b"{}",
@@ -61,6 +61,8 @@ class ClaimsJsonTests(SynchronousTestCase):
             b'{"realm_id":"1","actor_id":"a","expr_time":1,"psk":[]}',
             b'{"realm_id":1,"actor_id":"a","expr_time":1,"psk":[256]}',
             b"\xff",
+            b"[" * 5000,
+            b'{"realm_id":1,"actor_id":"\\ud800","expr_time":1,"psk":[]}',
         ):
             with self.assertRaises(tokens.TokenError) as ctx:
                 tokens.decode_claims(bad)

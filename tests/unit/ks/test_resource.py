@@ -126,6 +126,23 @@ class KsApiTests(SynchronousTestCase):
             self.assertEqual(self._generate(body)[0], 422)
         self.assertEqual(self._keys(), 0)
 
+    def test_generate_deeply_nested_json(self) -> None:
+        """JSON nested past Python's recursion limit is 400, not a crash."""
+        self.assertEqual(self._generate(b"[" * MAX_BODY)[0], 400)
+        self.assertEqual(self._keys(), 0)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_generate_lone_surrogate_nonce(self) -> None:
+        """A nonce spelling a lone surrogate is refused cleanly, nothing stored."""
+        body = (
+            b'{"credential": {"timestamp": %d, "nonce": "\\ud800",'
+            b' "signature": "x"}}' % NOW
+        )
+        self.assertEqual(self._generate(body)[0], 422)
+        self.assertEqual(self._keys(), 0)
+        self.assertEqual(self.nonces.taken, {})
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_generate_bad_signature(self) -> None:
         """A wrong signature is 401 with the generic body."""
         credential = sign_credential(b"another-key-entirely-000", "generate_key", NOW)
@@ -223,6 +240,9 @@ class KsApiTests(SynchronousTestCase):
             f"key_id=x&credential={quote(good)}",
             f"key_id={key_id}",
             f"key_id={key_id}&credential=%7Bnot-json",
+            f"key_id={key_id}&credential={quote('[' * 3000)}",
+            f"key_id={key_id}&credential="
+            + quote(f'{{"timestamp":{NOW},"nonce":"\\udc00","signature":"s"}}'),
             f"key_id={key_id}&credential.timestamp=1&credential.nonce=n",
             f"key_id={key_id}&credential.timestamp=-1&credential.nonce=n"
             "&credential.signature=s",

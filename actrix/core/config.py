@@ -431,6 +431,11 @@ def _check_rules(s: Settings, problems: list[str], warnings: list[str]) -> None:
             problems.append("turn.advertised_ip: not an IP address")
         if not s.turn.realm.strip():
             problems.append("turn.realm: must not be blank")
+    if s.turn.default_lifetime > s.turn.max_lifetime:
+        problems.append(
+            f"turn.default_lifetime: {s.turn.default_lifetime} exceeds "
+            f"turn.max_lifetime {s.turn.max_lifetime}"
+        )
     if s.enabled(ENABLE_KS) and s.services.ks is None:
         problems.append("services.ks: required when KS (enable bit 16) is on")
     if s.enabled(ENABLE_AIS):

@@ -166,6 +166,13 @@ class ConfigTests(SynchronousTestCase):
             "turn.relay_port_range: expected",
         )
 
+    def test_default_lifetime_within_max(self) -> None:
+        """The default allocation lifetime may not exceed the maximum."""
+        self.assert_problem(
+            _data("[turn]\ndefault_lifetime = 7200\nmax_lifetime = 3600"),
+            "turn.default_lifetime: 7200 exceeds turn.max_lifetime 3600",
+        )
+
     def test_peer_allow_must_be_networks(self) -> None:
         """Allow-list entries must parse as networks."""
         self.assert_problem(

@@ -10,20 +10,16 @@ logged only).
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from actrix.core.actrid import type_key
-from actrix.core.interfaces import Claims, RealmDirectory
+from actrix.core.interfaces import Claims
 from actrix.proto import signaling_pb2
 from actrix.signaling import messages as m
 from actrix.signaling.compat import CompatibilityCache
-from actrix.signaling.metrics import SignalingMetrics
-from actrix.signaling.persistence import RegistryPersistence
-from actrix.signaling.presence import Subscriptions
-from actrix.signaling.registry import ActorRegistry
+from actrix.signaling.context import FlowContext
 from actrix.signaling.routing import route_candidates
-from actrix.signaling.sessions import Session, Sessions
+from actrix.signaling.sessions import Session
 
 log = Logger()
 
@@ -31,27 +27,9 @@ log = Logger()
 class Directory:
     """Discovery, spec lookup, route candidates and presence subscriptions."""
 
-    def __init__(
-        self,
-        clock: IReactorTime,
-        realms: RealmDirectory,
-        registry: ActorRegistry,
-        sessions: Sessions,
-        subscriptions: Subscriptions,
-        persistence: RegistryPersistence,
-        compat: CompatibilityCache,
-        metrics: SignalingMetrics,
-        heartbeat_timeout: float,
-    ) -> None:
-        self._clock = clock
-        self._realms = realms
-        self._registry = registry
-        self._sessions = sessions
-        self._subscriptions = subscriptions
-        self._persistence = persistence
+    def __init__(self, context: FlowContext, compat: CompatibilityCache) -> None:
+        self._ctx = context
         self._compat = compat
-        self._metrics = metrics
-        self._heartbeat_timeout = heartbeat_timeout
 
     async def discovery(
         self,
@@ -67,11 +45,13 @@ class Directory:
         manufacturer = (
             request.manufacturer if request.HasField("manufacturer") else None
         )
-        reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
+        reply, body = m.to_actor(
+            self._ctx.clock.seconds(), source, envelope.envelope_id
+        )
         ok = body.discovery_response.success
         ok.SetInParent()
         seen: set[str] = set()
-        for entry in self._registry.in_realm(realm_id):
+        for entry in self._ctx.registry.in_realm(realm_id):
             if len(seen) >= limit:
                 break
             if not entry.online or entry.type_key in seen:
@@ -81,7 +61,7 @@ class Directory:
                 and entry.actr_id.type.manufacturer != manufacturer
             ):
                 continue
-            if not self._realms.acl_allowed(realm_id, caller_key, entry.type_key):
+            if not self._ctx.realms.acl_allowed(realm_id, caller_key, entry.type_key):
                 continue
             seen.add(entry.type_key)
             item = ok.entries.add()
@@ -97,7 +77,7 @@ class Directory:
             if spec.HasField("published_at"):
                 item.published_at = spec.published_at
             item.tags.extend(spec.tags)
-        self._sessions.send(session, reply)
+        self._ctx.sessions.send(session, reply)
 
     async def service_spec(
         self,
@@ -109,12 +89,14 @@ class Directory:
         name = envelope.actr_to_server.get_service_spec_request.name
         realm_id = source.realm.realm_id
         caller_key = type_key(source.type)
-        reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
-        for entry in self._registry.in_realm(realm_id):
+        reply, body = m.to_actor(
+            self._ctx.clock.seconds(), source, envelope.envelope_id
+        )
+        for entry in self._ctx.registry.in_realm(realm_id):
             if (
                 entry.service_name == name
                 and entry.service_spec is not None
-                and self._realms.acl_allowed(realm_id, caller_key, entry.type_key)
+                and self._ctx.realms.acl_allowed(realm_id, caller_key, entry.type_key)
             ):
                 body.get_service_spec_response.success.CopyFrom(entry.service_spec)
                 break
@@ -122,8 +104,8 @@ class Directory:
             error = body.get_service_spec_response.error
             error.code = 404
             error.message = m.SPEC_NOT_FOUND + name
-            self._metrics.rejections["spec_not_found"] += 1
-        self._sessions.send(session, reply)
+            self._ctx.metrics.rejections["spec_not_found"] += 1
+        self._ctx.sessions.send(session, reply)
 
     async def route_candidates(
         self,
@@ -134,22 +116,24 @@ class Directory:
         source = envelope.actr_to_server.source
         request = envelope.actr_to_server.route_candidates_request
         target = request.target_type
-        entries = self._registry.of_type(
+        entries = self._ctx.registry.of_type(
             source.realm.realm_id, target.manufacturer, target.name
         )
         response = await route_candidates(
             request,
             source,
             entries,
-            self._realms.acl_allowed,
-            self._persistence.client_spec,
+            self._ctx.realms.acl_allowed,
+            self._ctx.persistence.client_spec,
             self._compat,
-            self._clock.seconds(),
-            self._heartbeat_timeout,
+            self._ctx.clock.seconds(),
+            self._ctx.heartbeat_timeout,
         )
-        reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
+        reply, body = m.to_actor(
+            self._ctx.clock.seconds(), source, envelope.envelope_id
+        )
         body.route_candidates_response.CopyFrom(response)
-        self._sessions.send(session, reply)
+        self._ctx.sessions.send(session, reply)
 
     async def subscribe(
         self,
@@ -159,15 +143,17 @@ class Directory:
     ) -> None:
         source = envelope.actr_to_server.source
         target = envelope.actr_to_server.subscribe_actr_up_request.target_type
-        reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
-        if self._subscriptions.subscribe(target, source):
+        reply, body = m.to_actor(
+            self._ctx.clock.seconds(), source, envelope.envelope_id
+        )
+        if self._ctx.subscriptions.subscribe(target, source):
             body.subscribe_actr_up_response.success.SetInParent()
         else:
-            self._metrics.rejections["subscriptions"] += 1
+            self._ctx.metrics.rejections["subscriptions"] += 1
             error = body.subscribe_actr_up_response.error
             error.code = 429
             error.message = m.TOO_MANY_SUBSCRIPTIONS
-        self._sessions.send(session, reply)
+        self._ctx.sessions.send(session, reply)
 
     async def unsubscribe(
         self,
@@ -177,11 +163,13 @@ class Directory:
     ) -> None:
         source = envelope.actr_to_server.source
         target = envelope.actr_to_server.unsubscribe_actr_up_request.target_type
-        if not self._subscriptions.unsubscribe(target, m.actor_key(source)):
+        if not self._ctx.subscriptions.unsubscribe(target, m.actor_key(source)):
             log.debug("unsubscribe without a subscription")
-        reply, body = m.to_actor(self._clock.seconds(), source, envelope.envelope_id)
+        reply, body = m.to_actor(
+            self._ctx.clock.seconds(), source, envelope.envelope_id
+        )
         body.unsubscribe_actr_up_response.success.SetInParent()
-        self._sessions.send(session, reply)
+        self._ctx.sessions.send(session, reply)
 
     async def client_error(
         self,

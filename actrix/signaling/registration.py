@@ -8,7 +8,6 @@ is recorded for the write-behind and announced to presence subscribers.
 
 from __future__ import annotations
 
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from actrix.core.actrid import actr_id_repr, type_key
@@ -17,16 +16,13 @@ from actrix.core.interfaces import (
     CredentialError,
     CredentialValidator,
     IdentityIssuer,
-    RealmDirectory,
 )
 from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling import messages as m
-from actrix.signaling.metrics import SignalingMetrics
-from actrix.signaling.persistence import RegistryPersistence
-from actrix.signaling.presence import PresenceEvents, Subscriptions
-from actrix.signaling.registry import ActorKey, ActorRegistry
+from actrix.signaling.context import FlowContext
+from actrix.signaling.registry import ActorKey
 from actrix.signaling.routing import RouteEntry
-from actrix.signaling.sessions import REPLACED_CODE, Session, Sessions
+from actrix.signaling.sessions import REPLACED_CODE, Session
 
 log = Logger()
 
@@ -36,29 +32,13 @@ class Registration:
 
     def __init__(
         self,
-        clock: IReactorTime,
-        realms: RealmDirectory,
+        context: FlowContext,
         validator: CredentialValidator,
         issuer: IdentityIssuer | None,
-        registry: ActorRegistry,
-        sessions: Sessions,
-        subscriptions: Subscriptions,
-        presence: PresenceEvents,
-        persistence: RegistryPersistence,
-        metrics: SignalingMetrics,
-        heartbeat_timeout: float,
     ) -> None:
-        self._clock = clock
-        self._realms = realms
+        self._ctx = context
         self._validator = validator
         self.issuer = issuer
-        self._registry = registry
-        self._sessions = sessions
-        self._subscriptions = subscriptions
-        self._presence = presence
-        self._persistence = persistence
-        self._metrics = metrics
-        self._heartbeat_timeout = heartbeat_timeout
 
     # ------------------------------------------------------------------
     # §5.1 Register
@@ -68,7 +48,7 @@ class Registration:
     ) -> None:
         request = envelope.peer_to_server.register_request
         rid = envelope.envelope_id
-        problem = self._realms.realm_problem(request.realm.realm_id)
+        problem = self._ctx.realms.realm_problem(request.realm.realm_id)
         if problem is not None:
             self._failed(session, rid, 403, m.REALM_FAILED + problem, "realm")
             return
@@ -101,26 +81,28 @@ class Registration:
                 actor=actr_id_repr(actr_id),
             )
             return
-        now = self._clock.seconds()
+        now = self._ctx.clock.seconds()
         entry = _new_entry(request, actr_id, now)
-        self._registry.add(entry)
-        self._persistence.save(entry)
+        self._ctx.registry.add(entry)
+        self._ctx.persistence.save(entry)
         if entry.service_spec is not None:
-            self._persistence.save_spec(actr_id.type, entry.service_spec, now)
-        self._sessions.bind(session, actr_id, ok.credential)
+            self._ctx.persistence.save_spec(actr_id.type, entry.service_spec, now)
+        self._ctx.sessions.bind(session, actr_id, ok.credential)
         reply, body = m.to_actor(now, actr_id, rid)
         body.register_response.success.CopyFrom(ok)
-        self._sessions.send(session, reply)
-        self._metrics.registrations += 1
+        self._ctx.sessions.send(session, reply)
+        self._ctx.metrics.registrations += 1
         log.info("registered {actor}", actor=actr_id_repr(actr_id))
-        self._presence.notify(actr_id, up=True, reason="registered")
+        self._ctx.presence.notify(actr_id, up=True, reason="registered")
 
     def _failed(
         self, session: Session, reply_for: str, code: int, message: str, reason: str
     ) -> None:
-        self._metrics.rejections[reason] += 1
-        now = self._clock.seconds()
-        self._sessions.send(session, m.register_error(now, reply_for, code, message))
+        self._ctx.metrics.rejections[reason] += 1
+        now = self._ctx.clock.seconds()
+        self._ctx.sessions.send(
+            session, m.register_error(now, reply_for, code, message)
+        )
 
     async def _store_acl(
         self, request: actr_pb2.RegisterRequest, actr_id: actr_pb2.ActrId
@@ -133,7 +115,7 @@ class Registration:
             for principal in rule.principals:
                 if principal.HasField("actr_type"):
                     try:
-                        await self._realms.add_acl(
+                        await self._ctx.realms.add_acl(
                             realm_id, type_key(principal.actr_type), to_key, allow
                         )
                     except Exception:
@@ -159,7 +141,7 @@ class Registration:
         """
         realm_id = actr_id.realm.realm_id
         label = actr_id_repr(actr_id)
-        if self._realms.realm_problem(realm_id) is not None:
+        if self._ctx.realms.realm_problem(realm_id) is not None:
             log.info("URL identity {actor} ignored: realm unusable", actor=label)
             return False
         try:
@@ -167,13 +149,13 @@ class Registration:
                 credential.encrypted_token, credential.token_key_id, realm_id
             )
         except CredentialError as e:
-            self._metrics.rejections["url_identity"] += 1
+            self._ctx.metrics.rejections["url_identity"] += 1
             log.info(
                 "URL identity {actor} ignored: {reason}", actor=label, reason=e.reason
             )
             return False
         if claims.actor_id != label:
-            self._metrics.rejections["url_identity"] += 1
+            self._ctx.metrics.rejections["url_identity"] += 1
             log.warn(
                 "URL identity {actor} ignored: token names another actor", actor=label
             )
@@ -181,23 +163,23 @@ class Registration:
         if session.closed or session.key is not None:
             return False
         key = m.actor_key(actr_id)
-        previous = self._sessions.bound(key)
+        previous = self._ctx.sessions.bound(key)
         if previous is not None and previous is not session:
-            self._sessions.detach(previous)
+            self._ctx.sessions.detach(previous)
             previous.connection.close_session(
                 REPLACED_CODE, "replaced by a new connection"
             )
-        self._sessions.bind(session, actr_id, credential)
-        entry = self._registry.get(key)
+        self._ctx.sessions.bind(session, actr_id, credential)
+        entry = self._ctx.registry.get(key)
         if entry is None:
-            entry = await self._persistence.restore(key)
+            entry = await self._ctx.persistence.restore(key)
         if (
             entry is not None
             and not session.closed
-            and self._sessions.bound(key) is session
+            and self._ctx.sessions.bound(key) is session
         ):
-            entry.last_heartbeat = self._clock.seconds()
-            self._presence.set_online(entry, True, "reconnected")
+            entry.last_heartbeat = self._ctx.clock.seconds()
+            self._ctx.presence.set_online(entry, True, "reconnected")
         log.info("actor {actor} reconnected", actor=label)
         return True
 
@@ -213,11 +195,11 @@ class Registration:
         source = envelope.actr_to_server.source
         ping = envelope.actr_to_server.ping
         key = m.actor_key(source)
-        now = self._clock.seconds()
-        entry = self._registry.get(key)
+        now = self._ctx.clock.seconds()
+        entry = self._ctx.registry.get(key)
         if entry is None:
-            entry = await self._persistence.restore(key)
-            now = self._clock.seconds()
+            entry = await self._ctx.persistence.restore(key)
+            now = self._ctx.clock.seconds()
         if entry is None:
             log.debug(
                 "ping from unregistered actor {actor}", actor=actr_id_repr(source)
@@ -228,9 +210,9 @@ class Registration:
             entry.mailbox_backlog = ping.mailbox_backlog
             entry.sticky_client_ids = tuple(ping.sticky_client_ids)
             entry.last_heartbeat = now
-            self._persistence.heartbeat(key, now)
-            if not entry.online and self._sessions.bound(key) is session:
-                self._presence.set_online(entry, True, "heartbeat")
+            self._ctx.persistence.heartbeat(key, now)
+            if not entry.online and self._ctx.sessions.bound(key) is session:
+                self._ctx.presence.set_online(entry, True, "heartbeat")
         reply, body = m.to_actor(now, source, envelope.envelope_id)
         pong = body.pong
         pong.seq = int(now)
@@ -239,7 +221,7 @@ class Registration:
             warning = pong.credential_warning
             warning.type = actr_pb2.CredentialWarning.KEY_IN_TOLERANCE_PERIOD
             warning.message = m.TOLERANCE_WARNING
-        self._sessions.send(session, reply, "pong")
+        self._ctx.sessions.send(session, reply, "pong")
 
     async def unregister(
         self,
@@ -248,25 +230,25 @@ class Registration:
         claims: Claims,
     ) -> None:
         source = envelope.actr_to_server.source
-        now = self._clock.seconds()
+        now = self._ctx.clock.seconds()
         reply, body = m.to_actor(now, source, envelope.envelope_id)
         body.unregister_response.success.SetInParent()
-        self._sessions.send(session, reply)
+        self._ctx.sessions.send(session, reply)
         key = session.key if session.key is not None else m.actor_key(source)
         self.remove_actor(key, "unregistered")
         log.info("unregistered {actor}", actor=actr_id_repr(source))
 
     def remove_actor(self, key: ActorKey, reason: str) -> None:
         """Drop an actor from sessions, registry, SQLite and presence."""
-        session = self._sessions.bound(key)
+        session = self._ctx.sessions.bound(key)
         if session is not None:
-            self._sessions.detach(session)
-        entry = self._registry.remove(key)
-        self._persistence.delete(key)
-        self._subscriptions.forget(key)
+            self._ctx.sessions.detach(session)
+        entry = self._ctx.registry.remove(key)
+        self._ctx.persistence.delete(key)
+        self._ctx.subscriptions.forget(key)
         if entry is not None and entry.online:
             entry.online = False
-            self._presence.notify(entry.actr_id, up=False, reason=reason)
+            self._ctx.presence.notify(entry.actr_id, up=False, reason=reason)
 
     async def credential_update(
         self,
@@ -277,11 +259,11 @@ class Registration:
         message = envelope.actr_to_server
         source = message.source
         if not m.same_id(message.credential_update_request.actr_id, source):
-            self._metrics.rejections["credential_update_mismatch"] += 1
+            self._ctx.metrics.rejections["credential_update_mismatch"] += 1
             log.warn("credential update for another actor ignored")
             return
         if self.issuer is None:
-            self._sessions.reply_error(
+            self._ctx.sessions.reply_error(
                 session, envelope, source, 503, m.REFRESH_NOT_CONFIGURED, "ais"
             )
             return
@@ -289,26 +271,26 @@ class Registration:
             response = await self.issuer.refresh(source)
         except Exception as e:
             log.warn("AIS refresh call failed: {error}", error=str(e))
-            self._sessions.reply_error(
+            self._ctx.sessions.reply_error(
                 session, envelope, source, 500, m.REFRESH_FAILED + str(e), "ais"
             )
             return
         if response.WhichOneof("result") != "success":
             error = response.error
             text = f"{m.REFRESH_FAILED}AIS error {error.code}: {error.message}"
-            self._sessions.reply_error(session, envelope, source, 500, text, "ais")
+            self._ctx.sessions.reply_error(session, envelope, source, 500, text, "ais")
             return
         ok = response.success
         if session.key == m.actor_key(source) and session.credential is not None:
             session.credential.CopyFrom(ok.credential)
-        now = self._clock.seconds()
+        now = self._ctx.clock.seconds()
         reply, body = m.to_actor(now, source, envelope.envelope_id)
         result = body.register_response.success
         result.CopyFrom(ok)
         result.actr_id.CopyFrom(source)
         if not result.signaling_heartbeat_interval_secs:
             result.signaling_heartbeat_interval_secs = m.SUGGESTED_INTERVAL
-        self._sessions.send(session, reply)
+        self._ctx.sessions.send(session, reply)
         log.info("credential refreshed for {actor}", actor=actr_id_repr(source))
 
     # ------------------------------------------------------------------
@@ -316,14 +298,14 @@ class Registration:
 
     def expire(self) -> int:
         """Drop entries silent for longer than the heartbeat timeout."""
-        now = self._clock.seconds()
-        expired = self._registry.expired(now, self._heartbeat_timeout)
+        now = self._ctx.clock.seconds()
+        expired = self._ctx.registry.expired(now, self._ctx.heartbeat_timeout)
         for entry in expired:
             key = m.actor_key(entry.actr_id)
-            self._registry.remove(key)
+            self._ctx.registry.remove(key)
             if entry.online:
                 entry.online = False
-                self._presence.notify(entry.actr_id, up=False, reason="expired")
+                self._ctx.presence.notify(entry.actr_id, up=False, reason="expired")
         if expired:
             log.info("{count} actors expired", count=len(expired))
         self._forget_orphan_subscriptions()
@@ -336,9 +318,11 @@ class Registration:
         or it subscribed from an unbound socket; nothing else would ever
         remove its subscriptions.
         """
-        for key in self._subscriptions.actors():
-            if self._registry.get(key) is None and not self._sessions.is_bound(key):
-                self._subscriptions.forget(key)
+        for key in self._ctx.subscriptions.actors():
+            if self._ctx.registry.get(key) is None and not self._ctx.sessions.is_bound(
+                key
+            ):
+                self._ctx.subscriptions.forget(key)
 
 
 def _new_entry(

@@ -46,6 +46,7 @@ from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling import messages as m
 from actrix.signaling.checks import MessageChecks
 from actrix.signaling.compat import CompatibilityCache
+from actrix.signaling.context import FlowContext
 from actrix.signaling.directory import Directory
 from actrix.signaling.metrics import SignalingMetrics
 from actrix.signaling.persistence import RegistryPersistence
@@ -92,34 +93,21 @@ class SignalingService(Service):
         self._sessions = sessions = Sessions(clock, metrics)
         self._persistence = RegistryPersistence(clock, store, self.registry, self.specs)
         self._checks = MessageChecks(realms, validator, sessions)
-        events = PresenceEvents(clock, realms, sessions, self.presence)
-        self._registration = Registration(
-            clock,
-            realms,
-            validator,
-            issuer,
-            self.registry,
-            sessions,
-            self.presence,
-            events,
-            self._persistence,
-            metrics,
-            heartbeat_timeout,
+        self._presence_events = PresenceEvents(clock, realms, sessions, self.presence)
+        context = FlowContext(
+            clock=clock,
+            realms=realms,
+            registry=self.registry,
+            sessions=sessions,
+            subscriptions=self.presence,
+            presence=self._presence_events,
+            persistence=self._persistence,
+            metrics=metrics,
+            heartbeat_timeout=heartbeat_timeout,
         )
-        self._presence_events = events
-        directory = Directory(
-            clock,
-            realms,
-            self.registry,
-            sessions,
-            self.presence,
-            self._persistence,
-            compat,
-            metrics,
-            heartbeat_timeout,
-        )
-        self._relays = Relays(clock, realms, self._checks, sessions, metrics)
-        registration = self._registration
+        self._registration = registration = Registration(context, validator, issuer)
+        directory = Directory(context, compat)
+        self._relays = Relays(context, self._checks)
         self._actor_handlers: dict[str, ActorHandler] = {
             "ping": registration.ping,
             "unregister_request": registration.unregister,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from actrix.proto import actr_pb2, webrtc_pb2
+from actrix.proto import actr_pb2, signaling_pb2, webrtc_pb2
 from actrix.signaling import messages
 from tests.unit.signaling.fakes import (
     CachingValidator,
@@ -115,3 +115,70 @@ class RelayFastPathTests(SynchronousTestCase):
         error = self.sender.sent[-1].server_to_actr.error
         self.assertEqual(error.code, 403)
         self.assertTrue(error.message.startswith(messages.REALM_FAILED))
+
+
+class RoleNegotiationDeliveryTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.answerer_session, self.answerer = self.h.open("answer")
+        self.target = self.h.register(self.answerer_session, "svc", "caller")
+        self.caller_session, self.caller = self.h.open()
+        self.source = self.h.register(self.caller_session, "caller")
+
+    def negotiate(self, target: actr_pb2.ActrId) -> None:
+        """Send a role negotiation from the caller to ``target``."""
+        envelope = envelope_with_id()
+        relay = envelope.actr_relay
+        relay.source.CopyFrom(self.source)
+        relay.credential.CopyFrom(token_for(self.source))
+        relay.target.CopyFrom(target)
+        negotiation = relay.role_negotiation
+        getattr(negotiation, "from").CopyFrom(self.source)
+        negotiation.to.CopyFrom(target)
+        self.h.service.handle(self.caller_session, envelope)
+
+    def assignments(self, connection: FakeConnection) -> list[signaling_pb2.ActrRelay]:
+        return [
+            e.actr_relay
+            for e in connection.sent
+            if e.HasField("actr_relay") and e.actr_relay.HasField("role_assignment")
+        ]
+
+    def test_assignment_reaches_party_matched_by_realm_and_serial(self) -> None:
+        """A party named with another type but its realm and serial still gets one."""
+        other_type = actr_pb2.ActrId()
+        other_type.CopyFrom(self.target)
+        other_type.type.name = "renamed"
+        self.negotiate(other_type)
+        mine = self.assignments(self.caller)
+        theirs = self.assignments(self.answerer)
+        self.assertEqual((len(mine), len(theirs)), (1, 1))
+        self.assertEqual(theirs[0].source, self.source)
+        self.assertEqual(theirs[0].target, other_type)
+        self.assertEqual(theirs[0].credential.encrypted_token, b"")
+        self.assertNotEqual(
+            mine[0].role_assignment.is_offerer, theirs[0].role_assignment.is_offerer
+        )
+        # Roles are still looked up by full ActrId: the "answer" socket does
+        # not count for an id naming another type.
+        self.assertFalse(mine[0].role_assignment.remote_fixed)
+        self.assertEqual(self.h.service.metrics.relays["role_assignment"], 1)
+
+    def test_answer_role_of_exact_party_is_honoured(self) -> None:
+        """The party named by its exact ActrId with webrtc_role=answer answers."""
+        self.negotiate(self.target)
+        mine = self.assignments(self.caller)
+        theirs = self.assignments(self.answerer)
+        self.assertEqual((len(mine), len(theirs)), (1, 1))
+        self.assertTrue(mine[0].role_assignment.is_offerer)
+        self.assertTrue(mine[0].role_assignment.remote_fixed)
+        self.assertFalse(theirs[0].role_assignment.is_offerer)
+        self.assertFalse(theirs[0].role_assignment.remote_fixed)
+
+    def test_missing_party_is_skipped(self) -> None:
+        """A negotiation with an offline target still answers the sender alone."""
+        self.h.service.session_closed(self.answerer_session)
+        sent_before = len(self.answerer.sent)
+        self.negotiate(self.target)
+        self.assertEqual(len(self.assignments(self.caller)), 1)
+        self.assertEqual(len(self.answerer.sent), sent_before)

@@ -1,0 +1,34 @@
+"""The collaborators every signaling flow shares.
+
+:class:`~actrix.signaling.service.SignalingService` builds one
+:class:`FlowContext` and hands it to each flow (:mod:`.registration`,
+:mod:`.directory`, :mod:`.relay`); a flow's own extras (validator, AIS client,
+compatibility cache, message checks) stay explicit constructor arguments.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.internet.interfaces import IReactorTime
+
+from actrix.core.interfaces import RealmDirectory
+from actrix.signaling.metrics import SignalingMetrics
+from actrix.signaling.persistence import RegistryPersistence
+from actrix.signaling.presence import PresenceEvents, Subscriptions
+from actrix.signaling.registry import ActorRegistry
+from actrix.signaling.sessions import Sessions
+
+
+@attrs.frozen
+class FlowContext:
+    """Clock, realms, registry, sessions, presence, persistence and metrics."""
+
+    clock: IReactorTime
+    realms: RealmDirectory
+    registry: ActorRegistry
+    sessions: Sessions
+    subscriptions: Subscriptions
+    presence: PresenceEvents
+    persistence: RegistryPersistence
+    metrics: SignalingMetrics
+    heartbeat_timeout: float

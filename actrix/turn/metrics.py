@@ -18,6 +18,7 @@ class TurnMetrics:
     def __init__(self) -> None:
         self.bindings = 0
         self.malformed = 0
+        self.stream_aborted = 0  # TCP/TLS clients that stopped reading
         self.allocations_total = 0
         self.relayed_packets_out = 0  # client -> peer
         self.relayed_bytes_out = 0
@@ -34,6 +35,11 @@ class TurnMetrics:
         yield _counter("actrix_turn_bindings", "STUN Binding successes", self.bindings)
         yield _counter(
             "actrix_turn_malformed", "Dropped malformed STUN/TURN input", self.malformed
+        )
+        yield _counter(
+            "actrix_turn_stream_aborted",
+            "TCP/TLS connections aborted because the client stopped reading",
+            self.stream_aborted,
         )
         yield _counter(
             "actrix_turn_allocations",

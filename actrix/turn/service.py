@@ -38,7 +38,7 @@ from actrix.turn.allocation import (
     RelayProtocol,
 )
 from actrix.turn.auth import AuthFailure, Credential, TurnAuth
-from actrix.turn.limits import NonceIssuer, RateLimiter
+from actrix.turn.limits import LogThrottle, NonceIssuer, RateLimiter
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.peers import PeerPolicy
 
@@ -126,6 +126,9 @@ class TurnService(Service):
         self._validation_rate = RateLimiter(
             clock, config.allocation_rate_per_ip, config.allocation_burst_per_ip
         )
+        # Refused requests and rejected credentials log a warn line each; a
+        # client with a valid nonce could otherwise drive the log volume.
+        self._log_throttle = LogThrottle(clock)
         self._realm_attr = config.realm.encode()
         self.allocations: dict[Any, Allocation] = {}
         self._per_principal: Counter[str] = Counter()
@@ -318,11 +321,16 @@ class TurnService(Service):
         self, message: Message, link: ClientLink, failure: AuthFailure
     ) -> None:
         self.metrics.auth_failures[failure.reason] += 1
-        log.warn(
-            "TURN credentials rejected from {client}: {reason}",
-            client=link.address[0],
-            reason=failure.reason,
-        )
+        ip = link.address[0]
+        suppressed = self._log_throttle.admit(ip, failure.reason)
+        if suppressed is not None:
+            log.warn(
+                "TURN credentials rejected from {client}: {reason}"
+                " ({suppressed} similar lines suppressed)",
+                client=ip,
+                reason=failure.reason,
+                suppressed=suppressed,
+            )
         if failure.code == 401:
             self._challenge(message, link, 401)
         else:
@@ -688,7 +696,17 @@ class TurnService(Service):
         who: str,
         cred: Credential | None = None,
     ) -> None:
-        log.warn("allocation refused for {who}: {rule}", who=who, rule=rule)
+        ip = link.address[0]
+        suppressed = self._log_throttle.admit(ip, rule)
+        if suppressed is not None:
+            log.warn(
+                "allocation refused for {who} from {client}: {rule}"
+                " ({suppressed} similar lines suppressed)",
+                who=who,
+                client=ip,
+                rule=rule,
+                suppressed=suppressed,
+            )
         self._error(message, link, 486, None if cred is None else cred.key)
 
     # -- responses ---------------------------------------------------------

@@ -18,7 +18,11 @@ Backpressure: the protocol is its transport's streaming producer. While the
 transport's write buffer is full, relayed data from peers is dropped (as it
 would be on UDP) and the connection is not read, so neither a peer flooding
 the relay nor a client that sends requests but never reads can make the
-buffer grow without bound.
+buffer grow without bound. A client that stops reading altogether would still
+keep its connection (and its relay port) forever, and a close waits for the
+buffer to drain: so once the transport has stayed paused for ``stall_timeout``
+(10 s by default), or a close has not completed within it, the connection is
+aborted and its allocation deleted at once (``actrix_turn_stream_aborted``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ log = Logger()
 
 MAX_FRAME = 4 + 65535 + 3
 IDLE_TIMEOUT: Final = 30.0
+STALL_TIMEOUT: Final = 10.0
 
 
 @implementer(IPushProducer)
@@ -56,6 +61,7 @@ class TurnStreamProtocol(Protocol):
         transport_name: str,
         clock: IReactorTime,
         idle_timeout: float = IDLE_TIMEOUT,
+        stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
         self._service = service
         self._responder = responder
@@ -68,8 +74,12 @@ class TurnStreamProtocol(Protocol):
         self._last_message = 0.0
         self._deleted_at: float | None = None
         self._idle_call: IDelayedCall | None = None
+        self._stall_timeout = stall_timeout
+        self._stall_call: IDelayedCall | None = None
         self._paused = False
         self._producing = False
+        self._closing = False
+        self._finished = False  # aborted or lost: no more timers
 
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
@@ -83,11 +93,14 @@ class TurnStreamProtocol(Protocol):
         """The write buffer is full: drop relayed data, stop reading requests."""
         self._paused = True
         self.transport.pauseProducing()
+        self._arm_stall()
 
     def resumeProducing(self) -> None:
         """The write buffer drained."""
         self._paused = False
         self.transport.resumeProducing()
+        if not self._closing:
+            self._disarm_stall()
 
     def stopProducing(self) -> None:
         """The connection is going away."""
@@ -128,7 +141,46 @@ class TurnStreamProtocol(Protocol):
             # closing, and TLS waits for the producer to go before shutting down.
             self._producing = False
             self.transport.unregisterProducer()
+        self._closing = True
         self.transport.loseConnection()
+        # The close itself waits for the write buffer to drain: bound it too.
+        self._arm_stall()
+
+    def _arm_stall(self) -> None:
+        if self._stall_call is None and not self._finished:
+            self._stall_call = self._clock.callLater(self._stall_timeout, self._stalled)
+
+    def _disarm_stall(self) -> None:
+        stall_call, self._stall_call = self._stall_call, None
+        if stall_call is not None and stall_call.active():
+            stall_call.cancel()
+
+    def _stalled(self) -> None:
+        """The client has not read for ``stall_timeout``: abort, free the relay."""
+        self._stall_call = None
+        if self._finished:
+            return
+        self._finished = True
+        idle_call, self._idle_call = self._idle_call, None
+        if idle_call is not None and idle_call.active():
+            idle_call.cancel()
+        self._service.metrics.stream_aborted += 1
+        log.warn(
+            "aborting TURN {transport} connection from {client}: "
+            "not reading for {seconds} s",
+            transport=self.transport_name,
+            client=self.address[0],
+            seconds=self._stall_timeout,
+        )
+        self._buffer = b""
+        self._paused = True
+        if self._producing:
+            self._producing = False
+            self.transport.unregisterProducer()
+        # Delete the allocation now: the transport reports the loss later
+        # (and a fake or a wedged one might not), connection_lost is idempotent.
+        self._service.connection_lost(self)
+        self.transport.abortConnection()
 
     def send(self, data: bytes) -> None:
         self.transport.write(data)
@@ -198,9 +250,11 @@ class TurnStreamProtocol(Protocol):
         self._buffer = b""
         self._paused = True
         self._producing = False
+        self._finished = True
         idle_call, self._idle_call = self._idle_call, None
         if idle_call is not None and idle_call.active():
             idle_call.cancel()
+        self._disarm_stall()
         self._service.connection_lost(self)
 
 
@@ -214,12 +268,14 @@ class TurnStreamFactory(Factory):
         transport_name: str,
         clock: IReactorTime,
         idle_timeout: float = IDLE_TIMEOUT,
+        stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
         self._service = service
         self._responder = responder
         self._transport_name = transport_name
         self._clock = clock
         self._idle_timeout = idle_timeout
+        self._stall_timeout = stall_timeout
 
     def buildProtocol(self, addr: Any) -> TurnStreamProtocol:
         return TurnStreamProtocol(
@@ -228,4 +284,5 @@ class TurnStreamFactory(Factory):
             self._transport_name,
             self._clock,
             self._idle_timeout,
+            self._stall_timeout,
         )

@@ -34,13 +34,23 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SkipTest, TestCase
 
 from actrix.core import base122
-from actrix.core.config import ENABLE_AIS, ENABLE_KS, ENABLE_TURN, ConfigError
+from actrix.core.config import (
+    ENABLE_AIS,
+    ENABLE_KS,
+    ENABLE_TURN,
+    ConfigError,
+    TurnConfig,
+)
 from actrix.core.realms import STATUS_SUSPENDED, realms_path, set_realm_status_txn
 from actrix.proto import actr_pb2
 from actrix.root import ActrixService
 from actrix.stun import codec
+from actrix.stun.protocol import BindingResponder
+from actrix.turn.auth import TurnAuth
+from actrix.turn.metrics import TurnMetrics
 from actrix.turn.relay import RelaySocket, relay_opener
 from actrix.turn.service import TurnService
+from actrix.turn.tcp import TurnStreamFactory
 from tests.daemon import add_realm, http_client, http_port, make_settings, start_daemon
 
 HERE = Path(__file__).parent
@@ -451,3 +461,55 @@ class StreamIdleTimeoutTests(TestCase):
                 overrides="[turn]\nstream_idle_timeout = 0.5\n",
             )
         self.assertIn("turn.stream_idle_timeout", str(raised.exception))
+
+
+class StreamStallTests(TestCase):
+    timeout = 20
+
+    async def test_client_that_never_reads_is_aborted(self) -> None:
+        """A real TCP client that stops reading is aborted after the stall timeout."""
+        metrics = TurnMetrics()
+        service = TurnService(
+            _stall_config(), reactor, TurnAuth(reactor, REALM), metrics, _no_relays
+        )
+        factory = TurnStreamFactory(
+            service, BindingResponder("", metrics), "tcp", reactor, 30.0, 0.5
+        )
+        tcp_reactor: Any = reactor  # listenTCP's stub wants a ServerFactory
+        listening = tcp_reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(listening.stopListening)
+        client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.addCleanup(client.close)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect(("127.0.0.1", listening.getHost().port))
+        client.setblocking(False)
+        request = codec.encode(codec.BINDING_REQUEST, b"stall-txid12", [])
+        started = reactor.seconds()
+        sent = 0
+        while metrics.stream_aborted == 0:
+            self.assertLess(reactor.seconds() - started, 10, "never aborted")
+            try:
+                while sent < 200_000:  # until its buffers are full (a bound)
+                    client.send(request * 50)
+                    sent += 1
+            except BlockingIOError:
+                pass  # the server stopped reading: it is paused
+            await deferLater(reactor, 0.05)
+        self.assertGreater(reactor.seconds() - started, 0.5)
+        self.assertGreater(metrics.bindings, 0)
+        with self.assertRaises(ConnectionResetError):
+            while client.recv(65536):
+                pass
+
+
+def _stall_config() -> TurnConfig:
+    return TurnConfig(
+        advertised_ip="127.0.0.1",
+        advertised_port=3478,
+        relay_port_range=(50000, 50009),
+        realm=REALM,
+    )
+
+
+def _no_relays(ip: str, port: int, protocol: Any) -> Any:
+    raise CannotListenError(ip, port, OSError("no relays in this test"))

@@ -7,7 +7,9 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport, StringTransport
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from actrix.stun import codec
 from actrix.stun.protocol import (
@@ -17,7 +19,7 @@ from actrix.stun.protocol import (
 )
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.protocol import TurnUdpProtocol
-from actrix.turn.tcp import TurnStreamProtocol
+from actrix.turn.tcp import STALL_TIMEOUT, TurnStreamProtocol
 from tests.unit.turn.helpers import PEER, REALM, Harness, error_code
 
 CLIENT = ("192.0.2.10", 40000)
@@ -170,6 +172,24 @@ class TurnUdpTests(SynchronousTestCase):
         self.assertEqual(self.transport.written[-1], (b"\x40\x10\x00\x04back", CLIENT))
 
 
+@implementer(ILogObserver)
+class _Events(list[Any]):
+    def __call__(self, event: Any) -> None:
+        self.append(event)
+
+
+class AbortableTransport(StringTransport):
+    """A StringTransport (producer registration included) that counts aborts."""
+
+    def __init__(self, peerAddress: IPv4Address) -> None:
+        super().__init__(peerAddress=peerAddress)
+        self.aborts = 0
+
+    def abortConnection(self) -> None:
+        self.aborts += 1
+        super().abortConnection()
+
+
 class TurnTcpTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.harness = Harness()
@@ -177,7 +197,7 @@ class TurnTcpTests(SynchronousTestCase):
         self.proto = TurnStreamProtocol(
             self.harness.service, responder, "tcp", self.harness.clock
         )
-        self.transport = StringTransport(peerAddress=IPv4Address("TCP", *CLIENT))
+        self.transport = AbortableTransport(IPv4Address("TCP", *CLIENT))
         self.proto.makeConnection(self.transport)
 
     def take(self) -> bytes:
@@ -272,6 +292,72 @@ class TurnTcpTests(SynchronousTestCase):
         self.assertIsNone(self.transport.producer)
         self.assertTrue(self.transport.disconnecting)
         self.proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+
+    def test_client_not_reading_is_aborted(self) -> None:
+        """A transport paused for the whole grace period is aborted, relay freed."""
+        logged = _Events()
+        globalLogPublisher.addObserver(logged)
+        self.addCleanup(globalLogPublisher.removeObserver, logged)
+        port = self.allocate()
+        self.proto.pauseProducing()
+        self.harness.clock.advance(STALL_TIMEOUT - 0.1)
+        self.assertEqual(self.transport.aborts, 0)
+        self.assertEqual(len(self.harness.service.allocations), 1)
+        self.harness.clock.advance(0.2)
+        self.assertEqual(self.transport.aborts, 1)
+        self.assertIsNone(self.transport.producer)
+        self.assertEqual(self.harness.service.allocations, {})
+        self.assertEqual(self.harness.relays.closed, [port])
+        self.assertEqual(self.harness.metrics.stream_aborted, 1)
+        warnings = [e for e in logged if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warnings), 1)
+        self.assertEqual(warnings[0]["client"], CLIENT[0])
+        self.proto.connectionLost()
+        self.harness.clock.advance(100)
+        self.assertEqual(self.transport.aborts, 1)
+        self.assertEqual(self.harness.metrics.stream_aborted, 1)
+        self.assertEqual(len(self.harness.clock.getDelayedCalls()), 1)  # the sweep
+
+    def test_slow_reader_is_not_aborted(self) -> None:
+        """A transport that drains within the grace period each time stays open."""
+        self.allocate()
+        for _ in range(5):
+            self.proto.pauseProducing()
+            self.harness.clock.advance(STALL_TIMEOUT - 1)
+            self.proto.resumeProducing()
+            self.harness.clock.advance(1)
+        self.assertEqual(self.transport.aborts, 0)
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.harness.metrics.stream_aborted, 0)
+        self.assertEqual(len(self.harness.service.allocations), 1)
+
+    def test_close_that_never_drains_is_aborted(self) -> None:
+        """An idle close that does not complete within the grace period is aborted."""
+        self.harness.clock.advance(30.1)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.transport.aborts, 0)
+        self.harness.clock.advance(STALL_TIMEOUT)
+        self.assertEqual(self.transport.aborts, 1)
+        self.assertEqual(self.harness.metrics.stream_aborted, 1)
+
+    def test_close_while_paused_is_aborted_from_the_pause(self) -> None:
+        """Junk sent while paused closes, and the abort still counts from the pause."""
+        self.proto.pauseProducing()
+        self.harness.clock.advance(5)
+        self.proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertTrue(self.transport.disconnecting)
+        self.harness.clock.advance(STALL_TIMEOUT - 5 + 0.1)
+        self.assertEqual(self.transport.aborts, 1)
+
+    def test_completed_close_is_not_aborted(self) -> None:
+        """A close that completes leaves no abort timer behind."""
+        self.proto.pauseProducing()
+        self.proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        self.proto.connectionLost()
+        self.harness.clock.advance(STALL_TIMEOUT * 3)
+        self.assertEqual(self.transport.aborts, 0)
+        self.assertEqual(self.harness.metrics.stream_aborted, 0)
+        self.assertEqual(len(self.harness.clock.getDelayedCalls()), 1)  # the sweep
 
     def refresh_zero(self) -> None:
         """Delete the allocation with Refresh LIFETIME 0 (fresh nonce included)."""

@@ -90,6 +90,23 @@ class AllocateTests(SynchronousTestCase):
         self.assertEqual(error_code(reply), 401)
         self.assertEqual(harness.metrics.auth_failures["bad_integrity"], 1)
 
+    def test_auth_failure_warnings_are_throttled_per_ip(self) -> None:
+        """Repeated bad credentials are all counted but logged once a minute."""
+        events = _capture_events(self)
+        harness = Harness()
+        client = harness.client(password="nope")
+        for _ in range(20):
+            self.assertEqual(error_code(client.allocate()), 401)
+        self.assertEqual(harness.metrics.auth_failures["bad_integrity"], 20)
+        self.assertEqual(len(_warnings(events)), 1)
+        harness.clock.advance(60)
+        client.nonce = None  # the old nonce may have expired meanwhile
+        self.assertEqual(error_code(client.allocate()), 401)
+        warnings = _warnings(events)
+        self.assertEqual(len(warnings), 2)
+        self.assertEqual(warnings[-1]["reason"], "bad_integrity")
+        self.assertEqual(warnings[-1]["suppressed"], 19)
+
     def test_unknown_user_and_wrong_realm_get_401(self) -> None:
         """Unknown users (not REST, not base122) and foreign realms are refused."""
         harness = Harness()
@@ -487,6 +504,31 @@ class DenyAndQuotaTests(SynchronousTestCase):
         harness.clock.advance(1.5)
         self.assertIsNone(error_code(harness.client(("192.0.2.1", 4)).allocate()))
 
+    def test_rate_limit_warnings_are_throttled_per_ip(self) -> None:
+        """Refusals log once per IP per minute; the next line counts the rest."""
+        events = _capture_events(self)
+        harness = Harness(
+            turn_config(allocation_rate_per_ip=0.001, allocation_burst_per_ip=1)
+        )
+        harness.client(("192.0.2.1", 1)).allocate()
+        codes = [
+            error_code(harness.client(("192.0.2.1", port)).allocate())
+            for port in range(2, 12)
+        ]
+        self.assertEqual(codes, [486] * 10)
+        self.assertEqual(error_code(harness.client(("192.0.2.2", 1)).allocate()), None)
+        self.assertEqual(error_code(harness.client(("192.0.2.2", 2)).allocate()), 486)
+        self.assertEqual(harness.metrics.rejected[486], 11)
+        self.assertEqual(
+            [(e["client"], e["suppressed"]) for e in _warnings(events)],
+            [("192.0.2.1", 0), ("192.0.2.2", 0)],
+        )
+        harness.clock.advance(60)
+        self.assertEqual(error_code(harness.client(("192.0.2.1", 99)).allocate()), 486)
+        last = _warnings(events)[-1]
+        self.assertEqual((last["client"], last["suppressed"]), ("192.0.2.1", 9))
+        self.assertIn("9 similar lines suppressed", formatEvent(last))
+
 
 class Ipv6Tests(SynchronousTestCase):
     def test_ipv6_relay_needs_configuration(self) -> None:
@@ -578,6 +620,10 @@ def _debug_lines(events: list[Any]) -> list[str]:
     return [
         formatEvent(event) for event in events if event["log_level"] == LogLevel.debug
     ]
+
+
+def _warnings(events: list[Any]) -> list[Any]:
+    return [event for event in events if event["log_level"] == LogLevel.warn]
 
 
 def _capture_events(test: SynchronousTestCase) -> list[Any]:

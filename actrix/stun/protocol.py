@@ -8,25 +8,26 @@ configured, and FINGERPRINT when the request had one. A request naming a
 comprehension-required attribute we do not know gets 420 with
 UNKNOWN-ATTRIBUTES. Anything that is not a valid STUN message is dropped.
 A STUN-only TCP/TLS connection is closed after ``idle_timeout`` seconds
-without a well-formed STUN message.
+without a well-formed STUN message, and aborted once it has not read its
+answers for ``stall_timeout`` (:mod:`actrix.stun.stream`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol
+from typing import Any, Protocol
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.protocol import DatagramProtocol, Factory, connectionDone
-from twisted.internet.protocol import Protocol as StreamProtocol
-from twisted.logger import Logger
-from twisted.python.failure import Failure
+from twisted.internet.interfaces import IReactorTime, ISSLTransport
+from twisted.internet.protocol import DatagramProtocol, Factory
 
 from actrix.stun import codec
-
-log = Logger()
+from actrix.stun.stream import (
+    IDLE_TIMEOUT,
+    STALL_TIMEOUT,
+    StreamConnection,
+    StreamCounters,
+)
 
 MAX_FRAME = 65535 + codec.HEADER_SIZE
-IDLE_TIMEOUT: Final = 30.0
 
 
 class BindingCounters(Protocol):
@@ -114,46 +115,25 @@ class StunUdpProtocol(DatagramProtocol):
             self.transport.write(reply, addr)
 
 
-class StunTcpProtocol(StreamProtocol):
+class StunTcpProtocol(StreamConnection):
     """STUN-only server on one TCP/TLS connection (RFC 5389 §7.2.2 framing)."""
-
-    transport: Any
 
     def __init__(
         self,
         responder: BindingResponder,
-        counters: BindingCounters,
+        counters: StreamCounters,
         clock: IReactorTime,
         idle_timeout: float = IDLE_TIMEOUT,
+        stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
+        super().__init__(clock, counters, idle_timeout, stall_timeout)
         self._responder = responder
-        self._counters = counters
-        self._clock = clock
-        self._idle_timeout = idle_timeout
-        self._buffer = b""
-        self._last_message = 0.0
-        self._idle_call: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
-        self._last_message = self._clock.seconds()
-        self._idle_call = self._clock.callLater(self._idle_timeout, self._idle_check)
-
-    def _idle_check(self) -> None:
-        # Re-armed lazily: a message only records the time.
-        self._idle_call = None
-        now = self._clock.seconds()
-        deadline = self._last_message + self._idle_timeout
-        if deadline <= now:
-            log.info("closing idle STUN TCP connection")
-            self._buffer = b""
-            self.transport.loseConnection()
-            return
-        self._idle_call = self._clock.callLater(deadline - now, self._idle_check)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        idle_call, self._idle_call = self._idle_call, None
-        if idle_call is not None and idle_call.active():
-            idle_call.cancel()
+        self.kind = (
+            "STUN tls" if ISSLTransport.providedBy(self.transport) else "STUN tcp"
+        )
+        super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
         buffer = self._buffer + data if self._buffer else data
@@ -162,14 +142,14 @@ class StunTcpProtocol(StreamProtocol):
             try:
                 size = codec.frame_size(buffer, offset)
             except codec.DecodeError:
-                self._bad_stream("not STUN")
+                self._close("not STUN")
                 return
             if size == 0:
                 break
             if buffer[offset] >= 0x40:
                 # Checked before waiting for the whole "frame": text such as
                 # "GET /" would otherwise hold the connection for 30 s.
-                self._bad_stream("ChannelData on a STUN-only port")
+                self._close("ChannelData on a STUN-only port")
                 return
             if len(buffer) - offset < size:
                 break
@@ -178,20 +158,13 @@ class StunTcpProtocol(StreamProtocol):
             try:
                 message = codec.decode(frame)
             except codec.DecodeError:
-                self._bad_stream("malformed STUN message")
+                self._close("malformed STUN message")
                 return
             self._last_message = self._clock.seconds()
-            peer = self.transport.getPeer()
-            reply = self._responder.answer(message, peer.host, peer.port)
+            reply = self._responder.answer(message, self.address[0], self.address[1])
             if reply is not None:
                 self.transport.write(reply)
         self._buffer = buffer[offset:]
-
-    def _bad_stream(self, why: str) -> None:
-        self._counters.malformed += 1
-        log.info("closing STUN TCP connection: {why}", why=why)
-        self._buffer = b""
-        self.transport.loseConnection()
 
 
 class StunTcpFactory(Factory):
@@ -200,16 +173,12 @@ class StunTcpFactory(Factory):
     def __init__(
         self,
         responder: BindingResponder,
-        counters: BindingCounters,
+        counters: StreamCounters,
         clock: IReactorTime,
         idle_timeout: float = IDLE_TIMEOUT,
+        stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
-        self._responder = responder
-        self._counters = counters
-        self._clock = clock
-        self._idle_timeout = idle_timeout
+        self._args = (responder, counters, clock, idle_timeout, stall_timeout)
 
     def buildProtocol(self, addr: Any) -> StunTcpProtocol:
-        return StunTcpProtocol(
-            self._responder, self._counters, self._clock, self._idle_timeout
-        )
+        return StunTcpProtocol(*self._args)

@@ -11,8 +11,7 @@ Idle timeout (``idle_timeout``, 30 s by default): a connection without an
 allocation is closed once that long has passed since its last well-formed STUN
 message (or since it opened); once its allocation is deleted (Refresh 0,
 expiry), it is closed that long after the deletion unless it allocates again,
-whatever else it sends. One ``callLater`` per connection, re-armed lazily when
-it fires, so the per-message cost is one clock read.
+whatever else it sends.
 
 Backpressure: the protocol is its transport's streaming producer. While the
 transport's write buffer is full, relayed data from peers is dropped (as it
@@ -23,34 +22,30 @@ keep its connection (and its relay port) forever, and a close waits for the
 buffer to drain: so once the transport has stayed paused for ``stall_timeout``
 (10 s by default), or a close has not completed within it, the connection is
 aborted and its allocation deleted at once (``actrix_turn_stream_aborted``).
+The timers, the producer and the closing live in
+:class:`actrix.stun.stream.StreamConnection`, shared with the STUN-only
+protocol; this module adds the TURN idle rule and the allocation's release.
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
-from twisted.python.failure import Failure
-from zope.interface import implementer
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Factory
 
 from actrix.stun import codec
 from actrix.stun.protocol import BindingResponder
+from actrix.stun.stream import IDLE_TIMEOUT, STALL_TIMEOUT, StreamConnection
 from actrix.turn.service import TurnService
 
-log = Logger()
+__all__ = ["IDLE_TIMEOUT", "STALL_TIMEOUT", "TurnStreamFactory", "TurnStreamProtocol"]
 
 MAX_FRAME = 4 + 65535 + 3
-IDLE_TIMEOUT: Final = 30.0
-STALL_TIMEOUT: Final = 10.0
 
 
-@implementer(IPushProducer)
-class TurnStreamProtocol(Protocol):
+class TurnStreamProtocol(StreamConnection):
     """One TCP/TLS client; also the :class:`ClientLink` of its allocation."""
-
-    transport: Any
 
     pad = True
 
@@ -63,124 +58,30 @@ class TurnStreamProtocol(Protocol):
         idle_timeout: float = IDLE_TIMEOUT,
         stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
+        super().__init__(clock, service.metrics, idle_timeout, stall_timeout)
         self._service = service
         self._responder = responder
         self.transport_name = transport_name
-        self._clock = clock
-        self._idle_timeout = idle_timeout
-        self._buffer = b""
-        self.address: tuple[str, int] = ("", 0)
+        self.kind = f"TURN {transport_name}"
         self.allocation_key = self
-        self._last_message = 0.0
         self._deleted_at: float | None = None
-        self._idle_call: IDelayedCall | None = None
-        self._stall_timeout = stall_timeout
-        self._stall_call: IDelayedCall | None = None
-        self._paused = False
-        self._producing = False
-        self._closing = False
-        self._finished = False  # aborted or lost: no more timers
-
-    def connectionMade(self) -> None:
-        peer = self.transport.getPeer()
-        self.address = (peer.host, peer.port)
-        self._last_message = self._clock.seconds()
-        self._idle_call = self._clock.callLater(self._idle_timeout, self._idle_check)
-        self.transport.registerProducer(self, True)
-        self._producing = True
-
-    def pauseProducing(self) -> None:
-        """The write buffer is full: drop relayed data, stop reading requests."""
-        self._paused = True
-        self.transport.pauseProducing()
-        self._arm_stall()
-
-    def resumeProducing(self) -> None:
-        """The write buffer drained."""
-        self._paused = False
-        self.transport.resumeProducing()
-        if not self._closing:
-            self._disarm_stall()
-
-    def stopProducing(self) -> None:
-        """The connection is going away."""
-        self._paused = True
 
     def allocation_deleted(self) -> None:
         """The service deleted this connection's allocation: start the bound."""
         self._deleted_at = self._clock.seconds()
 
-    def _idle_check(self) -> None:
-        self._idle_call = None
-        now = self._clock.seconds()
+    def _idle_deadline(self, now: float) -> float:
         if self in self._service.allocations:
             self._deleted_at = None  # allocated (again): the allocation governs
-            deadline = now + self._idle_timeout
-        else:
-            since = self._deleted_at
-            if since is None:
-                since = self._last_message
-            deadline = since + self._idle_timeout
-            if deadline <= now:
-                self._close_idle()
-                return
-        self._idle_call = self._clock.callLater(deadline - now, self._idle_check)
+            return now + self._idle_timeout
+        since = self._deleted_at
+        if since is None:
+            since = self._last_message
+        return since + self._idle_timeout
 
-    def _close_idle(self) -> None:
-        log.info(
-            "closing idle TURN {transport} connection from {client}",
-            transport=self.transport_name,
-            client=self.address[0],
-        )
-        self._lose()
-
-    def _lose(self) -> None:
-        self._buffer = b""
-        if self._producing:
-            # With a producer registered a paused TCP transport never finishes
-            # closing, and TLS waits for the producer to go before shutting down.
-            self._producing = False
-            self.transport.unregisterProducer()
-        self._closing = True
-        self.transport.loseConnection()
-        # The close itself waits for the write buffer to drain: bound it too.
-        self._arm_stall()
-
-    def _arm_stall(self) -> None:
-        if self._stall_call is None and not self._finished:
-            self._stall_call = self._clock.callLater(self._stall_timeout, self._stalled)
-
-    def _disarm_stall(self) -> None:
-        stall_call, self._stall_call = self._stall_call, None
-        if stall_call is not None and stall_call.active():
-            stall_call.cancel()
-
-    def _stalled(self) -> None:
-        """The client has not read for ``stall_timeout``: abort, free the relay."""
-        self._stall_call = None
-        if self._finished:
-            return
-        self._finished = True
-        idle_call, self._idle_call = self._idle_call, None
-        if idle_call is not None and idle_call.active():
-            idle_call.cancel()
-        self._service.metrics.stream_aborted += 1
-        log.warn(
-            "aborting TURN {transport} connection from {client}: "
-            "not reading for {seconds} s",
-            transport=self.transport_name,
-            client=self.address[0],
-            seconds=self._stall_timeout,
-        )
-        self._buffer = b""
-        self._paused = True
-        if self._producing:
-            self._producing = False
-            self.transport.unregisterProducer()
-        # Delete the allocation now: the transport reports the loss later
-        # (and a fake or a wedged one might not), connection_lost is idempotent.
+    def _release(self) -> None:
+        # Idempotent: called on an abort and again when the loss is reported.
         self._service.connection_lost(self)
-        self.transport.abortConnection()
 
     def send(self, data: bytes) -> None:
         self.transport.write(data)
@@ -236,27 +137,6 @@ class TurnStreamProtocol(Protocol):
         service.handle_message(message, self)
         return True
 
-    def _close(self, why: str) -> None:
-        self._service.metrics.malformed += 1
-        log.info(
-            "closing TURN {transport} connection from {client}: {why}",
-            transport=self.transport_name,
-            client=self.address[0],
-            why=why,
-        )
-        self._lose()
-
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        self._buffer = b""
-        self._paused = True
-        self._producing = False
-        self._finished = True
-        idle_call, self._idle_call = self._idle_call, None
-        if idle_call is not None and idle_call.active():
-            idle_call.cancel()
-        self._disarm_stall()
-        self._service.connection_lost(self)
-
 
 class TurnStreamFactory(Factory):
     """Builds :class:`TurnStreamProtocol` for the ``ice-tcp``/``ice-tls`` listeners."""
@@ -270,19 +150,14 @@ class TurnStreamFactory(Factory):
         idle_timeout: float = IDLE_TIMEOUT,
         stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
-        self._service = service
-        self._responder = responder
-        self._transport_name = transport_name
-        self._clock = clock
-        self._idle_timeout = idle_timeout
-        self._stall_timeout = stall_timeout
+        self._args = (
+            service,
+            responder,
+            transport_name,
+            clock,
+            idle_timeout,
+            stall_timeout,
+        )
 
     def buildProtocol(self, addr: Any) -> TurnStreamProtocol:
-        return TurnStreamProtocol(
-            self._service,
-            self._responder,
-            self._transport_name,
-            self._clock,
-            self._idle_timeout,
-            self._stall_timeout,
-        )
+        return TurnStreamProtocol(*self._args)

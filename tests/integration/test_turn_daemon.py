@@ -45,7 +45,7 @@ from actrix.core.realms import STATUS_SUSPENDED, realms_path, set_realm_status_t
 from actrix.proto import actr_pb2
 from actrix.root import ActrixService
 from actrix.stun import codec
-from actrix.stun.protocol import BindingResponder
+from actrix.stun.protocol import BindingResponder, StunTcpFactory
 from actrix.turn.auth import TurnAuth
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.relay import RelaySocket, relay_opener
@@ -475,6 +475,18 @@ class StreamStallTests(TestCase):
         factory = TurnStreamFactory(
             service, BindingResponder("", metrics), "tcp", reactor, 30.0, 0.5
         )
+        await self._never_read(factory, metrics)
+
+    async def test_stun_only_client_that_never_reads_is_aborted(self) -> None:
+        """The STUN-only TCP protocol aborts a real client that stops reading too."""
+        metrics = TurnMetrics()
+        factory = StunTcpFactory(
+            BindingResponder("", metrics), metrics, reactor, 30.0, 0.5
+        )
+        await self._never_read(factory, metrics)
+
+    async def _never_read(self, factory: Any, metrics: TurnMetrics) -> None:
+        """Send Bindings and never read the answers until the server aborts."""
         tcp_reactor: Any = reactor  # listenTCP's stub wants a ServerFactory
         listening = tcp_reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(listening.stopListening)

@@ -7,9 +7,8 @@ from typing import Any
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import FakeDatagramTransport, StringTransport
-from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
-from zope.interface import implementer
 
 from actrix.stun import codec
 from actrix.stun.protocol import (
@@ -20,6 +19,7 @@ from actrix.stun.protocol import (
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.protocol import TurnUdpProtocol
 from actrix.turn.tcp import STALL_TIMEOUT, TurnStreamProtocol
+from tests.unit.stun.helpers import AbortableTransport, LogEvents
 from tests.unit.turn.helpers import PEER, REALM, Harness, error_code
 
 CLIENT = ("192.0.2.10", 40000)
@@ -172,24 +172,6 @@ class TurnUdpTests(SynchronousTestCase):
         self.assertEqual(self.transport.written[-1], (b"\x40\x10\x00\x04back", CLIENT))
 
 
-@implementer(ILogObserver)
-class _Events(list[Any]):
-    def __call__(self, event: Any) -> None:
-        self.append(event)
-
-
-class AbortableTransport(StringTransport):
-    """A StringTransport (producer registration included) that counts aborts."""
-
-    def __init__(self, peerAddress: IPv4Address) -> None:
-        super().__init__(peerAddress=peerAddress)
-        self.aborts = 0
-
-    def abortConnection(self) -> None:
-        self.aborts += 1
-        super().abortConnection()
-
-
 class TurnTcpTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.harness = Harness()
@@ -295,7 +277,7 @@ class TurnTcpTests(SynchronousTestCase):
 
     def test_client_not_reading_is_aborted(self) -> None:
         """A transport paused for the whole grace period is aborted, relay freed."""
-        logged = _Events()
+        logged = LogEvents()
         globalLogPublisher.addObserver(logged)
         self.addCleanup(globalLogPublisher.removeObserver, logged)
         port = self.allocate()

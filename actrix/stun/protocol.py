@@ -27,8 +27,6 @@ from actrix.stun.stream import (
     StreamCounters,
 )
 
-MAX_FRAME = 65535 + codec.HEADER_SIZE
-
 
 class BindingCounters(Protocol):
     """The counters the Binding path increments (``TurnMetrics`` has them)."""

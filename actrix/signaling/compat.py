@@ -22,8 +22,8 @@ import hashlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
 import attrs
 import grpc_tools  # type: ignore[import-untyped]  # grpcio-tools ships no type hints
@@ -164,29 +164,26 @@ def _compile_spec(
 # ---------------------------------------------------------------------------
 
 
+def _sort_in_place(items: Any, key: Callable[[Any], Any] | None = None) -> None:
+    """Reorder a repeated protobuf field (declaration order is not API)."""
+    ordered = sorted(items, key=key)
+    del items[:]
+    items.extend(ordered)
+
+
 def _sort_message(message: descriptor_pb2.DescriptorProto) -> None:
-    fields = sorted(message.field, key=lambda f: f.number)
-    del message.field[:]
-    message.field.extend(fields)
-    extensions = sorted(message.extension, key=lambda f: (f.extendee, f.number))
-    del message.extension[:]
-    message.extension.extend(extensions)
+    _sort_in_place(message.field, key=lambda f: f.number)
+    _sort_in_place(message.extension, key=lambda f: (f.extendee, f.number))
     for nested in message.nested_type:
         _sort_message(nested)
-    nested_types = sorted(message.nested_type, key=lambda m: m.name)
-    del message.nested_type[:]
-    message.nested_type.extend(nested_types)
+    _sort_in_place(message.nested_type, key=lambda m: m.name)
     for enum in message.enum_type:
         _sort_enum(enum)
-    enums = sorted(message.enum_type, key=lambda e: e.name)
-    del message.enum_type[:]
-    message.enum_type.extend(enums)
+    _sort_in_place(message.enum_type, key=lambda e: e.name)
 
 
 def _sort_enum(enum: descriptor_pb2.EnumDescriptorProto) -> None:
-    values = sorted(enum.value, key=lambda v: (v.number, v.name))
-    del enum.value[:]
-    enum.value.extend(values)
+    _sort_in_place(enum.value, key=lambda v: (v.number, v.name))
 
 
 def _canonical(file: descriptor_pb2.FileDescriptorProto) -> bytes:
@@ -197,34 +194,24 @@ def _canonical(file: descriptor_pb2.FileDescriptorProto) -> bytes:
     canon.ClearField("source_code_info")
     for message in canon.message_type:
         _sort_message(message)
-    messages = sorted(canon.message_type, key=lambda m: m.name)
-    del canon.message_type[:]
-    canon.message_type.extend(messages)
+    _sort_in_place(canon.message_type, key=lambda m: m.name)
     for enum in canon.enum_type:
         _sort_enum(enum)
-    enums = sorted(canon.enum_type, key=lambda e: e.name)
-    del canon.enum_type[:]
-    canon.enum_type.extend(enums)
+    _sort_in_place(canon.enum_type, key=lambda e: e.name)
     for service in canon.service:
-        methods = sorted(service.method, key=lambda m: m.name)
-        del service.method[:]
-        service.method.extend(methods)
-    services = sorted(canon.service, key=lambda s: s.name)
-    del canon.service[:]
-    canon.service.extend(services)
-    extensions = sorted(canon.extension, key=lambda f: (f.extendee, f.number))
-    del canon.extension[:]
-    canon.extension.extend(extensions)
-    dependencies = sorted(canon.dependency)
-    del canon.dependency[:]
-    canon.dependency.extend(dependencies)
+        _sort_in_place(service.method, key=lambda m: m.name)
+    _sort_in_place(canon.service, key=lambda s: s.name)
+    _sort_in_place(canon.extension, key=lambda f: (f.extendee, f.number))
+    _sort_in_place(canon.dependency)
     # public/weak dependencies are indexes into the dependency list: remap them.
     for field in ("public_dependency", "weak_dependency"):
         old_indexes = list(getattr(file, field))
         indexes = getattr(canon, field)
         del indexes[:]
         indexes.extend(
-            sorted(dependencies.index(file.dependency[i]) for i in old_indexes)
+            sorted(
+                list(canon.dependency).index(file.dependency[i]) for i in old_indexes
+            )
         )
     return canon.SerializeToString(deterministic=True)
 

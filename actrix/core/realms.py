@@ -241,7 +241,3 @@ class RealmCache:
     ) -> None:
         await self._database.run(add_acl_txn, realm_id, from_type, to_type, allow)
         self._acl.setdefault((realm_id, from_type, to_type), allow)
-
-    def realm_names(self) -> dict[int, str]:
-        """realm_id → name, for metrics labels."""
-        return {r.realm_id: r.name for r in self._realms.values()}

@@ -26,6 +26,7 @@ from twisted.logger import Logger, LogLevel, PredicateResult
 
 from actrix.core.config import TurnConfig
 from actrix.core.logging import LEVELS
+from actrix.core.logthrottle import LogThrottle
 from actrix.stun import codec
 from actrix.stun.codec import Message
 from actrix.turn.allocation import (
@@ -38,7 +39,7 @@ from actrix.turn.allocation import (
     RelayProtocol,
 )
 from actrix.turn.auth import AuthFailure, Credential, TurnAuth
-from actrix.turn.limits import LogThrottle, NonceIssuer, RateLimiter
+from actrix.turn.limits import NonceIssuer, RateLimiter
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.peers import PeerPolicy
 

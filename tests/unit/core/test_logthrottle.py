@@ -1,11 +1,11 @@
-"""LogThrottle: one warn line per source IP and reason per interval, bounded table."""
+"""LogThrottle: one log line per source and reason per interval, bounded table."""
 
 from __future__ import annotations
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from actrix.turn.limits import LogThrottle
+from actrix.core.logthrottle import LogThrottle
 
 
 class LogThrottleTests(SynchronousTestCase):

@@ -346,8 +346,9 @@ def _build_signaling(wiring: Wiring) -> None:
     from twisted.application.internet import TimerService
 
     from actrix.core.config import ENABLE_SIGNALING
-    from actrix.signaling.compat import CompatibilityCache, ThreadedAnalyzer
+    from actrix.signaling.compat import CompatibilityCache, ProcessAnalyzer
     from actrix.signaling.metrics import SignalingMetrics
+    from actrix.signaling.protoc_pool import ProtocPool
     from actrix.signaling.protocol import SignalingFactory
     from actrix.signaling.resource import build_resource
     from actrix.signaling.service import SignalingService
@@ -377,13 +378,16 @@ def _build_signaling(wiring: Wiring) -> None:
     )
     wiring.root.add_database(database)
     metrics = SignalingMetrics()
+    # Spec .proto text is compiled in bounded worker processes, never here.
+    protoc_pool = ProtocPool(reactor)
+    wiring.root.add_background(protoc_pool)
     service = SignalingService(
         clock=reactor,
         realms=wiring.realms,
         validator=wiring.credential_validator,
         issuer=issuer,
         store=SignalingStore(database),
-        compat=CompatibilityCache(reactor, ThreadedAnalyzer(reactor)),
+        compat=CompatibilityCache(reactor, ProcessAnalyzer(protoc_pool, reactor)),
         metrics=metrics,
         heartbeat_timeout=config.heartbeat_timeout_secs,
     )

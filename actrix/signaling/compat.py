@@ -1,40 +1,56 @@
 """Spec compatibility analysis and its bounded, expiring cache (signaling.md §8.4).
 
 ``analyze_specs`` compares a client's ServiceSpec (the base) with a candidate's:
-packages are paired by name and each pair's ``.proto`` text is compiled with the
-protoc embedded in ``grpcio-tools`` into a FileDescriptorProto. Two files are
-*Green* when their canonical descriptors are equal (comments, whitespace and
-declaration order do not matter), *Yellow* when the candidate is a
-backward-compatible superset (every old message keeps its (field number, type)
-pairs, every old service keeps its (method, input, output) triples) and *Red*
-otherwise.
+packages are paired by name and each pair's ``.proto`` text is compiled into a
+FileDescriptorProto. Two files are *Green* when their canonical descriptors are
+equal (comments, whitespace and declaration order do not matter), *Yellow* when
+the candidate is a backward-compatible superset (every old message keeps its
+(field number, type) pairs, every old service keeps its (method, input, output)
+triples) and *Red* otherwise.
 
-Compiling is CPU work, so the daemon runs it through ``ThreadedAnalyzer`` off the
-reactor thread; ``CompatibilityCache`` keeps the results for 24 h (10 000 entries
-at most) and lets concurrent misses for one key share one analysis.
+The ``.proto`` text comes from remote actors, so it is never compiled in the
+daemon's process. First ``protobounds`` checks its size, file/token/declaration
+counts and nesting depth, without parsing; text over a bound is an analysis
+error. Then both specs of one analysis go to one bounded worker process
+(``protoc_pool``: protoc from grpcio-tools behind ``RLIMIT_AS``/``RLIMIT_CPU``
+and a wall-clock timeout), which answers a ``FileDescriptorSet`` per spec. A
+worker crash, timeout or limit hit fails that spec's analysis like any
+unparsable proto: route negotiation treats the candidate as not compatible
+(§8.3).
+
+The daemon uses ``ProcessAnalyzer`` on a ``ProtocPool`` of long-lived workers,
+which also remembers failed compiles by content so the same hostile text never
+starts workers in a loop; ``CompatibilityCache`` keeps the results for 24 h
+(10 000 entries at most) and lets concurrent misses for one key share one
+analysis.
 """
 
 from __future__ import annotations
 
-import ast
 import collections
-import hashlib
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol
 
 import attrs
-import grpc_tools  # type: ignore[import-untyped]  # grpcio-tools ships no type hints
 from google.protobuf import descriptor_pb2
-from grpc_tools import _protoc_compiler
-from twisted.internet.defer import Deferred, DeferredSemaphore
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
-from twisted.internet.threads import deferToThreadPool
+from google.protobuf.message import DecodeError
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from actrix.core.logthrottle import LogThrottle
 from actrix.proto import actr_pb2
+from actrix.signaling.protobounds import ProtoBoundsError, check_files
+from actrix.signaling.protoc_pool import (
+    CompileFailure,
+    CompileJob,
+    Outcome,
+    compile_blocking,
+)
+from actrix.signaling.protodiff import GREEN as _GREEN
+from actrix.signaling.protodiff import RED as _RED
+from actrix.signaling.protodiff import compare_files, file_fingerprint
 
 __all__ = [
     "Analyzer",
@@ -42,7 +58,7 @@ __all__ = [
     "CompatibilityCache",
     "CompatibilityError",
     "InlineAnalyzer",
-    "ThreadedAnalyzer",
+    "ProcessAnalyzer",
     "analyze_specs",
     "compare_files",
     "file_fingerprint",
@@ -50,15 +66,12 @@ __all__ = [
 
 log = Logger()
 
-# Where grpcio-tools keeps google/protobuf/*.proto (the well-known types).
-_WELL_KNOWN_INCLUDE = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
 _PACKAGE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _MAX_PACKAGE_NAME = 200
-# The call every protobuf Python generator (>= 3.20) emits for a file; protoc
-# escapes the literal to printable ASCII.
-_SERIALIZED_FILE_RE = re.compile(rb"AddSerializedFile\((b'(?:[^'\\\n]|\\.)*')\)")
+# Failed compiles remembered by content (ProcessAnalyzer), and for how long.
+MAX_FAILED_COMPILES: Final = 4096
+FAILED_COMPILE_TTL: Final = 86_400.0
 
-_GREEN, _YELLOW, _RED = 0, 1, 2
 _LEVELS = (
     actr_pb2.FULLY_COMPATIBLE,
     actr_pb2.BACKWARD_COMPATIBLE,
@@ -67,14 +80,15 @@ _LEVELS = (
 
 
 class CompatibilityError(Exception):
-    """Two specs could not be compared (missing or blank protobufs, unparsable proto).
+    """Two specs could not be compared (missing or blank protobufs, proto text
+    over a bound, unparsable proto, a failed compile worker).
 
     Route candidates treat it as "not compatible".
     """
 
 
 # ---------------------------------------------------------------------------
-# Compiling .proto text
+# Compile jobs for .proto text
 # ---------------------------------------------------------------------------
 
 
@@ -95,182 +109,53 @@ def _file_names(package: str, index: int) -> list[str]:
     return names
 
 
-def _extract_descriptor(generated: bytes) -> descriptor_pb2.FileDescriptorProto:
-    """Pull the serialized FileDescriptorProto out of protoc's generated Python.
+def _compile_job(
+    role: str, spec: actr_pb2.ServiceSpec, packages: Sequence[str]
+) -> tuple[CompileJob, dict[str, str]]:
+    """The job compiling ``packages`` of ``spec``, and each package's file name.
 
-    Only the one bytes literal is evaluated (``ast.literal_eval``, no code runs);
-    parsing the whole generated module would cost several ms per file.
-    """
-    match = _SERIALIZED_FILE_RE.search(generated)
-    if match is None:
-        raise CompatibilityError("protoc output holds no file descriptor")
-    literal = ast.literal_eval(match.group(1).decode("ascii"))
-    if not isinstance(literal, bytes):
-        raise CompatibilityError("protoc output holds no file descriptor")
-    proto = descriptor_pb2.FileDescriptorProto()
-    proto.ParseFromString(literal)
-    return proto
-
-
-def _find_descriptor(
-    generated: Sequence[tuple[bytes, bytes]], name: str
-) -> descriptor_pb2.FileDescriptorProto:
-    """Pick the descriptor of file ``name`` from protoc's outputs (imports come too)."""
-    marker = f"# source: {name}\n".encode()
-    for _module, code in generated:
-        if marker in code:
-            proto = _extract_descriptor(code)
-            if proto.name == name:
-                return proto
-    raise CompatibilityError("protoc produced no output for the package")
-
-
-def _compile_spec(
-    spec: actr_pb2.ServiceSpec, packages: Sequence[str]
-) -> dict[str, descriptor_pb2.FileDescriptorProto]:
-    """Compile the named packages of ``spec``; every package is importable.
+    Every package of the spec is written (so imports between them resolve),
+    after the whole spec passed the bounds.
 
     Raises:
-        CompatibilityError: if protoc reports an error for any named package.
+        CompatibilityError: if the spec's text exceeds a bound.
     """
+    try:
+        check_files([p.content for p in spec.protobufs], f"{role} spec")
+    except ProtoBoundsError as e:
+        raise CompatibilityError(f"proto text refused: {e}") from None
+    files: list[tuple[str, str]] = []
+    main_names: dict[str, str] = {}
+    for index, protobuf in enumerate(spec.protobufs):
+        names = _file_names(protobuf.package, index)
+        main_names.setdefault(protobuf.package, names[0])
+        files.extend((name, protobuf.content) for name in names)
+    job = CompileJob(tuple(files), tuple(main_names[p] for p in packages))
+    return job, {p: main_names[p] for p in packages}
+
+
+def _descriptors(
+    role: str, outcome: Outcome, names: dict[str, str]
+) -> dict[str, descriptor_pb2.FileDescriptorProto]:
+    """Map packages to their compiled files out of one worker answer.
+
+    Raises:
+        CompatibilityError: if the spec did not compile.
+    """
+    if isinstance(outcome, CompileFailure):
+        raise CompatibilityError(f"{role} spec does not compile ({outcome.reason})")
+    descriptor_set = descriptor_pb2.FileDescriptorSet()
+    try:
+        descriptor_set.ParseFromString(outcome)
+    except DecodeError:
+        raise CompatibilityError(f"{role} spec: unreadable compiler output") from None
+    by_name = {file.name: file for file in descriptor_set.file}
     result: dict[str, descriptor_pb2.FileDescriptorProto] = {}
-    with tempfile.TemporaryDirectory(prefix="actrix-proto-") as root:
-        main_names: dict[str, str] = {}
-        for index, protobuf in enumerate(spec.protobufs):
-            names = _file_names(protobuf.package, index)
-            main_names.setdefault(protobuf.package, names[0])
-            for name in names:
-                path = os.path.join(root, name)
-                if os.path.exists(path):
-                    continue  # duplicate package: the first one wins
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(path, "w", encoding="utf-8", errors="surrogatepass") as f:
-                    f.write(protobuf.content)
-        include = [root.encode(), _WELL_KNOWN_INCLUDE.encode()]
-        for package in packages:
-            name = main_names[package]
-            try:
-                generated = _protoc_compiler.get_protos(name.encode(), include)
-            except _protoc_compiler.ProtocErrors as e:
-                raise CompatibilityError(
-                    f"package {package!r} does not compile ({len(e.errors())} errors)"
-                ) from None
-            result[package] = _find_descriptor(generated, name)
+    for package, name in names.items():
+        if name not in by_name:
+            raise CompatibilityError(f"{role} spec: no output for {package!r}")
+        result[package] = by_name[name]
     return result
-
-
-# ---------------------------------------------------------------------------
-# Canonical form and per-file comparison
-# ---------------------------------------------------------------------------
-
-
-def _sort_in_place(items: Any, key: Callable[[Any], Any] | None = None) -> None:
-    """Reorder a repeated protobuf field (declaration order is not API)."""
-    ordered = sorted(items, key=key)
-    del items[:]
-    items.extend(ordered)
-
-
-def _sort_message(message: descriptor_pb2.DescriptorProto) -> None:
-    _sort_in_place(message.field, key=lambda f: f.number)
-    _sort_in_place(message.extension, key=lambda f: (f.extendee, f.number))
-    for nested in message.nested_type:
-        _sort_message(nested)
-    _sort_in_place(message.nested_type, key=lambda m: m.name)
-    for enum in message.enum_type:
-        _sort_enum(enum)
-    _sort_in_place(message.enum_type, key=lambda e: e.name)
-
-
-def _sort_enum(enum: descriptor_pb2.EnumDescriptorProto) -> None:
-    _sort_in_place(enum.value, key=lambda v: (v.number, v.name))
-
-
-def _canonical(file: descriptor_pb2.FileDescriptorProto) -> bytes:
-    """Serialize a descriptor with names, source info and declaration order removed."""
-    canon = descriptor_pb2.FileDescriptorProto()
-    canon.CopyFrom(file)
-    canon.ClearField("name")  # our temp file name, not part of the API
-    canon.ClearField("source_code_info")
-    for message in canon.message_type:
-        _sort_message(message)
-    _sort_in_place(canon.message_type, key=lambda m: m.name)
-    for enum in canon.enum_type:
-        _sort_enum(enum)
-    _sort_in_place(canon.enum_type, key=lambda e: e.name)
-    for service in canon.service:
-        _sort_in_place(service.method, key=lambda m: m.name)
-    _sort_in_place(canon.service, key=lambda s: s.name)
-    _sort_in_place(canon.extension, key=lambda f: (f.extendee, f.number))
-    _sort_in_place(canon.dependency)
-    # public/weak dependencies are indexes into the dependency list: remap them.
-    for field in ("public_dependency", "weak_dependency"):
-        old_indexes = list(getattr(file, field))
-        indexes = getattr(canon, field)
-        del indexes[:]
-        indexes.extend(
-            sorted(
-                list(canon.dependency).index(file.dependency[i]) for i in old_indexes
-            )
-        )
-    return canon.SerializeToString(deterministic=True)
-
-
-def file_fingerprint(file: descriptor_pb2.FileDescriptorProto) -> str:
-    """Return a compiled file's semantic fingerprint: sha256 of its canonical form."""
-    return "sha256:" + hashlib.sha256(_canonical(file)).hexdigest()
-
-
-def _walk_messages(
-    prefix: str, messages: Sequence[descriptor_pb2.DescriptorProto]
-) -> Iterator[tuple[str, descriptor_pb2.DescriptorProto]]:
-    for message in messages:
-        name = f"{prefix}.{message.name}"
-        yield name, message
-        yield from _walk_messages(name, message.nested_type)
-
-
-def _api_surface(
-    file: descriptor_pb2.FileDescriptorProto,
-) -> tuple[dict[str, set[tuple[int, int, str]]], dict[str, set[tuple[str, str, str]]]]:
-    """Map messages to (number, type, type name) sets, services to method triples."""
-    prefix = f".{file.package}" if file.package else ""
-    messages = {
-        name: {(f.number, int(f.type), f.type_name) for f in message.field}
-        for name, message in _walk_messages(prefix, file.message_type)
-    }
-    services = {
-        f"{prefix}.{service.name}": {
-            (m.name, m.input_type, m.output_type) for m in service.method
-        }
-        for service in file.service
-    }
-    return messages, services
-
-
-def _is_superset(
-    base: descriptor_pb2.FileDescriptorProto,
-    candidate: descriptor_pb2.FileDescriptorProto,
-) -> bool:
-    base_messages, base_services = _api_surface(base)
-    new_messages, new_services = _api_surface(candidate)
-    for name, fields in base_messages.items():
-        if name not in new_messages or not fields <= new_messages[name]:
-            return False
-    for name, methods in base_services.items():
-        if name not in new_services or not methods <= new_services[name]:
-            return False
-    return True
-
-
-def compare_files(
-    base: descriptor_pb2.FileDescriptorProto,
-    candidate: descriptor_pb2.FileDescriptorProto,
-) -> int:
-    """Return 0 (Green), 1 (Yellow) or 2 (Red) for one pair of compiled files."""
-    if file_fingerprint(base) == file_fingerprint(candidate):
-        return _GREEN
-    return _YELLOW if _is_superset(base, candidate) else _RED
 
 
 # ---------------------------------------------------------------------------
@@ -307,30 +192,71 @@ def _first_by_package(spec: actr_pb2.ServiceSpec) -> dict[str, str]:
     return packages
 
 
-def analyze_specs(
+@attrs.frozen
+class AnalysisPlan:
+    """An analysis waiting for its compiles: the two jobs and how to read them."""
+
+    base: actr_pb2.ServiceSpec
+    candidate: actr_pb2.ServiceSpec
+    analyzed_at: int
+    jobs: tuple[CompileJob, ...]
+    names: tuple[dict[str, str], ...]
+
+
+def plan_analysis(
     base: actr_pb2.ServiceSpec, candidate: actr_pb2.ServiceSpec, analyzed_at: int
-) -> actr_pb2.CompatibilityAnalysisResult:
-    """Compare a client's spec (``base``) with a candidate's; blocking (runs protoc).
+) -> AnalysisPlan:
+    """Check both specs and prepare their compile jobs (none if nothing to compile).
 
     Raises:
-        CompatibilityError: if either spec has no protobufs or a blank one, or a
-            package present in both does not compile.
+        CompatibilityError: if either spec has no protobufs or a blank one, or
+            its text exceeds a bound (``protobounds``).
     """
     _check_spec("base", base)
     _check_spec("candidate", candidate)
+    if base.fingerprint == candidate.fingerprint:
+        return AnalysisPlan(base, candidate, analyzed_at, (), ())
+    old = _first_by_package(base)
+    shared = [package for package in old if package in _first_by_package(candidate)]
+    if not shared:
+        return AnalysisPlan(base, candidate, analyzed_at, (), ())
+    base_job, base_names = _compile_job("base", base, shared)
+    candidate_job, candidate_names = _compile_job("candidate", candidate, shared)
+    return AnalysisPlan(
+        base,
+        candidate,
+        analyzed_at,
+        (base_job, candidate_job),
+        (base_names, candidate_names),
+    )
+
+
+def finish_analysis(
+    plan: AnalysisPlan, outcomes: Sequence[Outcome]
+) -> actr_pb2.CompatibilityAnalysisResult:
+    """Compare the compiled files of a plan (one outcome per job, in order).
+
+    Raises:
+        CompatibilityError: if a spec did not compile.
+    """
+    base, candidate = plan.base, plan.candidate
     result = actr_pb2.CompatibilityAnalysisResult(
         level=actr_pb2.FULLY_COMPATIBLE,
         base_fingerprint=base.fingerprint,
         candidate_fingerprint=candidate.fingerprint,
-        analyzed_at=analyzed_at,
+        analyzed_at=plan.analyzed_at,
     )
     if base.fingerprint == candidate.fingerprint:
         return result
+    compiled: list[dict[str, descriptor_pb2.FileDescriptorProto]] = [{}, {}]
+    roles = ("base", "candidate")
+    for index, (role, names) in enumerate(zip(roles, plan.names, strict=True)):
+        if index >= len(outcomes):
+            raise CompatibilityError(f"{role} spec was not compiled")
+        compiled[index] = _descriptors(role, outcomes[index], names)
+    old_files, new_files = compiled
     old = _first_by_package(base)
     new = _first_by_package(candidate)
-    shared = [package for package in old if package in new]
-    old_files = _compile_spec(base, shared) if shared else {}
-    new_files = _compile_spec(candidate, shared) if shared else {}
     worst = _GREEN
     for package in old:
         if package not in new:
@@ -372,13 +298,31 @@ def analyze_specs(
     return result
 
 
+def analyze_specs(
+    base: actr_pb2.ServiceSpec,
+    candidate: actr_pb2.ServiceSpec,
+    analyzed_at: int,
+    compile_jobs: Callable[[Sequence[CompileJob]], list[Outcome]] = compile_blocking,
+) -> actr_pb2.CompatibilityAnalysisResult:
+    """Compare a client's spec (``base``) with a candidate's; blocking.
+
+    ``compile_jobs`` defaults to one fresh bounded worker process per call.
+
+    Raises:
+        CompatibilityError: if either spec has no protobufs or a blank one, its
+            text exceeds a bound, or a package present in both does not compile.
+    """
+    plan = plan_analysis(base, candidate, analyzed_at)
+    return finish_analysis(plan, compile_jobs(plan.jobs) if plan.jobs else [])
+
+
 # ---------------------------------------------------------------------------
-# Analyzers: where analyze_specs runs
+# Analyzers: where the compiles run
 # ---------------------------------------------------------------------------
 
 
 class Analyzer(Protocol):
-    """Runs ``analyze_specs`` somewhere; raises CompatibilityError like it."""
+    """Runs an analysis somewhere; raises CompatibilityError like ``analyze_specs``."""
 
     async def analyze(
         self,
@@ -389,7 +333,7 @@ class Analyzer(Protocol):
 
 
 class InlineAnalyzer:
-    """Runs the analysis on the calling thread (tests and command-line tools only)."""
+    """Blocks the caller on a fresh worker per analysis (tests and CLI tools)."""
 
     async def analyze(
         self,
@@ -400,16 +344,37 @@ class InlineAnalyzer:
         return analyze_specs(base, candidate, analyzed_at)
 
 
-class ThreadedAnalyzer:
-    """Runs analyses on the reactor's thread pool, at most ``concurrency`` at once.
+class Compiler(Protocol):
+    """Compiles jobs out of process (``protoc_pool.ProtocPool``)."""
 
-    The specs are copied on the reactor thread first, so the registry may keep
-    mutating its own messages while protoc runs.
+    async def compile(self, jobs: Sequence[CompileJob]) -> list[Outcome]: ...
+
+
+class ProcessAnalyzer:
+    """The daemon's analyzer: bounds on the reactor, compiles in worker processes.
+
+    Planning (bounds included) and comparing run on the reactor thread and are
+    bounded by ``protobounds``; only protoc runs in the pool. A spec whose
+    compile failed is remembered by content for ``failure_ttl`` seconds
+    (``max_failures`` entries), so pairing the same hostile text with other
+    specs answers the error without another worker.
     """
 
-    def __init__(self, reactor: IReactorThreads, concurrency: int = 1) -> None:
-        self._reactor = reactor
-        self._semaphore = DeferredSemaphore(concurrency)
+    def __init__(
+        self,
+        compiler: Compiler,
+        clock: IReactorTime,
+        max_failures: int = MAX_FAILED_COMPILES,
+        failure_ttl: float = FAILED_COMPILE_TTL,
+    ) -> None:
+        self._compiler = compiler
+        self._clock = clock
+        self._max_failures = max_failures
+        self._failure_ttl = failure_ttl
+        self._failures: collections.OrderedDict[str, tuple[float, str]] = (
+            collections.OrderedDict()
+        )
+        self._throttle = LogThrottle(clock)
 
     async def analyze(
         self,
@@ -417,19 +382,53 @@ class ThreadedAnalyzer:
         candidate: actr_pb2.ServiceSpec,
         analyzed_at: int,
     ) -> actr_pb2.CompatibilityAnalysisResult:
-        base_copy = actr_pb2.ServiceSpec()
-        base_copy.CopyFrom(base)
-        candidate_copy = actr_pb2.ServiceSpec()
-        candidate_copy.CopyFrom(candidate)
-        return await self._semaphore.run(
-            deferToThreadPool,
-            self._reactor,
-            self._reactor.getThreadPool(),
-            analyze_specs,
-            base_copy,
-            candidate_copy,
-            analyzed_at,
-        )
+        try:
+            plan = plan_analysis(base, candidate, analyzed_at)
+        except CompatibilityError as e:
+            self._log("refused", str(e))
+            raise
+        if not plan.jobs:
+            return finish_analysis(plan, [])
+        digests = [job.digest() for job in plan.jobs]
+        for role, digest in zip(("base", "candidate"), digests, strict=True):
+            known = self._known_failure(digest)
+            if known is not None:
+                raise CompatibilityError(f"{role} spec does not compile ({known})")
+        # The specs are not read after this await: the registry may replace them.
+        outcomes = await self._compiler.compile(plan.jobs)
+        # After a crash the outcomes stop at the spec that killed the worker.
+        for digest, outcome in zip(digests, outcomes, strict=False):
+            if isinstance(outcome, CompileFailure):
+                self._remember_failure(digest, outcome.reason)
+                if outcome.kind != "compile":
+                    self._log(outcome.kind, outcome.reason)
+        return finish_analysis(plan, outcomes)
+
+    def _known_failure(self, digest: str) -> str | None:
+        entry = self._failures.get(digest)
+        if entry is None:
+            return None
+        if self._clock.seconds() - entry[0] > self._failure_ttl:
+            del self._failures[digest]
+            return None
+        return entry[1]
+
+    def _remember_failure(self, digest: str, reason: str) -> None:
+        self._failures.pop(digest, None)
+        while len(self._failures) >= self._max_failures:
+            self._failures.popitem(last=False)
+        self._failures[digest] = (self._clock.seconds(), reason)
+
+    def _log(self, kind: str, reason: str) -> None:
+        suppressed = self._throttle.admit("spec", kind)
+        if suppressed is not None:
+            log.warn(
+                "proto text not compiled ({kind}): {reason};"
+                " {suppressed} more since the last line",
+                kind=kind,
+                reason=reason,
+                suppressed=suppressed,
+            )
 
 
 # ---------------------------------------------------------------------------

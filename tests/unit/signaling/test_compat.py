@@ -7,7 +7,6 @@ from typing import Any
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred, succeed
-from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.proto import actr_pb2
@@ -15,7 +14,6 @@ from actrix.signaling.compat import (
     CompatibilityCache,
     CompatibilityError,
     InlineAnalyzer,
-    ThreadedAnalyzer,
     analyze_specs,
 )
 
@@ -497,81 +495,6 @@ class CompatibilityCacheTests(SynchronousTestCase):
         self.failureResultOf(d2, OSError)
         self.assertIsNone(cache.get("a:b", "fp-base", "fp-yellow"))
         self.assertEqual(len(cache), 0)
-
-
-class FakeThreadPool:
-    """Queues work items; ``run_next`` executes one on the calling thread."""
-
-    def __init__(self) -> None:
-        self.queue: list[tuple[Any, Any, tuple[Any, ...]]] = []
-
-    def callInThreadWithCallback(  # ThreadPool's API name
-        self, on_result: Any, func: Any, *args: Any
-    ) -> None:
-        """Queue one call."""
-        self.queue.append((on_result, func, args))
-
-    def run_next(self) -> None:
-        """Run the oldest queued call and report its result."""
-        on_result, func, args = self.queue.pop(0)
-        try:
-            result = func(*args)
-        except BaseException as e:
-            on_result(False, Failure(e))
-        else:
-            on_result(True, result)
-
-
-class FakeThreadReactor:
-    """Just enough of IReactorThreads for deferToThreadPool."""
-
-    def __init__(self) -> None:
-        self.pool = FakeThreadPool()
-
-    def getThreadPool(self) -> FakeThreadPool:  # reactor API name
-        """Return the fake pool."""
-        return self.pool
-
-    def callFromThread(self, f: Any, *args: Any) -> None:  # reactor API
-        """Run the callback immediately (we are already on the test thread)."""
-        f(*args)
-
-
-class ThreadedAnalyzerTests(SynchronousTestCase):
-    """ThreadedAnalyzer runs analyze_specs on the pool, a bounded number at once."""
-
-    def test_runs_on_the_pool_one_at_a_time(self) -> None:
-        """With concurrency 1 the second analysis is queued after the first ends."""
-        reactor = FakeThreadReactor()
-        analyzer = ThreadedAnalyzer(reactor, concurrency=1)  # type: ignore[arg-type]  # fake reactor
-        d1 = Deferred.fromCoroutine(analyzer.analyze(BASE, YELLOW, 3))
-        d2 = Deferred.fromCoroutine(analyzer.analyze(BASE, BASE, 4))
-        self.assertEqual(len(reactor.pool.queue), 1)
-        self.assertNoResult(d1)
-        reactor.pool.run_next()
-        self.assertEqual(self.successResultOf(d1).level, actr_pb2.BACKWARD_COMPATIBLE)
-        self.assertEqual(len(reactor.pool.queue), 1)
-        reactor.pool.run_next()
-        self.assertEqual(self.successResultOf(d2).analyzed_at, 4)
-
-    def test_errors_come_back_as_compatibility_errors(self) -> None:
-        """A failure in the pool fails the Deferred with CompatibilityError."""
-        reactor = FakeThreadReactor()
-        analyzer = ThreadedAnalyzer(reactor)  # type: ignore[arg-type]  # fake reactor
-        d = Deferred.fromCoroutine(analyzer.analyze(BASE, spec("x"), 3))
-        reactor.pool.run_next()
-        self.failureResultOf(d, CompatibilityError)
-
-    def test_specs_are_copied_before_the_thread_runs(self) -> None:
-        """Mutating the caller's spec after the call does not affect the analysis."""
-        reactor = FakeThreadReactor()
-        analyzer = ThreadedAnalyzer(reactor)  # type: ignore[arg-type]  # fake reactor
-        candidate = actr_pb2.ServiceSpec()
-        candidate.CopyFrom(YELLOW)
-        d = Deferred.fromCoroutine(analyzer.analyze(BASE, candidate, 3))
-        del candidate.protobufs[:]
-        reactor.pool.run_next()
-        self.assertEqual(self.successResultOf(d).level, actr_pb2.BACKWARD_COMPATIBLE)
 
 
 class InlineAnalyzerTests(SynchronousTestCase):

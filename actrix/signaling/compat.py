@@ -249,8 +249,9 @@ def finish_analysis(
     if base.fingerprint == candidate.fingerprint:
         return result
     compiled: list[dict[str, descriptor_pb2.FileDescriptorProto]] = [{}, {}]
-    roles = ("base", "candidate")
-    for index, (role, names) in enumerate(zip(roles, plan.names, strict=True)):
+    # No names when no package is shared: then nothing was compiled.
+    for index, names in enumerate(plan.names):
+        role = ("base", "candidate")[index]
         if index >= len(outcomes):
             raise CompatibilityError(f"{role} spec was not compiled")
         compiled[index] = _descriptors(role, outcomes[index], names)

@@ -380,6 +380,7 @@ def _build_signaling(wiring: Wiring) -> None:
     metrics = SignalingMetrics()
     # Spec .proto text is compiled in bounded worker processes, never here.
     protoc_pool = ProtocPool(reactor)
+    protoc_pool.setName("protoc")
     wiring.root.add_background(protoc_pool)
     service = SignalingService(
         clock=reactor,

@@ -48,6 +48,9 @@ __all__ = [
     "ProtocReactor",
     "WorkerUnavailable",
     "compile_blocking",
+    "death_outcome",
+    "decode_answer",
+    "split_frames",
 ]
 
 log = Logger()
@@ -140,7 +143,7 @@ def decode_answer(frame: bytes) -> Outcome:
     return CompileFailure("compile", frame[1:200].decode("ascii", "replace"))
 
 
-def _death(status: int | None, signal_number: int | None) -> Outcome:
+def death_outcome(status: int | None, signal_number: int | None) -> Outcome:
     """What a worker's end means for the spec it was compiling.
 
     Raises:
@@ -211,7 +214,7 @@ class _Worker(ProcessProtocol):
         if self._waiter is not None:
             waiter, self._waiter = self._waiter, None
             try:
-                death = _death(status, signal_number)
+                death = death_outcome(status, signal_number)
             except WorkerUnavailable as e:
                 waiter.errback(e)
             else:
@@ -356,7 +359,7 @@ def compile_blocking(
     answers = [decode_answer(frame) for frame in frames[: len(jobs)]]
     if len(answers) < len(jobs):
         if done.returncode < 0:
-            answers.append(_death(None, -done.returncode))
+            answers.append(death_outcome(None, -done.returncode))
         else:
-            answers.append(_death(done.returncode, None))
+            answers.append(death_outcome(done.returncode, None))
     return answers

@@ -158,9 +158,16 @@ def _set_cpu_budget(seconds: int) -> None:
 
 
 def serve(
-    stdin: BinaryIO, stdout: BinaryIO, cpu_limit: int, include: str, protoc: Compile
+    stdin: BinaryIO,
+    stdout: BinaryIO,
+    include: str,
+    protoc: Compile,
+    before_spec: Callable[[], None],
 ) -> None:
-    """Answer requests from ``stdin`` until EOF (or a malformed frame)."""
+    """Answer requests from ``stdin`` until EOF (or an oversized frame).
+
+    ``before_spec`` runs before each spec is compiled (it renews the CPU budget).
+    """
     while True:
         header = _read_exact(stdin, HEADER.size)
         if header is None:
@@ -175,7 +182,7 @@ def serve(
         for spec in request["specs"]:
             files = [(str(name), str(text)) for name, text in spec["files"]]
             names = [str(name) for name in spec["compile"]]
-            _set_cpu_budget(cpu_limit)
+            before_spec()
             status, payload = compile_spec(files, names, include, protoc)
             _write_frame(stdout, status, payload)
 
@@ -186,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory-limit", type=int, required=True)
     parser.add_argument("--cpu-limit", type=int, required=True)
     args = parser.parse_args(argv)
+    if args.memory_limit <= 0 or args.cpu_limit <= 0:
+        return EXIT_NO_LIMITS
     try:
         resource.setrlimit(resource.RLIMIT_AS, (args.memory_limit, args.memory_limit))
         _set_cpu_budget(args.cpu_limit)
@@ -195,7 +204,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from grpc_tools import protoc
 
     include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
-    serve(sys.stdin.buffer, sys.stdout.buffer, args.cpu_limit, include, protoc.main)
+    serve(
+        sys.stdin.buffer,
+        sys.stdout.buffer,
+        include,
+        protoc.main,
+        lambda: _set_cpu_budget(args.cpu_limit),
+    )
     return 0
 
 

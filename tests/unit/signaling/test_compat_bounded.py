@@ -120,7 +120,9 @@ class ProcessAnalyzerTests(SynchronousTestCase):
         """A fake clock at t=1000 and a log observer."""
         self.clock = task.Clock()
         self.clock.advance(1000)
-        self.events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        self.events = EventLoggingObserver()
+        globalLogPublisher.addObserver(self.events)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events)
 
     def analyze(
         self,

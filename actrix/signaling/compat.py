@@ -46,6 +46,7 @@ from actrix.signaling.protoc_pool import (
     CompileFailure,
     CompileJob,
     Outcome,
+    WorkerUnavailable,
     compile_blocking,
 )
 from actrix.signaling.protodiff import GREEN as _GREEN
@@ -396,7 +397,13 @@ class ProcessAnalyzer:
             if known is not None:
                 raise CompatibilityError(f"{role} spec does not compile ({known})")
         # The specs are not read after this await: the registry may replace them.
-        outcomes = await self._compiler.compile(plan.jobs)
+        try:
+            outcomes = await self._compiler.compile(plan.jobs)
+        except WorkerUnavailable as e:
+            # Our deployment's fault (or shutdown), not the spec's: not remembered.
+            if self._throttle.admit("spec", "unavailable") is not None:
+                log.error("proto text not compiled: {reason}", reason=str(e))
+            raise CompatibilityError(str(e)) from None
         # After a crash the outcomes stop at the spec that killed the worker.
         for digest, outcome in zip(digests, outcomes, strict=False):
             if isinstance(outcome, CompileFailure):

@@ -21,6 +21,7 @@ from actrix.signaling.protoc_pool import (
     CompileFailure,
     CompileJob,
     Outcome,
+    WorkerUnavailable,
     compile_blocking,
 )
 from tests.unit.signaling.hostile_protos import nested_aggregate_option, nested_groups
@@ -242,3 +243,19 @@ class ProcessAnalyzerTests(SynchronousTestCase):
             d = Deferred.fromCoroutine(cache.analyze("acme:echo", BASE, AGGREGATE))
             self.failureResultOf(d, CompatibilityError)
         self.assertEqual((cache.stats.misses, cache.stats.errors), (1, 1))
+
+    def test_unavailable_worker_is_an_error_not_held_against_the_spec(self) -> None:
+        """No worker: the analysis fails, logged once, and the text is tried again."""
+
+        def unavailable(jobs: Sequence[CompileJob]) -> list[Outcome]:
+            raise WorkerUnavailable("protoc worker cannot set its resource limits")
+
+        compiler = FakeCompiler(unavailable)
+        analyzer = ProcessAnalyzer(compiler, self.clock)
+        for _ in range(2):
+            self.failureResultOf(
+                self.analyze(analyzer, BASE, YELLOW), CompatibilityError
+            )
+        self.assertEqual(len(compiler.requests), 2)
+        errors = [e for e in self.events if e["log_level"] == LogLevel.error]
+        self.assertEqual(len(errors), 1)

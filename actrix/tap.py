@@ -346,7 +346,8 @@ def _build_signaling(wiring: Wiring) -> None:
     from twisted.application.internet import TimerService
 
     from actrix.core.config import ENABLE_SIGNALING
-    from actrix.signaling.compat import CompatibilityCache, ProcessAnalyzer
+    from actrix.signaling.analyzer import ProcessAnalyzer
+    from actrix.signaling.compat import CompatibilityCache
     from actrix.signaling.metrics import SignalingMetrics
     from actrix.signaling.protoc_pool import ProtocPool
     from actrix.signaling.protocol import SignalingFactory
@@ -388,7 +389,9 @@ def _build_signaling(wiring: Wiring) -> None:
         validator=wiring.credential_validator,
         issuer=issuer,
         store=SignalingStore(database),
-        compat=CompatibilityCache(reactor, ProcessAnalyzer(protoc_pool, reactor)),
+        compat=CompatibilityCache(
+            reactor, ProcessAnalyzer(protoc_pool, reactor, threads=reactor)
+        ),
         metrics=metrics,
         heartbeat_timeout=config.heartbeat_timeout_secs,
     )

@@ -18,7 +18,7 @@ worker crash, timeout or limit hit fails that spec's analysis like any
 unparsable proto: route negotiation treats the candidate as not compatible
 (§8.3).
 
-The daemon uses ``ProcessAnalyzer`` on a ``ProtocPool`` of long-lived workers,
+The daemon uses ``analyzer.ProcessAnalyzer`` on a ``ProtocPool`` of long-lived workers,
 which also remembers failed compiles by content so the same hostile text never
 starts workers in a loop; ``CompatibilityCache`` keeps the results for 24 h
 (10 000 entries at most) and lets concurrent misses for one key share one
@@ -30,7 +30,7 @@ from __future__ import annotations
 import collections
 import re
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from typing import Protocol
 
 import attrs
 from google.protobuf import descriptor_pb2
@@ -39,14 +39,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from actrix.core.logthrottle import LogThrottle
 from actrix.proto import actr_pb2
 from actrix.signaling.protobounds import ProtoBoundsError, check_files
 from actrix.signaling.protoc_pool import (
     CompileFailure,
     CompileJob,
     Outcome,
-    WorkerUnavailable,
     compile_blocking,
 )
 from actrix.signaling.protodiff import GREEN as _GREEN
@@ -59,7 +57,6 @@ __all__ = [
     "CompatibilityCache",
     "CompatibilityError",
     "InlineAnalyzer",
-    "ProcessAnalyzer",
     "analyze_specs",
     "compare_files",
     "file_fingerprint",
@@ -69,9 +66,6 @@ log = Logger()
 
 _PACKAGE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _MAX_PACKAGE_NAME = 200
-# Failed compiles remembered by content (ProcessAnalyzer), and for how long.
-MAX_FAILED_COMPILES: Final = 4096
-FAILED_COMPILE_TTL: Final = 86_400.0
 
 _LEVELS = (
     actr_pb2.FULLY_COMPATIBLE,
@@ -344,99 +338,6 @@ class InlineAnalyzer:
         analyzed_at: int,
     ) -> actr_pb2.CompatibilityAnalysisResult:
         return analyze_specs(base, candidate, analyzed_at)
-
-
-class Compiler(Protocol):
-    """Compiles jobs out of process (``protoc_pool.ProtocPool``)."""
-
-    async def compile(self, jobs: Sequence[CompileJob]) -> list[Outcome]: ...
-
-
-class ProcessAnalyzer:
-    """The daemon's analyzer: bounds on the reactor, compiles in worker processes.
-
-    Planning (bounds included) and comparing run on the reactor thread and are
-    bounded by ``protobounds``; only protoc runs in the pool. A spec whose
-    compile failed is remembered by content for ``failure_ttl`` seconds
-    (``max_failures`` entries), so pairing the same hostile text with other
-    specs answers the error without another worker.
-    """
-
-    def __init__(
-        self,
-        compiler: Compiler,
-        clock: IReactorTime,
-        max_failures: int = MAX_FAILED_COMPILES,
-        failure_ttl: float = FAILED_COMPILE_TTL,
-    ) -> None:
-        self._compiler = compiler
-        self._clock = clock
-        self._max_failures = max_failures
-        self._failure_ttl = failure_ttl
-        self._failures: collections.OrderedDict[str, tuple[float, str]] = (
-            collections.OrderedDict()
-        )
-        self._throttle = LogThrottle(clock)
-
-    async def analyze(
-        self,
-        base: actr_pb2.ServiceSpec,
-        candidate: actr_pb2.ServiceSpec,
-        analyzed_at: int,
-    ) -> actr_pb2.CompatibilityAnalysisResult:
-        try:
-            plan = plan_analysis(base, candidate, analyzed_at)
-        except CompatibilityError as e:
-            self._log("refused", str(e))
-            raise
-        if not plan.jobs:
-            return finish_analysis(plan, [])
-        digests = [job.digest() for job in plan.jobs]
-        for role, digest in zip(("base", "candidate"), digests, strict=True):
-            known = self._known_failure(digest)
-            if known is not None:
-                raise CompatibilityError(f"{role} spec does not compile ({known})")
-        # The specs are not read after this await: the registry may replace them.
-        try:
-            outcomes = await self._compiler.compile(plan.jobs)
-        except WorkerUnavailable as e:
-            # Our deployment's fault (or shutdown), not the spec's: not remembered.
-            if self._throttle.admit("spec", "unavailable") is not None:
-                log.error("proto text not compiled: {reason}", reason=str(e))
-            raise CompatibilityError(str(e)) from None
-        # After a crash the outcomes stop at the spec that killed the worker.
-        for digest, outcome in zip(digests, outcomes, strict=False):
-            if isinstance(outcome, CompileFailure):
-                self._remember_failure(digest, outcome.reason)
-                if outcome.kind != "compile":
-                    self._log(outcome.kind, outcome.reason)
-        return finish_analysis(plan, outcomes)
-
-    def _known_failure(self, digest: str) -> str | None:
-        entry = self._failures.get(digest)
-        if entry is None:
-            return None
-        if self._clock.seconds() - entry[0] > self._failure_ttl:
-            del self._failures[digest]
-            return None
-        return entry[1]
-
-    def _remember_failure(self, digest: str, reason: str) -> None:
-        self._failures.pop(digest, None)
-        while len(self._failures) >= self._max_failures:
-            self._failures.popitem(last=False)
-        self._failures[digest] = (self._clock.seconds(), reason)
-
-    def _log(self, kind: str, reason: str) -> None:
-        suppressed = self._throttle.admit("spec", kind)
-        if suppressed is not None:
-            log.warn(
-                "proto text not compiled ({kind}): {reason};"
-                " {suppressed} more since the last line",
-                kind=kind,
-                reason=reason,
-                suppressed=suppressed,
-            )
 
 
 # ---------------------------------------------------------------------------

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import LogLevel, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.proto import actr_pb2
+from actrix.signaling.analyzer import ProcessAnalyzer
 from actrix.signaling.compat import (
     CompatibilityCache,
     CompatibilityError,
-    ProcessAnalyzer,
     analyze_specs,
 )
 from actrix.signaling.protoc_pool import (
@@ -259,3 +261,88 @@ class ProcessAnalyzerTests(SynchronousTestCase):
         self.assertEqual(len(compiler.requests), 2)
         errors = [e for e in self.events if e["log_level"] == LogLevel.error]
         self.assertEqual(len(errors), 1)
+
+
+class FakeThreadPool:
+    """Queues work items; ``run_next`` executes one on the calling thread."""
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[Any, Any, tuple[Any, ...], dict[str, Any]]] = []
+
+    def callInThreadWithCallback(  # ThreadPool's API name
+        self, on_result: Any, func: Any, *args: Any, **kwargs: Any
+    ) -> None:
+        """Queue one call."""
+        self.queue.append((on_result, func, args, kwargs))
+
+    def run_next(self) -> None:
+        """Run the oldest queued call and report its result."""
+        on_result, func, args, kwargs = self.queue.pop(0)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as e:
+            on_result(False, Failure(e))
+        else:
+            on_result(True, result)
+
+
+class FakeThreadReactor:
+    """Just enough of IReactorThreads for deferToThreadPool."""
+
+    def __init__(self) -> None:
+        self.pool = FakeThreadPool()
+
+    def getThreadPool(self) -> FakeThreadPool:  # reactor API name
+        """Return the fake pool."""
+        return self.pool
+
+    def callFromThread(self, f: Any, *args: Any) -> None:  # reactor API
+        """Run the callback immediately (we are already on the test thread)."""
+        f(*args)
+
+
+def on_threads(threads: FakeThreadReactor, compiler: FakeCompiler) -> ProcessAnalyzer:
+    """A ProcessAnalyzer whose thread work goes to the fake pool."""
+    return ProcessAnalyzer(compiler, task.Clock(), threads=threads)  # type: ignore[arg-type]  # fake reactor
+
+
+class OffloadTests(SynchronousTestCase):
+    """With a thread pool, bounds and comparison leave the reactor thread."""
+
+    def test_plan_and_compare_run_on_the_pool(self) -> None:
+        """Planning and comparing are two pool items; one analysis runs at a time."""
+        threads = FakeThreadReactor()
+        compiler = FakeCompiler()
+        analyzer = on_threads(threads, compiler)
+        d1 = Deferred.fromCoroutine(analyzer.analyze(BASE, YELLOW, 3))
+        d2 = Deferred.fromCoroutine(analyzer.analyze(BASE, RED, 4))
+        self.assertEqual(len(threads.pool.queue), 1)  # d2 waits for d1
+        self.assertEqual(compiler.requests, [])
+        threads.pool.run_next()  # plan + bounds
+        self.assertEqual(len(compiler.requests), 1)
+        threads.pool.run_next()  # compare
+        result = self.successResultOf(d1)
+        self.assertEqual(result.level, actr_pb2.BACKWARD_COMPATIBLE)
+        threads.pool.run_next()
+        threads.pool.run_next()
+        self.assertEqual(self.successResultOf(d2).level, actr_pb2.BREAKING_CHANGES)
+
+    def test_specs_are_copied_before_the_pool_runs(self) -> None:
+        """Mutating the caller's spec after the call does not affect the analysis."""
+        threads = FakeThreadReactor()
+        analyzer = on_threads(threads, FakeCompiler())
+        candidate = actr_pb2.ServiceSpec()
+        candidate.CopyFrom(YELLOW)
+        d = Deferred.fromCoroutine(analyzer.analyze(BASE, candidate, 3))
+        del candidate.protobufs[:]
+        threads.pool.run_next()
+        threads.pool.run_next()
+        self.assertEqual(self.successResultOf(d).level, actr_pb2.BACKWARD_COMPATIBLE)
+
+    def test_bound_refusal_comes_back_from_the_pool(self) -> None:
+        """A refusal raised on the pool fails the analysis with CompatibilityError."""
+        threads = FakeThreadReactor()
+        analyzer = on_threads(threads, FakeCompiler(never_compile))
+        d = Deferred.fromCoroutine(analyzer.analyze(BASE, AGGREGATE, 3))
+        threads.pool.run_next()
+        self.failureResultOf(d, CompatibilityError)

@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(PY) bench/identity.py
 	$(PY) bench/turn.py
 	$(PY) bench/signaling.py
+	$(PY) bench/protoc.py
 
 # Debian package (debian/, dh-virtualenv): dist/actrix_VERSION_ARCH.deb.
 # DEB_BUILD_OPTIONS=nocheck skips the unit tests run against the built venv.

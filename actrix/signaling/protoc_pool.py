@@ -63,6 +63,8 @@ TIMEOUT: Final = 10.0  # wall-clock seconds per job (both specs of an analysis)
 POOL_SIZE: Final = 1  # concurrent compiles; the box has few cores to spare
 MAX_JOBS_PER_WORKER: Final = 200
 _MAX_STDERR: Final = 4096
+# Descriptors of bounded text are a fraction of this; more means a broken worker.
+MAX_ANSWER_BYTES: Final = 64 * 1024 * 1024
 WORKER_MODULE: Final = "actrix.signaling.protoc_worker"
 
 
@@ -104,6 +106,7 @@ class ProtocReactor(Protocol):
         executable: bytes | str,
         args: Sequence[bytes | str],
         env: dict[bytes | str, bytes | str] | None = None,
+        path: bytes | str | None = None,
     ) -> IProcessTransport: ...
 
     def callLater(  # Twisted's name
@@ -181,6 +184,9 @@ class _Worker(ProcessProtocol):
 
     def outReceived(self, data: bytes) -> None:  # Twisted's name
         self._buffer += data
+        if len(self._buffer) > MAX_ANSWER_BYTES:
+            self.kill()  # not our worker's behaviour: treat it as a crash
+            return
         frames, self._buffer = split_frames(self._buffer)
         for frame in frames:
             self._answers.append(decode_answer(frame))
@@ -302,8 +308,9 @@ class ProtocPool(Service):
 
     def _spawn(self) -> _Worker:
         worker = _Worker()
+        # cwd "/": nothing a worker does may land in the daemon's directory.
         self._reactor.spawnProcess(
-            worker, self._argv[0], self._argv, env={"PATH": os.defpath}
+            worker, self._argv[0], self._argv, env={"PATH": os.defpath}, path="/"
         )
         self._all.add(worker)
         self.spawned += 1
@@ -352,6 +359,7 @@ def compile_blocking(
             timeout=timeout,
             check=False,
             env={"PATH": os.defpath},
+            cwd="/",
         )
     except subprocess.TimeoutExpired:
         return [CompileFailure("timeout", f"protoc worker exceeded {timeout:g} s")]

@@ -3,9 +3,9 @@
 The daemon never runs protoc itself (signaling.md §8.4 analysis compiles
 specs registered by remote actors). It starts this module as
 ``python -m actrix.signaling.protoc_worker --memory-limit B --cpu-limit S``;
-the worker caps its own address space (``RLIMIT_AS``) and, before each job, its
-CPU time (``RLIMIT_CPU``: the kernel kills it past the budget), then serves
-jobs from stdin until EOF.
+the worker caps its own address space (``RLIMIT_AS``), forbids core files
+(``RLIMIT_CORE``) and, before each spec, its CPU time (``RLIMIT_CPU``: the
+kernel kills it past the budget), then serves jobs from stdin until EOF.
 
 Wire format, both directions: frames of a 4-byte big-endian length and a body.
 A request body is JSON ``{"specs": [{"files": [[name, text], ...], "compile":
@@ -197,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_NO_LIMITS
     try:
         resource.setrlimit(resource.RLIMIT_AS, (args.memory_limit, args.memory_limit))
+        # A crash must not leave a core file of up to the memory limit behind.
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         _set_cpu_budget(args.cpu_limit)
     except (OSError, ValueError):
         return EXIT_NO_LIMITS

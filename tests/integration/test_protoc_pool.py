@@ -143,3 +143,39 @@ class WorkerLimitTests(TestCase):
         )
         self.assertEqual(done.returncode, protoc_worker.EXIT_NO_LIMITS)
         self.assertEqual(done.stdout, b"")
+
+    def test_worker_runs_under_its_limits(self) -> None:
+        """A waiting worker shows its address-space, CPU and core limits in /proc."""
+        worker = subprocess.Popen(  # noqa: S603  # our interpreter and module
+            worker_argv(MEMORY_LIMIT, 5),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert worker.stdin is not None
+            # Round trip one job, so the limits are certainly in place.
+            worker.stdin.write(
+                protoc_worker.encode_request([([("a.proto", ECHO)], ["a.proto"])])
+            )
+            worker.stdin.flush()
+            assert worker.stdout is not None
+            header = worker.stdout.read(protoc_worker.HEADER.size)
+            (size,) = protoc_worker.HEADER.unpack(header)
+            self.assertEqual(worker.stdout.read(size)[:1], b"\x00")
+            with open(f"/proc/{worker.pid}/limits", encoding="ascii") as f:
+                limits = {
+                    line[:26].strip(): line[26:].split()[:2] for line in f.readlines()
+                }
+        finally:
+            if worker.stdin is not None:
+                worker.stdin.close()
+            worker.wait(timeout=20)
+            if worker.stdout is not None:
+                worker.stdout.close()
+        self.assertEqual(limits["Max address space"], [str(MEMORY_LIMIT)] * 2)
+        self.assertEqual(limits["Max core file size"], ["0", "0"])
+        soft_cpu = int(limits["Max cpu time"][0])
+        self.assertGreaterEqual(soft_cpu, 5)
+        self.assertLessEqual(soft_cpu, 10)
+        self.assertEqual(worker.returncode, 0)

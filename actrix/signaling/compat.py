@@ -18,9 +18,9 @@ worker crash, timeout or limit hit fails that spec's analysis like any
 unparsable proto: route negotiation treats the candidate as not compatible
 (§8.3).
 
-The daemon uses ``analyzer.ProcessAnalyzer`` on a ``ProtocPool`` of long-lived workers,
-which also remembers failed compiles by content so the same hostile text never
-starts workers in a loop; ``CompatibilityCache`` keeps the results for 24 h
+The daemon uses ``analyzer.ProcessAnalyzer`` on a ``ProtocPool`` of long-lived
+workers, which also remembers failed compiles by content so the same hostile
+text never starts workers in a loop; ``CompatibilityCache`` keeps the results for 24 h
 (10 000 entries at most) and lets concurrent misses for one key share one
 analysis.
 """

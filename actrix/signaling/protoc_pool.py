@@ -165,7 +165,6 @@ class _Worker(ProcessProtocol):
     def __init__(self) -> None:
         self.jobs_done = 0
         self.alive = True
-        self.started: Deferred[None] = Deferred()
         self._buffer = b""
         self._stderr = b""
         self._expected = 0
@@ -309,9 +308,12 @@ class ProtocPool(Service):
     def _spawn(self) -> _Worker:
         worker = _Worker()
         # cwd "/": nothing a worker does may land in the daemon's directory.
-        self._reactor.spawnProcess(
-            worker, self._argv[0], self._argv, env={"PATH": os.defpath}, path="/"
-        )
+        try:
+            self._reactor.spawnProcess(
+                worker, self._argv[0], self._argv, env={"PATH": os.defpath}, path="/"
+            )
+        except OSError as e:  # out of processes or memory: not the spec's fault
+            raise WorkerUnavailable(f"cannot start a protoc worker: {e}") from None
         self._all.add(worker)
         self.spawned += 1
         worker.when_ended().addCallback(lambda _: self._all.discard(worker))

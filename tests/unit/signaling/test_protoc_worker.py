@@ -7,11 +7,14 @@ import os
 from collections.abc import Sequence
 
 from google.protobuf import descriptor_pb2
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.signaling import protoc_worker
 from actrix.signaling.protoc_pool import (
     CompileFailure,
+    CompileJob,
+    ProtocPool,
     WorkerUnavailable,
     death_outcome,
     decode_answer,
@@ -184,3 +187,27 @@ class FramingTests(SynchronousTestCase):
         )
         with self.assertRaises(WorkerUnavailable):
             death_outcome(protoc_worker.EXIT_NO_LIMITS, None)
+
+
+class NoProcessesReactor:
+    """A reactor whose spawnProcess fails as under a process limit."""
+
+    def spawnProcess(self, *args: object, **kwargs: object) -> None:  # reactor API
+        """Fail like fork() under RLIMIT_NPROC."""
+        raise OSError(11, "Resource temporarily unavailable")
+
+    def callLater(self, *args: object) -> None:  # reactor API
+        """Never reached."""
+        raise AssertionError("no job may start")
+
+
+class PoolSpawnTests(SynchronousTestCase):
+    """A pool that cannot start a worker says so, without blaming the spec."""
+
+    def test_spawn_failure_is_worker_unavailable(self) -> None:
+        """OSError from spawnProcess becomes WorkerUnavailable."""
+        pool = ProtocPool(NoProcessesReactor())  # type: ignore[arg-type]  # fake reactor
+        job = CompileJob((("a.proto", "A"),), ("a.proto",))
+        d = Deferred.fromCoroutine(pool.compile([job]))
+        self.failureResultOf(d, WorkerUnavailable)
+        self.assertEqual(pool.spawned, 0)

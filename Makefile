@@ -25,7 +25,8 @@ $(TSTAMP): $(STAMP)
 install: $(STAMP)
 install-test: $(TSTAMP) tools
 
-# Real clients the integration tests drive (coturn's turnutils_*). Needs root on a
+# Real clients the integration tests drive (coturn's turnutils_*, and Debian's
+# chromium for the rooms demo page through Playwright). Needs root on a
 # fresh Debian machine; skipped quietly where the tools are already present.
 tools:
 	@command -v turnutils_uclient >/dev/null 2>&1 || { \
@@ -33,6 +34,10 @@ tools:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends coturn >/dev/null) \
 	      && (systemctl disable --now coturn >/dev/null 2>&1 || true); \
 	  else echo "coturn tools missing and not root: integration tests needing them will skip"; fi; }
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else echo "chromium missing and not root: the browser test will skip (fails under CI=true)"; fi; }
 
 run: $(STAMP)
 	mkdir -p var
@@ -61,6 +66,7 @@ bench: $(STAMP)
 	$(PY) bench/turn.py
 	$(PY) bench/signaling.py
 	$(PY) bench/protoc.py
+	$(PY) bench/rooms.py
 
 # Debian package (debian/, dh-virtualenv): dist/actrix_VERSION_ARCH.deb.
 # DEB_BUILD_OPTIONS=nocheck skips the unit tests run against the built venv.

@@ -24,8 +24,9 @@ from typing import Any, NoReturn, TextIO, TypeVar
 
 import attrs
 
-from actrix.core import realms
+from actrix.core import realms, roomtokens
 from actrix.core.config import ConfigError, Settings, load_config
+from actrix.core.ice import rest_credential
 from actrix.core.interfaces import RealmInfo
 from actrix.core.storage import StorageError, connect_sync, ensure_directory, migrate
 
@@ -319,9 +320,75 @@ def cmd_acl_remove(args: argparse.Namespace, out: TextIO) -> int:
 
 def turn_rest_credential(secret: str, name: str, ttl: int, now: int) -> tuple[str, str]:
     """coturn REST-API credentials: ``<expiry>:<name>`` and base64 HMAC-SHA1."""
-    username = f"{now + ttl}:{name}" if name else str(now + ttl)
+    if name:
+        return rest_credential(secret.encode(), name, now + ttl)
+    username = str(now + ttl)
     digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
     return username, base64.b64encode(digest).decode()
+
+
+def _room_token_max_ttl(settings: Settings) -> int:
+    rooms = settings.services.rooms
+    return 86400 if rooms is None else rooms.token_max_ttl
+
+
+def cmd_room_token(args: argparse.Namespace, out: TextIO) -> int:
+    settings = _settings(args)
+    db = _realm_db(args, create=False)
+    role = roomtokens.normalize_role(args.role)
+    if role is None:
+        _fail("--role must be sender, receiver, any, publisher or subscriber")
+    max_ttl = _room_token_max_ttl(settings)
+    if not 60 <= args.ttl <= max_ttl:
+        _fail(f"--ttl must be within 60..{max_ttl} (services.rooms.token_max_ttl)")
+    now = int(time.time())
+    info = _run(db, realms.get_realm_txn, args.realm)
+    if info is None:
+        _fail(f"realm {args.realm} not found")
+    if realms.realm_problem(info, args.realm, now) is not None:
+        _fail(f"realm {args.realm} is not active")
+    secret = _run(db, realms.current_room_secret_txn, args.realm, now)
+    claims = roomtokens.RoomClaims(
+        realm_id=args.realm,
+        room=args.room,
+        role=role,
+        exp=now + args.ttl,
+        nonce=roomtokens.new_nonce(),
+        kid=secret.kid,
+        peer=args.peer,
+        max_uses=args.max_uses,
+    )
+    try:
+        token = roomtokens.mint(claims, secret.secret)
+    except roomtokens.TokenFormatError as e:
+        _fail(f"invalid token claims: {e}")
+    if args.json:
+        _print_json(
+            out,
+            {
+                "token": token,
+                "expires_at": claims.exp,
+                "kid": claims.kid,
+                "claims": claims.to_json(),
+            },
+        )
+    else:
+        out.write(token + "\n")
+    return 0
+
+
+def cmd_room_secret(args: argparse.Namespace, out: TextIO) -> int:
+    settings = _settings(args)
+    db = _realm_db(args, create=False)
+    now = int(time.time())
+    if args.rotate:
+        overlap = None if args.no_overlap else _room_token_max_ttl(settings)
+        secret = _run(db, realms.rotate_room_secret_txn, args.realm, now, overlap)
+        out.write(f"realm {args.realm}: room secret kid {secret.kid} is current\n")
+    else:
+        secret = _run(db, realms.current_room_secret_txn, args.realm, now)
+        out.write(f"realm {args.realm}: room secret kid {secret.kid}\n")
+    return 0
 
 
 def cmd_turn_credential(args: argparse.Namespace, out: TextIO) -> int:
@@ -463,6 +530,30 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ttl", type=int, default=86400, help="validity in seconds")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_turn_credential)
+
+    p = with_config(
+        sub.add_parser("room-token", help="mint a room token (rooms.md §4)")
+    )
+    p.add_argument("--realm", type=int, required=True)
+    p.add_argument("--room", required=True, help="room name, 'prefix*' or '*'")
+    p.add_argument(
+        "--role", default="any", help="sender|receiver|any (publisher, subscriber)"
+    )
+    p.add_argument("--peer", default=None, help="bind a client_id / display name")
+    p.add_argument("--ttl", type=int, default=3600, help="validity in seconds")
+    p.add_argument("--max-uses", type=int, default=None, dest="max_uses")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_room_token)
+
+    p = with_config(
+        sub.add_parser("room-secret", help="show or rotate a realm's room secret")
+    )
+    p.add_argument("--realm", type=int, required=True)
+    p.add_argument("--rotate", action="store_true", help="make kid + 1 current")
+    p.add_argument(
+        "--no-overlap", action="store_true", help="drop the old secret at once"
+    )
+    p.set_defaults(func=cmd_room_secret)
 
     p = sub.add_parser("ks-generate-kek", help="print a random 32-byte KS KEK")
     p.add_argument("--format", choices=("hex", "base64"), default="hex")

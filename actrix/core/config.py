@@ -10,6 +10,7 @@ accident.
 from __future__ import annotations
 
 import ipaddress
+import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,6 +21,7 @@ import attrs
 from actrix.core.settings import (
     ENABLE_AIS,
     ENABLE_KS,
+    ENABLE_ROOMS,
     ENABLE_SIGNALING,
     ENABLE_STUN,
     ENABLE_TURN,
@@ -41,6 +43,8 @@ from actrix.core.settings import (
     MessageRateLimit,
     MetricsConfig,
     ObservabilityConfig,
+    PersistentRoom,
+    RoomsConfig,
     Secret,
     Services,
     Settings,
@@ -54,6 +58,7 @@ from actrix.core.toml_table import Table, read_table
 __all__ = [
     "ENABLE_AIS",
     "ENABLE_KS",
+    "ENABLE_ROOMS",
     "ENABLE_SIGNALING",
     "ENABLE_STUN",
     "ENABLE_TURN",
@@ -74,6 +79,8 @@ __all__ = [
     "MessageRateLimit",
     "MetricsConfig",
     "ObservabilityConfig",
+    "PersistentRoom",
+    "RoomsConfig",
     "Secret",
     "Services",
     "Settings",
@@ -398,11 +405,74 @@ def _read_signaling(t: Table) -> SignalingConfig:
     return result
 
 
+def _read_persistent_rooms(t: Table) -> tuple[PersistentRoom, ...]:
+    rooms: list[PersistentRoom] = []
+    seen: set[str] = set()
+    for table, raw in t.table_list("room"):
+        name = table.string("name", required=True, non_blank=True)
+        if len(name.encode()) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            table.error("name", "longer than 256 bytes or has a control character")
+        if name in seen:
+            table.error("name", f"room {name!r} is configured twice")
+        seen.add(name)
+        realm_id = table.integer("realm_id", 0, minimum=0, maximum=2**32 - 1)
+        max_peers = table.integer("max_peers", 100, minimum=0)
+        metadata = None
+        if table.table("metadata") is not None:
+            metadata = json.dumps(
+                raw["metadata"], separators=(",", ":"), ensure_ascii=False, default=str
+            )
+            if len(metadata.encode()) > 4096:
+                table.error("metadata", "over 4096 bytes as compact JSON")
+        table.finish()
+        rooms.append(PersistentRoom(name, realm_id, max_peers, metadata))
+    return tuple(rooms)
+
+
+def _read_rooms(t: Table) -> RoomsConfig:
+    idle = t.number("idle_timeout", -1.0) if t.has("idle_timeout") else None
+    if idle is not None and idle < 0:
+        t.error("idle_timeout", "must be >= 0 (0 = off)")
+        idle = None
+    api_token = t.secret("api_token")
+    if api_token is not None and len(api_token.value) < 16:
+        t.error("api_token", "shorter than 16 characters")
+    return RoomsConfig(
+        max_frame_json=t.integer(
+            "max_frame_json", 65536, minimum=1024, maximum=16 * 1024 * 1024
+        ),
+        default_max_peers=t.integer("default_max_peers", 100, minimum=0),
+        max_rooms=t.integer("max_rooms", 10000, minimum=1),
+        max_connections=t.integer("max_connections", 10000, minimum=1),
+        max_connections_per_ip=t.integer("max_connections_per_ip", 100, minimum=1),
+        message_rate=t.number("message_rate", 20.0, minimum=0.1),
+        message_burst=t.integer("message_burst", 50, minimum=1),
+        ping_interval=t.number("ping_interval", 30.0, minimum=0.0),
+        heartbeat_interval=t.integer("heartbeat_interval", 30, minimum=1),
+        idle_timeout_json=60.0 if idle is None else idle,
+        idle_timeout_binary=90.0 if idle is None else idle,
+        stale_timeout=t.number("stale_timeout", 300.0, minimum=1.0),
+        empty_room_ttl=t.number("empty_room_ttl", 300.0, minimum=0.0),
+        cleanup_interval=t.number("cleanup_interval", 60.0, minimum=0.05),
+        ice_ttl=t.integer("ice_ttl", 3600, minimum=60),
+        token_max_ttl=t.integer("token_max_ttl", 86400, minimum=60),
+        allow_anonymous=t.boolean("allow_anonymous", False),
+        anonymous_realm_id=t.integer(
+            "anonymous_realm_id", 0, minimum=0, maximum=2**32 - 1
+        ),
+        api_token=api_token,
+        json_ws_alias=t.boolean("json_ws_alias", False),
+        binary_root_alias=t.boolean("binary_root_alias", False),
+        rooms=_read_persistent_rooms(t),
+    )
+
+
 def _read_services(t: Table) -> Services:
     return Services(
         ks=read_table(t, "ks", _read_ks),
         ais=read_table(t, "ais", _read_ais),
         signaling=read_table(t, "signaling", _read_signaling),
+        rooms=read_table(t, "rooms", _read_rooms),
     )
 
 
@@ -462,6 +532,11 @@ def _check_rules(s: Settings, problems: list[str], warnings: list[str]) -> None:
                     "services.signaling.dependencies.ais: required when the local "
                     "AIS is off"
                 )
+    rooms = s.services.rooms
+    if rooms is not None and rooms.allow_anonymous and s.env != "dev":
+        problems.append(
+            "services.rooms.allow_anonymous: only allowed when env is 'dev'"
+        )
     if s.env != "dev":
         if s.bind.https is None:
             problems.append(f"bind.https: required when env is {s.env!r}")
@@ -494,7 +569,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Setting
     """
     problems: list[str] = []
     top = Table(data, "", problems)
-    enable = top.integer("enable", 6, minimum=0, maximum=31)
+    enable = top.integer("enable", 6, minimum=0, maximum=63)
     env = top.string("env", "dev", required=True)
     if top.has("env") and env not in ("dev", "prod", "test"):
         top.error("env", "must be 'dev', 'prod' or 'test'")

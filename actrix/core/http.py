@@ -108,9 +108,25 @@ class HealthResource(Resource):
 
 
 class SiteRoot(Resource):
-    """The resource tree root; 404 for anything not mounted."""
+    """The resource tree root; 404 for anything not mounted.
 
-    def mount(self, name: str, resource: Resource) -> None:
+    ``root_upgrade``: a WebSocket resource that WebSocket upgrades of ``/`` go
+    to (the rooms binary alias for clients that dial ``ws://host:port``).
+    """
+
+    root_upgrade: Resource | Any = None
+
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if (
+            path == b""
+            and self.root_upgrade is not None
+            and request.getHeader(b"upgrade") is not None
+        ):
+            return self.root_upgrade
+        child: Resource = super().getChild(path, request)
+        return child
+
+    def mount(self, name: str, resource: Resource | Any) -> None:
         """Serve ``resource`` under ``/<name>``."""
         self.putChild(name.encode("ascii"), resource)
 

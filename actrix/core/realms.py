@@ -8,7 +8,8 @@ code so the CLI and the unit tests call them on a ``sqlite3`` connection directl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -150,13 +151,105 @@ def remove_acl_txn(txn: Any, rowid: int) -> None:
         raise RealmError(f"ACL rule {rowid} not found")
 
 
+# Room secrets (rooms.md §4.2)
+
+
+@attrs.frozen(repr=False)
+class RoomSecret:
+    """One generation of a realm's room secret; ``valid_until`` None = current."""
+
+    realm_id: int
+    kid: int
+    secret: bytes
+    valid_until: int | None
+
+    def __repr__(self) -> str:
+        return f"RoomSecret(realm_id={self.realm_id}, kid={self.kid})"
+
+
+def list_room_secrets_txn(txn: Any) -> list[RoomSecret]:
+    txn.execute(
+        "SELECT realm_id, kid, secret, valid_until FROM room_secret"
+        " ORDER BY realm_id, kid"
+    )
+    return [
+        RoomSecret(
+            int(r[0]), int(r[1]), bytes(r[2]), None if r[3] is None else int(r[3])
+        )
+        for r in txn.fetchall()
+    ]
+
+
+def current_room_secret_txn(txn: Any, realm_id: int, now: int) -> RoomSecret:
+    """The realm's current room secret, created (kid 1) on first use.
+
+    Raises:
+        RealmError: the realm does not exist.
+    """
+    if get_realm_txn(txn, realm_id) is None:
+        raise RealmError(f"realm {realm_id} not found")
+    txn.execute(
+        "SELECT kid, secret FROM room_secret"
+        " WHERE realm_id = ? AND valid_until IS NULL",
+        (realm_id,),
+    )
+    row = txn.fetchone()
+    if row is not None:
+        return RoomSecret(realm_id, int(row[0]), bytes(row[1]), None)
+    txn.execute(
+        "SELECT COALESCE(MAX(kid), 0) + 1 FROM room_secret WHERE realm_id = ?",
+        (realm_id,),
+    )
+    kid = int(txn.fetchone()[0])
+    secret = secrets.token_bytes(32)
+    txn.execute(
+        "INSERT INTO room_secret (realm_id, kid, secret, created_at, valid_until)"
+        " VALUES (?, ?, ?, ?, NULL)",
+        (realm_id, kid, secret, now),
+    )
+    return RoomSecret(realm_id, kid, secret, None)
+
+
+def rotate_room_secret_txn(
+    txn: Any, realm_id: int, now: int, overlap: int | None
+) -> RoomSecret:
+    """Make secret ``kid + 1`` current; the old one stays valid ``overlap`` s
+    (None: dropped at once). Older generations are deleted."""
+    old = current_room_secret_txn(txn, realm_id, now)
+    txn.execute(
+        "DELETE FROM room_secret WHERE realm_id = ? AND kid < ?", (realm_id, old.kid)
+    )
+    if overlap is None:
+        txn.execute("DELETE FROM room_secret WHERE realm_id = ?", (realm_id,))
+    else:
+        txn.execute(
+            "UPDATE room_secret SET valid_until = ? WHERE realm_id = ? AND kid = ?",
+            (now + overlap, realm_id, old.kid),
+        )
+    secret = secrets.token_bytes(32)
+    txn.execute(
+        "INSERT INTO room_secret (realm_id, kid, secret, created_at, valid_until)"
+        " VALUES (?, ?, ?, ?, NULL)",
+        (realm_id, old.kid + 1, secret, now),
+    )
+    return RoomSecret(realm_id, old.kid + 1, secret, None)
+
+
 def _data_version_txn(txn: Any) -> int:
     txn.execute("PRAGMA data_version")
     return int(txn.fetchone()[0])
 
 
-def _snapshot_txn(txn: Any) -> tuple[int, list[RealmInfo], list[AclRow]]:
-    return _data_version_txn(txn), list_realms_txn(txn), list_acl_txn(txn)
+_Snapshot = tuple[int, list[RealmInfo], list[AclRow], list[RoomSecret]]
+
+
+def _snapshot_txn(txn: Any) -> _Snapshot:
+    return (
+        _data_version_txn(txn),
+        list_realms_txn(txn),
+        list_acl_txn(txn),
+        list_room_secrets_txn(txn),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -183,11 +276,12 @@ class RealmCache:
         self._realms: dict[int, RealmInfo] = {}
         self._acl: dict[tuple[int, str, str], bool] = {}
         self._version: int | None = None
+        self._room_secrets: dict[tuple[int, int], RoomSecret] = {}
+        self._listeners: list[Callable[[], None]] = []
 
     async def load(self) -> None:
-        """Read every realm and ACL row into memory."""
-        version, realms, acl = await self._database.run(_snapshot_txn)
-        self._apply(version, realms, acl)
+        """Read every realm, ACL row and room secret into memory."""
+        self._apply(*await self._database.run(_snapshot_txn))
 
     def load_sync(self, path: Path) -> None:
         """Blocking first load, for startup before the reactor runs."""
@@ -195,18 +289,34 @@ class RealmCache:
 
         conn = connect_sync(path)
         try:
-            _, realms, acl = _snapshot_txn(conn.cursor())
+            _, realms, acl, room_secrets = _snapshot_txn(conn.cursor())
         finally:
             conn.close()
-        self._apply(-1, realms, acl)
+        self._apply(-1, realms, acl, room_secrets)
 
-    def _apply(self, version: int, realms: list[RealmInfo], acl: list[AclRow]) -> None:
+    def _apply(
+        self,
+        version: int,
+        realms: list[RealmInfo],
+        acl: list[AclRow],
+        room_secrets: list[RoomSecret],
+    ) -> None:
         self._version = version
+        self._room_secrets = {(r.realm_id, r.kid): r for r in room_secrets}
         self._realms = {r.realm_id: r for r in realms}
         table: dict[tuple[int, str, str], bool] = {}
         for row in acl:
             table.setdefault((row.realm_id, row.from_type, row.to_type), row.allow)
         self._acl = table
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.failure("in a realm change listener")
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every (re)load of the realm data."""
+        self._listeners.append(listener)
 
     async def refresh(self) -> None:
         """Reload if another connection has committed since the last load."""
@@ -232,6 +342,26 @@ class RealmCache:
         return realm_problem(
             self._realms.get(realm_id), realm_id, self._clock.seconds()
         )
+
+    def room_secret(self, realm_id: int, kid: int) -> bytes | None:
+        """Secret ``kid`` of the realm if it is valid now (§4.3 row 3)."""
+        entry = self._room_secrets.get((realm_id, kid))
+        if entry is None:
+            return None
+        if entry.valid_until is not None and self._clock.seconds() >= entry.valid_until:
+            return None
+        return entry.secret
+
+    async def current_room_secret(self, realm_id: int) -> RoomSecret:
+        """The realm's current room secret, created on first use.
+
+        Raises:
+            RealmError: the realm does not exist.
+        """
+        now = int(self._clock.seconds())
+        found = await self._database.run(current_room_secret_txn, realm_id, now)
+        self._room_secrets[(realm_id, found.kid)] = found
+        return found
 
     def acl_allowed(self, realm_id: int, from_type: str, to_type: str) -> bool:
         return self._acl.get((realm_id, from_type, to_type), False)

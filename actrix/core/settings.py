@@ -17,6 +17,7 @@ ENABLE_STUN: Final = 2
 ENABLE_TURN: Final = 4
 ENABLE_AIS: Final = 8
 ENABLE_KS: Final = 16
+ENABLE_ROOMS: Final = 32
 
 SERVICE_BITS: Final = {
     "signaling": ENABLE_SIGNALING,
@@ -24,6 +25,7 @@ SERVICE_BITS: Final = {
     "turn": ENABLE_TURN,
     "ais": ENABLE_AIS,
     "ks": ENABLE_KS,
+    "rooms": ENABLE_ROOMS,
 }
 
 # The value etc/config.example.toml ships; refused at startup outside dev.
@@ -229,10 +231,49 @@ class SignalingConfig:
 
 
 @attrs.frozen
+class PersistentRoom:
+    """A ``[[services.rooms.room]]`` entry: exists from startup, never dropped."""
+
+    name: str
+    realm_id: int
+    max_peers: int
+    metadata: str | None = None  # compact JSON object text
+
+
+@attrs.frozen
+class RoomsConfig:
+    """``[services.rooms]`` (rooms.md §7); times in seconds."""
+
+    max_frame_json: int = 65536
+    default_max_peers: int = 100
+    max_rooms: int = 10000
+    max_connections: int = 10000
+    max_connections_per_ip: int = 100
+    message_rate: float = 20.0
+    message_burst: int = 50
+    ping_interval: float = 30.0
+    heartbeat_interval: int = 30
+    idle_timeout_json: float = 60.0
+    idle_timeout_binary: float = 90.0
+    stale_timeout: float = 300.0
+    empty_room_ttl: float = 300.0
+    cleanup_interval: float = 60.0
+    ice_ttl: int = 3600
+    token_max_ttl: int = 86400
+    allow_anonymous: bool = False
+    anonymous_realm_id: int = 0
+    api_token: Secret | None = None
+    json_ws_alias: bool = False
+    binary_root_alias: bool = False
+    rooms: tuple[PersistentRoom, ...] = ()
+
+
+@attrs.frozen
 class Services:
     ks: KsConfig | None = None
     ais: AisConfig | None = None
     signaling: SignalingConfig | None = None
+    rooms: RoomsConfig | None = None
 
 
 @attrs.frozen
@@ -270,7 +311,9 @@ class Settings:
     @property
     def http_services_enabled(self) -> bool:
         """Whether any service needs the HTTP(S) listener."""
-        return bool(self.enable & (ENABLE_SIGNALING | ENABLE_AIS | ENABLE_KS))
+        return bool(
+            self.enable & (ENABLE_SIGNALING | ENABLE_AIS | ENABLE_KS | ENABLE_ROOMS)
+        )
 
     @property
     def uses_https(self) -> bool:

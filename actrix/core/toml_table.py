@@ -172,6 +172,19 @@ class Table:
             return None
         return Table(value, self.key(name), self._problems)
 
+    def table_list(self, name: str) -> list[tuple[Table, dict[str, Any]]]:
+        """An array of tables (``[[name]]``): a checked view and the raw data each."""
+        value = self._get(name, False)
+        if value is _MISSING:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            self.error(name, "expected an array of tables")
+            return []
+        return [
+            (Table(v, self.key(f"{name}[{i}]"), self._problems), v)
+            for i, v in enumerate(value)
+        ]
+
     def finish(self) -> None:
         for name in self._data:
             if name not in self._seen:

@@ -46,11 +46,11 @@ class ConfigTests(SynchronousTestCase):
         for name in ("actrix.dev.toml", "config.example.toml"):
             load_config(root / name)
 
-    def test_enable_above_31_rejected(self) -> None:
-        """Bitmask values above 31 are errors."""
+    def test_enable_above_63_rejected(self) -> None:
+        """Bitmask values above 63 (rooms is bit 32) are errors."""
         data = _data()
-        data["enable"] = 32
-        self.assert_problem(data, "enable: must be <= 31")
+        data["enable"] = 64
+        self.assert_problem(data, "enable: must be <= 63")
 
     def test_enable_wrong_type(self) -> None:
         """A string enable names the key and the type."""

@@ -72,6 +72,12 @@ def _constant(text: str) -> Any:
     raise JsonDecodeError(f"{text} is not JSON")
 
 
+_DECODER: Final = json.JSONDecoder(
+    parse_int=_number, parse_float=_float, parse_constant=_constant
+)
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _depth_ok(value: Any, limit: int) -> bool:
     if isinstance(value, dict):
         if limit == 0:
@@ -91,12 +97,14 @@ def loads(data: bytes | str) -> Any:
         JsonDecodeError: not UTF-8 JSON within the bounds.
     """
     try:
-        value = json.loads(
-            data, parse_int=_number, parse_float=_float, parse_constant=_constant
-        )
-    except (ValueError, RecursionError) as e:
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        value = _DECODER.decode(text)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise JsonDecodeError("invalid JSON") from e
-    if not _depth_ok(value, MAX_DEPTH):
+    # Fewer brackets than the limit cannot nest past it; count them in C first.
+    if text.count("{") + text.count("[") > MAX_DEPTH and not _depth_ok(
+        value, MAX_DEPTH
+    ):
         raise JsonDecodeError("nested too deeply")
     return value
 
@@ -195,7 +203,7 @@ def time_sync_t1(payload: Any) -> int | float | None:
 
 
 def compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def encode(

@@ -1,0 +1,526 @@
+"""Rooms load benchmark on loopback (bounded): joins, fan-out, relays.
+
+The daemon (rooms only, anonymous dev joins, limits raised) runs in its own
+process; the load comes from client processes built on ``tests/rooms_client.py``
+(JSON peers on ``/rooms/ws``).
+
+    .venv/bin/python bench/rooms.py [--peers 1000] [--seconds 3] [--workers 2]
+        [--paced-rate 5000] [--window 8] [--json out.json]
+
+Reports (a) rooms of 2, 10 and 50 peers: a join storm of ``--peers``
+connections (joins/s, p50/p99 JOIN→ACK), (b) PEER_JOINED fan-out in a 50-peer
+room (JOIN sent → last member told, p50/p99), (c) relayed OFFER/CANDIDATE
+between pairs: paced at ``--paced-rate`` msg/s in total (open loop, one-way
+p50/p99) and closed loop with ``--window`` in flight per pair (max msgs/s).
+Latencies are taken with the system-wide monotonic clock by the process that
+both sent and received. Ends with one ``RESULT name=value ...`` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CONFIG = """
+[services.rooms]
+allow_anonymous = true
+default_max_peers = 0
+max_connections = 100000
+max_connections_per_ip = 100000
+message_rate = 1000000.0
+message_burst = 1000000
+ping_interval = 0
+"""
+
+
+def serve(directory: str) -> None:
+    """Run the daemon until killed; print the HTTP port first."""
+    from twisted.internet import reactor
+
+    from actrix.tap import build_root_service
+    from tests.daemon import http_port, make_settings
+
+    settings = make_settings(Path(directory), enable=32, extra=CONFIG)
+    root = build_root_service(settings, reactor)
+    root.privilegedStartService()
+    root.startService()
+    print(http_port(root), flush=True)
+    profile = os.environ.get("ROOMS_BENCH_PROFILE")
+    if not profile:
+        reactor.run()
+        return
+    import cProfile
+    import signal
+
+    profiler = cProfile.Profile()
+    signal.signal(signal.SIGTERM, lambda *_: reactor.stop())
+    profiler.runcall(reactor.run)
+    profiler.dump_stats(profile)
+
+
+def pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# ---------------------------------------------------------------------------
+# Client work (runs in worker processes, each with its own reactor)
+
+
+def _run(coro_fn: Any, *args: Any) -> Any:
+    from twisted.internet import reactor
+    from twisted.internet.defer import Deferred
+
+    out: dict[str, Any] = {}
+
+    async def main() -> None:
+        try:
+            out["result"] = await coro_fn(reactor, *args)
+        except BaseException as e:
+            out["error"] = repr(e)
+        finally:
+            reactor.stop()
+
+    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(main()))
+    reactor.run()
+    if "error" in out:
+        raise RuntimeError(out["error"])
+    return out["result"]
+
+
+class RawPeer:
+    """A lean ``/rooms/ws`` client for load: frames are built and parsed by hand.
+
+    Client frames carry the all-zero masking key (RFC 6455 requires a mask,
+    not a random one here), so no bytes are XORed; server frames are parsed
+    with a few slices. Frames arrive at ``on_frame(bytes)``; the default keeps
+    them for :meth:`next`.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.transport: Any = None
+        self.peer_id = ""
+        self._buffer = b""
+        self._upgraded = False
+        self.frames: list[dict[str, Any]] = []
+        self._waiters: list[tuple[Any, Any]] = []
+        self.on_frame = self._queue
+
+    async def open(self, port: int) -> RawPeer:
+        from twisted.internet.endpoints import TCP4ClientEndpoint
+        from twisted.internet.protocol import Protocol
+
+        peer = self
+
+        class _Wire(Protocol):
+            def connectionMade(self) -> None:
+                peer.transport = self.transport
+                self.transport.setTcpNoDelay(True)
+                self.transport.write(
+                    b"GET /rooms/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                    b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n"
+                )
+
+            def dataReceived(self, data: bytes) -> None:
+                peer._data(data)
+
+        from twisted.internet.protocol import Factory
+
+        await TCP4ClientEndpoint(self.reactor, "127.0.0.1", port).connect(
+            Factory.forProtocol(_Wire)
+        )
+        welcome = await self.next()
+        self.peer_id = welcome["peer_id"]
+        return self
+
+    def _data(self, data: bytes) -> None:
+        buf = self._buffer + data
+        if not self._upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self._buffer = buf
+                return
+            self._upgraded = True
+            buf = buf[end + 4 :]
+        pos = 0
+        size = len(buf)
+        while size - pos >= 2:
+            length = buf[pos + 1] & 0x7F
+            head = 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                head = 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = 10
+            if size - pos < head + length:
+                break
+            opcode = buf[pos] & 0x0F
+            payload = buf[pos + head : pos + head + length]
+            pos += head + length
+            if opcode == 1:
+                self.on_frame(payload)
+        self._buffer = buf[pos:]
+
+    def _queue(self, payload: bytes) -> None:
+        frame = json.loads(payload)
+        for i, (match, d) in enumerate(self._waiters):
+            if match(frame):
+                del self._waiters[i]
+                d.callback(frame)
+                return
+        self.frames.append(frame)
+
+    async def next(self, match: Any = lambda f: True) -> dict[str, Any]:
+        from twisted.internet.defer import Deferred
+
+        for i, frame in enumerate(self.frames):
+            if match(frame):
+                del self.frames[i]
+                return frame
+        d: Deferred[dict[str, Any]] = Deferred()
+        self._waiters.append((match, d))
+        d.addTimeout(30, self.reactor)
+        return await d
+
+    def send_raw(self, data: bytes, binary: bool = False) -> None:
+        n = len(data)
+        if n < 126:
+            head = bytes((0x81, 0x80 | n))
+        elif n < 65536:
+            head = bytes((0x81, 0xFE)) + n.to_bytes(2, "big")
+        else:
+            head = bytes((0x81, 0xFF)) + n.to_bytes(8, "big")
+        self.transport.write(head + b"\x00\x00\x00\x00" + data)
+
+    def send(self, **msg: Any) -> None:
+        self.send_raw(json.dumps(msg).encode())
+
+    async def request(self, **msg: Any) -> dict[str, Any]:
+        self._seq = getattr(self, "_seq", 0) + 1
+        request_id = msg["request_id"] = f"q{self._seq}"
+        self.send(**msg)
+        return await self.next(lambda f: f.get("request_id") == request_id)
+
+    async def of_type(self, kind: str) -> dict[str, Any]:
+        return await self.next(lambda f: f.get("type") == kind)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+
+async def _open_peers(reactor: Any, port: int, count: int) -> list[Any]:
+    from twisted.internet.defer import Deferred, gatherResults
+
+    peers: list[Any] = []
+    for start in range(0, count, 100):
+        batch = [RawPeer(reactor) for _ in range(min(100, count - start))]
+        await gatherResults([Deferred.fromCoroutine(p.open(port)) for p in batch])
+        peers.extend(batch)
+    return peers
+
+
+async def join_storm(reactor: Any, port: int, count: int, size: int, tag: str) -> Any:
+    """``count`` peers join rooms of ``size`` at once: (elapsed, latencies)."""
+    from twisted.internet.defer import Deferred, gatherResults
+
+    peers = await _open_peers(reactor, port, count)
+    latencies: list[float] = []
+
+    async def join(i: int, peer: Any) -> None:
+        start = time.monotonic()
+        ack = await peer.request(type="JOIN", room_id=f"{tag}-{i // size}")
+        assert ack["type"] == "ACK", ack
+        latencies.append(time.monotonic() - start)
+
+    began = time.monotonic()
+    await gatherResults(
+        [Deferred.fromCoroutine(join(i, p)) for i, p in enumerate(peers)]
+    )
+    elapsed = time.monotonic() - began
+    for peer in peers:
+        peer.abort()
+    return elapsed, latencies
+
+
+async def fan_out(reactor: Any, port: int, rounds: int) -> list[float]:
+    """JOIN of the 50th peer → all 49 members got PEER_JOINED, ``rounds`` times."""
+    from twisted.internet.defer import Deferred, gatherResults
+
+    members = await _open_peers(reactor, port, 49)
+    for m in members:
+        await m.request(type="JOIN", room_id="fan")
+    joiner = (await _open_peers(reactor, port, 1))[0]
+    samples: list[float] = []
+    for _ in range(rounds):
+        for m in members:
+            m.frames.clear()
+        waits = [Deferred.fromCoroutine(m.of_type("PEER_JOINED")) for m in members]
+        start = time.monotonic()
+        joiner.send(type="JOIN", room_id="fan")
+        await gatherResults(waits)
+        samples.append(time.monotonic() - start)
+        await joiner.request(type="LEAVE")
+        await gatherResults(
+            [Deferred.fromCoroutine(m.of_type("PEER_LEFT")) for m in members]
+        )
+    for p in [*members, joiner]:
+        p.abort()
+    return samples
+
+
+async def relay(
+    reactor: Any, port: int, pairs: int, seconds: float, rate: float, window: int
+) -> Any:
+    """OFFER/CANDIDATE between pairs: paced (rate > 0) or closed loop (window)."""
+    from twisted.internet.defer import Deferred
+
+    peers = await _open_peers(reactor, port, 2 * pairs)
+    pid = os.getpid()
+    for i in range(pairs):
+        a, b = peers[2 * i], peers[2 * i + 1]
+        await a.request(type="JOIN", room_id=f"relay-{pid}-{i}")
+        await b.request(type="JOIN", room_id=f"relay-{pid}-{i}")
+    latencies: list[float] = []
+    received = [0]
+    deadline = time.monotonic() + seconds
+    frames: list[tuple[Any, bytes]] = []
+    kinds = ("OFFER", "CANDIDATE")
+    for i in range(pairs):
+        a, b = peers[2 * i], peers[2 * i + 1]
+        for src, dst in ((a, b), (b, a)):
+            frames.append((src, dst.peer_id))
+
+    candidate = "a=candidate:1 1 udp 2 127.0.0.1 9 typ host"
+
+    def make(kind: str, target: str) -> bytes:
+        stamp = f"{time.monotonic():.9f}"
+        return (
+            f'{{"type":"{kind}","target_id":"{target}",'
+            f'"payload":{{"t":{stamp},"sdp":"{candidate}"}}}}'
+        ).encode()
+
+    done: Deferred[None] = Deferred()
+
+    def receiver(sender: Any, target_id: str) -> Any:
+        # In closed loop each arrival makes the same sender send the next one,
+        # keeping ``window`` relays in flight per direction.
+        def recv(payload: bytes) -> None:
+            now = time.monotonic()
+            i = payload.find(b'"t":')
+            if i < 0:
+                return
+            j = payload.find(b",", i)
+            latencies.append(now - float(payload[i + 4 : j]))
+            received[0] += 1
+            if rate <= 0 and now < deadline:
+                sender.send_raw(make("CANDIDATE", target_id), False)
+
+        return recv
+
+    by_id = {p.peer_id: p for p in peers}
+    for src, dst_id in frames:
+        by_id[dst_id].on_frame = receiver(src, dst_id)
+    began = time.monotonic()
+    if rate > 0:
+        interval = 0.001
+        sent = [0]
+
+        def tick() -> None:
+            now = time.monotonic()
+            if now >= deadline:
+                reactor.callLater(0.3, done.callback, None)
+                return
+            # Open loop: send what the elapsed time owes, whatever the tick rate.
+            owed = int((now - began) * rate) - sent[0]
+            for _ in range(owed):
+                src, dst_id = frames[sent[0] % len(frames)]
+                src.send_raw(make(kinds[sent[0] % 2], dst_id), False)
+                sent[0] += 1
+            reactor.callLater(interval, tick)
+
+        tick()
+    else:
+        for src, dst_id in frames:
+            for k in range(window):
+                src.send_raw(make(kinds[k % 2], dst_id), False)
+        reactor.callLater(seconds + 0.3, done.callback, None)
+    await done
+    elapsed = min(time.monotonic() - began, seconds)
+    for p in peers:
+        p.abort()
+    return received[0], elapsed, latencies
+
+
+def _worker(name: str, args: tuple[Any, ...], queue: Any) -> None:
+    fn = globals()[name]
+    queue.put(_run(fn, *args))
+
+
+def in_workers(name: str, per_worker: list[tuple[Any, ...]]) -> list[Any]:
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(name, a, queue)) for a in per_worker]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(10)
+    return results
+
+
+# ---------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--peers", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=20, help="relay pairs per worker")
+    parser.add_argument("--paced-rate", type=float, default=5000.0)
+    parser.add_argument("--window", type=int, default=8)
+    parser.add_argument("--fanout-rounds", type=int, default=30)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-rooms-") as directory:
+        server = subprocess.Popen(
+            [sys.executable, __file__, "--serve", directory],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            port = int(server.stdout.readline())
+            results = run_all(args, port, server.pid)
+        finally:
+            server.terminate()
+            server.wait(10)
+    report(results, args)
+
+
+def run_all(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    workers = args.workers
+    share = max(1, args.peers // workers)
+    for size in (2, 10, 50):
+        rows = in_workers(
+            "join_storm", [(port, share, size, f"s{size}w{w}") for w in range(workers)]
+        )
+        elapsed = max(r[0] for r in rows)
+        lat = [x for r in rows for x in r[1]]
+        out[f"join{size}"] = {
+            "joins_per_s": len(lat) / elapsed,
+            "p50_ms": pct(lat, 50) * 1e3,
+            "p99_ms": pct(lat, 99) * 1e3,
+            "n": len(lat),
+        }
+    fan = in_workers("fan_out", [(port, args.fanout_rounds)])[0]
+    out["fanout50"] = {"p50_ms": pct(fan, 50) * 1e3, "p99_ms": pct(fan, 99) * 1e3}
+    cpu0 = cpu_seconds(pid)
+    rows = in_workers(
+        "relay",
+        [
+            (port, args.pairs, args.seconds, args.paced_rate / workers, 0)
+            for _ in range(workers)
+        ],
+    )
+    cpu_paced = cpu_seconds(pid) - cpu0
+    lat = [x for r in rows for x in r[2]]
+    elapsed = max(r[1] for r in rows)
+    out["relay_paced"] = {
+        "msgs_per_s": sum(r[0] for r in rows) / elapsed,
+        "p50_ms": pct(lat, 50) * 1e3,
+        "p99_ms": pct(lat, 99) * 1e3,
+        "server_cpu": cpu_paced / elapsed,
+    }
+    cpu0 = cpu_seconds(pid)
+    rows = in_workers(
+        "relay",
+        [(port, args.pairs, args.seconds, 0, args.window) for _ in range(workers)],
+    )
+    cpu_max = cpu_seconds(pid) - cpu0
+    lat = [x for r in rows for x in r[2]]
+    elapsed = max(r[1] for r in rows)
+    out["relay_max"] = {
+        "msgs_per_s": sum(r[0] for r in rows) / elapsed,
+        "p50_ms": pct(lat, 50) * 1e3,
+        "p99_ms": pct(lat, 99) * 1e3,
+        "server_cpu": cpu_max / elapsed,
+    }
+    return out
+
+
+def report(out: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"{'measure':<16}{'rate':>14}{'p50 ms':>10}{'p99 ms':>10}  note")
+    for size in (2, 10, 50):
+        r = out[f"join{size}"]
+        print(
+            f"{f'join room={size}':<16}{r['joins_per_s']:>10.0f} j/s"
+            f"{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}  {r['n']} joins, JOIN→ACK"
+        )
+    r = out["fanout50"]
+    print(
+        f"{'fanout 50':<16}{'':>14}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+        "  JOIN→49 PEER_JOINED"
+    )
+    for key in ("relay_paced", "relay_max"):
+        r = out[key]
+        print(
+            f"{key:<16}{r['msgs_per_s']:>10.0f} m/s"
+            f"{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+            f"  server CPU {r['server_cpu'] * 100:.0f}%"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2))
+    print(
+        "RESULT "
+        + " ".join(
+            [
+                f"join2_per_s={out['join2']['joins_per_s']:.0f}",
+                f"join10_per_s={out['join10']['joins_per_s']:.0f}",
+                f"join50_per_s={out['join50']['joins_per_s']:.0f}",
+                f"join_p99_ms={max(out[f'join{n}']['p99_ms'] for n in (2, 10, 50)):.2f}",
+                f"fanout50_p99_ms={out['fanout50']['p99_ms']:.2f}",
+                f"relay_paced_per_s={out['relay_paced']['msgs_per_s']:.0f}",
+                f"relay_paced_p50_ms={out['relay_paced']['p50_ms']:.2f}",
+                f"relay_paced_p99_ms={out['relay_paced']['p99_ms']:.2f}",
+                f"relay_max_per_s={out['relay_max']['msgs_per_s']:.0f}",
+            ]
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -55,7 +55,7 @@ SPEC_NOT_FOUND: Final = "Service specification not found for name="
 TOO_MANY_SUBSCRIPTIONS: Final = "Too many presence subscriptions"
 # signaling.md §9 (and ais.md): the 400 text of a request that is not valid protobuf.
 INVALID_PROTOBUF: Final = "Invalid protobuf: "
-TOO_MANY_PRINCIPALS: Final = "Too many ACL principals: "
+TOO_MANY_PRINCIPALS: Final = "Too many ACL principals: "  # Register, 400
 
 # Built once: the schema copy that verifies UTF-8 (immutable after import).
 _UTF8: Final = Utf8Check(signaling_pb2.SignalingEnvelope)

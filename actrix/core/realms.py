@@ -290,8 +290,9 @@ def realm_problem(info: RealmInfo | None, realm_id: int, now: float) -> str | No
 class RealmCache:
     """:class:`~actrix.core.interfaces.RealmDirectory` over ``actrix.db``.
 
-    ACL decisions are kept per target (``(realm, to_type)`` -> from_type ->
-    allow), so a registration replaces its type's entries in one step. Writes
+    ACL decisions are one flat dict (one lookup per check, on the relay path),
+    with an index of the callers per target so that a registration replaces
+    its type's entries without a scan. Writes
     made through this cache update memory at once (SQLite's ``data_version``
     only reports other connections' commits); a reload that read its snapshot
     before such a write reads again.
@@ -301,7 +302,8 @@ class RealmCache:
         self._database = database
         self._clock = clock
         self._realms: dict[int, RealmInfo] = {}
-        self._acl: dict[tuple[int, str], dict[str, bool]] = {}
+        self._acl: dict[tuple[int, str, str], bool] = {}
+        self._callers: dict[tuple[int, str], set[str]] = {}
         self._declared: dict[tuple[int, str], dict[str, bool]] = {}
         self._version: int | None = None
         self._writes = 0
@@ -329,17 +331,20 @@ class RealmCache:
     def _apply(self, version: int, realms: list[RealmInfo], acl: list[AclRow]) -> None:
         self._version = version
         self._realms = {r.realm_id: r for r in realms}
-        table: dict[tuple[int, str], dict[str, bool]] = {}
+        table: dict[tuple[int, str, str], bool] = {}
+        callers: dict[tuple[int, str], set[str]] = {}
         declared: dict[tuple[int, str], dict[str, bool]] = {}
         for row in acl:
-            target = (row.realm_id, row.to_type)
-            sources = table.setdefault(target, {})
+            key = (row.realm_id, row.from_type, row.to_type)
             # An explicit DENY beats ALLOW, whatever the row order (the unique
             # index keeps one row per triple; this holds even without it).
-            sources[row.from_type] = sources.get(row.from_type, True) and row.allow
+            table[key] = table.get(key, True) and row.allow
+            target = (row.realm_id, row.to_type)
+            callers.setdefault(target, set()).add(row.from_type)
             if row.declared_allow is not None:
                 declared.setdefault(target, {})[row.from_type] = row.declared_allow
         self._acl = table
+        self._callers = callers
         self._declared = declared
 
     async def refresh(self) -> None:
@@ -368,8 +373,7 @@ class RealmCache:
         )
 
     def acl_allowed(self, realm_id: int, from_type: str, to_type: str) -> bool:
-        sources = self._acl.get((realm_id, to_type))
-        return sources is not None and sources.get(from_type, False)
+        return self._acl.get((realm_id, from_type, to_type), False)
 
     # AclRegistry
 
@@ -383,7 +387,11 @@ class RealmCache:
             replace_declared_acl_txn, realm_id, to_type, dict(rules)
         )
         self._writes += 1
-        self._acl[target] = {row.from_type: row.allow for row in rows}
+        for from_type in self._callers.pop(target, ()):
+            self._acl.pop((realm_id, from_type, to_type), None)
+        for row in rows:
+            self._acl[(realm_id, row.from_type, to_type)] = row.allow
+        self._callers[target] = {row.from_type for row in rows}
         self._declared[target] = {
             row.from_type: row.declared_allow
             for row in rows

@@ -394,6 +394,7 @@ def _build_signaling(wiring: Wiring) -> None:
         ),
         metrics=metrics,
         heartbeat_timeout=config.heartbeat_timeout_secs,
+        max_acl_principals=config.max_acl_principals,
     )
     rows, specs = load_sync(database.path, int(reactor.seconds()))
     service.restore_rows(rows, specs)

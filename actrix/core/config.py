@@ -385,6 +385,9 @@ def _read_signaling(t: Table) -> SignalingConfig:
             heartbeat_timeout_secs=server.integer(
                 "heartbeat_timeout_secs", 300, minimum=10
             ),
+            max_acl_principals=server.integer(
+                "max_acl_principals", 256, minimum=1, maximum=10000
+            ),
         )
         server.finish()
     deps = t.table("dependencies")

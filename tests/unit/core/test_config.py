@@ -275,6 +275,24 @@ class ConfigTests(SynchronousTestCase):
             "services.signaling.server.rate_limit.connection.burst_size: must be >= 1",
         )
 
+    def test_max_acl_principals(self) -> None:
+        """The ACL principal bound defaults to 256 and must lie in 1..10000."""
+        signaling = self.parse().services.signaling
+        assert signaling is not None
+        self.assertEqual(signaling.max_acl_principals, 256)
+        set_to = "[services.signaling.server]\nmax_acl_principals = {}"
+        configured = self.parse(set_to.format(16)).services.signaling
+        assert configured is not None
+        self.assertEqual(configured.max_acl_principals, 16)
+        self.assert_problem(
+            _data(set_to.format(0)),
+            "services.signaling.server.max_acl_principals: must be >= 1",
+        )
+        self.assert_problem(
+            _data(set_to.format(10001)),
+            "services.signaling.server.max_acl_principals: must be <= 10000",
+        )
+
     def test_prod_requires_https(self) -> None:
         """Outside dev an HTTPS binding is required, and port 0 is refused in prod."""
         data = _data()

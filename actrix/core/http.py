@@ -67,6 +67,23 @@ class LimitedRequest(Request):
         super().requestReceived(command, path, version)
 
 
+def parse_decimal(text: str, maximum: int) -> int | None:
+    """An ASCII decimal in ``0..maximum`` from a path or query; None if it is not.
+
+    Leading zeros are allowed, as Rust's integer parsers allow them; the
+    significant digits are counted before ``int()`` runs, so a parameter of
+    thousands of digits costs a length check (``int()`` would raise past 4 300
+    digits and is quadratic below that).
+    """
+    if not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0")
+    if len(digits) > len(str(maximum)):
+        return None
+    value = int(digits) if digits else 0
+    return value if value <= maximum else None
+
+
 def json_response(request: Request, status: int, body: object) -> bytes:
     """Set status and JSON content type; return the encoded body."""
     request.setResponseCode(status)
@@ -132,4 +149,11 @@ def _no_access_log(request: Any) -> None:
     """Access logs are off: per-request lines would drown the useful ones."""
 
 
-__all__ = ["HealthResource", "SiteRoot", "build_site", "http", "json_response"]
+__all__ = [
+    "HealthResource",
+    "SiteRoot",
+    "build_site",
+    "http",
+    "json_response",
+    "parse_decimal",
+]

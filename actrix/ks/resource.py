@@ -26,7 +26,7 @@ from actrix.core.auth import (
     credential_from_text,
     parse_timestamp,
 )
-from actrix.core.http import json_response
+from actrix.core.http import json_response, parse_decimal
 from actrix.core.interfaces import KeyProviderError
 from actrix.ks.metrics import KsMetrics
 from actrix.ks.service import KeyService
@@ -52,10 +52,7 @@ def _auth_status(error: AuthError) -> tuple[int, str]:
 
 
 def _u32(text: str) -> int | None:
-    if not text or not text.isascii() or not text.isdigit():
-        return None
-    value = int(text)
-    return value if value <= _U32_MAX else None
+    return parse_decimal(text, _U32_MAX)
 
 
 class KsResource:

@@ -144,7 +144,8 @@ class AisResource:
         try:
             register = _decode(actr_pb2.RegisterRequest, raw)
         except DecodeError as e:
-            self._metrics.registration_errors += 1
+            # Refused input counts nothing; registration_errors are failures
+            # to issue for a valid request.
             log.warn("AIS register with undecodable body ({size} bytes)", size=len(raw))
             return self._protobuf(request, _error(400, f"Invalid protobuf: {e}"))
         return self._protobuf(request, await self._issuer.register(register))

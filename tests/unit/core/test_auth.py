@@ -92,7 +92,7 @@ class ParseTests(SynchronousTestCase):
                 credential_from_json(bad)
 
     def test_query_timestamp_digits_bounded(self) -> None:
-        """A query timestamp of thousands of digits is a format error, not ValueError."""
+        """A query timestamp of thousands of digits is a format error."""
         for text in ("9" * 5000, "1" * 21, str(1 << 64)):
             with self.assertRaises(CredentialFormatError):
                 parse_timestamp(text)

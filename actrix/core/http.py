@@ -1,9 +1,12 @@
 """The daemon's one HTTP(S) site: ``/health`` plus mount points for the services.
 
 Services mount their resources with :meth:`SiteRoot.mount` (``/ks``, ``/ais``,
-``/signaling``, ``/metrics``). Request bodies are capped (``MAX_BODY``): a larger
-``Content-Length`` gets 413 before the body is read, and a chunked body that
-grows past the cap is cut off the same way.
+``/signaling``, ``/metrics``); Klein apps go behind :class:`KleinGuard` and their
+routes wear :func:`survives_disconnect`. Request bodies are capped (``MAX_BODY``):
+a larger ``Content-Length`` gets 413 before the body is read, and a chunked body
+that grows past the cap is cut off the same way. :class:`ActrixChannel` bounds
+how long a client may take (``request_timeout``, ``idle_timeout``); what a client
+can make us log goes through a :class:`LogThrottle`.
 """
 
 from __future__ import annotations
@@ -281,10 +284,11 @@ class ActrixChannel(http.HTTPChannel):
 
     def _too_slow(self) -> None:
         self._deadline = None
-        if self.transport is None:
-            return
+        transport: Any = self.transport
+        if transport is None or getattr(transport, "disconnecting", False):
+            return  # taken over, or already closing (a 413 was sent)
         self._note("request-timeout", "HTTP request from {peer} too slow, closing")
-        self.transport.write(
+        transport.write(
             b"HTTP/1.1 408 Request Timeout\r\n"
             b"Connection: close\r\nContent-Length: 0\r\n\r\n"
         )

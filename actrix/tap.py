@@ -134,7 +134,6 @@ def _build(settings: Settings, reactor: Any) -> ActrixService:
 
 def _build_services(wiring: Wiring) -> None:
     """Build every enabled service in dependency order: KS, AIS, validator, the rest."""
-    _build_nonce_verifier(wiring)
     _build_ks(wiring)
     _build_ais(wiring)
     _build_validator(wiring)
@@ -150,20 +149,27 @@ def _build_services(wiring: Wiring) -> None:
 # Imports stay inside each builder so a daemon loads only what it runs.
 
 
-def _build_nonce_verifier(wiring: Wiring) -> None:
-    """The one ``nonce.db`` verifier KS and AIS share (a nonce is used once on both)."""
-    from actrix.core.config import ENABLE_AIS, ENABLE_KS
+def _nonce_verifier(wiring: Wiring) -> NonceVerifier:
+    """The one ``nonce.db`` verifier KS and AIS share (a nonce is used once on both).
+
+    Built by whichever of them comes first, once its own setup has succeeded,
+    and handed to the other.
+    """
     from actrix.core.nonces import MIGRATIONS as NONCE_MIGRATIONS
     from actrix.core.nonces import NONCE_DB, NonceStore, cleanup_timer
 
-    settings, reactor = wiring.settings, wiring.reactor
-    if not (settings.enabled(ENABLE_KS) or settings.enabled(ENABLE_AIS)):
-        return
-    database = open_database(settings.sqlite_path, NONCE_DB, NONCE_MIGRATIONS, reactor)
-    wiring.root.add_database(database)
-    store = NonceStore(database)
-    wiring.root.add_background(cleanup_timer(store, reactor))
-    wiring.verifier = NonceVerifier(settings.actrix_shared_key.encode(), store, reactor)
+    if wiring.verifier is None:
+        settings, reactor = wiring.settings, wiring.reactor
+        database = open_database(
+            settings.sqlite_path, NONCE_DB, NONCE_MIGRATIONS, reactor
+        )
+        wiring.root.add_database(database)
+        store = NonceStore(database)
+        wiring.root.add_background(cleanup_timer(store, reactor))
+        wiring.verifier = NonceVerifier(
+            settings.actrix_shared_key.encode(), store, reactor
+        )
+    return wiring.verifier
 
 
 def _ks_client(wiring: Wiring, config: KsClientConfig) -> KeyServerClient:
@@ -222,9 +228,8 @@ def _build_ks(wiring: Wiring) -> None:
     )
     wiring.root.add_background(service.cleanup_timer(config.cleanup_interval_seconds))
     wiring.metrics.register(metrics)
-    assert wiring.verifier is not None  # noqa: S101 (built whenever KS is on)
     resource = KsResource(
-        service, wiring.verifier, wiring.reactor, metrics, wiring.throttle
+        service, _nonce_verifier(wiring), wiring.reactor, metrics, wiring.throttle
     )
     wiring.site.mount("ks", KleinGuard(resource.app.resource()))
     wiring.key_provider = service
@@ -267,11 +272,11 @@ def _build_ais(wiring: Wiring) -> None:
     )
     wiring.root.add_background(issuer.refresh_timer())
     wiring.metrics.register(metrics)
-    assert wiring.verifier is not None  # noqa: S101 (built whenever AIS is on)
+    verifier = _nonce_verifier(wiring)
     limiter = IpRateLimiter(
         reactor, config.register_rate_per_second, config.register_burst
     )
-    resource = AisResource(issuer, wiring.verifier, limiter, metrics, wiring.throttle)
+    resource = AisResource(issuer, verifier, limiter, metrics, wiring.throttle)
     wiring.site.mount("ais", KleinGuard(resource.app.resource()))
     wiring.health_checks["ais"] = lambda: issuer.current is not None
     wiring.identity_issuer = issuer

@@ -153,6 +153,52 @@ class SiteTests(SynchronousTestCase):
         self.assertEqual(self._logged(LogLevel.warn), [])
         self.assertEqual(self.flushLoggedErrors(), [])
 
+    def test_client_leaving_ais_register_logs_nothing(self) -> None:
+        """A client leaving /ais/register while the KS key is fetched logs nothing."""
+        from actrix.ais.ratelimit import IpRateLimiter
+        from actrix.ais.resource import AisResource
+        from actrix.ais.serials import SerialGenerator
+        from actrix.ais.service import IdentityIssuer
+        from actrix.ais.store import MIGRATIONS, CurrentKeyStore
+        from tests.unit.ais.test_service import register_request
+        from tests.unit.ks.fakes import FakeKeys, SyncDatabase
+
+        keys = FakeKeys(expires_at=NOW + 3600)
+        held: Deferred[None] = Deferred()
+        generate = keys.generate_key
+
+        async def slow_generate() -> Any:
+            await held
+            return await generate()
+
+        keys.generate_key = slow_generate  # type: ignore[method-assign]  # held KS
+        issuer = IdentityIssuer(
+            keys,
+            CurrentKeyStore(SyncDatabase(MIGRATIONS).database()),
+            self.clock,
+            SerialGenerator(lambda: int(self.clock.seconds() * 1000), worker=1),
+        )
+        ais = AisResource(
+            issuer,
+            NonceVerifier(SECRET, self.nonces, self.clock),
+            IpRateLimiter(self.clock, 1.0, 10),
+        )
+        root = SiteRoot()
+        root.mount("ais", KleinGuard(ais.app.resource()))
+        site = build_site(root, self.clock, LIMITS)
+        body = register_request().SerializeToString()
+        conn = Connection(site)
+        conn.send(
+            b"POST /ais/register HTTP/1.1\r\nHost: ais\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        conn.leave()
+        held.callback(None)
+        self.assertEqual(issuer.metrics.registrations, 1)  # the work finished
+        self.assertEqual(self._logged(LogLevel.warn), [])
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.assertEqual(conn.transport.value(), b"")
+
     def test_non_utf8_path_is_400_without_a_log(self) -> None:
         """A path that is not UTF-8 gets 400 and writes no error line."""
         conn = Connection(self.site)

@@ -143,6 +143,14 @@ class KsApiTests(SynchronousTestCase):
         self.assertEqual(self.nonces.taken, {})
         self.assertEqual(self.flushLoggedErrors(), [])
 
+    def test_generate_huge_timestamp(self) -> None:
+        """A timestamp of 30 or 4 000 digits is refused cleanly, nothing stored."""
+        for digits, code in ((30, 422), (4000, 422)):
+            body = b'{"credential": {"timestamp": %s, "nonce": "n", "signature": "s"}}'
+            self.assertEqual(self._generate(body % (b"9" * digits))[0], code)
+        self.assertEqual(self._keys(), 0)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_generate_bad_signature(self) -> None:
         """A wrong signature is 401 with the generic body."""
         credential = sign_credential(b"another-key-entirely-000", "generate_key", NOW)

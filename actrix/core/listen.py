@@ -144,6 +144,11 @@ class _CappedFactory(ServerFactory[Protocol]):
         self.inner = inner
         self.per_ip = per_ip
 
+    def logPrefix(self) -> str:
+        # Port log lines ("... starting on 443") name the real factory.
+        prefix = getattr(self.inner, "logPrefix", None)
+        return str(prefix()) if prefix is not None else type(self.inner).__name__
+
     def doStart(self) -> None:
         self.inner.doStart()
 

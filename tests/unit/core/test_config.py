@@ -320,6 +320,16 @@ class ConfigTests(SynchronousTestCase):
             self.parse("[bind.http]\nmax_connections_per_ip = 50\n", 16).warnings, ()
         )
 
+    def test_token_ttl_floor(self) -> None:
+        """services.ais.server.token_ttl_secs below 60 s is an error; 60 is fine."""
+        self.assert_problem(
+            _data("[services.ais.server]\ntoken_ttl_secs = 59\n"),
+            "services.ais.server.token_ttl_secs: must be >= 60",
+        )
+        s = self.parse("[services.ais.server]\ntoken_ttl_secs = 60\n")
+        assert s.services.ais is not None
+        self.assertEqual(s.services.ais.token_ttl_secs, 60)
+
     def test_prod_requires_https(self) -> None:
         """Outside dev an HTTPS binding is required, and port 0 is refused in prod."""
         data = _data()

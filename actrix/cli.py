@@ -292,9 +292,33 @@ def cmd_acl_add(args: argparse.Namespace, out: TextIO) -> int:
     rowid = _run(
         path, realms.add_acl_txn, args.realm, args.from_type, args.to_type, args.allow
     )
-    verdict = "allow" if args.allow else "deny"
-    out.write(f"{rowid}\t{args.realm}\t{args.from_type}\t{args.to_type}\t{verdict}\n")
+    row = _run(path, realms.get_acl_txn, rowid)
+    if row is None:  # removed by someone else in between
+        _fail(f"ACL rule {rowid} not found")
+    _print_acl_row(out, row)
+    if args.allow and not row.allow:
+        out.write(f"note: the registration of {row.to_type} denies this caller\n")
     return 0
+
+
+def _acl_sources(row: realms.AclRow) -> str:
+    """Who decided: ``operator`` and/or ``registration`` (each with its verdict)."""
+    parts = []
+    for label, value in (
+        ("operator", row.operator_allow),
+        ("registration", row.declared_allow),
+    ):
+        if value is not None:
+            parts.append(f"{label}:{'allow' if value else 'deny'}")
+    return ",".join(parts)
+
+
+def _print_acl_row(out: TextIO, row: realms.AclRow) -> None:
+    verdict = "allow" if row.allow else "deny"
+    out.write(
+        f"{row.rowid}\t{row.realm_id}\t{row.from_type}\t{row.to_type}\t{verdict}"
+        f"\t{_acl_sources(row)}\n"
+    )
 
 
 def cmd_acl_list(args: argparse.Namespace, out: TextIO) -> int:
@@ -304,10 +328,7 @@ def cmd_acl_list(args: argparse.Namespace, out: TextIO) -> int:
         _print_json(out, [attrs.asdict(row) for row in rows])
         return 0
     for row in rows:
-        verdict = "allow" if row.allow else "deny"
-        out.write(
-            f"{row.rowid}\t{row.realm_id}\t{row.from_type}\t{row.to_type}\t{verdict}\n"
-        )
+        _print_acl_row(out, row)
     return 0
 
 
@@ -506,7 +527,13 @@ def _parser() -> argparse.ArgumentParser:
     acl = sub.add_parser("acl", help="manage actor ACL rules").add_subparsers(
         dest="acl_command", required=True
     )
-    p = with_config(acl.add_parser("add", help="append an ACL rule"))
+    p = with_config(
+        acl.add_parser(
+            "add",
+            help="set the operator's rule for a realm/from/to triple"
+            " (a deny is never lifted by an allow; remove it first)",
+        )
+    )
     p.add_argument("--realm", type=int, required=True)
     p.add_argument("--from", dest="from_type", required=True, help="caller type key")
     p.add_argument("--to", dest="to_type", required=True, help="target type key")

@@ -8,7 +8,7 @@ given the others through the small interfaces in :mod:`actrix.core.interfaces`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 from twisted.application.service import IService
@@ -16,14 +16,22 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from actrix.core import logging as actrix_logging
-from actrix.core.config import ConfigError, Settings, load_config
-from actrix.core.http import HealthResource, SiteRoot, build_site
+from actrix.core.auth import NonceVerifier
+from actrix.core.config import ConfigError, KsClientConfig, Settings, load_config
+from actrix.core.http import (
+    HealthResource,
+    KleinGuard,
+    SiteLimits,
+    SiteRoot,
+    build_site,
+)
 from actrix.core.interfaces import (
     CredentialValidator,
     IdentityIssuer,
     KeyProvider,
 )
 from actrix.core.listen import TCPListener
+from actrix.core.logthrottle import LogThrottle
 from actrix.core.metrics import MetricsRegistry, MetricsResource
 from actrix.core.realms import MIGRATIONS as REALM_MIGRATIONS
 from actrix.core.realms import REALMS_DB, RealmCache
@@ -31,6 +39,9 @@ from actrix.core.settings import EXAMPLE_SHARED_KEY
 from actrix.core.storage import StorageError, open_database
 from actrix.core.tls import ServerTLS, TLSConfigError
 from actrix.root import ActrixService
+
+if TYPE_CHECKING:
+    from actrix.ks.client import KeyServerClient
 
 log = Logger()
 
@@ -57,7 +68,10 @@ class Wiring:
     site: SiteRoot
     metrics: MetricsRegistry
     realms: RealmCache
+    throttle: LogThrottle
     tls: ServerTLS | None = None
+    verifier: NonceVerifier | None = None
+    ks_clients: dict[KsClientConfig, KeyServerClient] = attrs.Factory(dict)
     key_provider: KeyProvider | None = None
     identity_issuer: IdentityIssuer | None = None
     credential_validator: CredentialValidator | None = None
@@ -101,6 +115,7 @@ def _build(settings: Settings, reactor: Any) -> ActrixService:
         site=SiteRoot(),
         metrics=MetricsRegistry(),
         realms=realms,
+        throttle=LogThrottle(reactor),
         tls=tls,
     )
     _build_services(wiring)
@@ -135,10 +150,52 @@ def _build_services(wiring: Wiring) -> None:
 # Imports stay inside each builder so a daemon loads only what it runs.
 
 
+def _nonce_verifier(wiring: Wiring) -> NonceVerifier:
+    """The one ``nonce.db`` verifier KS and AIS share (a nonce is used once on both).
+
+    Built by whichever of them comes first, once its own setup has succeeded,
+    and handed to the other.
+    """
+    from actrix.core.nonces import MIGRATIONS as NONCE_MIGRATIONS
+    from actrix.core.nonces import NONCE_DB, NonceStore, cleanup_timer
+
+    if wiring.verifier is None:
+        settings, reactor = wiring.settings, wiring.reactor
+        database = open_database(
+            settings.sqlite_path, NONCE_DB, NONCE_MIGRATIONS, reactor
+        )
+        wiring.root.add_database(database)
+        store = NonceStore(database)
+        wiring.root.add_background(cleanup_timer(store, reactor))
+        wiring.verifier = NonceVerifier(
+            settings.actrix_shared_key.encode(), store, reactor
+        )
+    return wiring.verifier
+
+
+def _ks_client(wiring: Wiring, config: KsClientConfig) -> KeyServerClient:
+    """The daemon's client for a ``dependencies.ks`` table, built on first use.
+
+    AIS and the credential validator often name the same remote KS; they share
+    one client and its connection pool.
+    """
+    from actrix.ks.client import KeyServerClient
+
+    client = wiring.ks_clients.get(config)
+    if client is None:
+        client = KeyServerClient.from_config(
+            config, wiring.settings.actrix_shared_key.encode(), wiring.reactor
+        )
+        if len(wiring.ks_clients) > 0:  # service names must stay unique
+            client.setName(f"{client.name} #{len(wiring.ks_clients) + 1}")
+        client.setServiceParent(wiring.root.background)
+        wiring.ks_clients[config] = client
+    return client
+
+
 def _build_ks(wiring: Wiring) -> None:
     """KS (bit 16): ``/ks`` and the in-process KeyProvider."""
     from actrix.core.config import ENABLE_KS
-    from actrix.core.nonces import shared_verifier
     from actrix.ks.kek import KekError, load_kek
     from actrix.ks.metrics import KsMetrics
     from actrix.ks.resource import KsResource
@@ -172,14 +229,10 @@ def _build_ks(wiring: Wiring) -> None:
     )
     wiring.root.add_background(service.cleanup_timer(config.cleanup_interval_seconds))
     wiring.metrics.register(metrics)
-    verifier = shared_verifier(
-        settings.sqlite_path,
-        settings.actrix_shared_key.encode(),
-        wiring.reactor,
-        wiring.root,
+    resource = KsResource(
+        service, _nonce_verifier(wiring), wiring.reactor, metrics, wiring.throttle
     )
-    resource = KsResource(service, verifier, wiring.reactor, metrics)
-    wiring.site.mount("ks", resource.app.resource())
+    wiring.site.mount("ks", KleinGuard(resource.app.resource()))
     wiring.key_provider = service
 
 
@@ -194,20 +247,15 @@ def _build_ais(wiring: Wiring) -> None:
     from actrix.ais.store import MIGRATIONS as AIS_MIGRATIONS
     from actrix.core.config import ENABLE_AIS
     from actrix.core.credentials import choose_crypto
-    from actrix.core.nonces import shared_verifier
-    from actrix.ks.client import KeyServerClient
 
     settings = wiring.settings
     config = settings.services.ais
     if not settings.enabled(ENABLE_AIS) or config is None:
         return
     reactor = wiring.reactor
-    shared_key = settings.actrix_shared_key.encode()
     keys: KeyProvider | None = wiring.key_provider
     if config.ks is not None:
-        keys = KeyServerClient.shared(
-            config.ks, shared_key, reactor, wiring.root.background
-        )
+        keys = _ks_client(wiring, config.ks)
     if keys is None:
         raise StartupError("services.ais: no KS (local KS off, no dependencies.ks)")
     database = open_database(settings.sqlite_path, AIS_DB, AIS_MIGRATIONS, reactor)
@@ -225,12 +273,12 @@ def _build_ais(wiring: Wiring) -> None:
     )
     wiring.root.add_background(issuer.refresh_timer())
     wiring.metrics.register(metrics)
-    verifier = shared_verifier(settings.sqlite_path, shared_key, reactor, wiring.root)
+    verifier = _nonce_verifier(wiring)
     limiter = IpRateLimiter(
         reactor, config.register_rate_per_second, config.register_burst
     )
-    resource = AisResource(issuer, verifier, limiter, metrics)
-    wiring.site.mount("ais", resource.app.resource())
+    resource = AisResource(issuer, verifier, limiter, metrics, wiring.throttle)
+    wiring.site.mount("ais", KleinGuard(resource.app.resource()))
     wiring.health_checks["ais"] = lambda: issuer.current is not None
     wiring.identity_issuer = issuer
 
@@ -239,7 +287,6 @@ def _build_validator(wiring: Wiring) -> None:
     """The CredentialValidator for signaling and TURN (local KS or KS client)."""
     from actrix.core.config import ENABLE_SIGNALING, ENABLE_TURN
     from actrix.core.credentials import TokenValidator, choose_crypto
-    from actrix.ks.client import KeyServerClient
 
     settings = wiring.settings
     if not (settings.enabled(ENABLE_SIGNALING) or settings.enabled(ENABLE_TURN)):
@@ -251,12 +298,7 @@ def _build_validator(wiring: Wiring) -> None:
         remote = ais.ks
     keys: KeyProvider | None = wiring.key_provider
     if remote is not None:
-        keys = KeyServerClient.shared(
-            remote,
-            settings.actrix_shared_key.encode(),
-            wiring.reactor,
-            wiring.root.background,
-        )
+        keys = _ks_client(wiring, remote)
     if keys is None:
         log.warn("no KS configured: identity credentials cannot be validated")
         return
@@ -395,6 +437,7 @@ def _build_signaling(wiring: Wiring) -> None:
         ),
         metrics=metrics,
         heartbeat_timeout=config.heartbeat_timeout_secs,
+        max_acl_principals=config.max_acl_principals,
     )
     rows, specs = load_sync(database.path, int(reactor.seconds()))
     service.restore_rows(rows, specs)
@@ -413,7 +456,6 @@ def _build_rooms(wiring: Wiring) -> None:
 
     from actrix.core.config import ENABLE_ROOMS, ENABLE_STUN, ENABLE_TURN, RoomsConfig
     from actrix.core.ice import IceServerSource
-    from actrix.core.nonces import shared_verifier
     from actrix.core.websocket import UpgradeOnly
     from actrix.rooms.binary_codec import MAX_FRAME
     from actrix.rooms.binary_endpoint import BinaryRoomConnection
@@ -476,9 +518,7 @@ def _build_rooms(wiring: Wiring) -> None:
     if config.binary_root_alias:
         wiring.site.root_upgrade = binary_ws
     bearer = config.api_token or settings.observability.metrics.token
-    verifier = shared_verifier(
-        settings.sqlite_path, settings.actrix_shared_key.encode(), reactor, wiring.root
-    )
+    verifier = _nonce_verifier(wiring)
     wiring.site.mount(
         "api",
         ApiResource(
@@ -496,17 +536,20 @@ def _build_rooms(wiring: Wiring) -> None:
 
 
 def _add_http_listener(wiring: Wiring) -> None:
-    settings = wiring.settings
-    if settings.uses_https:
-        bind = settings.bind.https
-        if bind is None:
-            return
-        ip, port = bind.ip, bind.port
-    else:
-        assert settings.bind.http is not None  # noqa: S101 (uses_https is False)
-        ip, port = settings.bind.http.ip, settings.bind.http.port
+    bind = wiring.settings.site_bind
+    if bind is None:
+        return
+    limits = SiteLimits(
+        request_timeout=bind.request_timeout, idle_timeout=bind.idle_timeout
+    )
+    site = build_site(wiring.site, wiring.reactor, limits, wiring.throttle)
     listener = TCPListener(
-        wiring.reactor, ip, port, build_site(wiring.site), tls=wiring.tls
+        wiring.reactor,
+        bind.ip,
+        bind.port,
+        site,
+        tls=wiring.tls,
+        max_per_ip=bind.max_connections_per_ip,
     )
     listener.setName("http")
     wiring.root.add_listener(listener)

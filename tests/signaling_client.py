@@ -205,6 +205,16 @@ class SignalingClient:
         self.send(envelope, fragment_size)
         return await d
 
+    async def request_bytes(
+        self, envelope_id: str, data: bytes, timeout: float = TIMEOUT
+    ) -> signaling_pb2.SignalingEnvelope:
+        """Send a hand-made frame and wait for the answer to ``envelope_id``."""
+        d: Deferred[signaling_pb2.SignalingEnvelope] = Deferred()
+        self._waiting[envelope_id] = d
+        d.addTimeout(timeout, self.reactor)
+        self.send_raw(data)
+        return await d
+
     async def next_push(
         self, timeout: float = TIMEOUT
     ) -> signaling_pb2.SignalingEnvelope:

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from actrix.core.actrid import actr_id_repr
 from actrix.core.auth import sign_credential
 from actrix.core.config import Secret
+from actrix.core.logthrottle import LogThrottle
 from actrix.core.webclient import PooledHttp, build_http_client
 from actrix.proto import actr_pb2
 
@@ -53,6 +54,9 @@ class IdentityClient(Service):
         self._secret = shared_key
         self._reactor = reactor
         self._http = http or build_http_client(reactor)
+        # Actors registering through us drive these calls: while the AIS is
+        # down, one line per minute and reason, not one per registration.
+        self._throttle = LogThrottle(reactor)
         self.setName("ais-client")
 
     def stopService(self) -> Deferred[None]:
@@ -96,13 +100,28 @@ class IdentityClient(Service):
             )
             raw = await treq.content(response)
         except Exception as e:
-            log.warn("AIS call {path} failed: {error}", path=path, error=repr(e))
+            suppressed = self._throttle.admit(path, type(e).__name__)
+            if suppressed is not None:
+                log.warn(
+                    "AIS call {path} failed: {error} ({suppressed} more not logged)",
+                    path=path,
+                    error=repr(e),
+                    suppressed=suppressed,
+                )
             return _error(500, f"AIS request failed: {type(e).__name__}: {e}")
         code = int(response.code)
         if code == 429:
             return _error(429, "AIS rate limit exceeded")
         if code != 200:
-            log.warn("AIS call {path} answered HTTP {code}", path=path, code=code)
+            suppressed = self._throttle.admit(path, f"HTTP {code}")
+            if suppressed is not None:
+                log.warn(
+                    "AIS call {path} answered HTTP {code}"
+                    " ({suppressed} more not logged)",
+                    path=path,
+                    code=code,
+                    suppressed=suppressed,
+                )
             return _error(500, f"AIS returned HTTP {code}")
         try:
             result = actr_pb2.RegisterResponse.FromString(raw)

@@ -25,7 +25,7 @@ class AisMetrics:
             ("registrations", "Identities issued", self.registrations),
             (
                 "registration_errors",
-                "Register calls answered with an error",
+                "Valid register calls that failed to issue (KS, encryption)",
                 self.registration_errors,
             ),
             (

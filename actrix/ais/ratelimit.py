@@ -26,7 +26,7 @@ class IpRateLimiter:
         burst: int,
         max_entries: int = MAX_ENTRIES,
     ) -> None:
-        self._clock = clock
+        self.clock = clock
         self._rate = rate
         self._burst = float(burst)
         self._max_entries = max_entries
@@ -34,7 +34,7 @@ class IpRateLimiter:
 
     def allow(self, ip: str) -> bool:
         """Take one credit for ``ip``; False if none is left."""
-        now = self._clock.seconds()
+        now = self.clock.seconds()
         credits, at = self._buckets.get(ip, (self._burst, now))
         credits = min(self._burst, credits + (now - at) * self._rate)
         if credits < 1.0:

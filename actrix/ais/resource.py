@@ -33,6 +33,8 @@ from actrix.core.auth import (
     credential_from_text,
 )
 from actrix.core.http import json_response as _json_body
+from actrix.core.http import survives_disconnect
+from actrix.core.logthrottle import LogThrottle
 from actrix.proto import actr_pb2
 
 log = Logger()
@@ -55,11 +57,25 @@ class AisResource:
         verifier: NonceVerifier,
         limiter: IpRateLimiter,
         metrics: AisMetrics | None = None,
+        throttle: LogThrottle | None = None,
     ) -> None:
         self._issuer = issuer
         self._verifier = verifier
         self._limiter = limiter
         self._metrics = metrics or issuer.metrics
+        self._throttle = throttle or LogThrottle(limiter.clock)
+
+    def _warn(self, request: Request, reason: str, text: str, **fields: Any) -> None:
+        """A warning a client can cause: one per (peer, reason) per interval."""
+        peer = _peer(request)
+        suppressed = self._throttle.admit(peer, reason)
+        if suppressed is not None:
+            log.warn(
+                text + " from {peer} ({suppressed} more not logged)",
+                peer=peer,
+                suppressed=suppressed,
+                **fields,
+            )
 
     # -- helpers -----------------------------------------------------------
 
@@ -81,19 +97,14 @@ class AisResource:
             await self._verifier.verify(credential, payload)
         except CredentialFormatError:
             self._metrics.auth_failures += 1
-            log.warn(
-                "AIS request without a valid credential from {peer}",
-                peer=_peer(request),
-            )
+            self._warn(request, "ais-credential", "AIS request without a credential")
             return json_response(
                 request, 401, {"error": "Authentication failed", "code": 401}
             )
         except AuthError as e:
             self._metrics.auth_failures += 1
-            log.warn(
-                "AIS request refused ({kind}) from {peer}",
-                kind=e.kind,
-                peer=_peer(request),
+            self._warn(
+                request, f"ais-{e.kind}", "AIS request refused ({kind})", kind=e.kind
             )
             if e.kind == "replay":
                 return json_response(
@@ -126,6 +137,7 @@ class AisResource:
     # -- routes ------------------------------------------------------------
 
     @app.route("/register", methods=["POST"])
+    @survives_disconnect
     async def register(self, request: Request) -> bytes:
         # A peer node (signaling) proves itself with a credential (payload
         # ``register``) and is exempt from the per-IP limit, which would
@@ -144,12 +156,19 @@ class AisResource:
         try:
             register = _decode(actr_pb2.RegisterRequest, raw)
         except DecodeError as e:
-            self._metrics.registration_errors += 1
-            log.warn("AIS register with undecodable body ({size} bytes)", size=len(raw))
+            # Refused input counts nothing; registration_errors are failures
+            # to issue for a valid request.
+            self._warn(
+                request,
+                "ais-undecodable",
+                "AIS register with undecodable body ({size} bytes)",
+                size=len(raw),
+            )
             return self._protobuf(request, _error(400, f"Invalid protobuf: {e}"))
         return self._protobuf(request, await self._issuer.register(register))
 
     @app.route("/refresh", methods=["POST"])
+    @survives_disconnect
     async def refresh(self, request: Request) -> bytes:
         # Only peer nodes call refresh, always with a credential; like a
         # credentialed register it skips the per-IP limit, which would otherwise
@@ -175,6 +194,7 @@ class AisResource:
         return self._protobuf(request, await self._issuer.refresh(actr_id))
 
     @app.route("/health", methods=["GET"])
+    @survives_disconnect
     async def health(self, request: Request) -> bytes:
         limited = self._limited(request)
         if limited is not None:
@@ -182,6 +202,7 @@ class AisResource:
         return json_response(request, 200, await self._issuer.health())
 
     @app.route("/rotate-key", methods=["POST"])
+    @survives_disconnect
     async def rotate_key(self, request: Request) -> bytes:
         limited = self._limited(request)
         if limited is not None:
@@ -209,6 +230,7 @@ class AisResource:
         )
 
     @app.route("/current-key", methods=["GET"])
+    @survives_disconnect
     async def current_key(self, request: Request) -> bytes:
         limited = self._limited(request)
         if limited is not None:

@@ -69,9 +69,23 @@ class IdentityIssuer:
     async def register(
         self, request: actr_pb2.RegisterRequest
     ) -> actr_pb2.RegisterResponse:
-        """A new ActrId in ``request.realm`` with ``request.actr_type`` copied."""
-        if not (request.HasField("actr_type") and request.HasField("realm")):
-            return _error(400, "Invalid request: actr_type and realm are required")
+        """A new ActrId in ``request.realm`` with ``request.actr_type`` copied.
+
+        A request whose ``actr_type`` or ``realm`` is absent or lacks a required
+        field is refused before anything is issued or counted: the ActrId built
+        from it could not be serialized into the answer.
+        """
+        if not (
+            request.HasField("actr_type")
+            and request.HasField("realm")
+            and request.actr_type.IsInitialized()
+            and request.realm.IsInitialized()
+        ):
+            return _error(
+                400,
+                "Invalid request: actr_type (manufacturer, name) and realm "
+                "(realm_id) are required",
+            )
         actr_id = actr_pb2.ActrId(serial_number=self._serials.next())
         actr_id.realm.CopyFrom(request.realm)
         actr_id.type.CopyFrom(request.actr_type)

@@ -66,6 +66,10 @@ def parse_timestamp(value: object) -> int:
     if isinstance(value, str):
         if not value.isascii() or not value.isdigit():
             raise CredentialFormatError("timestamp is not a decimal integer")
+        # Count the digits before int(): past 4 300 it raises ValueError, and
+        # every digit beyond 20 is out of range anyway.
+        if len(value.lstrip("0")) > len(str(_U64_MAX)):
+            raise CredentialFormatError("timestamp is out of range")
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise CredentialFormatError("timestamp is not an integer")

@@ -14,11 +14,14 @@ import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 from actrix.core.settings import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_REQUEST_TIMEOUT,
     ENABLE_AIS,
     ENABLE_KS,
     ENABLE_ROOMS,
@@ -54,6 +57,11 @@ from actrix.core.settings import (
     TurnUser,
 )
 from actrix.core.toml_table import Table, read_table
+
+# Bounds of bind.http*.request_timeout / idle_timeout, in seconds: below one
+# second honest clients on slow links fail; Twisted's 12 h is what we replace.
+MIN_HTTP_TIMEOUT: Final = 1.0
+MAX_HTTP_TIMEOUT: Final = 3600.0
 
 __all__ = [
     "ENABLE_AIS",
@@ -93,12 +101,37 @@ __all__ = [
 ]
 
 
+def _read_site_limits(t: Table) -> dict[str, Any]:
+    """The slow-client limits both ``bind.http`` and ``bind.https`` accept."""
+    return {
+        "request_timeout": t.number(
+            "request_timeout",
+            DEFAULT_REQUEST_TIMEOUT,
+            minimum=MIN_HTTP_TIMEOUT,
+            maximum=MAX_HTTP_TIMEOUT,
+        ),
+        "idle_timeout": t.number(
+            "idle_timeout",
+            DEFAULT_IDLE_TIMEOUT,
+            minimum=MIN_HTTP_TIMEOUT,
+            maximum=MAX_HTTP_TIMEOUT,
+        ),
+        "max_connections_per_ip": t.integer(
+            "max_connections_per_ip",
+            DEFAULT_MAX_CONNECTIONS_PER_IP,
+            minimum=1,
+            maximum=65535,
+        ),
+    }
+
+
 def _read_http(t: Table) -> HttpBind:
     return HttpBind(
         domain_name=t.string("domain_name", required=True),
         advertised_ip=t.string("advertised_ip", required=True),
         ip=t.ip("ip"),
         port=t.port("port"),
+        **_read_site_limits(t),
     )
 
 
@@ -110,6 +143,7 @@ def _read_https(t: Table) -> HttpsBind:
         port=t.port("port"),
         cert=t.path("cert", required=True) or Path(),
         key=t.path("key", required=True) or Path(),
+        **_read_site_limits(t),
     )
 
 
@@ -392,6 +426,9 @@ def _read_signaling(t: Table) -> SignalingConfig:
             heartbeat_timeout_secs=server.integer(
                 "heartbeat_timeout_secs", 300, minimum=10
             ),
+            max_acl_principals=server.integer(
+                "max_acl_principals", 256, minimum=1, maximum=10000
+            ),
         )
         server.finish()
     deps = t.table("dependencies")
@@ -536,6 +573,23 @@ def _check_rules(s: Settings, problems: list[str], warnings: list[str]) -> None:
     if rooms is not None and rooms.allow_anonymous and s.env != "dev":
         problems.append(
             "services.rooms.allow_anonymous: only allowed when env is 'dev'"
+        )
+    site = s.site_bind
+    sig = s.services.signaling
+    if (
+        s.enabled(ENABLE_SIGNALING)
+        and site is not None
+        and sig is not None
+        and sig.connection_rate.enabled
+        and site.max_connections_per_ip < sig.connection_rate.max_concurrent_per_ip
+    ):
+        table = "bind.https" if s.uses_https else "bind.http"
+        warnings.append(
+            f"Warning: {table}.max_connections_per_ip: "
+            f"{site.max_connections_per_ip} is below services.signaling.server."
+            f"rate_limit.connection.max_concurrent_per_ip "
+            f"{sig.connection_rate.max_concurrent_per_ip}; the site refuses "
+            "those WebSocket clients before signaling can answer 429"
         )
     if s.env != "dev":
         if s.bind.https is None:

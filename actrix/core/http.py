@@ -1,25 +1,39 @@
 """The daemon's one HTTP(S) site: ``/health`` plus mount points for the services.
 
 Services mount their resources with :meth:`SiteRoot.mount` (``/ks``, ``/ais``,
-``/signaling``, ``/metrics``). Request bodies are capped (``MAX_BODY``): a larger
-``Content-Length`` gets 413 before the body is read, and a chunked body that
-grows past the cap is cut off the same way.
+``/signaling``, ``/metrics``); Klein apps go behind :class:`KleinGuard` and their
+routes wear :func:`survives_disconnect`. Request bodies are capped (``MAX_BODY``):
+a larger ``Content-Length`` gets 413 before the body is read, and a chunked body
+that grows past the cap is cut off the same way. :class:`ActrixChannel` bounds
+how long a client may take (``request_timeout``, ``idle_timeout``); what a client
+can make us log goes through a :class:`LogThrottle`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
-from typing import Any, Final
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, ParamSpec, TypeVar
 
-from twisted.internet.interfaces import IReactorTime
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
 import actrix
+from actrix.core.logthrottle import LogThrottle
+
+log = Logger()
 
 MAX_BODY: Final = 1024 * 1024
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class LimitedRequest(Request):
@@ -67,11 +81,104 @@ class LimitedRequest(Request):
         super().requestReceived(command, path, version)
 
 
+def parse_decimal(text: str, maximum: int) -> int | None:
+    """An ASCII decimal in ``0..maximum`` from a path or query; None if it is not.
+
+    Leading zeros are allowed, as Rust's integer parsers allow them; the
+    significant digits are counted before ``int()`` runs, so a parameter of
+    thousands of digits costs a length check (``int()`` would raise past 4 300
+    digits and is quadratic below that).
+    """
+    if not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0")
+    if len(digits) > len(str(maximum)):
+        return None
+    value = int(digits) if digits else 0
+    return value if value <= maximum else None
+
+
 def json_response(request: Request, status: int, body: object) -> bytes:
     """Set status and JSON content type; return the encoded body."""
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def survives_disconnect(
+    route: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Deferred[T]]:
+    """Let a Klein route run to its end when the client leaves early.
+
+    Klein cancels a route's Deferred when the connection is lost. Inside a
+    coroutine that raises ``CancelledError`` at whatever it awaits (a database
+    call, the nonce store, the crypto pool), where ``except Exception`` blocks
+    log it as our failure. A client leaving is normal, so the route's work is
+    never cancelled: the answer Klein holds ignores ``cancel()`` (Klein then
+    drops the request quietly), the work finishes (a key generated is stored,
+    a nonce consumed) and its reply is discarded. A failure that surfaces only
+    after the client left is still logged: it is ours.
+    """
+
+    @functools.wraps(route)
+    def run(*args: P.args, **kwargs: P.kwargs) -> Deferred[T]:
+        work = Deferred.fromCoroutine(route(*args, **kwargs))
+        if work.called:
+            return work  # finished without waiting: nothing to cancel
+        answer: Deferred[T] = Deferred(_keep_running)
+
+        def deliver(result: T | Failure) -> None:
+            if not answer.called:
+                if isinstance(result, Failure):
+                    answer.errback(result)
+                else:
+                    answer.callback(result)
+            elif isinstance(result, Failure):
+                log.failure(
+                    "route {route} failed after its client left",
+                    result,
+                    route=route.__qualname__,
+                )
+
+        work.addBoth(deliver)
+        return answer
+
+    return run
+
+
+def _keep_running(answer: Deferred[Any]) -> None:
+    """Canceller that leaves the work alone; Deferred.cancel fails ``answer``."""
+
+
+class KleinGuard(Resource):
+    """Serves a Klein app, refusing URLs Klein cannot decode without logging.
+
+    Klein logs a failure (``Invalid encoding in PATH_INFO``) for every request
+    whose path or host is not UTF-8, so any client could write error lines at
+    will; such requests get the same 400 here, silently.
+    """
+
+    isLeaf = True
+
+    def __init__(self, app_resource: Resource) -> None:
+        super().__init__()
+        self._app = app_resource
+
+    def render(self, request: Request) -> bytes | int:
+        parts = [
+            request.getRequestHostname(),
+            *(request.prepath or ()),
+            *(request.postpath or ()),
+        ]
+        try:
+            for part in parts:
+                part.decode("utf-8")
+        except UnicodeDecodeError:
+            request.setResponseCode(400)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"Non-UTF-8 encoding in URL."
+        rendered: bytes | int = self._app.render(request)
+        return rendered
 
 
 class HealthResource(Resource):
@@ -134,18 +241,166 @@ class SiteRoot(Resource):
         return json_response(request, 404, {"error": "Not found", "code": 404})
 
 
-def build_site(root: Resource, max_body: int = MAX_BODY) -> Site:
-    """A Site with capped request bodies and no per-request access log noise."""
-    site = Site(root, logPath=None)
-    site.requestFactory = LimitedRequest
-    site.max_body = max_body  # type: ignore[attr-defined]  # read by LimitedRequest
-    site.displayTracebacks = False
-    site.log = _no_access_log  # type: ignore[method-assign]  # silence access logs
-    return site
+@attrs.frozen
+class SiteLimits:
+    """How long a client may take, and how much it may send (``bind.http*``)."""
+
+    request_timeout: float = 30.0
+    idle_timeout: float = 60.0
+    max_body: int = MAX_BODY
 
 
-def _no_access_log(request: Any) -> None:
-    """Access logs are off: per-request lines would drown the useful ones."""
+class ActrixChannel(http.HTTPChannel):
+    """HTTPChannel with a deadline on each request's head and body.
+
+    Twisted's own ``timeOut`` is an idle timeout: every byte resets it, so a
+    client sending one byte per minute holds its socket forever (and the default
+    is 12 h). Here the site's ``idle_timeout`` still bounds silence, and the
+    head and body of a request must also arrive within ``request_timeout`` of
+    its first byte, or the client gets 408 and the connection is closed.
+
+    Twisted stops both clocks while a request is being answered
+    (``allContentReceived``). A WebSocket upgrade is such a request that never
+    ends: Autobahn takes the transport, the channel sees no more data, so
+    neither clock can end a long-lived WebSocket session (its own pings and
+    timeouts govern it).
+    """
+
+    request_timeout: float = 30.0  # the site sets its own
+    throttle: LogThrottle | None = None
+    site: Site | None = None
+    _deadline: IDelayedCall | None = None
+    _answering = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._deadline is None and not self._answering:
+            self._deadline = self.callLater(self.request_timeout, self._too_slow)
+        super().dataReceived(data)
+
+    def allContentReceived(self) -> None:
+        self._stop_deadline()
+        self._answering = True
+        super().allContentReceived()
+
+    def requestDone(self, request: Request) -> None:
+        self._answering = False
+        # Pipelined bytes are replayed through dataReceived from here, which
+        # starts the next request's deadline.
+        super().requestDone(request)
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]  # HTTPChannel is unannotated
+        self._stop_deadline()
+        super().connectionLost(reason)
+
+    def _stop_deadline(self) -> None:
+        if self._deadline is not None:
+            if self._deadline.active():
+                self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        transport: Any = self.transport
+        if transport is None or getattr(transport, "disconnecting", False):
+            return  # taken over, or already closing (a 413 was sent)
+        self._note("request-timeout", "HTTP request from {peer} too slow, closing")
+        transport.write(
+            b"HTTP/1.1 408 Request Timeout\r\n"
+            b"Connection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        self._close()
+
+    def timeoutConnection(self) -> None:
+        # HTTPChannel logs one info line per idle client; they are the remote
+        # side's to cause, so they go through the throttle instead.
+        if self.transport is None:
+            return
+        self._note("idle-timeout", "HTTP client {peer} idle, closing")
+        self._close()
+
+    def _close(self) -> None:
+        if self.abortTimeout is not None:
+            self._abortingCall = self.callLater(
+                self.abortTimeout, self.forceAbortClient
+            )
+        self.loseConnection()
+
+    def forceAbortClient(self) -> None:
+        self._abortingCall = None
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
+
+    def _note(self, reason: str, text: str) -> None:
+        transport: Any = self.transport
+        peer = str(getattr(transport.getPeer(), "host", "?"))
+        if self.throttle is None:
+            log.debug(text, peer=peer)
+            return
+        suppressed = self.throttle.admit(peer, reason)
+        if suppressed is not None:
+            log.info(
+                text + " ({suppressed} more not logged)",
+                peer=peer,
+                suppressed=suppressed,
+            )
 
 
-__all__ = ["HealthResource", "SiteRoot", "build_site", "http", "json_response"]
+class ActrixSite(Site):
+    """The site: capped bodies, request/idle timeouts, throttled client logs."""
+
+    def __init__(
+        self,
+        root: Resource,
+        clock: IReactorTime,
+        limits: SiteLimits,
+        throttle: LogThrottle,
+    ) -> None:
+        super().__init__(root, logPath=None, timeout=limits.idle_timeout, reactor=clock)
+        self.limits = limits
+        self.max_body = limits.max_body
+        self.throttle = throttle
+        self.requestFactory = LimitedRequest
+        self.displayTracebacks = False
+
+    def buildProtocol(self, addr: Any) -> ActrixChannel:  # type: ignore[override]  # a channel, not Twisted's h2 proxy
+        # Our channel directly, without the HTTP/2-negotiating proxy Twisted puts
+        # in front (we offer no h2 in ALPN), so no extra call per read.
+        channel = ActrixChannel()
+        channel.factory = self
+        channel.site = self
+        channel.requestFactory = self.requestFactory
+        channel.timeOut = self.timeOut  # type: ignore[assignment]  # float seconds work
+        # As HTTPFactory.buildProtocol does: timeouts run on the site's clock.
+        channel.callLater = self.reactor.callLater  # type: ignore[method-assign, assignment]
+        channel.request_timeout = self.limits.request_timeout
+        channel.throttle = self.throttle
+        return channel
+
+    def log(self, request: Any) -> None:
+        """Access logs are off: per-request lines would drown the useful ones."""
+
+
+def build_site(
+    root: Resource,
+    clock: IReactorTime,
+    limits: SiteLimits = SiteLimits(),
+    throttle: LogThrottle | None = None,
+) -> ActrixSite:
+    """The daemon's site over ``root`` (see :class:`ActrixSite`)."""
+    return ActrixSite(root, clock, limits, throttle or LogThrottle(clock))
+
+
+__all__ = [
+    "ActrixChannel",
+    "ActrixSite",
+    "HealthResource",
+    "KleinGuard",
+    "SiteLimits",
+    "SiteRoot",
+    "build_site",
+    "http",
+    "json_response",
+    "parse_decimal",
+    "survives_disconnect",
+]

@@ -6,6 +6,7 @@ remote node. Value objects here are what crosses those boundaries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -143,11 +144,23 @@ class RealmDirectory(Protocol):
         ...
 
     def acl_allowed(self, realm_id: int, from_type: str, to_type: str) -> bool:
-        """First matching ACL row's access; no row means deny."""
+        """The decision for the triple (an explicit DENY wins); no rule means deny."""
         ...
 
-    async def add_acl(
-        self, realm_id: int, from_type: str, to_type: str, allow: bool
+
+class AclRegistry(Protocol):
+    """Where a registration's declared ACL goes (see ``core/realms``)."""
+
+    async def replace_acl(
+        self, realm_id: int, to_type: str, rules: Mapping[str, bool]
     ) -> None:
-        """Append an ACL row (the first row for a triple wins)."""
+        """Make ``rules`` (from type key -> allow) what ``to_type`` declares.
+
+        Replaces the previous registration's declarations for ``to_type`` in
+        the realm; operator rules stay. Lookups see the result on return.
+        """
         ...
+
+
+class SignalingRealms(RealmDirectory, AclRegistry, Protocol):
+    """What signaling needs: lookups, and a place for registrations' ACLs."""

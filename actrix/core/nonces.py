@@ -1,24 +1,22 @@
 """The nonce replay store of nonce-auth: ``nonce.db`` (ks.md §1.2).
 
 A nonce is consumed once; it stays taken until its row expires (TTL 300 s) and
-expired rows are deleted by a periodic sweep. The original never expired rows,
+expired rows are deleted by a periodic sweep. ``tap.py`` opens the one store
+and hands it to KS and AIS. The original never expired rows,
 so ``nonce.db`` grew without bound; expiring them is safe because the ±60 s
 timestamp window already rejects any credential older than the TTL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from twisted.application.internet import TimerService
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from actrix.core.auth import NonceVerifier
-from actrix.core.storage import Database, MigrationSet, open_database
+from actrix.core.storage import Database, MigrationSet
 
 log = Logger()
 
@@ -93,21 +91,6 @@ def _delete_expired_nonces_txn(txn: Any, now: int) -> int:
     return int(txn.rowcount)
 
 
-def open_nonce_store(
-    sqlite_path: Path, reactor: Any, opened: Sequence[Database]
-) -> tuple[NonceStore, bool]:
-    """The daemon's nonce store, reusing ``nonce.db`` if already in ``opened``.
-
-    Returns the store and whether its database was opened now (the caller then
-    registers it and its cleanup timer with the root service).
-    """
-    path = sqlite_path / NONCE_DB
-    for database in opened:
-        if database.path == path:
-            return NonceStore(database), False
-    return NonceStore(open_database(sqlite_path, NONCE_DB, MIGRATIONS, reactor)), True
-
-
 def cleanup_timer(store: NonceStore, clock: IReactorTime) -> TimerService:
     """A TimerService deleting expired nonces every minute."""
 
@@ -127,25 +110,3 @@ def cleanup_timer(store: NonceStore, clock: IReactorTime) -> TimerService:
     timer.clock = clock
     timer.setName("nonce-cleanup")
     return timer
-
-
-class _Root(Protocol):
-    databases: list[Database]
-
-    def add_database(self, database: Database) -> None: ...
-
-    def add_background(self, service: Any) -> None: ...
-
-
-def shared_verifier(
-    sqlite_path: Path, secret: bytes, reactor: Any, root: _Root
-) -> NonceVerifier:
-    """A verifier on the daemon's one ``nonce.db`` (opened and swept once).
-
-    KS and AIS each call this; a nonce used on one is refused by the other.
-    """
-    store, opened = open_nonce_store(sqlite_path, reactor, root.databases)
-    if opened:
-        root.add_database(store.database)
-        root.add_background(cleanup_timer(store, reactor))
-    return NonceVerifier(secret, store, reactor)

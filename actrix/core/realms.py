@@ -4,12 +4,19 @@ The daemon serves every lookup from memory (:class:`RealmCache`) and reloads whe
 another connection (the CLI) has committed, which it notices through SQLite's
 ``PRAGMA data_version`` once a second. The ``*_txn`` functions are plain blocking
 code so the CLI and the unit tests call them on a ``sqlite3`` connection directly.
+
+ACL (a deviation from signaling.md §5.1 step 2 and §7, see the README's security
+notes): one row per ``(realm, from_type, to_type)``. A row keeps what an operator
+set (``actrix acl add``) apart from what the newest registration of ``to_type``
+declared; each registration of a type that carries an ACL replaces that type's
+declared rules, and the decision is DENY when either source denies. No row
+still means deny.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,13 +45,15 @@ class RealmError(Exception):
 
 @attrs.frozen
 class AclRow:
-    """One ``actoracl`` row."""
+    """One ``actoracl`` row: the decision and the two sources it comes from."""
 
     rowid: int
     realm_id: int
     from_type: str
     to_type: str
     allow: bool
+    operator_allow: bool | None = None  # set by ``actrix acl add``
+    declared_allow: bool | None = None  # declared by the newest registration
 
 
 def realms_path(sqlite_path: Path) -> Path:
@@ -121,28 +130,132 @@ def remove_realm_txn(txn: Any, realm_id: int) -> None:
     txn.execute("DELETE FROM actoracl WHERE realm_id = ?", (realm_id,))
 
 
+_ACL_COLUMNS = (
+    "rowid, realm_id, from_type, to_type, access, operator_access, actor_access"
+)
+# The decision of a row: DENY if either source denies (a NULL source is silent).
+_DECIDE = "MIN(COALESCE(operator_access, 1), COALESCE(actor_access, 1))"
+
+
+def _optional_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+def _row_to_acl(r: Sequence[Any]) -> AclRow:
+    return AclRow(
+        int(r[0]),
+        int(r[1]),
+        str(r[2]),
+        str(r[3]),
+        bool(r[4]),
+        _optional_bool(r[5]),
+        _optional_bool(r[6]),
+    )
+
+
 def list_acl_txn(txn: Any, realm_id: int | None = None) -> list[AclRow]:
-    sql = "SELECT rowid, realm_id, from_type, to_type, access FROM actoracl"
+    sql = f"SELECT {_ACL_COLUMNS} FROM actoracl"  # noqa: S608
     args: tuple[int, ...] = ()
     if realm_id is not None:
         sql += " WHERE realm_id = ?"
         args = (realm_id,)
     txn.execute(sql + " ORDER BY rowid", args)
-    return [
-        AclRow(int(r[0]), int(r[1]), str(r[2]), str(r[3]), bool(r[4]))
-        for r in txn.fetchall()
-    ]
+    return [_row_to_acl(r) for r in txn.fetchall()]
+
+
+def get_acl_txn(txn: Any, rowid: int) -> AclRow | None:
+    txn.execute(
+        f"SELECT {_ACL_COLUMNS} FROM actoracl WHERE rowid = ?",  # noqa: S608
+        (rowid,),
+    )
+    row = txn.fetchone()
+    return None if row is None else _row_to_acl(row)
 
 
 def add_acl_txn(
     txn: Any, realm_id: int, from_type: str, to_type: str, allow: bool
 ) -> int:
+    """Set the operator's rule for a triple; the row id.
+
+    One row per triple: a second ``add`` for it changes the existing row. An
+    explicit DENY beats ALLOW: a DENY replaces an operator ALLOW, but an ALLOW
+    does not lift an operator DENY (remove that rule first). A registration's
+    declared DENY for the triple still wins over an operator ALLOW.
+
+    Raises:
+        RealmError: the operator already denies this triple and ``allow`` is set.
+    """
     txn.execute(
-        "INSERT INTO actoracl (realm_id, from_type, to_type, access)"
-        " VALUES (?, ?, ?, ?)",
-        (realm_id, from_type, to_type, 1 if allow else 0),
+        "SELECT rowid, operator_access FROM actoracl"
+        " WHERE realm_id = ? AND from_type = ? AND to_type = ?",
+        (realm_id, from_type, to_type),
     )
-    return int(txn.lastrowid)
+    row = txn.fetchone()
+    if row is None:
+        txn.execute(
+            "INSERT INTO actoracl"
+            " (realm_id, from_type, to_type, access, operator_access)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (realm_id, from_type, to_type, int(allow), int(allow)),
+        )
+        return int(txn.lastrowid)
+    rowid = int(row[0])
+    if allow and row[1] is not None and not row[1]:
+        raise RealmError(
+            f"ACL rule {rowid} denies {from_type} -> {to_type} in realm"
+            f" {realm_id}; a deny is not lifted by an allow (remove it first)"
+        )
+    txn.execute(
+        "UPDATE actoracl SET operator_access = ? WHERE rowid = ?", (int(allow), rowid)
+    )
+    # SET expressions see the old row, so the decision is its own statement.
+    txn.execute(
+        f"UPDATE actoracl SET access = {_DECIDE} WHERE rowid = ?",  # noqa: S608
+        (rowid,),
+    )
+    return rowid
+
+
+def replace_declared_acl_txn(
+    txn: Any, realm_id: int, to_type: str, rules: Mapping[str, bool]
+) -> list[AclRow]:
+    """Make ``rules`` (from type key -> allow) what ``to_type`` declares.
+
+    The previous registration's declarations toward ``to_type`` go (rows that
+    only held those are deleted); operator rules stay. Returns every row
+    toward ``to_type`` in the realm afterwards.
+    """
+    txn.execute(
+        "DELETE FROM actoracl WHERE realm_id = ? AND to_type = ?"
+        " AND operator_access IS NULL",
+        (realm_id, to_type),
+    )
+    txn.execute(
+        "UPDATE actoracl SET actor_access = NULL"
+        " WHERE realm_id = ? AND to_type = ? AND actor_access IS NOT NULL",
+        (realm_id, to_type),
+    )
+    txn.executemany(
+        "INSERT INTO actoracl (realm_id, from_type, to_type, access, actor_access)"
+        " VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (realm_id, from_type, to_type)"
+        " DO UPDATE SET actor_access = excluded.actor_access",
+        [
+            (realm_id, from_type, to_type, int(allow), int(allow))
+            for from_type, allow in rules.items()
+        ],
+    )
+    txn.execute(
+        f"UPDATE actoracl SET access = {_DECIDE}"  # noqa: S608
+        " WHERE realm_id = ? AND to_type = ?",
+        (realm_id, to_type),
+    )
+    txn.execute(
+        f"SELECT {_ACL_COLUMNS} FROM actoracl"  # noqa: S608
+        " WHERE realm_id = ? AND to_type = ? ORDER BY rowid",
+        (realm_id, to_type),
+    )
+    return [_row_to_acl(r) for r in txn.fetchall()]
 
 
 def remove_acl_txn(txn: Any, rowid: int) -> None:
@@ -268,20 +381,36 @@ def realm_problem(info: RealmInfo | None, realm_id: int, now: float) -> str | No
 
 
 class RealmCache:
-    """:class:`~actrix.core.interfaces.RealmDirectory` over ``actrix.db``."""
+    """:class:`~actrix.core.interfaces.RealmDirectory` over ``actrix.db``.
+
+    ACL decisions are one flat dict (one lookup per check, on the relay path),
+    with an index of the callers per target so that a registration replaces
+    its type's entries without a scan. Writes
+    made through this cache update memory at once (SQLite's ``data_version``
+    only reports other connections' commits); a reload that read its snapshot
+    before such a write reads again.
+    """
 
     def __init__(self, database: Database, clock: IReactorTime) -> None:
         self._database = database
         self._clock = clock
         self._realms: dict[int, RealmInfo] = {}
         self._acl: dict[tuple[int, str, str], bool] = {}
+        self._callers: dict[tuple[int, str], set[str]] = {}
+        self._declared: dict[tuple[int, str], dict[str, bool]] = {}
         self._version: int | None = None
         self._room_secrets: dict[tuple[int, int], RoomSecret] = {}
         self._listeners: list[Callable[[], None]] = []
+        self._writes = 0
 
     async def load(self) -> None:
         """Read every realm, ACL row and room secret into memory."""
-        self._apply(*await self._database.run(_snapshot_txn))
+        while True:
+            writes = self._writes
+            snapshot = await self._database.run(_snapshot_txn)
+            if writes == self._writes:
+                break
+        self._apply(*snapshot)
 
     def load_sync(self, path: Path) -> None:
         """Blocking first load, for startup before the reactor runs."""
@@ -305,9 +434,20 @@ class RealmCache:
         self._room_secrets = {(r.realm_id, r.kid): r for r in room_secrets}
         self._realms = {r.realm_id: r for r in realms}
         table: dict[tuple[int, str, str], bool] = {}
+        callers: dict[tuple[int, str], set[str]] = {}
+        declared: dict[tuple[int, str], dict[str, bool]] = {}
         for row in acl:
-            table.setdefault((row.realm_id, row.from_type, row.to_type), row.allow)
+            key = (row.realm_id, row.from_type, row.to_type)
+            # An explicit DENY beats ALLOW, whatever the row order (the unique
+            # index keeps one row per triple; this holds even without it).
+            table[key] = table.get(key, True) and row.allow
+            target = (row.realm_id, row.to_type)
+            callers.setdefault(target, set()).add(row.from_type)
+            if row.declared_allow is not None:
+                declared.setdefault(target, {})[row.from_type] = row.declared_allow
         self._acl = table
+        self._callers = callers
+        self._declared = declared
         for listener in list(self._listeners):
             try:
                 listener()
@@ -366,8 +506,25 @@ class RealmCache:
     def acl_allowed(self, realm_id: int, from_type: str, to_type: str) -> bool:
         return self._acl.get((realm_id, from_type, to_type), False)
 
-    async def add_acl(
-        self, realm_id: int, from_type: str, to_type: str, allow: bool
+    # AclRegistry
+
+    async def replace_acl(
+        self, realm_id: int, to_type: str, rules: Mapping[str, bool]
     ) -> None:
-        await self._database.run(add_acl_txn, realm_id, from_type, to_type, allow)
-        self._acl.setdefault((realm_id, from_type, to_type), allow)
+        target = (realm_id, to_type)
+        if self._declared.get(target, {}) == rules:
+            return  # the common re-registration: nothing to write
+        rows = await self._database.run(
+            replace_declared_acl_txn, realm_id, to_type, dict(rules)
+        )
+        self._writes += 1
+        for from_type in self._callers.pop(target, ()):
+            self._acl.pop((realm_id, from_type, to_type), None)
+        for row in rows:
+            self._acl[(realm_id, row.from_type, to_type)] = row.allow
+        self._callers[target] = {row.from_type for row in rows}
+        self._declared[target] = {
+            row.from_type: row.declared_allow
+            for row in rows
+            if row.declared_allow is not None
+        }

@@ -64,12 +64,23 @@ class Secret:
 # Value objects
 
 
+DEFAULT_REQUEST_TIMEOUT: Final = 30.0
+DEFAULT_IDLE_TIMEOUT: Final = 60.0
+DEFAULT_MAX_CONNECTIONS_PER_IP: Final = 256
+
+
 @attrs.frozen
 class HttpBind:
     domain_name: str
     advertised_ip: str
     ip: str
     port: int
+    # A request's head and body must arrive within this of its first byte.
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    # Silence allowed on a connection that is not being answered.
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    # Open TCP connections per source IP, WebSockets included.
+    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
 
 
 @attrs.frozen
@@ -80,6 +91,9 @@ class HttpsBind:
     port: int
     cert: Path
     key: Path
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
 
 
 @attrs.frozen
@@ -226,6 +240,7 @@ class SignalingConfig:
     message_rate: MessageRateLimit = MessageRateLimit()
     max_message_size: int = 65536
     heartbeat_timeout_secs: int = 300
+    max_acl_principals: int = 256
     ks: KsClientConfig | None = None
     ais: AisClientConfig | None = None
 
@@ -319,3 +334,8 @@ class Settings:
     def uses_https(self) -> bool:
         """The site listens with TLS: always outside dev, or in dev without http."""
         return self.env != "dev" or self.bind.http is None
+
+    @property
+    def site_bind(self) -> HttpBind | HttpsBind | None:
+        """The table the HTTP(S) site listens with (``bind.https`` or ``bind.http``)."""
+        return self.bind.https if self.uses_https else self.bind.http

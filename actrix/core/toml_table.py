@@ -113,11 +113,22 @@ class Table:
         return value
 
     def number(
-        self, name: str, default: float, *, minimum: float | None = None
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float | None = None,
+        maximum: float | None = None,
     ) -> float:
         value = self._typed(name, (int, float), "a number", default, False)
         if name in self._data and minimum is not None and value < minimum:
             self.error(name, f"must be >= {minimum}")
+            return default
+        if name in self._data and maximum is not None and value > maximum:
+            self.error(name, f"must be <= {maximum}")
+            return default
+        if value != value:  # NaN compares false with every bound
+            self.error(name, "must be a number, not nan")
             return default
         return float(value)
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import treq
-from twisted.application.service import MultiService, Service
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
@@ -65,37 +65,6 @@ class KeyServerClient(Service):
         return cls(
             config.endpoint, config.timeout_seconds, shared_key, reactor, config=config
         )
-
-    @classmethod
-    def shared(
-        cls,
-        config: KsClientConfig,
-        shared_key: bytes,
-        reactor: Any,
-        background: MultiService,
-    ) -> KeyServerClient:
-        """The daemon's client for ``config``, created in ``background`` once.
-
-        AIS and the credential validator often name the same remote KS; they
-        share one client (and its connection pool) instead of clashing on the
-        service name.
-        """
-        names: set[str | None] = set()
-        for service in background:
-            if (
-                isinstance(service, cls)
-                and service.config == config
-                and service._secret == shared_key
-            ):
-                return service
-            names.add(service.name)
-        client = cls.from_config(config, shared_key, reactor)
-        base, n = client.name, 1
-        while client.name in names:  # same host, other settings
-            n += 1
-            client.setName(f"{base} #{n}")
-        client.setServiceParent(background)
-        return client
 
     def stopService(self) -> Deferred[None]:
         super().stopService()

@@ -26,8 +26,9 @@ from actrix.core.auth import (
     credential_from_text,
     parse_timestamp,
 )
-from actrix.core.http import json_response
+from actrix.core.http import json_response, parse_decimal, survives_disconnect
 from actrix.core.interfaces import KeyProviderError
+from actrix.core.logthrottle import LogThrottle
 from actrix.ks.metrics import KsMetrics
 from actrix.ks.service import KeyService
 
@@ -52,10 +53,7 @@ def _auth_status(error: AuthError) -> tuple[int, str]:
 
 
 def _u32(text: str) -> int | None:
-    if not text or not text.isascii() or not text.isdigit():
-        return None
-    value = int(text)
-    return value if value <= _U32_MAX else None
+    return parse_decimal(text, _U32_MAX)
 
 
 class KsResource:
@@ -69,11 +67,13 @@ class KsResource:
         verifier: NonceVerifier,
         clock: IReactorTime,
         metrics: KsMetrics | None = None,
+        throttle: LogThrottle | None = None,
     ) -> None:
         self._service = service
         self._verifier = verifier
         self._clock = clock
         self._metrics = metrics or service.metrics
+        self._throttle = throttle or LogThrottle(clock)
 
     # -- replies -----------------------------------------------------------
 
@@ -97,17 +97,23 @@ class KsResource:
         try:
             await self._verifier.verify(credential, payload)
         except AuthError as e:
-            log.warn(
-                "KS request refused ({kind}) from {peer}",
-                kind=e.kind,
-                peer=_peer(request),
-            )
+            peer = _peer(request)
+            suppressed = self._throttle.admit(peer, f"ks-{e.kind}")
+            if suppressed is not None:
+                log.warn(
+                    "KS request refused ({kind}) from {peer}"
+                    " ({suppressed} more not logged)",
+                    kind=e.kind,
+                    peer=peer,
+                    suppressed=suppressed,
+                )
             return self._error(request, _auth_status(e))
         return None
 
     # -- routes ------------------------------------------------------------
 
     @app.route("/generate", methods=["POST"])
+    @survives_disconnect
     async def generate(self, request: Request) -> bytes:
         content_type = (request.getHeader("content-type") or "").split(";")[0]
         content_type = content_type.strip().lower()
@@ -160,6 +166,7 @@ class KsResource:
         )
 
     @app.route("/secret/<path_key_id>", methods=["GET"])
+    @survives_disconnect
     async def secret(self, request: Request, path_key_id: str) -> bytes:
         path_id = _u32(path_key_id)
         if path_id is None:
@@ -195,11 +202,15 @@ class KsResource:
         )
 
     @app.route("/health", methods=["GET"])
+    @survives_disconnect
     async def health(self, request: Request) -> bytes:
         try:
             count = await self._service.key_count()
         except Exception:
-            log.failure("while counting KS keys")
+            # A probe per second while the database is broken must not write a
+            # traceback per second.
+            if self._throttle.admit("", "ks-health-storage") is not None:
+                log.failure("while counting KS keys")
             return self._error(request, _INTERNAL)
         return self._json(
             request,

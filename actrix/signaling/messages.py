@@ -4,6 +4,13 @@ One binary frame is one ``signaling.SignalingEnvelope``. Missing proto2
 ``required`` fields decode as defaults (as prost does) and every envelope is
 serialized with ``SerializePartialToString``, so a client that omits a required
 field never makes the server raise while answering it (signaling.md §3.10).
+
+Every string field of an inbound envelope, at any depth, is checked for UTF-8
+here, once (:mod:`actrix.core.utf8`): the installed protobuf accepts bad UTF-8 in
+proto2 strings and hands it back as ``bytes``, which no handler expects. An
+envelope whose ``envelope_id`` is bad cannot be answered and is undecodable
+(:class:`DecodeError`); any other bad string raises :class:`InvalidString`, which
+the caller answers with :func:`invalid_string`.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Final
 from google.protobuf.message import DecodeError as _ProtoDecodeError
 
 from actrix.core.actrid import ActrIdError, parse_actr_id
+from actrix.core.utf8 import Utf8Check
 from actrix.proto import actr_pb2, signaling_pb2
 
 ENVELOPE_VERSION: Final = 1
@@ -45,24 +53,50 @@ REFRESH_NOT_CONFIGURED: Final = "AIS service not configured"
 REFRESH_FAILED: Final = "Failed to refresh credential: "
 SPEC_NOT_FOUND: Final = "Service specification not found for name="
 TOO_MANY_SUBSCRIPTIONS: Final = "Too many presence subscriptions"
+# signaling.md §9 (and ais.md): the 400 text of a request that is not valid protobuf.
+INVALID_PROTOBUF: Final = "Invalid protobuf: "
+TOO_MANY_PRINCIPALS: Final = "Too many ACL principals: "  # Register, 400
+
+# Built once: the schema copy that verifies UTF-8 (immutable after import).
+_UTF8: Final = Utf8Check(signaling_pb2.SignalingEnvelope)
 
 
 class DecodeError(Exception):
     """A binary frame is not a SignalingEnvelope."""
 
 
+class InvalidString(Exception):
+    """An envelope decoded, but one of its string fields is not UTF-8.
+
+    ``envelope_id`` is valid (the envelope can be answered); ``field`` is the
+    dotted path of the bad field.
+    """
+
+    def __init__(self, envelope_id: str, field: str) -> None:
+        super().__init__(f"{field} is not valid UTF-8")
+        self.envelope_id = envelope_id
+        self.field = field
+
+
 def decode_envelope(data: bytes) -> signaling_pb2.SignalingEnvelope:
-    """Parse one frame.
+    """Parse one frame and check every string field in it for UTF-8.
 
     Raises:
-        DecodeError: the bytes are not a valid protobuf encoding.
+        DecodeError: the bytes are not a valid protobuf encoding, or the
+            ``envelope_id`` is not UTF-8.
+        InvalidString: another string field is not UTF-8.
     """
     envelope = signaling_pb2.SignalingEnvelope()
     try:
         envelope.ParseFromString(data)
     except (_ProtoDecodeError, RuntimeError, ValueError) as e:
         raise DecodeError(str(e) or "invalid protobuf") from None
-    return envelope
+    field = _UTF8.invalid_field(data, envelope)
+    if field is None:
+        return envelope
+    if field == "envelope_id":
+        raise DecodeError("envelope_id is not valid UTF-8")
+    raise InvalidString(envelope.envelope_id, field)
 
 
 def encode(envelope: signaling_pb2.SignalingEnvelope) -> bytes:
@@ -160,6 +194,13 @@ def envelope_error(
     envelope = new_envelope(now)
     envelope.envelope_error.code = code
     envelope.envelope_error.message = message
+    return envelope
+
+
+def invalid_string(now: float, error: InvalidString) -> signaling_pb2.SignalingEnvelope:
+    """The 400 ``envelope_error`` answering an envelope with a non-UTF-8 string."""
+    envelope = envelope_error(now, 400, f"{INVALID_PROTOBUF}{error}")
+    envelope.reply_for = error.envelope_id
     return envelope
 
 

@@ -147,6 +147,13 @@ class SignalingProtocol(WebSocketServerProtocol):
                 return
         try:
             envelope = messages.decode_envelope(payload)
+        except messages.InvalidString as e:
+            # Answered before any flow sees it: nothing is created for it.
+            service.metrics.rejections["invalid_utf8"] += 1
+            _log.debug("{field} from {ip} is not UTF-8", field=e.field, ip=self._ip)
+            now = self.factory.clock.seconds()
+            service.send(session, messages.invalid_string(now, e))
+            return
         except messages.DecodeError as e:
             service.metrics.rejections["decode"] += 1
             _log.warn(

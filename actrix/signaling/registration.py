@@ -4,14 +4,23 @@ signaling.md §5.1 (Register through AIS), §1.1 (URL identity on reconnect,
 validated here), §5.3 (Ping), §5.4 (Unregister), §5.5 (CredentialUpdate, which
 keeps the actor's serial) and §10 (heartbeat expiry). Every change to an entry
 is recorded for the write-behind and announced to presence subscribers.
+
+ACL of a Register (deviating from §5.1 step 2): a request naming more principals
+than ``max_acl_principals`` is refused with 400 before AIS is called; otherwise,
+when it carries an ``acl``, its rules become what its type declares, replacing
+the previous registration's (one row per triple, an explicit DENY beating ALLOW
+within the request, whatever the order).
 """
 
 from __future__ import annotations
+
+from typing import Final
 
 from twisted.logger import Logger
 
 from actrix.core.actrid import actr_id_repr, type_key
 from actrix.core.interfaces import (
+    AclRegistry,
     Claims,
     CredentialError,
     CredentialValidator,
@@ -26,6 +35,8 @@ from actrix.signaling.sessions import REPLACED_CODE, Session
 
 log = Logger()
 
+MAX_ACL_PRINCIPALS: Final = 256
+
 
 class Registration:
     """Register, URL identity, Ping, Unregister, CredentialUpdate and expiry."""
@@ -35,10 +46,14 @@ class Registration:
         context: FlowContext,
         validator: CredentialValidator,
         issuer: IdentityIssuer | None,
+        acl: AclRegistry,
+        max_acl_principals: int = MAX_ACL_PRINCIPALS,
     ) -> None:
         self._ctx = context
         self._validator = validator
         self.issuer = issuer
+        self._acl = acl
+        self._max_acl_principals = max_acl_principals
 
     # ------------------------------------------------------------------
     # §5.1 Register
@@ -54,6 +69,11 @@ class Registration:
             return
         if session.key is not None:
             self._failed(session, rid, 409, m.ALREADY_REGISTERED, "duplicate_register")
+            return
+        principals = sum(len(rule.principals) for rule in request.acl.rules)
+        if principals > self._max_acl_principals:
+            text = f"{m.TOO_MANY_PRINCIPALS}{principals} > {self._max_acl_principals}"
+            self._failed(session, rid, 400, text, "acl_principals")
             return
         if self.issuer is None:
             self._failed(session, rid, 500, m.AIS_NOT_CONFIGURED, "ais")
@@ -107,22 +127,18 @@ class Registration:
     async def _store_acl(
         self, request: actr_pb2.RegisterRequest, actr_id: actr_pb2.ActrId
     ) -> None:
-        """§5.1 step 2: one ACL row per rule principal that names a type."""
-        to_key = type_key(actr_id.type)
-        realm_id = actr_id.realm.realm_id
-        for rule in request.acl.rules:
-            allow = rule.permission == actr_pb2.AclRule.ALLOW
-            for principal in rule.principals:
-                if principal.HasField("actr_type"):
-                    try:
-                        await self._ctx.realms.add_acl(
-                            realm_id, type_key(principal.actr_type), to_key, allow
-                        )
-                    except Exception:
-                        log.failure(
-                            "storing an ACL row for {actor}",
-                            actor=actr_id_repr(actr_id),
-                        )
+        """The request's ACL becomes what the new actor's type declares.
+
+        A request without an ``acl`` leaves the type's rules as they are.
+        """
+        if not request.HasField("acl"):
+            return
+        try:
+            await self._acl.replace_acl(
+                actr_id.realm.realm_id, type_key(actr_id.type), declared_acl(request)
+            )
+        except Exception:
+            log.failure("storing the ACL of {actor}", actor=actr_id_repr(actr_id))
 
     # ------------------------------------------------------------------
     # §1.1 URL identity
@@ -348,3 +364,20 @@ def _new_entry(
         last_heartbeat=now,
         online=True,
     )
+
+
+def declared_acl(request: actr_pb2.RegisterRequest) -> dict[str, bool]:
+    """From type key -> allow, for every principal that names a type.
+
+    A type under both a DENY and an ALLOW rule is denied, in any order.
+    ``principal.realm`` is ignored and principals without ``actr_type`` are
+    skipped, as in signaling.md §5.1.
+    """
+    rules: dict[str, bool] = {}
+    for rule in request.acl.rules:
+        allow = rule.permission == actr_pb2.AclRule.ALLOW
+        for principal in rule.principals:
+            if principal.HasField("actr_type"):
+                key = type_key(principal.actr_type)
+                rules[key] = rules.get(key, True) and allow
+    return rules

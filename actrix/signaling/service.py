@@ -40,7 +40,7 @@ from actrix.core.interfaces import (
     Claims,
     CredentialValidator,
     IdentityIssuer,
-    RealmDirectory,
+    SignalingRealms,
 )
 from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling import messages as m
@@ -51,7 +51,7 @@ from actrix.signaling.directory import Directory
 from actrix.signaling.metrics import SignalingMetrics
 from actrix.signaling.persistence import RegistryPersistence
 from actrix.signaling.presence import PresenceEvents, Subscriptions
-from actrix.signaling.registration import Registration
+from actrix.signaling.registration import MAX_ACL_PRINCIPALS, Registration
 from actrix.signaling.registry import ActorKey, ActorRegistry, SpecIndex
 from actrix.signaling.relay import Relays
 from actrix.signaling.sessions import REPLACED_CODE, Connection, Session, Sessions
@@ -77,13 +77,14 @@ class SignalingService(Service):
     def __init__(
         self,
         clock: IReactorTime,
-        realms: RealmDirectory,
+        realms: SignalingRealms,
         validator: CredentialValidator,
         issuer: IdentityIssuer | None,
         store: SignalingStore | None,
         compat: CompatibilityCache,
         metrics: SignalingMetrics | None = None,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
+        max_acl_principals: int = MAX_ACL_PRINCIPALS,
     ) -> None:
         self._clock = clock
         self.metrics = metrics = metrics or SignalingMetrics()
@@ -105,7 +106,9 @@ class SignalingService(Service):
             metrics=metrics,
             heartbeat_timeout=heartbeat_timeout,
         )
-        self._registration = registration = Registration(context, validator, issuer)
+        self._registration = registration = Registration(
+            context, validator, issuer, realms, max_acl_principals
+        )
         directory = Directory(context, compat)
         self._relays = Relays(context, self._checks)
         self._actor_handlers: dict[str, ActorHandler] = {

@@ -92,6 +92,23 @@ class CliTests(SynchronousTestCase):
         self.assertEqual(len(self.cli("acl", "list", "--realm", "3").splitlines()), 1)
         self.assertIn("not found", self.cli("acl", "remove", rule_id, status=1))
 
+    def test_acl_add_keeps_one_row_and_deny_wins(self) -> None:
+        """A second add for a triple changes its row; an allow never lifts a deny."""
+        self.cli("realm", "add", "--name", "a", "--id", "3")
+        add = ("acl", "add", "--realm", "3", "--from", "acme:c", "--to", "acme:s")
+        first = self.cli(*add, "--allow").split("\t")[0]
+        denied = self.cli(*add, "--deny")
+        self.assertEqual(
+            denied.split("\t")[:5], [first, "3", "acme:c", "acme:s", "deny"]
+        )
+        refused = self.cli(*add, "--allow", status=1)
+        self.assertIn("remove it first", refused)
+        rows = json.loads(self.cli("acl", "list", "--json"))
+        self.assertEqual(
+            [(r["rowid"], r["allow"], r["operator_allow"]) for r in rows],
+            [(int(first), False, False)],
+        )
+
     def test_acl_needs_existing_realm_and_type_keys(self) -> None:
         """ACL rules for unknown realms or malformed type keys are refused."""
         self.cli("realm", "add", "--name", "a", "--id", "3")

@@ -103,3 +103,27 @@ class IdentityClientTests(SynchronousTestCase):
         )
         self.assertEqual(response.error.code, 500)
         self.assertIn("KS unavailable", response.error.message)
+
+    def test_failures_logged_once_per_interval(self) -> None:
+        """An AIS answering errors to every register writes one warning a minute."""
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import LogLevel, globalLogPublisher
+
+        from tests.unit.ks.test_client import _Fixed
+
+        events = EventLoggingObserver()
+        globalLogPublisher.addObserver(events)
+        self.addCleanup(globalLogPublisher.removeObserver, events)
+        self.root = Resource()
+        self.root.putChild(b"ais", _Fixed(503, b"{}"))
+        client = self._client()
+        for _ in range(20):
+            response = self.successResultOf(
+                deferred(client.register(register_request()))
+            )
+            self.assertEqual(response.error.message, "AIS returned HTTP 503")
+        self.clock.advance(60)
+        self.successResultOf(deferred(client.register(register_request())))
+        warnings = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warnings), 2)
+        self.assertEqual(warnings[1]["suppressed"], 19)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from actrix.ais.metrics import AisMetrics
 from actrix.ais.ratelimit import IpRateLimiter
 from actrix.ais.resource import MAX_BODY, AisResource
 from actrix.ais.serials import SerialGenerator
@@ -94,6 +96,50 @@ class AisApiTests(SynchronousTestCase):
         )
         raw = request.SerializePartialToString()
         self.assertEqual(self._register(raw).error.code, 400)
+
+    def _assert_nothing_issued(self) -> None:
+        self.assertEqual(self.keys.generate_calls, 0)
+        self.assertEqual(attrs.asdict(self.issuer.metrics), attrs.asdict(AisMetrics()))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_register_empty_submessages(self) -> None:
+        """Empty actr_type or realm sub-messages get error 400 and nothing is issued."""
+        partial = actr_pb2.RegisterRequest()
+        partial.actr_type.SetInParent()
+        partial.realm.SetInParent()
+        no_name = register_request()
+        no_name.actr_type.ClearField("name")
+        no_realm_id = register_request()
+        no_realm_id.realm.ClearField("realm_id")
+        for request in (partial, no_name, no_realm_id):
+            response = self._register(request.SerializePartialToString())
+            self.assertEqual(response.error.code, 400)
+            self.assertEqual(
+                response.error.message,
+                "Invalid request: actr_type (manufacturer, name) and realm "
+                "(realm_id) are required",
+            )
+        self._assert_nothing_issued()
+
+    def test_register_invalid_utf8_nested(self) -> None:
+        """Invalid UTF-8 in a nested, repeated or ignored string field is error 400."""
+        valid = register_request().SerializeToString()
+
+        def field(number: int, payload: bytes) -> bytes:
+            return bytes([number << 3 | 2, len(payload)]) + payload
+
+        protobuf = field(1, b"p") + field(2, b"\xff") + field(3, b"f")
+        principal = field(2, field(1, b"\xc3") + field(2, b"b"))
+        for tail in (
+            field(3, field(1, b"n") + field(3, b"f") + field(4, protobuf)),
+            field(3, field(1, b"n") + field(3, b"f") + field(6, b"\xfe")),
+            field(4, field(1, field(1, principal))),
+            field(6, b"\xed\xa0\x80"),  # a UTF-8-encoded surrogate
+        ):
+            response = self._register(valid + tail)
+            self.assertEqual(response.error.code, 400)
+            self.assertTrue(response.error.message.startswith("Invalid protobuf: "))
+        self._assert_nothing_issued()
 
     def test_register_invalid_utf8(self) -> None:
         """A type name or ignored string field that is not UTF-8 gets error 400."""

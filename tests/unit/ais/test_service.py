@@ -109,6 +109,17 @@ class IssuerTests(SynchronousTestCase):
         )
         self.assertEqual(response.error.code, 400)
 
+    def test_register_incomplete_type_or_realm(self) -> None:
+        """Sub-messages missing required fields are refused before a serial is used."""
+        request = register_request()
+        request.actr_type.ClearField("manufacturer")
+        response = self._register(request)
+        self.assertEqual(response.error.code, 400)
+        self.assertEqual(self.keys.generate_calls, 0)
+        self.assertEqual(self.issuer.metrics.registrations, 0)
+        ok = self._register(register_request())
+        self.assertEqual(decompose(ok.success.actr_id.serial_number)[2], 0)
+
     def test_ks_unavailable(self) -> None:
         """Without KS the response is error 500 naming the cause."""
         self.keys.fail = True

@@ -18,6 +18,7 @@ from actrix.core.auth import (
     compute_signature,
     credential_from_json,
     credential_from_text,
+    parse_timestamp,
     sign_credential,
 )
 from actrix.core.nonces import (
@@ -89,6 +90,13 @@ class ParseTests(SynchronousTestCase):
         ):
             with self.assertRaises(CredentialFormatError):
                 credential_from_json(bad)
+
+    def test_query_timestamp_digits_bounded(self) -> None:
+        """A query timestamp of thousands of digits is a format error."""
+        for text in ("9" * 5000, "1" * 21, str(1 << 64)):
+            with self.assertRaises(CredentialFormatError):
+                parse_timestamp(text)
+        self.assertEqual(parse_timestamp("0" * 30 + "17"), 17)
 
     def test_not_json(self) -> None:
         """Text that is not JSON is a format error."""

@@ -275,6 +275,79 @@ class ConfigTests(SynchronousTestCase):
             "services.signaling.server.rate_limit.connection.burst_size: must be >= 1",
         )
 
+    def test_max_acl_principals(self) -> None:
+        """The ACL principal bound defaults to 256 and must lie in 1..10000."""
+        signaling = self.parse().services.signaling
+        assert signaling is not None
+        self.assertEqual(signaling.max_acl_principals, 256)
+        set_to = "[services.signaling.server]\nmax_acl_principals = {}"
+        configured = self.parse(set_to.format(16)).services.signaling
+        assert configured is not None
+        self.assertEqual(configured.max_acl_principals, 16)
+        self.assert_problem(
+            _data(set_to.format(0)),
+            "services.signaling.server.max_acl_principals: must be >= 1",
+        )
+        self.assert_problem(
+            _data(set_to.format(10001)),
+            "services.signaling.server.max_acl_principals: must be <= 10000",
+        )
+
+    def test_site_limits_defaults_and_values(self) -> None:
+        """bind.http takes request/idle timeouts and a per-IP cap, with defaults."""
+        http = self.parse().bind.http
+        assert http is not None
+        self.assertEqual(
+            (http.request_timeout, http.idle_timeout, http.max_connections_per_ip),
+            (30.0, 60.0, 256),
+        )
+        s = self.parse(
+            "[bind.http]\nrequest_timeout = 5\nidle_timeout = 7.5\n"
+            "max_connections_per_ip = 20\n",
+            enable=16,
+        )
+        assert s.bind.http is not None and s.site_bind is s.bind.http
+        self.assertEqual(
+            (
+                s.bind.http.request_timeout,
+                s.bind.http.idle_timeout,
+                s.bind.http.max_connections_per_ip,
+            ),
+            (5.0, 7.5, 20),
+        )
+
+    def test_site_limits_bounds(self) -> None:
+        """Timeouts outside 1 s-1 h, NaN, caps below 1 and typos are errors."""
+        for text, expected in (
+            ("request_timeout = 0.5", "bind.http.request_timeout: must be >= 1.0"),
+            ("idle_timeout = 7200", "bind.http.idle_timeout: must be <= 3600.0"),
+            ("idle_timeout = nan", "bind.http.idle_timeout: must be a number"),
+            ("max_connections_per_ip = 0", "max_connections_per_ip: must be >= 1"),
+            ("request_timeout = '30'", "request_timeout: expected a number"),
+            ("idle_timeot = 30", "bind.http.idle_timeot: unknown key"),
+        ):
+            self.assert_problem(_data(f"[bind.http]\n{text}\n"), expected)
+
+    def test_site_cap_below_signaling_cap_warns(self) -> None:
+        """A site cap below signaling's per-IP WebSocket cap is a warning."""
+        s = self.parse("[bind.http]\nmax_connections_per_ip = 50\n")
+        self.assertEqual(len(s.warnings), 1)
+        self.assertIn("bind.http.max_connections_per_ip", s.warnings[0])
+        self.assertEqual(self.parse().warnings, ())
+        self.assertEqual(
+            self.parse("[bind.http]\nmax_connections_per_ip = 50\n", 16).warnings, ()
+        )
+
+    def test_token_ttl_floor(self) -> None:
+        """services.ais.server.token_ttl_secs below 60 s is an error; 60 is fine."""
+        self.assert_problem(
+            _data("[services.ais.server]\ntoken_ttl_secs = 59\n"),
+            "services.ais.server.token_ttl_secs: must be >= 60",
+        )
+        s = self.parse("[services.ais.server]\ntoken_ttl_secs = 60\n")
+        assert s.services.ais is not None
+        self.assertEqual(s.services.ais.token_ttl_secs, 60)
+
     def test_prod_requires_https(self) -> None:
         """Outside dev an HTTPS binding is required, and port 0 is refused in prod."""
         data = _data()

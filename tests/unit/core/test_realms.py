@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -12,11 +15,13 @@ from actrix.core import realms
 from actrix.core.interfaces import RealmInfo
 from actrix.core.storage import Database, migrate
 
+T = TypeVar("T")
+
 
 def _memory() -> sqlite3.Cursor:
     conn = sqlite3.connect(":memory:")
-    sql = (Path(realms.__file__).parent / "migrations" / "0001_realms.sql").read_text()
-    conn.executescript(sql)
+    for _, _, sql in realms.MIGRATIONS.steps():
+        conn.executescript(sql)
     return conn.cursor()
 
 
@@ -84,8 +89,8 @@ class RealmCacheTests(SynchronousTestCase):
         cur = conn.cursor()
         realms.add_realm_txn(cur, 5, "five", None, 0)
         realms.add_acl_txn(cur, 5, "a:x", "b:y", True)
-        realms.add_acl_txn(cur, 5, "a:x", "b:y", False)
         realms.add_acl_txn(cur, 5, "b:y", "a:x", False)
+        realms.replace_declared_acl_txn(cur, 5, "b:y", {"c:z": False})
         conn.commit()
         conn.close()
         self.clock = MemoryReactorClock()
@@ -100,9 +105,178 @@ class RealmCacheTests(SynchronousTestCase):
         assert info is not None
         self.assertEqual(info.name, "five")
 
-    def test_first_acl_row_wins_and_default_deny(self) -> None:
-        """The first row for a triple decides; no row means deny."""
+    def test_acl_decisions_and_default_deny(self) -> None:
+        """Each triple's decision comes from memory; no row means deny."""
         self.assertTrue(self.cache.acl_allowed(5, "a:x", "b:y"))
         self.assertFalse(self.cache.acl_allowed(5, "b:y", "a:x"))
+        self.assertFalse(self.cache.acl_allowed(5, "c:z", "b:y"))
         self.assertFalse(self.cache.acl_allowed(5, "a:x", "c:z"))
         self.assertFalse(self.cache.acl_allowed(6, "a:x", "b:y"))
+
+    def test_replace_updates_memory_at_once_and_skips_no_ops(self) -> None:
+        """A registration's ACL shows at once; an identical one writes nothing."""
+        database = _InlineDatabase(self.path)
+        cache = realms.RealmCache(cast(Database, database), self.clock)
+        cache.load_sync(self.path)
+        replace = cache.replace_acl(5, "b:y", {"c:z": True, "d:w": True})
+        self.successResultOf(Deferred.fromCoroutine(replace))
+        self.assertTrue(cache.acl_allowed(5, "c:z", "b:y"))
+        self.assertTrue(cache.acl_allowed(5, "d:w", "b:y"))
+        self.assertTrue(cache.acl_allowed(5, "a:x", "b:y"))  # the operator's rule
+        writes = database.runs
+        again = cache.replace_acl(5, "b:y", {"d:w": True, "c:z": True})
+        self.successResultOf(Deferred.fromCoroutine(again))
+        self.assertEqual(database.runs, writes)
+        narrower = cache.replace_acl(5, "b:y", {"d:w": False})
+        self.successResultOf(Deferred.fromCoroutine(narrower))
+        self.assertFalse(cache.acl_allowed(5, "c:z", "b:y"))
+        self.assertFalse(cache.acl_allowed(5, "d:w", "b:y"))
+        # A fresh load from the file agrees with what memory says.
+        fresh = realms.RealmCache(cast(Database, database), self.clock)
+        fresh.load_sync(self.path)
+        for caller in ("a:x", "c:z", "d:w"):
+            self.assertEqual(
+                fresh.acl_allowed(5, caller, "b:y"), cache.acl_allowed(5, caller, "b:y")
+            )
+
+
+class _InlineDatabase:
+    """Runs each interaction at once on one sqlite3 connection, and counts them."""
+
+    def __init__(self, path: Path) -> None:
+        self.conn = sqlite3.connect(path)
+        self.runs = 0
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        self.runs += 1
+        result = fn(self.conn.cursor(), *args)
+        self.conn.commit()
+        return result
+
+
+def _rows(txn: sqlite3.Cursor, realm_id: int = 5) -> list[tuple[object, ...]]:
+    """(from, to, decision, operator, declared) of a realm's rows, by id."""
+    return [
+        (r.from_type, r.to_type, r.allow, r.operator_allow, r.declared_allow)
+        for r in realms.list_acl_txn(txn, realm_id)
+    ]
+
+
+class AclStoreTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.txn = _memory()
+        realms.add_realm_txn(self.txn, 5, "five", None, 0)
+
+    def test_operator_rule_is_one_row_per_triple(self) -> None:
+        """Adding the same operator rule twice keeps one row and its id."""
+        first = realms.add_acl_txn(self.txn, 5, "a:x", "b:y", True)
+        second = realms.add_acl_txn(self.txn, 5, "a:x", "b:y", True)
+        self.assertEqual(first, second)
+        self.assertEqual(_rows(self.txn), [("a:x", "b:y", True, True, None)])
+
+    def test_operator_deny_beats_allow(self) -> None:
+        """A deny replaces an operator allow; an allow never lifts a deny."""
+        realms.add_acl_txn(self.txn, 5, "a:x", "b:y", True)
+        realms.add_acl_txn(self.txn, 5, "a:x", "b:y", False)
+        self.assertEqual(_rows(self.txn), [("a:x", "b:y", False, False, None)])
+        with self.assertRaises(realms.RealmError) as caught:
+            realms.add_acl_txn(self.txn, 5, "a:x", "b:y", True)
+        self.assertIn("remove it first", str(caught.exception))
+        self.assertEqual(_rows(self.txn), [("a:x", "b:y", False, False, None)])
+
+    def test_registration_replaces_its_type_rules(self) -> None:
+        """The newest registration of a type replaces that type's rules only."""
+        replace = realms.replace_declared_acl_txn
+        replace(self.txn, 5, "b:y", {"a:x": True, "c:z": True})
+        replace(self.txn, 5, "d:w", {"a:x": True})
+        rows = replace(self.txn, 5, "b:y", {"a:x": False})
+        self.assertEqual([(r.from_type, r.allow) for r in rows], [("a:x", False)])
+        self.assertEqual(
+            sorted(_rows(self.txn)),
+            [("a:x", "b:y", False, None, False), ("a:x", "d:w", True, None, True)],
+        )
+        for _ in range(40):  # re-registrations add nothing
+            replace(self.txn, 5, "b:y", {"a:x": False, "c:z": True})
+        self.assertEqual(len(_rows(self.txn)), 3)
+
+    def test_deny_beats_allow_whatever_the_source_order(self) -> None:
+        """Operator and registration: a deny from either decides, in any order."""
+        realms.add_acl_txn(self.txn, 5, "a:x", "b:y", True)
+        realms.replace_declared_acl_txn(self.txn, 5, "b:y", {"a:x": False})
+        realms.replace_declared_acl_txn(self.txn, 5, "d:w", {"a:x": True})
+        realms.add_acl_txn(self.txn, 5, "a:x", "d:w", False)
+        self.assertEqual(
+            _rows(self.txn),
+            [("a:x", "b:y", False, True, False), ("a:x", "d:w", False, False, True)],
+        )
+        # The registration drops its deny: the operator's allow decides again.
+        realms.replace_declared_acl_txn(self.txn, 5, "b:y", {})
+        self.assertEqual(_rows(self.txn)[0], ("a:x", "b:y", True, True, None))
+
+    def test_registration_never_lifts_an_operator_deny(self) -> None:
+        """An operator deny stays whatever a registration declares."""
+        realms.add_acl_txn(self.txn, 5, "a:x", "b:y", False)
+        realms.replace_declared_acl_txn(self.txn, 5, "b:y", {"a:x": True})
+        self.assertEqual(_rows(self.txn), [("a:x", "b:y", False, False, True)])
+
+    def test_unique_index_refuses_a_second_row(self) -> None:
+        """The schema itself holds one row per (realm, from, to)."""
+        realms.add_acl_txn(self.txn, 5, "a:x", "b:y", True)
+        with self.assertRaises(sqlite3.IntegrityError):
+            self.txn.execute(
+                "INSERT INTO actoracl (realm_id, from_type, to_type, access,"
+                " operator_access) VALUES (5, 'a:x', 'b:y', 0, 0)"
+            )
+
+
+class AclMigrationTests(SynchronousTestCase):
+    def test_duplicates_collapse_and_deny_is_kept(self) -> None:
+        """Migration 2 leaves one row per triple; any old deny wins, in any order."""
+        path = Path(self.mktemp())
+        conn = sqlite3.connect(path)
+        conn.executescript(realms.MIGRATIONS.steps()[0][2])
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        old_rows = [
+            (5, "a:x", "b:y", 1),  # 1
+            (5, "a:x", "b:y", 0),  # 2: a later deny the old code ignored
+            (5, "a:x", "b:y", 1),  # 3
+            (5, "c:z", "b:y", 1),  # 4
+            (5, "c:z", "b:y", 1),  # 5
+            (6, "a:x", "b:y", 0),  # 6
+            (5, "b:y", "a:x", 0),  # 7
+            (5, "b:y", "a:x", 1),  # 8
+        ] + [(5, "e:v", "b:y", 1)] * 100  # 9..108: a pile-up
+        conn.executemany(
+            "INSERT INTO actoracl (realm_id, from_type, to_type, access)"
+            " VALUES (?, ?, ?, ?)",
+            old_rows,
+        )
+        conn.commit()
+        conn.close()
+        self.assertEqual(migrate(path, realms.MIGRATIONS), realms.MIGRATIONS.latest)
+        self.assertTrue(path.with_name(path.name + ".bak-v1").exists())
+        conn = sqlite3.connect(path)
+        rows = realms.list_acl_txn(conn.cursor())
+        self.assertEqual(
+            [(r.rowid, r.realm_id, r.from_type, r.to_type, r.allow) for r in rows],
+            [
+                (2, 5, "a:x", "b:y", False),
+                (4, 5, "c:z", "b:y", True),
+                (6, 6, "a:x", "b:y", False),
+                (7, 5, "b:y", "a:x", False),
+                (9, 5, "e:v", "b:y", True),
+            ],
+        )
+        # Old denies became operator rules; old allows, declared ones.
+        self.assertEqual(
+            [(r.operator_allow, r.declared_allow) for r in rows],
+            [(False, None), (None, True), (False, None), (False, None), (None, True)],
+        )
+        txn = conn.cursor()
+        realms.replace_declared_acl_txn(txn, 5, "b:y", {"a:x": True})
+        self.assertEqual(
+            _rows(txn),
+            [("a:x", "b:y", False, False, True), ("b:y", "a:x", False, False, None)],
+        )
+        conn.close()

@@ -122,37 +122,3 @@ class KeyServerClientTests(SynchronousTestCase):
             config=config,
         )
         self.assertEqual(client._base, "https://ks.test:50052")
-
-
-class SharedClientTests(SynchronousTestCase):
-    """One client per remote KS table in a daemon."""
-
-    def test_same_config_shares_one_client(self) -> None:
-        """Asking twice for one dependencies.ks table returns one started client."""
-        from twisted.application.service import MultiService
-
-        from actrix.core.config import KsClientConfig
-
-        background = MultiService()
-        config = KsClientConfig("http://ks.test:8080", 5.0)
-        first = KeyServerClient.shared(config, SECRET, Clock(), background)
-        second = KeyServerClient.shared(config, SECRET, Clock(), background)
-        self.assertIs(first, second)
-        self.assertEqual(list(background), [first])
-
-    def test_other_settings_same_host(self) -> None:
-        """Another table for the same host gets its own, distinctly named client."""
-        from twisted.application.service import MultiService
-
-        from actrix.core.config import KsClientConfig
-
-        background = MultiService()
-        first = KeyServerClient.shared(
-            KsClientConfig("http://ks.test:8080", 5.0), SECRET, Clock(), background
-        )
-        second = KeyServerClient.shared(
-            KsClientConfig("http://ks.test:8080", 9.0), SECRET, Clock(), background
-        )
-        self.assertIsNot(first, second)
-        self.assertNotEqual(first.name, second.name)
-        self.assertEqual(len(list(background)), 2)

@@ -143,6 +143,14 @@ class KsApiTests(SynchronousTestCase):
         self.assertEqual(self.nonces.taken, {})
         self.assertEqual(self.flushLoggedErrors(), [])
 
+    def test_generate_huge_timestamp(self) -> None:
+        """A timestamp of 30 or 4 000 digits is refused cleanly, nothing stored."""
+        for digits, code in ((30, 422), (4000, 422)):
+            body = b'{"credential": {"timestamp": %s, "nonce": "n", "signature": "s"}}'
+            self.assertEqual(self._generate(body % (b"9" * digits))[0], code)
+        self.assertEqual(self._keys(), 0)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
     def test_generate_bad_signature(self) -> None:
         """A wrong signature is 401 with the generic body."""
         credential = sign_credential(b"another-key-entirely-000", "generate_key", NOW)
@@ -258,6 +266,42 @@ class KsApiTests(SynchronousTestCase):
         """A non-numeric or out-of-range path id is 400."""
         self.assertEqual(self._secret("abc", "key_id=1")[0], 400)
         self.assertEqual(self._secret(str(1 << 32), "key_id=1")[0], 400)
+
+    def test_secret_huge_numbers(self) -> None:
+        """Numbers with thousands of digits are 400 before authentication, no 500."""
+        key_id = self._make_key()
+        taken = dict(self.nonces.taken)
+        huge = "9" * 5000
+        good = sign_credential(SECRET, f"get_secret_key:{key_id}", NOW).to_header()
+        for query in (
+            f"key_id={huge}&credential={quote(good)}",
+            f"key_id={'1' * 11}&credential={quote(good)}",
+            f"key_id={key_id}&credential.timestamp={huge}&credential.nonce=n"
+            "&credential.signature=s",
+            f"key_id={key_id}&credential[timestamp]={'1' * 21}"
+            "&credential[nonce]=n&credential[signature]=s",
+            f"key_id={key_id}&credential="
+            + quote(f'{{"timestamp":{huge},"nonce":"n","signature":"s"}}'),
+        ):
+            code, body = self._secret(key_id, query)
+            self.assertEqual(
+                (code, body),
+                (400, {"error": "Invalid request parameters", "code": 400}),
+                query[:40],
+            )
+        code, body = self._secret(huge, "key_id=1")
+        self.assertEqual(code, 400)
+        self.assertEqual(body, "Invalid URL: Cannot parse `key_id` to a `u32`")
+        self.assertEqual(self.nonces.taken, taken)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_secret_leading_zeros(self) -> None:
+        """Leading zeros are accepted as Rust's u32 parser does, however many."""
+        key_id = self._make_key()
+        padded = "0" * 40 + str(key_id)
+        credential = sign_credential(SECRET, f"get_secret_key:{key_id}", NOW)
+        query = f"key_id={padded}&credential={quote(credential.to_header(), safe='')}"
+        self.assertEqual(self._secret(padded, query)[0], 200)
 
     def test_secret_unescaped_signature(self) -> None:
         """A '+' left unescaped in the signature decodes to a space: 401."""

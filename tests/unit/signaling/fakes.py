@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -31,10 +32,13 @@ class FakeRealms:
     def acl_allowed(self, realm_id: int, from_type: str, to_type: str) -> bool:
         return self.acl.get((realm_id, from_type, to_type), False)
 
-    async def add_acl(
-        self, realm_id: int, from_type: str, to_type: str, allow: bool
+    async def replace_acl(
+        self, realm_id: int, to_type: str, rules: Mapping[str, bool]
     ) -> None:
-        self.acl.setdefault((realm_id, from_type, to_type), allow)
+        for key in [k for k in self.acl if k[0] == realm_id and k[2] == to_type]:
+            del self.acl[key]
+        for from_type, allow in rules.items():
+            self.acl[(realm_id, from_type, to_type)] = allow
 
 
 def token_for(actr_id: actr_pb2.ActrId) -> actr_pb2.AIdCredential:

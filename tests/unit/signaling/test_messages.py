@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.config import ConnectionRateLimit
+from actrix.core.utf8 import invalid_string_field
+from actrix.proto import signaling_pb2
 from actrix.signaling import messages
 from actrix.signaling.limits import ConnectionLimits, TokenBucket
 
@@ -18,9 +20,73 @@ from actrix.signaling.limits import ConnectionLimits, TokenBucket
 class DecodeTests(SynchronousTestCase):
     @given(st.binary(max_size=256))
     def test_decoding_any_bytes_raises_only_decode_error(self, data: bytes) -> None:
-        """Arbitrary bytes either decode or raise DecodeError, nothing else."""
-        with contextlib.suppress(messages.DecodeError):
+        """Arbitrary bytes decode to all-str strings, or raise one of our two errors."""
+        with contextlib.suppress(messages.DecodeError, messages.InvalidString):
+            envelope = messages.decode_envelope(data)
+            self.assertIsNone(invalid_string_field(envelope))
+
+    def test_bad_envelope_id_is_undecodable(self) -> None:
+        """An envelope_id that is not UTF-8 makes the whole frame undecodable."""
+        envelope = _spec_request("QQQQ", "echo")
+        data = _spoil(messages.encode(envelope), b"QQQQ")
+        with self.assertRaises(messages.DecodeError):
             messages.decode_envelope(data)
+
+    def test_bad_nested_string_names_its_field(self) -> None:
+        """A bad string deep in the flow raises InvalidString with its path and id."""
+        data = _spoil(messages.encode(_spec_request("id-1", "QQQQ")), b"QQQQ")
+        with self.assertRaises(messages.InvalidString) as caught:
+            messages.decode_envelope(data)
+        self.assertEqual(caught.exception.envelope_id, "id-1")
+        self.assertEqual(
+            caught.exception.field, "actr_to_server.get_service_spec_request.name"
+        )
+
+    def test_bad_repeated_string_names_its_index(self) -> None:
+        """A bad element of a repeated string field is reported with its index."""
+        envelope = _spec_request("id-2", "echo")
+        envelope.actr_to_server.ping.sticky_client_ids.extend(["ok", "QQQQ"])
+        data = _spoil(messages.encode(envelope), b"QQQQ")
+        with self.assertRaises(messages.InvalidString) as caught:
+            messages.decode_envelope(data)
+        self.assertEqual(
+            caught.exception.field, "actr_to_server.ping.sticky_client_ids[1]"
+        )
+
+    def test_bad_source_type_is_found_behind_a_binary_token(self) -> None:
+        """A bad manufacturer is found although the token makes the frame non-ASCII."""
+        envelope = _spec_request("id-3", "echo")
+        envelope.actr_to_server.source.type.manufacturer = "QQQQ"
+        envelope.actr_to_server.credential.encrypted_token = bytes(range(256))
+        data = _spoil(messages.encode(envelope), b"QQQQ")
+        with self.assertRaises(messages.InvalidString) as caught:
+            messages.decode_envelope(data)
+        self.assertEqual(
+            caught.exception.field, "actr_to_server.source.type.manufacturer"
+        )
+
+    def test_valid_non_ascii_strings_decode(self) -> None:
+        """Real UTF-8 (accents, emoji) and binary tokens are accepted unchanged."""
+        envelope = _spec_request("id-4", "caf\u00e9-\U0001f600")
+        envelope.actr_to_server.credential.encrypted_token = bytes(range(256))
+        decoded = messages.decode_envelope(messages.encode(envelope))
+        self.assertEqual(
+            decoded.actr_to_server.get_service_spec_request.name, "caf\u00e9-\U0001f600"
+        )
+
+    def test_invalid_string_answer_is_a_400_envelope_error(self) -> None:
+        """The answer is envelope_error 400 "Invalid protobuf: ..." for the request."""
+        error = messages.InvalidString(
+            "id-5", "peer_to_server.register_request.actr_type.name"
+        )
+        answer = messages.invalid_string(3.0, error)
+        self.assertEqual(answer.reply_for, "id-5")
+        self.assertEqual(answer.envelope_error.code, 400)
+        self.assertEqual(
+            answer.envelope_error.message,
+            "Invalid protobuf: peer_to_server.register_request.actr_type.name"
+            " is not valid UTF-8",
+        )
 
     def test_envelope_round_trip_keeps_reply_for(self) -> None:
         """An error envelope survives encode/decode with code, text and reply_for."""
@@ -129,3 +195,16 @@ class EnvelopeIdTests(SynchronousTestCase):
             self.assertEqual(str(parsed), text)
             seen.add(text)
         self.assertEqual(len(seen), 2 * messages.EnvelopeIds.BATCH + 23)
+
+
+def _spec_request(envelope_id: str, name: str) -> signaling_pb2.SignalingEnvelope:
+    envelope = messages.new_envelope(1.0)
+    envelope.envelope_id = envelope_id
+    envelope.actr_to_server.get_service_spec_request.name = name
+    return envelope
+
+
+def _spoil(data: bytes, marker: bytes) -> bytes:
+    """Replace ``marker`` by as many bytes that are not UTF-8 (0xff starts none)."""
+    assert data.count(marker) == 1
+    return data.replace(marker, b"\xff" * len(marker))

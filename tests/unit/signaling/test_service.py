@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from actrix.proto import actr_pb2
 from actrix.signaling import messages
 from actrix.signaling.presence import MAX_SUBSCRIPTIONS_PER_ACTOR
+from actrix.signaling.registration import MAX_ACL_PRINCIPALS, declared_acl
 from actrix.signaling.store import _flush_txn, _load_rows_txn
 from tests.unit.signaling.fakes import (
     REALM,
@@ -16,6 +17,9 @@ from tests.unit.signaling.fakes import (
     Harness,
     envelope_with_id,
 )
+
+ALLOW = actr_pb2.AclRule.ALLOW
+DENY = actr_pb2.AclRule.DENY
 
 
 class RegisterFlowTests(SynchronousTestCase):
@@ -75,6 +79,57 @@ class RegisterFlowTests(SynchronousTestCase):
         session, _ = h.open()
         h.register(session, "svc", allow_from="caller")
         self.assertEqual(h.realms.acl, {(REALM, "acme:caller", "acme:svc"): True})
+
+    def test_newest_registration_replaces_its_types_acl(self) -> None:
+        """A second registration of a type replaces what the first one declared."""
+        h = Harness()
+        h.register(h.open()[0], "svc", allow_from="caller")
+        h.register(h.open()[0], "svc", allow_from="other")
+        self.assertEqual(h.realms.acl, {(REALM, "acme:other", "acme:svc"): True})
+
+    def test_deny_beats_allow_in_any_order(self) -> None:
+        """A type under both an ALLOW and a DENY rule is denied, in either order."""
+        for order in ((ALLOW, DENY), (DENY, ALLOW)):
+            request = actr_pb2.RegisterRequest()
+            for permission in order:
+                rule = request.acl.rules.add()
+                rule.permission = permission
+                rule.principals.add().actr_type.CopyFrom(
+                    actr_pb2.ActrType(manufacturer="acme", name="caller")
+                )
+            self.assertEqual(declared_acl(request), {"acme:caller": False})
+
+    def test_too_many_principals_is_400_and_creates_nothing(self) -> None:
+        """257 principals: 400 before AIS; no identity, no ACL, no binding."""
+        h = Harness()
+        session, connection = h.open()
+        envelope = envelope_with_id()
+        request = envelope.peer_to_server.register_request
+        request.realm.realm_id = REALM
+        request.actr_type.manufacturer = "acme"
+        request.actr_type.name = "svc"
+        rule = request.acl.rules.add()
+        rule.permission = ALLOW
+        for i in range(MAX_ACL_PRINCIPALS + 1):
+            rule.principals.add().actr_type.CopyFrom(
+                actr_pb2.ActrType(manufacturer="acme", name=f"c{i}")
+            )
+        h.service.handle(session, envelope)
+        (reply,) = connection.sent
+        self.assertEqual(reply.reply_for, envelope.envelope_id)
+        error = reply.server_to_actr.register_response.error
+        self.assertEqual(
+            (error.code, error.message), (400, "Too many ACL principals: 257 > 256")
+        )
+        self.assertEqual(h.issuer.serial, 0)
+        self.assertEqual(h.realms.acl, {})
+        self.assertIsNone(session.actor)
+        del rule.principals[-1]  # 256 is fine
+        h.service.handle(session, envelope)
+        self.assertTrue(
+            connection.sent[-1].server_to_actr.register_response.HasField("success")
+        )
+        self.assertEqual(len(h.realms.acl), MAX_ACL_PRINCIPALS)
 
 
 class ActorFlowTests(SynchronousTestCase):

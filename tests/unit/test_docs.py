@@ -1,0 +1,39 @@
+"""The README and example config document what the code reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from actrix.ais.resource import CREDENTIAL_HEADER
+
+ROOT = Path(__file__).parents[2]
+
+
+class DocsTests(SynchronousTestCase):
+    """Operator-facing documentation names the header, the keys and the floors."""
+
+    def setUp(self) -> None:
+        self.readme = (ROOT / "README.md").read_text()
+        self.example = (ROOT / "etc" / "config.example.toml").read_text()
+
+    def test_readme_names_the_ais_credential_header(self) -> None:
+        """The README names the header the AIS admin routes read, with a curl call."""
+        header = "X-Actrix-Credential"
+        self.assertEqual(header.lower().encode(), CREDENTIAL_HEADER)
+        self.assertIn(f'curl -X POST -H "{header}: ', self.readme)
+        for payload in ("rotate_key", "current_key", "refresh:"):
+            self.assertIn(payload, self.readme)
+
+    def test_token_ttl_floor_documented(self) -> None:
+        """The 60 s floor of token_ttl_secs is in the validation table and example."""
+        self.assertIn("`services.ais.server.token_ttl_secs` below 60 s", self.readme)
+        self.assertIn("token_ttl_secs = 3600", self.example)
+        self.assertIn(">= 60 s", self.example)
+
+    def test_site_limit_keys_documented(self) -> None:
+        """Each slow-client key is in the README table and the example config."""
+        for key in ("request_timeout", "idle_timeout", "max_connections_per_ip"):
+            self.assertIn(f"| `{key}` |", self.readme)
+            self.assertIn(f"# {key} = ", self.example)

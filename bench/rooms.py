@@ -51,7 +51,12 @@ def serve(directory: str) -> None:
     from actrix.tap import build_root_service
     from tests.daemon import http_port, make_settings
 
-    settings = make_settings(Path(directory), enable=32, extra=CONFIG)
+    settings = make_settings(
+        Path(directory),
+        enable=32,
+        extra=CONFIG,
+        overrides="[bind.http]\nmax_connections_per_ip = 65535\n",
+    )
     root = build_root_service(settings, reactor)
     root.privilegedStartService()
     root.startService()

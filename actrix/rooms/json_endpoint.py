@@ -174,22 +174,31 @@ class JsonRoomConnection(RoomConnection):
     # PeerSink
 
     def peer_joined(self, room_id: str, peer: PeerInfo) -> None:
-        self._send_text(
-            json_codec.encode(
+        edge = self.edge
+        ms = edge.ms()
+        # One join reaches every member with the same frame: encode it once.
+        key = ("PEER_JOINED", room_id, peer, ms)
+        memo = edge.memo
+        if memo is None or memo[0] != key:
+            text = json_codec.encode(
                 "PEER_JOINED",
-                self.edge.ms(),
+                ms,
                 peer_id=peer.peer_id,
                 room_id=room_id,
                 payload=peer.to_json(),
             )
-        )
+            memo = edge.memo = (key, text)
+        self._send_text(memo[1])
 
     def peer_left(self, room_id: str, peer_id: str) -> None:
-        self._send_text(
-            json_codec.encode(
-                "PEER_LEFT", self.edge.ms(), peer_id=peer_id, room_id=room_id
-            )
-        )
+        edge = self.edge
+        ms = edge.ms()
+        key = ("PEER_LEFT", room_id, peer_id, ms)
+        memo = edge.memo
+        if memo is None or memo[0] != key:
+            text = json_codec.encode("PEER_LEFT", ms, peer_id=peer_id, room_id=room_id)
+            memo = edge.memo = (key, text)
+        self._send_text(memo[1])
 
     def signal(self, signal: Signal) -> bool:
         self._send_text(

@@ -51,6 +51,8 @@ class RoomEdge:
         self.connections: set[RoomConnection] = set()
         self.throttle = LogThrottle(clock)
         self._last_ping = clock.seconds()
+        # The last fan-out frame (key, text): members told of one event share it.
+        self.memo: tuple[tuple[Any, ...], str] | None = None
 
     def ms(self) -> int:
         return int(self.clock.seconds() * 1000)

@@ -12,6 +12,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
+from twisted.web.http_headers import Headers
 
 from actrix.core import roomtokens
 from actrix.core.realms import (
@@ -196,6 +197,19 @@ class JsonProtocolTests(RoomsDaemonCase):
         self.assertEqual(error["payload"]["message"], "invalid JSON")
         await b.request(type="LEAVE")  # b is still served: NOT_IN_ROOM
         self.assertFalse(a.closed or b.closed or other.closed)
+        refusals = [
+            e for e in self.log if "room request from" in e.get("log_format", "")
+        ]
+        # One line per distinct refusal (the throttle keys on IP and reason).
+        self.assertEqual(len(refusals), len(cases) + 2)
+        a.send(type="NOPE")
+        await a.of_type("ERROR")
+        self.assertEqual(
+            len(
+                [e for e in self.log if "room request from" in e.get("log_format", "")]
+            ),
+            len(cases) + 2,
+        )
 
     async def test_not_in_room_errors(self) -> None:
         """LEAVE and OFFER outside a room answer NOT_IN_ROOM."""
@@ -488,3 +502,189 @@ class RestTests(RoomsDaemonCase):
         )
         health = json.loads(await (await client.get(base + "/rooms/health")).content())
         self.assertEqual(health["status"], "ok")
+
+
+class LimitTests(RoomsDaemonCase):
+    extra = """
+[services.rooms]
+allow_anonymous = true
+max_connections_per_ip = 3
+message_rate = 1.0
+message_burst = 2
+"""
+
+    async def test_message_rate_answers_rate_limited(self) -> None:
+        """Past the burst, frames are dropped with one RATE_LIMITED a second."""
+        a = await self.json_peer()
+        for i in range(6):
+            a.send(type="KEEP_ALIVE", request_id=f"k{i}")
+        error = await a.of_type("ERROR")
+        self.assertEqual(
+            error["payload"],
+            {
+                "code": "RATE_LIMITED",
+                "message": "too many messages",
+                "details": "message_rate",
+            },
+        )
+        acks = [await a.of_type("ACK") for _ in range(2)]
+        self.assertEqual([f["request_id"] for f in acks], ["k0", "k1"])
+        await deferLater(reactor, 0.3, lambda: None)
+        self.assertEqual([f for f in a.frames if f["type"] == "ERROR"], [])
+
+    async def test_per_ip_cap_refuses_upgrade_with_429(self) -> None:
+        """The fourth socket from one IP is refused before the upgrade."""
+        peers = [await self.json_peer() for _ in range(3)]
+        extra = JsonPeer(reactor)
+        self.addCleanup(extra.abort)
+        with self.assertRaises(Exception) as caught:
+            await extra.open(self.port)
+        self.assertIn("429", str(caught.exception) + repr(extra.close_code))
+        peers[0].abort()
+        await deferLater(reactor, 0.2, lambda: None)
+        again = await self.json_peer()
+        self.assertTrue(again.peer_id)
+
+    async def test_binary_oversize_closes_1009(self) -> None:
+        """A /rooms/bin message over 65 556 bytes closes with 1009."""
+        peer = BinaryPeer(reactor)
+        self.addCleanup(peer.abort)
+        await peer.connect(self.port)
+        peer.send_raw(b"\xaa" * 70000, True)
+        self.assertEqual(await peer.wait_closed(), 1009)
+
+
+class BinarySessionTests(RoomsDaemonCase):
+    extra = "[services.rooms]\nallow_anonymous = true\n"
+
+    async def test_connect_token_checks_and_takeover(self) -> None:
+        """Bad tokens answer ERROR 1; a second anonymous cam-1 replaces the first."""
+        peer = BinaryPeer(reactor)
+        self.addCleanup(peer.abort)
+        await peer.connect(self.port)
+        frame = await peer.reply(
+            bc.CONNECT, {"client_id": "cam-1", "auth_token": "rt1.x.y"}
+        )
+        self.assertEqual(
+            frame[3]["Error"],
+            {
+                "error_code": 1,
+                "error_message": "Authentication failed: room token is malformed",
+                "code": "UNAUTHORIZED",
+                "details": "token_malformed",
+            },
+        )
+        frame = await peer.reply(bc.CONNECT, {"client_id": "bad id", "auth_token": "x"})
+        self.assertEqual(frame[3]["Error"]["error_message"], "invalid client_id")
+        first = await self.binary_peer("cam-1")
+        again = await first.reply(bc.CONNECT, {"client_id": "cam-1", "auth_token": "x"})
+        self.assertEqual(again[3]["Error"]["error_message"], "Already connected")
+        await self.binary_peer("cam-1")
+        disconnect = await first.of_type(bc.DISCONNECT)
+        self.assertEqual(
+            disconnect[3]["Disconnect"], {"client_id": "cam-1", "reason": "replaced"}
+        )
+        self.assertEqual(await first.wait_closed(), 4001)
+
+    async def test_register_and_time_sync(self) -> None:
+        """REGISTER answers its ack; TIME_SYNC works before CONNECT."""
+        peer = BinaryPeer(reactor)
+        self.addCleanup(peer.abort)
+        await peer.connect(self.port)
+        sync = await peer.reply(bc.TIME_SYNC, {"t1": 5})
+        self.assertEqual(sync[0], bc.TIME_SYNC_ACK)
+        self.assertEqual(sync[3]["TimeSyncAck"]["t1"], 5)
+        await peer.reply(bc.CONNECT, {"client_id": "reg-1", "auth_token": "x"})
+        base = {"version": "1.0.0", "auth_token": "x"}
+        ack = await peer.reply(bc.REGISTER, {**base, "client_id": "reg-1"})
+        self.assertEqual(ack[3]["RegisterAck"]["message"], "Registration successful")
+        wrong = await peer.reply(bc.REGISTER, {**base, "client_id": "other"})
+        self.assertEqual(
+            wrong[3]["Error"]["error_message"],
+            "client_id does not match the connected client",
+        )
+        newer = await peer.reply(
+            bc.UNREGISTER, {**base, "version": "2.0", "client_id": "reg-1"}
+        )
+        self.assertEqual(
+            newer[3]["Error"]["error_message"], "Unsupported version: newer than server"
+        )
+
+
+class RestAuthTests(RoomsDaemonCase):
+    extra = """
+[services.rooms]
+api_token = "rooms-api-token-0123456789"
+"""
+
+    async def test_bearer_and_nonce_auth(self) -> None:
+        """GETs need the bearer or a nonce-auth credential; POST mints a token."""
+        from actrix.core.auth import sign_credential
+        from tests.daemon import SHARED_KEY
+
+        client = http_client(self)
+        base = f"http://127.0.0.1:{self.port}"
+        denied = await client.get(base + "/api/stats")
+        self.assertEqual(
+            (denied.code, await denied.content()), (401, b"unauthorized\n")
+        )
+        ok = await client.get(
+            base + "/api/stats",
+            headers=Headers({"Authorization": ["Bearer rooms-api-token-0123456789"]}),
+        )
+        self.assertEqual(ok.code, 200)
+        await ok.content()
+        credential = sign_credential(
+            SHARED_KEY.encode(), "rooms_api:GET /api/rooms", reactor.seconds()
+        )
+        nonce_ok = await client.get(
+            base + "/api/rooms?realm_id=7",
+            headers=Headers({"X-Actrix-Credential": [credential.to_header()]}),
+        )
+        self.assertEqual(json.loads(await nonce_ok.content()), {"rooms": []})
+        replay = await client.get(
+            base + "/api/rooms",
+            headers=Headers({"X-Actrix-Credential": [credential.to_header()]}),
+        )
+        self.assertEqual(replay.code, 401)
+        await replay.content()
+        body: dict[str, Any] = {
+            "realm_id": 7,
+            "room": "team-*",
+            "role": "publisher",
+            "ttl": 600,
+        }
+        signed = sign_credential(
+            SHARED_KEY.encode(),
+            "room_token:" + roomtokens.canonical_json(body).decode(),
+            reactor.seconds(),
+        )
+        minted = await client.post(
+            base + "/api/rooms/tokens", json={**body, "credential": signed.to_json()}
+        )
+        reply = json.loads(await minted.content())
+        self.assertEqual(minted.code, 200, reply)
+        self.assertEqual(reply["claims"]["role"], "sender")
+        again = await client.post(
+            base + "/api/rooms/tokens", json={**body, "credential": signed.to_json()}
+        )
+        self.assertEqual(
+            json.loads(await again.content()),
+            {"error": "Request rejected", "code": 403},
+        )
+        unknown = {**body, "realm_id": 99}
+        signed = sign_credential(
+            SHARED_KEY.encode(),
+            "room_token:" + roomtokens.canonical_json(unknown).decode(),
+            reactor.seconds(),
+        )
+        missing = await client.post(
+            base + "/api/rooms/tokens", json={**unknown, "credential": signed.to_json()}
+        )
+        self.assertEqual(missing.code, 404)
+        await missing.content()
+        peer = await self.json_peer()
+        joined = await peer.request(
+            type="JOIN", room_id="team-1", payload={"token": reply["token"]}
+        )
+        self.assertEqual(joined["type"], "ACK", joined)

@@ -22,6 +22,7 @@ from actrix.rooms.model import (
     SignalData,
 )
 from actrix.rooms.protocol import RoomConnection
+from actrix.rooms.service import check_room_id
 
 _log = Logger()
 
@@ -119,8 +120,7 @@ class JsonRoomConnection(RoomConnection):
             fields = None
         if fields is None:
             # §2.5: room_id is checked before the payload's types.
-            if not request.room_id:
-                raise RoomError(INVALID_MESSAGE, "room_id is required")
+            check_room_id(request.room_id)
             raise RoomError(INVALID_MESSAGE, "invalid payload")
 
         def ack(result: JoinResult) -> None:

@@ -125,11 +125,18 @@ class RoomConnection(EdgeProtocol):
         edge.service.open_connections += 1
 
     def onPing(self, payload: bytes) -> None:
-        self.last_inbound = self.edge.clock.seconds()
+        self._active()
         super().onPing(payload)
 
     def onPong(self, payload: bytes) -> None:
-        self.last_inbound = self.edge.clock.seconds()
+        self._active()
+
+    def _active(self) -> None:
+        """Pings and pongs count as activity (rooms.md §1), as data frames do."""
+        now = self.edge.clock.seconds()
+        self.last_inbound = now
+        if self.room_peer is not None:
+            self.room_peer.last_activity = now
 
     def admit_message(self, now: float) -> bool:
         """Count activity and apply the message rate; False drops the frame."""

@@ -688,3 +688,49 @@ api_token = "rooms-api-token-0123456789"
             type="JOIN", room_id="team-1", payload={"token": reply["token"]}
         )
         self.assertEqual(joined["type"], "ACK", joined)
+
+
+class PersistenceAndIdleTests(TestCase):
+    timeout = 20
+
+    async def test_configured_room_survives_restart_and_idle_peer_leaves(self) -> None:
+        """A configured room keeps created_at across restarts; idle peers leave."""
+        directory = Path(self.mktemp())
+        extra = """
+[services.rooms]
+allow_anonymous = true
+idle_timeout = 1
+
+[[services.rooms.room]]
+name = "hall"
+realm_id = 0
+max_peers = 5
+metadata = { topic = "weekly" }
+"""
+        settings = make_settings(directory, enable=63, extra=extra)
+        root = start_daemon(self, settings)
+        base = f"http://127.0.0.1:{http_port(root)}"
+        client = http_client(self)
+        first = json.loads(await (await client.get(base + "/api/rooms/hall")).content())
+        self.assertEqual(first["max_peers"], 5)
+        quiet, busy = JsonPeer(reactor), JsonPeer(reactor)
+        for peer in (quiet, busy):
+            self.addCleanup(peer.abort)
+            await peer.open(http_port(root))
+            await peer.request(type="JOIN", room_id="hall")
+        for _ in range(5):
+            await deferLater(reactor, 0.5, lambda: None)
+            busy.send(type="KEEP_ALIVE")
+            if quiet.closed:
+                break
+        self.assertEqual(await quiet.wait_closed(), 1001)
+        left = await busy.of_type("PEER_LEFT")
+        self.assertEqual(left["peer_id"], quiet.peer_id)
+        busy.abort()
+        await root.stopService()
+        await deferLater(reactor, 1.1, lambda: None)  # created_at is in ms
+        again = start_daemon(self, settings)
+        url = f"http://127.0.0.1:{http_port(again)}/api/rooms/hall"
+        second = json.loads(await (await http_client(self).get(url)).content())
+        self.assertEqual(second["created_at"], first["created_at"])
+        self.assertEqual(second["peers"], [])

@@ -33,6 +33,10 @@ _log = Logger()
 class JsonRoomConnection(RoomConnection):
     """One ``/rooms/ws`` connection."""
 
+    # Text and binary frames both carry JSON; invalid UTF-8 in a text frame
+    # is then refused by the JSON decoder (INVALID_MESSAGE), as altair does.
+    fast_opcodes = frozenset({0x81, 0x82})
+
     def onOpen(self) -> None:
         edge = self.edge
         self.idle_timeout = edge.config.idle_timeout_json

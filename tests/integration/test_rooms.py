@@ -23,6 +23,7 @@ from actrix.core.realms import (
 from actrix.core.storage import connect_sync
 from actrix.rooms import binary_codec as bc
 from actrix.root import ActrixService
+from actrix.tap import build_root_service
 from tests.daemon import add_realm, http_client, http_port, make_settings, start_daemon
 from tests.rooms_client import BinaryPeer, JsonPeer
 
@@ -708,7 +709,11 @@ max_peers = 5
 metadata = { topic = "weekly" }
 """
         settings = make_settings(directory, enable=63, extra=extra)
-        root = start_daemon(self, settings)
+        # The first daemon is stopped here (not at cleanup) to restart it.
+        root = build_root_service(settings, reactor)
+        root.privilegedStartService()
+        root.startService()
+        self.addCleanup(lambda: root.stopService() if root.running else None)
         base = f"http://127.0.0.1:{http_port(root)}"
         client = http_client(self)
         first = json.loads(await (await client.get(base + "/api/rooms/hall")).content())
@@ -728,9 +733,27 @@ metadata = { topic = "weekly" }
         self.assertEqual(left["peer_id"], quiet.peer_id)
         busy.abort()
         await root.stopService()
+        self.assertFalse(root.running)
         await deferLater(reactor, 1.1, lambda: None)  # created_at is in ms
         again = start_daemon(self, settings)
         url = f"http://127.0.0.1:{http_port(again)}/api/rooms/hall"
         second = json.loads(await (await http_client(self).get(url)).content())
         self.assertEqual(second["created_at"], first["created_at"])
         self.assertEqual(second["peers"], [])
+
+
+class FramingPathTests(RoomsDaemonCase):
+    async def test_fragmented_and_binary_json_frames(self) -> None:
+        """Fragmented messages (Autobahn's path) and JSON in binary frames work."""
+        a = await self.json_peer()
+        protocol: Any = a.protocol
+        protocol.autoFragmentSize = 7
+        reply = await a.request(type="KEEP_ALIVE", request_id="frag")
+        self.assertEqual(reply["type"], "ACK")
+        protocol.autoFragmentSize = 0
+        a.send_raw(json.dumps({"type": "KEEP_ALIVE", "request_id": "b"}).encode(), True)
+        reply = await a.next(lambda f: f.get("request_id") == "b")
+        self.assertEqual(reply["type"], "ACK")
+        a.send_raw(b'{"type":"KEEP_ALIVE","x":"\xff"}', True)
+        error = await a.of_type("ERROR")
+        self.assertEqual(error["payload"]["message"], "invalid JSON")

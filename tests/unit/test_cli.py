@@ -191,6 +191,74 @@ class CliTests(SynchronousTestCase):
         )
         self.assertTrue(out["username"].endswith(":x"))
 
+    def test_room_token_and_secret_rotation(self) -> None:
+        """room-token mints a token the realm's secret verifies; rotation bumps kid."""
+        from actrix.core import roomtokens
+        from actrix.core.realms import current_room_secret_txn, realms_path
+        from actrix.core.storage import connect_sync
+
+        self.cli("realm", "add", "--name", "a", "--id", "101")
+        c = str(self.config)
+        out = json.loads(
+            self.cli(
+                "room-token",
+                "-c",
+                c,
+                "--realm",
+                "101",
+                "--room",
+                "team-*",
+                "--role",
+                "publisher",
+                "--peer",
+                "alice",
+                "--ttl",
+                "3600",
+                "--max-uses",
+                "5",
+                "--json",
+            )
+        )
+        claims, body, mac = roomtokens.parse(out["token"])
+        self.assertEqual(
+            (claims.role, claims.peer, claims.max_uses), ("sender", "alice", 5)
+        )
+        conn = connect_sync(realms_path(self.db_dir))
+        try:
+            secret = current_room_secret_txn(conn.cursor(), 101, 0)
+        finally:
+            conn.close()
+        self.assertTrue(roomtokens.signature_valid(body, mac, secret.secret))
+        self.assertIn(
+            "kid 2 is current",
+            self.cli("room-secret", "-c", c, "--realm", "101", "--rotate"),
+        )
+        self.cli("room-token", "-c", c, "--realm", "999", "--room", "x", status=1)
+        self.cli(
+            "room-token",
+            "-c",
+            c,
+            "--realm",
+            "101",
+            "--room",
+            "x",
+            "--ttl",
+            "5",
+            status=1,
+        )
+        self.cli(
+            "room-token",
+            "-c",
+            c,
+            "--realm",
+            "101",
+            "--room",
+            "x",
+            "--role",
+            "boss",
+            status=1,
+        )
+
     def test_ks_generate_kek(self) -> None:
         """A KEK is 32 random bytes in hex or base64."""
         self.assertEqual(len(bytes.fromhex(self.cli("ks-generate-kek").strip())), 32)

@@ -131,3 +131,33 @@ class IceTests(SynchronousTestCase):
             ],
         )
         self.assertEqual(IceServerSource("h", 1, False).servers("x", 1), [])
+
+
+class MintRequestTests(SynchronousTestCase):
+    def test_signed_payload_vector(self) -> None:
+        """§6.2: the canonical body and its nonce-auth signature."""
+        from actrix.core.auth import compute_signature
+
+        body = {
+            "realm_id": 101,
+            "room": "team-*",
+            "role": "publisher",
+            "peer": "alice",
+            "ttl": 3600,
+            "max_uses": 5,
+        }
+        payload = "room_token:" + roomtokens.canonical_json(body).decode()
+        self.assertEqual(
+            payload,
+            'room_token:{"max_uses":5,"peer":"alice","realm_id":101,'
+            '"role":"publisher","room":"team-*","ttl":3600}',
+        )
+        self.assertEqual(
+            compute_signature(
+                b"test-psk-0123456789",
+                1767222000,
+                "550e8400-e29b-41d4-a716-446655440000",
+                payload,
+            ),
+            "7JImiXnDRCQniWx0XBZ6ZBGKEVz9lzc8TPChpfn24WM=",
+        )

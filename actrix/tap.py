@@ -508,6 +508,7 @@ def _build_rooms(wiring: Wiring) -> None:
             room.name, room.realm_id, room.max_peers, metadata, room.created_at
         )
     edge = RoomEdge(service, config, reactor)
+    wiring.metrics.register(edge.metrics)
     json_ws = UpgradeOnly(
         RoomFactory(edge, JsonRoomConnection, config.max_frame_json, reactor)
     )

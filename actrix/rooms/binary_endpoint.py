@@ -110,6 +110,8 @@ class BinaryRoomConnection(RoomConnection):
         if not self.admit_message(now):
             return
         if not isBinary:
+            edge.metrics.refusals["INVALID_MESSAGE"] += 1
+            edge.warn(self._ip, "bin3", "text frame from {ip} refused")
             self._error(_fresh_uuid(), self._payload_type, 3, TEXT_REFUSED)
             return
         try:
@@ -119,6 +121,7 @@ class BinaryRoomConnection(RoomConnection):
             payload_type = payload[18] if len(payload) >= 19 else self._payload_type
             if payload_type not in bc.SERVED_PAYLOADS:
                 payload_type = bc.PAYLOAD_JSON
+            edge.metrics.refusals[JSON_CODES[e.error_code]] += 1
             edge.warn(
                 self._ip,
                 f"bin{e.error_code}",

@@ -30,6 +30,7 @@ from actrix.core.websocket import (
     MessageRate,
     edge_options,
 )
+from actrix.rooms.metrics import RoomMetrics
 from actrix.rooms.model import INTERNAL_ERROR, RATE_LIMITED, RoomError
 from actrix.rooms.service import Peer, RoomService
 
@@ -50,9 +51,15 @@ class RoomEdge:
         self.limits = EdgeLimits(config.max_connections, config.max_connections_per_ip)
         self.connections: set[RoomConnection] = set()
         self.throttle = LogThrottle(clock)
+        self.metrics = RoomMetrics()
+        self.metrics.live = self._live
         self._last_ping = clock.seconds()
         # The last fan-out frame (key, text): members told of one event share it.
         self.memo: tuple[tuple[Any, ...], str] | None = None
+
+    def _live(self) -> tuple[int, int, int]:
+        rooms = list(self.service.rooms())
+        return (len(self.connections), len(rooms), sum(len(r.members) for r in rooms))
 
     def ms(self) -> int:
         return int(self.clock.seconds() * 1000)
@@ -68,6 +75,7 @@ class RoomEdge:
         for connection in list(self.connections):
             timeout = connection.idle_timeout
             if timeout > 0 and now - connection.last_inbound >= timeout:
+                self.metrics.closed["idle"] += 1
                 connection.idle_out()
             elif ping and connection.state == connection.STATE_OPEN:
                 connection.sendPing()
@@ -105,6 +113,7 @@ class RoomConnection(EdgeProtocol):
         edge = self.edge
         refused = edge.limits.admit(self._ip)
         if refused is not None:
+            edge.metrics.connections_refused[str(refused)] += 1
             edge.warn(
                 self._ip,
                 f"cap{refused}",
@@ -146,8 +155,10 @@ class RoomConnection(EdgeProtocol):
             peer.last_activity = now
         verdict = self._rate.take(now)
         if verdict == "ok":
+            self.edge.metrics.messages_in += 1
             return True
         if verdict == "close":
+            self.edge.metrics.closed["flood"] += 1
             self.edge.warn(
                 self._ip, "flood", "room connection from {ip} flooding; closing"
             )
@@ -163,6 +174,7 @@ class RoomConnection(EdgeProtocol):
 
     def refused(self, error: RoomError, context: Any) -> None:
         """Answer a refused request; log it once per IP and reason a minute."""
+        self.edge.metrics.refusals[error.code] += 1
         self.edge.warn(
             self._ip,
             f"{error.code}:{error.details or error.message[:40]}",
@@ -197,6 +209,15 @@ class RoomConnection(EdgeProtocol):
 
     def edge_left(self) -> None:
         """Endpoint-specific bookkeeping when an admitted connection ends."""
+
+    def edge_slow_reader(self, unsent: int) -> None:
+        self.edge.metrics.closed["slow_reader"] += 1
+        self.edge.warn(
+            self._ip,
+            "slow_reader",
+            "{ip} left {size} bytes unread; dropping its connection",
+            size=unsent,
+        )
 
 
 class RoomFactory(WebSocketServerFactory):

@@ -496,6 +496,9 @@ class RestTests(RoomsDaemonCase):
         self.assertEqual(
             (missing.code, await missing.content()), (404, b"room not found\n")
         )
+        metrics = (await (await client.get(base + "/metrics")).content()).decode()
+        self.assertIn("actrix_rooms_members 1.0", metrics)
+        self.assertIn("actrix_rooms_rooms 1.0", metrics)
         unknown = await client.get(base + "/api/x")
         self.assertEqual(
             json.loads(await unknown.content()),

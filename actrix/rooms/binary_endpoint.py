@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from actrix.rooms import binary_codec as bc
+from actrix.rooms.json_codec import metadata_fits
 from actrix.rooms.model import (
     ANSWER,
     CANDIDATE,
@@ -264,9 +265,11 @@ class BinaryRoomConnection(RoomConnection):
                 },
             )
             return
-        metadata = (
-            fields.get("metadata") if isinstance(fields.get("metadata"), dict) else None
-        )
+        metadata = fields.get("metadata")
+        if not isinstance(metadata, dict):
+            metadata = None
+        elif not metadata_fits(metadata):
+            raise RoomError("INVALID_MESSAGE", "Missing or invalid 'metadata' field")
         binary_role(fields["role"], fields.get("offer_sdp"))
         ack_type = (
             bc.ROOM_CREATE_ACK if msg_type == bc.ROOM_CREATE else bc.ROOM_JOIN_ACK

@@ -175,10 +175,15 @@ def join_fields(payload: Any) -> JoinFields:
         role = _ROLES[role]
     metadata = payload.get("metadata")
     if metadata is not None and (
-        not isinstance(metadata, dict) or len(compact(metadata)) > MAX_METADATA
+        not isinstance(metadata, dict) or not metadata_fits(metadata)
     ):
         raise PayloadError("metadata")
     return JoinFields(name or None, parsed_endpoint, token or None, role, metadata)
+
+
+def metadata_fits(metadata: dict[str, Any]) -> bool:
+    """Metadata is at most 4 096 bytes as compact JSON (rooms.md §7)."""
+    return len(compact(metadata).encode("utf-8")) <= MAX_METADATA
 
 
 def payload_token(payload: Any) -> str | None:

@@ -13,6 +13,7 @@ from typing import Any, Final
 
 from actrix.rooms import binary_codec as bc
 from actrix.rooms.json_codec import metadata_fits
+from actrix.rooms.members import binary_role, check_client
 from actrix.rooms.model import (
     ANSWER,
     CANDIDATE,
@@ -24,7 +25,6 @@ from actrix.rooms.model import (
     SignalData,
 )
 from actrix.rooms.protocol import RoomConnection
-from actrix.rooms.service import binary_role, check_client
 
 SIGNAL_TYPES: Final = {
     bc.SIGNAL_OFFER: OFFER,

@@ -11,6 +11,7 @@ from twisted.logger import Logger
 
 from actrix.rooms import json_codec
 from actrix.rooms.json_codec import JsonRequest
+from actrix.rooms.members import check_room_id
 from actrix.rooms.model import (
     ABSENT,
     INVALID_MESSAGE,
@@ -22,7 +23,6 @@ from actrix.rooms.model import (
     SignalData,
 )
 from actrix.rooms.protocol import RoomConnection
-from actrix.rooms.service import check_room_id
 
 _log = Logger()
 

@@ -30,9 +30,10 @@ from actrix.core.websocket import (
     MessageRate,
     edge_options,
 )
+from actrix.rooms.members import Peer
 from actrix.rooms.metrics import RoomMetrics
 from actrix.rooms.model import INTERNAL_ERROR, RATE_LIMITED, RoomError
-from actrix.rooms.service import Peer, RoomService
+from actrix.rooms.service import RoomService
 
 _log = Logger()
 

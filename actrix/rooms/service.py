@@ -10,19 +10,25 @@ counts) and :meth:`RoomService.check_realms` run from timers.
 
 from __future__ import annotations
 
-import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
-import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from actrix.core.ice import IceServerSource
 from actrix.core.settings import RoomsConfig
 from actrix.rooms.grants import Authorizer, Grant, refusal
+from actrix.rooms.members import (
+    CLIENT_ID,
+    Peer,
+    PeerSink,
+    Room,
+    binary_role,
+    check_room_id,
+)
 from actrix.rooms.model import (
     ALREADY_IN_ROOM,
     INVALID_MESSAGE,
@@ -33,13 +39,11 @@ from actrix.rooms.model import (
     ROLE_SENDER,
     ROOM_FULL,
     ROOM_NOT_FOUND,
-    UNAUTHORIZED,
     ConnectResult,
     Endpoint,
     JoinResult,
     PeerInfo,
     RoomError,
-    RoomView,
     Signal,
     SignalData,
 )
@@ -49,88 +53,6 @@ log = Logger()
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_REPLACED: Final = 4001
 CLOSE_REALM_INACTIVE: Final = 4003
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-
-
-class PeerSink(Protocol):
-    """A member's connection, as the service sees it."""
-
-    def peer_joined(self, room_id: str, peer: PeerInfo) -> None: ...
-
-    def peer_left(self, room_id: str, peer_id: str) -> None: ...
-
-    def signal(self, signal: Signal) -> bool:
-        """Deliver; False when the signal cannot be carried on this wire."""
-        ...
-
-    def end(self, code: int, error: RoomError | None, replaced_by: str | None) -> None:
-        """The service ends this peer: send ``error`` if any, then close."""
-        ...
-
-
-@attrs.define(eq=False)
-class Peer:
-    """One live JSON connection or connected binary session (service-owned)."""
-
-    peer_id: str
-    sink: PeerSink
-    binary: bool
-    last_activity: float
-    grant: Grant | None = None  # binary: the CONNECT grant
-    session_id: str = ""
-    room: Room | None = None
-    joined_at: int = 0
-    display_name: str | None = None
-    endpoint: Endpoint | None = None
-    role: str | None = None
-    metadata: Any = None
-    offer_sdp: str | None = None
-    capabilities: tuple[str, ...] = ()
-    realm_id: int | None = None
-    connect_token: str | None = attrs.field(default=None, repr=False)
-
-    def info(self) -> PeerInfo:
-        return PeerInfo(
-            self.peer_id,
-            self.joined_at,
-            self.display_name,
-            self.endpoint,
-            self.role,
-            self.metadata,
-        )
-
-
-@attrs.define(eq=False)
-class Room:
-    room_id: str
-    realm_id: int
-    max_peers: int
-    created_at: int
-    persistent: bool = False
-    metadata: Any = None
-    members: dict[str, Peer] = attrs.Factory(dict)
-    empty_since: float | None = None
-
-    def view(self) -> RoomView:
-        return RoomView(
-            self.room_id,
-            self.realm_id,
-            self.max_peers,
-            self.created_at,
-            self.persistent,
-            tuple(p.info() for p in self.members.values()),
-        )
-
-
-def check_room_id(room_id: str | None) -> str:
-    """§2.5 step 1 for any room name from a client."""
-    if not room_id:
-        raise RoomError(INVALID_MESSAGE, "room_id is required")
-    if len(room_id.encode("utf-8")) > 256 or any(
-        ord(c) < 32 or ord(c) == 127 for c in room_id
-    ):
-        raise RoomError(INVALID_MESSAGE, "invalid room_id")
-    return room_id
 
 
 class RoomService:
@@ -389,7 +311,7 @@ class RoomService:
         capabilities: tuple[str, ...],
     ) -> tuple[Peer, ConnectResult]:
         """Binary CONNECT (§3.4); the socket's previous state is the caller's."""
-        if not _CLIENT_ID.match(client_id):
+        if not CLIENT_ID.match(client_id):
             raise RoomError(INVALID_MESSAGE, "invalid client_id")
         grant = self.authorizer.check(auth_token, client_id=client_id)
         holder = self._peers.get(client_id)
@@ -603,20 +525,4 @@ class RoomService:
         }
 
 
-def binary_role(role: str, offer_sdp: str | None) -> str:
-    """§3.5 ``role`` (any case) and the sender's ``offer_sdp`` rule."""
-    normalized = role.lower()
-    if normalized not in (ROLE_SENDER, ROLE_RECEIVER):
-        raise RoomError(INVALID_MESSAGE, "Invalid role: must be 'sender' or 'receiver'")
-    if normalized == ROLE_SENDER and not offer_sdp:
-        raise RoomError(INVALID_MESSAGE, "Offer SDP is required for sender role")
-    return normalized
-
-
-def check_client(peer: Peer, client_id: str) -> None:
-    """A binary request acts only for its own session (§3.4, §3.5)."""
-    if client_id != peer.peer_id:
-        raise RoomError(UNAUTHORIZED, "client_id does not match the connected client")
-
-
-__all__ = ["Peer", "PeerSink", "Room", "RoomService", "binary_role", "check_client"]
+__all__ = ["RoomService"]

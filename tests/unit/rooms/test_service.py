@@ -14,6 +14,7 @@ from actrix.core.interfaces import RealmInfo
 from actrix.core.realms import RoomSecret
 from actrix.core.settings import RoomsConfig
 from actrix.rooms.grants import Authorizer
+from actrix.rooms.members import Peer
 from actrix.rooms.model import (
     OFFER,
     JoinResult,
@@ -22,7 +23,7 @@ from actrix.rooms.model import (
     Signal,
     SignalData,
 )
-from actrix.rooms.service import Peer, RoomService
+from actrix.rooms.service import RoomService
 
 SECRET = b"\x07" * 32
 

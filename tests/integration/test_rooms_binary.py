@@ -8,7 +8,8 @@ import uuid
 from twisted.internet import reactor
 
 from actrix.rooms import binary_codec as bc
-from tests.rooms_client import BinaryPeer
+from tests.daemon import http_client
+from tests.rooms_client import BinaryPeer, JsonPeer
 from tests.rooms_daemon import RoomsDaemonCase
 
 
@@ -228,3 +229,28 @@ class BinarySessionTests(RoomsDaemonCase):
         self.assertEqual(
             newer[3]["Error"]["error_message"], "Unsupported version: newer than server"
         )
+
+
+class AliasTests(RoomsDaemonCase):
+    extra = """
+[services.rooms]
+allow_anonymous = true
+json_ws_alias = true
+binary_root_alias = true
+"""
+
+    async def test_original_clients_default_urls(self) -> None:
+        """altair's /ws and Signal Manager's / reach the room endpoints."""
+        json_peer = JsonPeer(reactor)
+        json_peer.path = "/ws"
+        self.addCleanup(json_peer.abort)
+        await json_peer.open(self.port)
+        self.assertEqual(len(json_peer.peer_id), 8)
+        binary = BinaryPeer(reactor)
+        binary.path = "/"
+        self.addCleanup(binary.abort)
+        ack = await binary.connect_as(self.port, "sm-1")
+        self.assertEqual(ack["ConnectAck"]["status"], "success")
+        health = await http_client(self).get(f"http://127.0.0.1:{self.port}/health")
+        self.assertEqual(health.code, 200)
+        await health.content()

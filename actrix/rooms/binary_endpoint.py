@@ -67,10 +67,6 @@ class BinaryRoomConnection(RoomConnection):
 
     def onOpen(self) -> None:
         self.idle_timeout = self.edge.config.idle_timeout_binary
-        self.edge.service.binary_open += 1
-
-    def edge_left(self) -> None:
-        self.edge.service.binary_open -= 1
 
     def _frame(
         self, msg_type: int, uuid: bytes, payload_type: int, fields: dict[str, Any]
@@ -281,7 +277,12 @@ class BinaryRoomConnection(RoomConnection):
         )
 
         def ack(result: JoinResult) -> None:
-            self._frame(ack_type, uuid, payload_type, self._room_ack(result, message))
+            fields = self._room_ack(result, message)
+            if not self._frame(ack_type, uuid, payload_type, fields):
+                # The peers extension can outgrow a frame in a big room of big
+                # metadata; the ack itself must still arrive.
+                fields["peers"] = []
+                self._frame(ack_type, uuid, payload_type, fields)
 
         if msg_type == bc.ROOM_CREATE:
             service.room_create(

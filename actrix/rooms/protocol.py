@@ -132,7 +132,6 @@ class RoomConnection(EdgeProtocol):
             edge.config.message_rate, edge.config.message_burst, now
         )
         edge.connections.add(self)
-        edge.service.open_connections += 1
 
     def onPing(self, payload: bytes) -> None:
         self._active()
@@ -205,11 +204,6 @@ class RoomConnection(EdgeProtocol):
             self._admitted = False
             edge.limits.release(self._ip)
             edge.connections.discard(self)
-            edge.service.open_connections -= 1
-            self.edge_left()
-
-    def edge_left(self) -> None:
-        """Endpoint-specific bookkeeping when an admitted connection ends."""
 
     def edge_slow_reader(self, unsent: int) -> None:
         self.edge.metrics.closed["slow_reader"] += 1

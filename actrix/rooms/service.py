@@ -71,8 +71,6 @@ class RoomService:
         self._ice = ice
         self._peers: dict[str, Peer] = {}
         self._rooms: dict[str, Room] = {}
-        self.open_connections = 0  # JSON connections + binary sockets
-        self.binary_open = 0  # binary sockets not yet connected
 
     # ----------------------------------------------------------------- helpers
 

@@ -3,17 +3,24 @@
 :class:`EdgeProtocol` is what ``/signaling/ws``, ``/rooms/ws`` and ``/rooms/bin``
 have in common below their codecs: TCP_NODELAY (Autobahn's own attempt fails
 silently on Twisted), send backpressure (a peer that stops reading is dropped
-once its unsent backlog passes a bound), direct delivery of complete messages
-(no per-message Deferred), close frames with any code, and cleanup of
-Autobahn's close-handshake timer. :class:`EdgeLimits` holds the connection caps
-checked before the upgrade; :class:`TokenBucket` and :class:`MessageRate` the
-per-connection message limits. :class:`UpgradeOnly` answers 426 to plain GETs.
-Autobahn owns ``.log``, so this module logs through ``_log``.
+once its unsent backlog passes a bound), whole data frames read and written
+without Autobahn's per-frame machinery, direct delivery of complete messages
+(no per-message Deferred), close frames with any code, cleanup of Autobahn's
+close-handshake timer, and a compact connection: Autobahn's per-connection
+state in slots (:data:`AUTOBAHN_STATE`), the handshake data dropped once open,
+the send deque created only when used, and the WebSocket options held by a
+per-factory class (:func:`configure`) instead of copied onto each connection.
+:class:`EdgeLimits` holds the connection caps checked before the upgrade;
+:class:`TokenBucket` and :class:`MessageRate` the per-connection message
+limits. :class:`UpgradeOnly` answers 426 to plain GETs. Autobahn owns ``.log``,
+so this module logs through ``_log``.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import deque
+from types import FunctionType
 from typing import Any, Final
 
 from autobahn.twisted.resource import WebSocketResource
@@ -163,6 +170,136 @@ class SendPressure:
         self.full = False
 
 
+# What Autobahn (26.x) and Twisted set on a server protocol instance, apart from
+# its options. In a __dict__ they take ~3 KB per connection; as slots 8 bytes
+# each. A name missing here still works (it lands in the instance __dict__),
+# so the list need only be complete to be compact; a unit test checks it.
+AUTOBAHN_STATE: Final = (
+    "_isMessageCompressed",
+    "_perMessageCompress",
+    "_results",
+    "_transport_details",
+    "_valid_events",
+    "_wskey",
+    "autoPingPending",
+    "autoPingPendingCall",
+    "autoPingPendingSent",
+    "autoPingPendingSeq",
+    "autoPingTimeoutCall",
+    "closeHandshakeTimeoutCall",
+    "closedByMe",
+    "connected",
+    "current_frame",
+    "current_frame_masker",
+    "data",
+    "droppedByMe",
+    "factory",
+    "failedByMe",
+    "frame_data",
+    "frame_length",
+    "http_headers",
+    "http_request_data",
+    "http_request_host",
+    "http_request_params",
+    "http_request_path",
+    "http_request_uri",
+    "http_response_data",
+    "http_status_line",
+    "inside_message",
+    "is_closed",
+    "is_open",
+    "localCloseCode",
+    "localCloseReason",
+    "message_data",
+    "message_data_total_length",
+    "message_is_binary",
+    "openHandshakeTimeoutCall",
+    "peer",
+    "remoteCloseCode",
+    "remoteCloseReason",
+    "send_queue",
+    "send_state",
+    "serverConnectionDropTimeoutCall",
+    "state",
+    "trackedTimings",
+    "trafficStats",
+    "transport",
+    "triggered",
+    "utf8validateIncomingCurrentMessage",
+    "utf8validator",
+    "wasClean",
+    "wasCloseHandshakeTimeout",
+    "wasMaxFramePayloadSizeExceeded",
+    "wasMaxMessagePayloadSizeExceeded",
+    "wasNotCleanReason",
+    "wasOpenHandshakeTimeout",
+    "wasServerConnectionDropTimeout",
+    "wasServingFlashSocketPolicyFile",
+    "websocket_extensions",
+    "websocket_extensions_in_use",
+    "websocket_origin",
+    "websocket_protocol_in_use",
+    "websocket_protocols",
+    "websocket_version",
+)
+# Opening-handshake data Autobahn keeps afterwards (~2 KB); dropped on open.
+HANDSHAKE_STATE: Final = (
+    "http_headers",
+    "http_request_data",
+    "http_request_host",
+    "http_request_params",
+    "http_request_path",
+    "http_request_uri",
+    "http_response_data",
+    "http_status_line",
+    "websocket_extensions",
+    "websocket_origin",
+    "websocket_protocols",
+)
+
+
+def _class_defaults(names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    """``(name, value)`` for each slot Autobahn also defines on a class.
+
+    An unset slot raises AttributeError where a missing instance attribute
+    would have read the class attribute, so such slots start at that value.
+    """
+    missing = object()
+    found = []
+    for name in names:
+        for klass in WebSocketServerProtocol.__mro__:
+            value = klass.__dict__.get(name, missing)
+            if value is not missing:
+                found.append((name, value))
+                break
+    return tuple(found)
+
+
+_SLOT_DEFAULTS: Final = _class_defaults(AUTOBAHN_STATE)
+
+
+class LazySendQueue:
+    """Autobahn's send deque, created on the first append.
+
+    Autobahn queues only synchronous or chopped sends, which the edge never
+    makes, yet gives every connection an empty deque (~700 bytes).
+    """
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: WebSocketServerProtocol) -> None:
+        self._protocol = protocol
+
+    def __len__(self) -> int:
+        return 0
+
+    def append(self, item: Any) -> None:
+        self._protocol.send_queue = deque((item,))
+
+    def popleft(self) -> Any:
+        raise IndexError("pop from an empty deque")
+
+
 def unmask(payload: bytes, key: bytes) -> bytes:
     """``payload`` XOR the repeated 4-byte masking ``key`` (RFC 6455 §5.3).
 
@@ -194,16 +331,45 @@ class EdgeProtocol(WebSocketServerProtocol):
     """One server WebSocket with the shared edge behaviour.
 
     Subclasses implement ``onMessage`` (called directly, once per complete
-    message) and may override :meth:`edge_closed`, :meth:`edge_slow_reader`.
-    The factory may set ``send_backlog_limit`` and must set ``frame_limit``
-    (its maximum message size). ``fast_opcodes`` lists the first header bytes
+    message), call ``super().onOpen()`` if they override it, and may override
+    :meth:`edge_closed` and :meth:`edge_slow_reader`. The factory sets
+    ``frame_limit`` (its maximum message size, :func:`edge_options`) and may
+    set ``send_backlog_limit``. ``fast_opcodes`` lists the first header bytes
     (FIN + opcode) whose whole, masked frames skip Autobahn's frame parser.
     """
 
+    __slots__ = (*AUTOBAHN_STATE, "_ip", "_pressure", "last_inbound")
+
     fast_opcodes: frozenset[int] = frozenset({0x82})
-    _pressure: SendPressure
-    _ip: str = ""
-    last_inbound: float = 0.0
+
+    def __init__(self) -> None:
+        for name, value in _SLOT_DEFAULTS:
+            setattr(self, name, value)
+        self._pressure = SendPressure()
+        self._ip = ""
+        self.last_inbound = 0.0
+        super().__init__()
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.send_queue = LazySendQueue(self)  # type: ignore[assignment]  # a duck
+        transport: Any = self.transport
+        with contextlib.suppress(AttributeError, OSError):
+            transport.setTcpNoDelay(True)
+        # Twisted Web's HTTPChannel registered itself as the socket's producer
+        # and no longer owns the socket after the upgrade; take its place to
+        # learn when the peer stops reading.
+        with contextlib.suppress(RuntimeError):  # nothing was registered
+            self.unregisterProducer()
+        self.registerProducer(self._pressure, True)
+        peer = transport.getPeer()
+        self._ip = str(getattr(peer, "host", ""))
+
+    def onOpen(self) -> None:
+        for name in HANDSHAKE_STATE:
+            setattr(self, name, None)
+        # Read by Autobahn only while opening (TLS channel id, peer cert).
+        self._transport_details = None  # type: ignore[assignment]  # not read again
 
     def dataReceived(self, data: bytes) -> None:
         """Whole masked data frames at the front of ``data`` go straight to
@@ -257,21 +423,6 @@ class EdgeProtocol(WebSocketServerProtocol):
             pos = stop
             self.onMessage(payload, first == 0x82)
         return pos
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        transport: Any = self.transport
-        with contextlib.suppress(AttributeError, OSError):
-            transport.setTcpNoDelay(True)
-        # Twisted Web's HTTPChannel registered itself as the socket's producer
-        # and no longer owns the socket after the upgrade; take its place to
-        # learn when the peer stops reading.
-        self._pressure = SendPressure()
-        with contextlib.suppress(RuntimeError):  # nothing was registered
-            self.unregisterProducer()
-        self.registerProducer(self._pressure, True)
-        peer = transport.getPeer()
-        self._ip = str(getattr(peer, "host", ""))
 
     def onMessageEnd(self) -> None:
         # Autobahn's version also fires a "message" observer event through a
@@ -337,7 +488,8 @@ class EdgeProtocol(WebSocketServerProtocol):
 
 
 def edge_options(factory: WebSocketServerFactory, max_message_size: int) -> None:
-    """The Autobahn options every endpoint uses (frame cap → close 1009)."""
+    """The Autobahn options every endpoint uses (frame cap → close 1009), then
+    :func:`configure` (so set the factory's ``protocol`` first)."""
     factory.frame_limit = max_message_size  # type: ignore[attr-defined]  # read by EdgeProtocol
     factory.setProtocolOptions(
         maxFramePayloadSize=max_message_size,
@@ -349,6 +501,32 @@ def edge_options(factory: WebSocketServerFactory, max_message_size: int) -> None
         # learns why.
         failByDrop=False,
         perMessageCompressionAccept=lambda offers: None,
+    )
+    base: Any = factory.protocol  # an EdgeProtocol subclass, set by the caller
+    factory.protocol = configure(factory, base)
+
+
+def configure(
+    factory: WebSocketServerFactory, base: type[EdgeProtocol]
+) -> type[EdgeProtocol]:
+    """A subclass of ``base`` carrying ``factory``'s WebSocket options.
+
+    Autobahn copies every name in ``CONFIG_ATTRS`` from the factory onto each
+    new connection (and formats them all for a debug line); as class
+    attributes of one subclass per factory they are shared instead. Options
+    set on the factory afterwards no longer reach new connections.
+    """
+    options = {
+        name: getattr(factory, name) for name in WebSocketServerProtocol.CONFIG_ATTRS
+    }
+    for name, value in options.items():
+        # A function (perMessageCompressionAccept) must not become a method.
+        if isinstance(value, FunctionType):
+            options[name] = staticmethod(value)
+    return type(
+        f"Configured{base.__name__}",
+        (base,),
+        {**options, "CONFIG_ATTRS": (), "__slots__": ()},
     )
 
 

@@ -62,10 +62,15 @@ def _rfc3339(ms: int) -> str:
 class BinaryRoomConnection(RoomConnection):
     """One ``/rooms/bin`` connection."""
 
-    _payload_type = bc.PAYLOAD_JSON
-    _room_events = False
+    __slots__ = ("_payload_type", "_room_events")
+
+    def __init__(self) -> None:
+        self._payload_type = bc.PAYLOAD_JSON
+        self._room_events = False
+        super().__init__()
 
     def onOpen(self) -> None:
+        super().onOpen()
         self.idle_timeout = self.edge.config.idle_timeout_binary
 
     def _frame(

@@ -35,9 +35,12 @@ class JsonRoomConnection(RoomConnection):
 
     # Text and binary frames both carry JSON; invalid UTF-8 in a text frame
     # is then refused by the JSON decoder (INVALID_MESSAGE), as altair does.
+    __slots__ = ()
+
     fast_opcodes = frozenset({0x81, 0x82})
 
     def onOpen(self) -> None:
+        super().onOpen()
         edge = self.edge
         self.idle_timeout = edge.config.idle_timeout_json
         self.room_peer = peer = edge.service.open_json(self)

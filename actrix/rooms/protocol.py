@@ -100,11 +100,15 @@ class RoomEdge:
 class RoomConnection(EdgeProtocol):
     """What the JSON and binary room connections have in common."""
 
+    __slots__ = ("_admitted", "_rate", "idle_timeout", "room_peer")
+
     factory: RoomFactory
-    room_peer: Peer | None = None
-    _rate: MessageRate
-    _admitted = False
-    idle_timeout = 0.0
+
+    def __init__(self) -> None:
+        self.room_peer: Peer | None = None
+        self._admitted = False
+        self.idle_timeout = 0.0
+        super().__init__()
 
     @property
     def edge(self) -> RoomEdge:

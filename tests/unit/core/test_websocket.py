@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
@@ -64,3 +66,36 @@ class LimitTests(SynchronousTestCase):
         limits.release("a")
         self.assertIsNone(limits.admit("c"))
         self.assertEqual(limits.total, 3)
+
+
+class LayoutTests(SynchronousTestCase):
+    def test_slots_cover_what_autobahn_sets(self) -> None:
+        """A connection made and opened keeps (almost) nothing in its __dict__."""
+        from autobahn.twisted.websocket import WebSocketServerFactory
+        from twisted.internet.error import ConnectionDone
+        from twisted.internet.testing import StringTransport
+        from twisted.python.failure import Failure
+
+        from actrix.core.websocket import EdgeProtocol, configure, edge_options
+
+        class Probe(EdgeProtocol):
+            __slots__ = ()
+
+            def onMessage(self, payload: bytes, isBinary: bool) -> None:
+                pass
+
+        factory = WebSocketServerFactory()
+        factory.protocol = Probe
+        edge_options(factory, 1024)
+        self.assertTrue(issubclass(factory.protocol, Probe))
+        self.assertIsNot(configure(factory, Probe), Probe)
+        protocol: Any = factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        self.assertEqual(protocol.state, protocol.STATE_OPEN)
+        self.assertEqual(sorted(vars(protocol)), [])
+        protocol.connectionLost(Failure(ConnectionDone()))

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from twisted.internet.interfaces import IReactorTime, ISSLTransport
 from twisted.internet.protocol import DatagramProtocol, Factory
 
+from actrix.core.logthrottle import LogThrottle
 from actrix.stun import codec
 from actrix.stun.stream import (
     IDLE_TIMEOUT,
@@ -123,8 +124,9 @@ class StunTcpProtocol(StreamConnection):
         clock: IReactorTime,
         idle_timeout: float = IDLE_TIMEOUT,
         stall_timeout: float = STALL_TIMEOUT,
+        log_throttle: LogThrottle | None = None,
     ) -> None:
-        super().__init__(clock, counters, idle_timeout, stall_timeout)
+        super().__init__(clock, counters, idle_timeout, stall_timeout, log_throttle)
         self._responder = responder
 
     def connectionMade(self) -> None:
@@ -176,7 +178,9 @@ class StunTcpFactory(Factory):
         idle_timeout: float = IDLE_TIMEOUT,
         stall_timeout: float = STALL_TIMEOUT,
     ) -> None:
-        self._args = (responder, counters, clock, idle_timeout, stall_timeout)
+        # One throttle for every connection: the log lines are per source IP.
+        throttle = LogThrottle(clock)
+        self._args = (responder, counters, clock, idle_timeout, stall_timeout, throttle)
 
     def buildProtocol(self, addr: Any) -> StunTcpProtocol:
         return StunTcpProtocol(*self._args)

@@ -34,6 +34,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
 
+from actrix.core.logthrottle import LogThrottle
 from actrix.stun import codec
 from actrix.stun.protocol import BindingResponder
 from actrix.stun.stream import IDLE_TIMEOUT, STALL_TIMEOUT, StreamConnection
@@ -57,8 +58,11 @@ class TurnStreamProtocol(StreamConnection):
         clock: IReactorTime,
         idle_timeout: float = IDLE_TIMEOUT,
         stall_timeout: float = STALL_TIMEOUT,
+        log_throttle: LogThrottle | None = None,
     ) -> None:
-        super().__init__(clock, service.metrics, idle_timeout, stall_timeout)
+        super().__init__(
+            clock, service.metrics, idle_timeout, stall_timeout, log_throttle
+        )
         self._service = service
         self._responder = responder
         self.transport_name = transport_name
@@ -157,6 +161,8 @@ class TurnStreamFactory(Factory):
             clock,
             idle_timeout,
             stall_timeout,
+            # One throttle for every connection: the log lines are per source IP.
+            LogThrottle(clock),
         )
 
     def buildProtocol(self, addr: Any) -> TurnStreamProtocol:

@@ -18,7 +18,7 @@ from actrix.stun.protocol import (
 )
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.protocol import TurnUdpProtocol
-from actrix.turn.tcp import STALL_TIMEOUT, TurnStreamProtocol
+from actrix.turn.tcp import STALL_TIMEOUT, TurnStreamFactory, TurnStreamProtocol
 from tests.unit.stun.helpers import AbortableTransport, LogEvents
 from tests.unit.turn.helpers import PEER, REALM, Harness, error_code
 
@@ -245,6 +245,28 @@ class TurnTcpTests(SynchronousTestCase):
         """Bytes that are neither STUN nor ChannelData close the connection."""
         self.proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
         self.assertTrue(self.transport.disconnecting)
+
+    def test_junk_connections_log_once_per_source(self) -> None:
+        """Defect 9: 500 junk TURN connections from one IP log one close line."""
+        logged = LogEvents()
+        globalLogPublisher.addObserver(logged)
+        self.addCleanup(globalLogPublisher.removeObserver, logged)
+        factory = TurnStreamFactory(
+            self.harness.service,
+            BindingResponder("", self.harness.metrics),
+            "tcp",
+            self.harness.clock,
+        )
+        for port in range(500):
+            proto = factory.buildProtocol(IPv4Address("TCP", "192.0.2.9", port))
+            transport = AbortableTransport(IPv4Address("TCP", "192.0.2.9", port))
+            proto.makeConnection(transport)
+            proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+            self.assertTrue(transport.disconnecting)
+            proto.connectionLost()
+        closes = [e for e in logged if e.get("why") is not None]
+        self.assertEqual(len(closes), 1)
+        self.assertEqual(closes[0]["client"], "192.0.2.9")
 
     def test_malformed_stun_closes_the_connection(self) -> None:
         """A frame with a wrong magic cookie closes the connection."""

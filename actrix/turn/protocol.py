@@ -1,10 +1,11 @@
 """TURN over UDP on ``bind.ice``: the hot path from datagram to relay socket.
 
 One :class:`TurnUdpProtocol` serves every UDP client. ChannelData (first byte
-0x40-0x7F) is relayed inline: allocation by client address (dict), channel
-(dict), permission (dict), one ``write``. STUN Binding is answered by the
-shared :class:`~actrix.stun.protocol.BindingResponder`; every other STUN
-message goes to :meth:`TurnService.handle_message`. Anything else is dropped.
+0x40 or more) goes to the service's data path (:mod:`actrix.turn.datapath`,
+shared with the TCP/TLS clients) before any STUN decoding. STUN Binding is
+answered by the shared :class:`~actrix.stun.protocol.BindingResponder`; every
+other STUN message goes to :meth:`TurnService.handle_message`. Anything else
+is dropped.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class TurnUdpProtocol(DatagramProtocol):
 
     def __init__(self, service: TurnService, responder: BindingResponder) -> None:
         self._service = service
-        self._allocations = service.allocations
+        self._channel_data = service.data.channel_data
         self._metrics = service.metrics
         self._responder = responder
         self._sendto: Sender = drop_datagram
@@ -48,27 +49,8 @@ class TurnUdpProtocol(DatagramProtocol):
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         if not data:
             return
-        first = data[0]
-        if first >= 0x40:
-            allocation = self._allocations.get(addr)
-            if allocation is None or first > 0x7F or len(data) < 4:
-                self._metrics.malformed += 1
-                return
-            # Inline copy of TurnService.channel_data: this is the hottest path.
-            peer = allocation.channels.get((first << 8) | data[1])
-            if peer is None or peer[0] not in allocation.permissions:
-                self._metrics.dropped_no_permission += 1
-                return
-            length = (data[2] << 8) | data[3]
-            if length + 4 > len(data):
-                self._metrics.malformed += 1
-                return
-            relay = allocation.relay
-            if relay is not None:
-                relay.sendto(data[4 : 4 + length], peer)
-                metrics = self._metrics
-                metrics.relayed_packets_out += 1
-                metrics.relayed_bytes_out += length
+        if data[0] >= 0x40:
+            self._channel_data(addr, data)
             return
         try:
             message = codec.decode(data)

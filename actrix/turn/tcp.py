@@ -64,6 +64,7 @@ class TurnStreamProtocol(StreamConnection):
             clock, service.metrics, idle_timeout, stall_timeout, log_throttle
         )
         self._service = service
+        self._data = service.data
         self._responder = responder
         self.transport_name = transport_name
         self.kind = f"TURN {transport_name}"
@@ -75,7 +76,7 @@ class TurnStreamProtocol(StreamConnection):
         self._deleted_at = self._clock.seconds()
 
     def _idle_deadline(self, now: float) -> float:
-        if self in self._service.allocations:
+        if self._data.has_allocation(self):
             self._deleted_at = None  # allocated (again): the allocation governs
             return now + self._idle_timeout
         since = self._deleted_at
@@ -107,7 +108,7 @@ class TurnStreamProtocol(StreamConnection):
             if size > MAX_FRAME:
                 self._close("frame too large")
                 return
-            if buffer[offset] >= 0x40 and self not in self._service.allocations:
+            if buffer[offset] >= 0x40 and not self._data.has_allocation(self):
                 # ChannelData before any allocation cannot be TURN (and text
                 # such as "GET /" would otherwise wait for a huge "frame").
                 self._close("ChannelData without an allocation")
@@ -121,11 +122,8 @@ class TurnStreamProtocol(StreamConnection):
         self._buffer = buffer[offset:]
 
     def _frame(self, frame: bytes) -> bool:
-        service = self._service
         if frame[0] >= 0x40:
-            allocation = service.allocations.get(self)
-            if allocation is not None:
-                service.channel_data(allocation, frame)
+            self._data.channel_data(self, frame)
             return True
         try:
             message = codec.decode(frame)
@@ -138,7 +136,7 @@ class TurnStreamProtocol(StreamConnection):
             if reply is not None:
                 self.transport.write(reply)
             return True
-        service.handle_message(message, self)
+        self._service.handle_message(message, self)
         return True
 
 

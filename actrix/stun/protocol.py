@@ -6,7 +6,10 @@ straight from ``datagramReceived``/``dataReceived``. The answer carries
 XOR-MAPPED-ADDRESS and MAPPED-ADDRESS (for RFC 3489 clients), SOFTWARE when
 configured, and FINGERPRINT when the request had one. A request naming a
 comprehension-required attribute we do not know gets 420 with
-UNKNOWN-ATTRIBUTES. Anything that is not a valid STUN message is dropped.
+UNKNOWN-ATTRIBUTES. Anything that is not a valid STUN message is dropped,
+and so is a message over ``codec.MAX_REQUEST_UDP`` bytes on UDP (a TCP/TLS
+connection sending one over ``codec.MAX_REQUEST_STREAM`` is closed) or with
+more than ``codec.MAX_ATTRIBUTES`` attributes.
 A STUN-only TCP/TLS connection is closed after ``idle_timeout`` seconds
 without a well-formed STUN message, and aborted once it has not read its
 answers for ``stall_timeout`` (:mod:`actrix.stun.stream`).
@@ -104,6 +107,9 @@ class StunUdpProtocol(DatagramProtocol):
         self._counters = counters
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
+        if len(data) > codec.MAX_REQUEST_UDP:
+            self._counters.malformed += 1
+            return
         try:
             message = codec.decode(data)
         except codec.DecodeError:
@@ -150,6 +156,9 @@ class StunTcpProtocol(StreamConnection):
                 # Checked before waiting for the whole "frame": text such as
                 # "GET /" would otherwise hold the connection for 30 s.
                 self._close("ChannelData on a STUN-only port")
+                return
+            if size > codec.MAX_REQUEST_STREAM:
+                self._close("STUN message too large")
                 return
             if len(buffer) - offset < size:
                 break

@@ -6,6 +6,14 @@ shared with the TCP/TLS clients) before any STUN decoding. STUN Binding is
 answered by the shared :class:`~actrix.stun.protocol.BindingResponder`; every
 other STUN message goes to :meth:`TurnService.handle_message`. Anything else
 is dropped.
+
+Requests are bounded before they are decoded (defect 8): one larger than
+``codec.MAX_REQUEST_UDP`` is dropped, and so is every request past
+``turn.request_rate_per_ip`` per second from one source IP
+(:class:`~actrix.turn.limits.RequestWindow`). Dropping costs about a
+microsecond, so a Binding flood no longer fills the socket buffer and
+ChannelData on the same port keeps flowing. Indications (Send) and
+ChannelData are data and are never rate limited here.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from twisted.internet.protocol import DatagramProtocol
 from actrix.stun import codec
 from actrix.stun.protocol import BindingResponder
 from actrix.turn.allocation import Sender, UdpLink, drop_datagram, fast_sender
+from actrix.turn.limits import RequestWindow
 from actrix.turn.service import TurnService
 
 SOCKET_BUFFER: Final = 4 << 20
@@ -35,6 +44,8 @@ class TurnUdpProtocol(DatagramProtocol):
         self._metrics = service.metrics
         self._responder = responder
         self._sendto: Sender = drop_datagram
+        limit = service.request_rate_per_ip
+        self._requests = RequestWindow(service.clock, limit) if limit else None
 
     def startProtocol(self) -> None:
         self._sendto = fast_sender(self.transport)
@@ -52,6 +63,14 @@ class TurnUdpProtocol(DatagramProtocol):
         if data[0] >= 0x40:
             self._channel_data(addr, data)
             return
+        if codec.is_request(data):
+            if len(data) > codec.MAX_REQUEST_UDP:
+                self._metrics.dropped_requests["oversized"] += 1
+                return
+            requests = self._requests
+            if requests is not None and not requests.allow(addr[0]):
+                self._metrics.dropped_requests["rate"] += 1
+                return
         try:
             message = codec.decode(data)
         except codec.DecodeError:

@@ -72,7 +72,9 @@ class TurnService(Service):
         sweep_interval: float = SWEEP_INTERVAL,
     ) -> None:
         self._clock = clock
+        self.clock = clock
         self.metrics = metrics
+        self.request_rate_per_ip = config.request_rate_per_ip
         peers = peers or PeerPolicy(config.peer_allow)
         nonces = NonceIssuer(clock, config.nonce_lifetime)
         # Refused requests and rejected credentials log a warn line each; a

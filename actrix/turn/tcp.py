@@ -43,6 +43,7 @@ from actrix.turn.service import TurnService
 __all__ = ["IDLE_TIMEOUT", "STALL_TIMEOUT", "TurnStreamFactory", "TurnStreamProtocol"]
 
 MAX_FRAME = 4 + 65535 + 3
+_SEND_INDICATION = codec.SEND_INDICATION.to_bytes(2, "big")
 
 
 class TurnStreamProtocol(StreamConnection):
@@ -107,6 +108,14 @@ class TurnStreamProtocol(StreamConnection):
                 return
             if size > MAX_FRAME:
                 self._close("frame too large")
+                return
+            if (
+                size > codec.MAX_REQUEST_STREAM
+                and buffer[offset] < 0x40
+                and buffer[offset : offset + 2] != _SEND_INDICATION
+            ):
+                # Only Send indications carry data; nothing else needs 4 KB.
+                self._close("STUN message too large")
                 return
             if buffer[offset] >= 0x40 and not self._data.has_allocation(self):
                 # ChannelData before any allocation cannot be TURN (and text

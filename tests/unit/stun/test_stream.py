@@ -130,6 +130,17 @@ class StunStreamTests(SynchronousTestCase):
         self.assertEqual(self.metrics.stream_aborted, 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_oversized_message_closes_before_it_arrives(self) -> None:
+        """A header announcing more than MAX_REQUEST_STREAM bytes closes at once."""
+        big = codec.encode(
+            codec.BINDING_REQUEST,
+            b"0123456789ab",
+            [(codec.SOFTWARE, bytes(codec.MAX_REQUEST_STREAM))],
+        )
+        self.proto.dataReceived(big[:20])
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.transport.value(), b"")
+
     def test_stall_timeout_is_configurable(self) -> None:
         """The factory passes its stall timeout to each connection."""
         proto = StunTcpFactory(

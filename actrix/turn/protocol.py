@@ -25,7 +25,7 @@ from typing import Any, Final
 from twisted.internet.protocol import DatagramProtocol
 
 from actrix.stun import codec
-from actrix.stun.protocol import BindingResponder
+from actrix.stun.protocol import BARE_BINDING_PREFIX, BindingResponder
 from actrix.turn.allocation import Sender, UdpLink, drop_datagram, fast_sender
 from actrix.turn.limits import RequestWindow
 from actrix.turn.service import TurnService
@@ -62,6 +62,14 @@ class TurnUdpProtocol(DatagramProtocol):
             return
         if data[0] >= 0x40:
             self._channel_data(addr, data)
+            return
+        if len(data) == codec.HEADER_SIZE and data[:8] == BARE_BINDING_PREFIX:
+            # The most common request, answered without decoding.
+            requests = self._requests
+            if requests is not None and not requests.allow(addr[0]):
+                self._metrics.dropped_requests["rate"] += 1
+                return
+            self._sendto(self._responder.answer_bare(data, addr[0], addr[1]), addr)
             return
         if codec.is_request(data):
             if len(data) > codec.MAX_REQUEST_UDP:

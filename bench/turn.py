@@ -406,6 +406,8 @@ def _allocate_sync(sock: socket.socket, extra: list[tuple[int, bytes]]) -> Any:
     ]
     sock.send(codec.encode(ALLOCATE, os.urandom(12), attrs, key=KEY))
     reply = codec.decode(sock.recv(2048))
+    if codec.ERROR_CODE in reply.attrs:  # e.g. 437: a 5-tuple still allocated
+        raise OSError(f"Allocate refused: {reply.attrs[codec.ERROR_CODE]!r}")
     relay = codec.decode_xor_address(
         reply.attrs[codec.XOR_RELAYED_ADDRESS], reply.transaction_id
     )
@@ -424,7 +426,8 @@ def _relay_client(
 ) -> socket.socket:
     """An allocation with a ChannelBind (or a CreatePermission) for ``peer_addr``."""
     while True:
-        sock = _udp(("127.0.0.1", port))
+        # A fresh source address: earlier runs' allocations are still there.
+        sock = _udp(("127.0.0.1", port), _fresh_source())
         try:
             nonce, _relay = _allocate_sync(sock, [])
         except OSError as e:  # a 5-tuple the server still holds: take another
@@ -645,7 +648,7 @@ def bench_rss(server: Server, count: int, seconds: float) -> dict[str, float]:
     batch: list[socket.socket] = []
     while len(socks) < count and time.monotonic() < deadline:
         batch = [
-            _udp(("127.0.0.1", server.port))
+            _udp(("127.0.0.1", server.port), _fresh_source())
             for _ in range(min(100, count - len(socks)))
         ]
         for s in batch:
@@ -789,9 +792,9 @@ def main() -> None:
     args = parser.parse_args()
     args.phases = set(args.phases.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="bench-turn-"))
-    servers: list[Server] = [Actrix(34781, workdir, (30000, 44999))]
+    servers: list[Server] = [Actrix(24781, workdir, (30000, 44999))]
     if args.pair:
-        servers.append(Coturn(34782, workdir, (45000, 59999)))
+        servers.append(Coturn(24782, workdir, (45000, 59999)))
     results = run_all(servers, args)
     ours = results[0]
     theirs = results[1] if args.pair else {}

@@ -16,7 +16,6 @@ from actrix.stun.protocol import (
     StunTcpProtocol,
     StunUdpProtocol,
 )
-from actrix.turn.limits import RequestWindow
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.protocol import TurnUdpProtocol
 from actrix.turn.tcp import STALL_TIMEOUT, TurnStreamFactory, TurnStreamProtocol
@@ -230,16 +229,6 @@ class RequestBoundTests(SynchronousTestCase):
         for _ in range(3000):
             proto.datagramReceived(binding(), CLIENT)
         self.assertEqual(len(transport.written), 3000)
-
-    def test_window_table_is_bounded(self) -> None:
-        """New sources past the table size share one overflow counter."""
-        window = RequestWindow(Clock(), 2, max_sources=3)
-        self.assertTrue(all(window.allow(f"192.0.2.{i}") for i in range(3)))
-        self.assertEqual(
-            [window.allow(f"198.51.100.{i}") for i in range(4)],
-            [True, True, False, False],
-        )
-        self.assertEqual(len(window), 4)
 
 
 class TurnTcpTests(SynchronousTestCase):

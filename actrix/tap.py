@@ -334,6 +334,7 @@ def _build_ice(wiring: Wiring) -> None:
         from actrix.turn.relay import relay_opener
         from actrix.turn.service import TurnService
         from actrix.turn.tcp import TurnStreamFactory
+        from actrix.turn.udp import IceUDPListener
 
         auth = TurnAuth(
             reactor,
@@ -367,7 +368,8 @@ def _build_ice(wiring: Wiring) -> None:
         def streams(name: str) -> Any:
             return StunTcpFactory(responder, metrics, reactor, turn.stream_idle_timeout)
 
-    listeners: list[Any] = [UDPListener(reactor, ice.ip, ice.port, udp)]
+    listener = IceUDPListener if turn_on else UDPListener
+    listeners: list[Any] = [listener(reactor, ice.ip, ice.port, udp)]
     listeners[0].setName("ice-udp")
     if ice.tcp:
         tcp = TCPListener(reactor, ice.ip, ice.port, streams("tcp"))

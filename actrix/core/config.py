@@ -236,6 +236,7 @@ def _read_turn(t: Table) -> TurnConfig:
         nonce_lifetime=t.integer("nonce_lifetime", 3600, minimum=10),
         relay_ipv6_ip=relay6,
         stream_idle_timeout=t.number("stream_idle_timeout", 30.0, minimum=1.0),
+        request_rate_per_ip=t.integer("request_rate_per_ip", 2000, minimum=0),
     )
 
 

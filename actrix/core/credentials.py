@@ -13,6 +13,7 @@ tolerance against the clock.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -255,7 +256,7 @@ class TokenValidator:
             # Any failure (not only CredentialError) must release the waiters
             # and the slot, or every later lookup of this key would hang.
             for waiter in self._pending.pop(key_id, []):
-                waiter.errback(e)
+                waiter.errback(_own_copy(e))
             raise
         for waiter in self._pending.pop(key_id, []):
             waiter.callback(key)
@@ -288,6 +289,24 @@ class TokenValidator:
             del self._keys[key_id]
         while len(self._keys) >= self._max_keys:
             del self._keys[next(iter(self._keys))]
+
+
+def _own_copy(error: Exception) -> Exception:
+    """A new exception per waiter, without a traceback.
+
+    One shared object raised again in every waiter would gain each waiter's
+    frames on its traceback, and whoever caches it would keep them all.
+    """
+    if isinstance(error, CredentialError):
+        return CredentialError(error.kind, error.reason, error.code)
+    try:
+        fresh: Exception = copy.copy(error)
+    except Exception:
+        return CredentialError(
+            "ks_error", f"Token decryption failed: KS error: {error}"
+        )
+    fresh.__traceback__ = None
+    return fresh
 
 
 @attrs.define(eq=False)

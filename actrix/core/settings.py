@@ -137,6 +137,7 @@ class TurnConfig:
     nonce_lifetime: int = 3600
     relay_ipv6_ip: str | None = None
     stream_idle_timeout: float = 30.0
+    request_rate_per_ip: int = 2000  # STUN requests/s per source IP on UDP; 0: no limit
 
 
 @attrs.frozen

@@ -26,6 +26,7 @@ from actrix.ais.store import CurrentKey, CurrentKeyStore
 from actrix.core import tokens
 from actrix.core.actrid import actr_id_repr
 from actrix.core.credentials import CryptoRunner, InlineCrypto
+from actrix.core.errors import own_copy
 from actrix.core.interfaces import Claims, KeyProvider, KeyProviderError
 from actrix.proto import actr_pb2
 
@@ -154,7 +155,7 @@ class IdentityIssuer:
             # Any failure must clear ``_loading``, or later callers wait forever.
             waiters, self._loading = self._loading, None
             for waiter in waiters:
-                waiter.errback(e)
+                waiter.errback(own_copy(e))
             raise
         waiters, self._loading = self._loading, None
         for waiter in waiters:

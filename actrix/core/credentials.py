@@ -13,7 +13,6 @@ tolerance against the clock.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -29,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from actrix.core import tokens
+from actrix.core.errors import own_copy
 from actrix.core.interfaces import (
     Claims,
     CredentialError,
@@ -299,14 +299,10 @@ def _own_copy(error: Exception) -> Exception:
     """
     if isinstance(error, CredentialError):
         return CredentialError(error.kind, error.reason, error.code)
-    try:
-        fresh: Exception = copy.copy(error)
-    except Exception:
-        return CredentialError(
-            "ks_error", f"Token decryption failed: KS error: {error}"
-        )
-    fresh.__traceback__ = None
-    return fresh
+    fresh = own_copy(error)
+    if isinstance(fresh, Exception) and type(fresh) is type(error):
+        return fresh
+    return CredentialError("ks_error", f"Token decryption failed: KS error: {error}")
 
 
 @attrs.define(eq=False)

@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from actrix.core.errors import own_copy
 from actrix.core.storage import Database, MigrationSet
 
 log = Logger()
@@ -56,7 +57,7 @@ class NonceStore:
                     results = await self.database.run(_consume_nonces_txn, items)
                 except Exception as e:
                     for *_, d in batch:
-                        d.errback(e)
+                        d.errback(own_copy(e))
                     continue
                 for (*_, d), fresh in zip(batch, results, strict=True):
                     d.callback(fresh)

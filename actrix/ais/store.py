@@ -8,10 +8,11 @@ from typing import Any, Final
 
 import attrs
 
-from actrix.core.storage import Database, MigrationSet
+from actrix.core.storage import Database, MigrationSet, StoreSpec
 
 AIS_DB: Final = "ais_keys.db"
 MIGRATIONS: Final = MigrationSet("actrix.ais")
+STORE: Final = StoreSpec(AIS_DB, "ais", MIGRATIONS)
 
 
 @attrs.frozen

@@ -10,10 +10,11 @@ from typing import Any, Final
 
 import attrs
 
-from actrix.core.storage import Database, MigrationSet
+from actrix.core.storage import Database, MigrationSet, StoreSpec
 
 KS_DB: Final = "ks_keys.db"
 MIGRATIONS: Final = MigrationSet("actrix.ks")
+STORE: Final = StoreSpec(KS_DB, "ks", MIGRATIONS)
 
 
 @attrs.frozen(repr=False)
@@ -59,10 +60,12 @@ def insert_key_txn(
 ) -> int:
     txn.execute(
         "INSERT INTO keys (public_key, secret_key, created_at, expires_at)"
-        " VALUES (?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?) RETURNING key_id",
         (public_key, secret_key, created_at, expires_at),
     )
-    return int(txn.lastrowid)
+    # The database hands out the id (AUTOINCREMENT / BIGSERIAL), so nodes
+    # generating keys at once never share one.
+    return int(txn.fetchone()[0])
 
 
 def get_key_txn(txn: Any, key_id: int) -> KeyRow | None:

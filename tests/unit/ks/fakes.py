@@ -57,8 +57,11 @@ class MemoryNonces:
     def __init__(self) -> None:
         self.taken: dict[str, int] = {}
         self.fail = False
+        self.error: Exception | None = None
 
     async def consume(self, nonce: str, now: int, ttl: int) -> bool:
+        if self.error is not None:
+            raise self.error
         if self.fail:
             raise sqlite3.OperationalError("database is locked")
         expires = self.taken.get(nonce)

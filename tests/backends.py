@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.settings import PostgresConfig
 from actrix.core.storage import Database, Dialect, StoreSpec, migrate
-from tests.pgcluster import PgCluster
+from tests.pgcluster import PgCluster, storage_toml
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -82,6 +82,10 @@ class StoreTestBase(_Base):
         """
         raise NotImplementedError
 
+    def storage_toml(self) -> str:
+        """The config's ``[storage]`` table for this engine ("" for the default)."""
+        return ""
+
     def inline_database(self, spec: StoreSpec) -> InlineDatabase:
         """A :class:`Database` over :meth:`connection`."""
         return InlineDatabase(self.connection(spec), self.dialect)
@@ -118,6 +122,9 @@ class PostgresBackend(StoreTestBase, SynchronousTestCase):
             self._pg_config = cluster.config()
             self.addCleanup(cluster.drop_schemas, self._pg_config.schema_prefix)
         return self._pg_config
+
+    def storage_toml(self) -> str:
+        return storage_toml(self.pg_config)
 
     def connection(self, spec: StoreSpec) -> Any:
         from actrix.core.pg import connect_sync, migrate_pg, schema_name

@@ -44,7 +44,8 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _bin_dir() -> Path | None:
+def bin_dir() -> Path | None:
+    """Where the newest installed PostgreSQL's ``initdb`` is, if any."""
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/initdb"),
         key=lambda p: int(Path(p).parent.parent.name),
@@ -58,7 +59,7 @@ class PgCluster:
     _instance: ClassVar[PgCluster | None] = None
     _failure: ClassVar[str | None] = None
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, durable: bool = False) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="actrix-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -95,9 +96,10 @@ class PgCluster:
         )
         options = (
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
-            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             " -c max_connections=300 -c shared_buffers=32MB"
         )
+        if not durable:  # tests: nothing here must survive a power cut
+            options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         subprocess.run(  # noqa: S603  # PostgreSQL binaries, fixed argv
             [
                 *run_as,
@@ -131,7 +133,7 @@ class PgCluster:
         if cls._instance is not None:
             return cls._instance
         if cls._failure is None:
-            bindir = _bin_dir()
+            bindir = bin_dir()
             if bindir is None:
                 cls._failure = "PostgreSQL is not installed (make tools)"
             else:
@@ -216,3 +218,17 @@ class PgCluster:
                 return int(row[0]) if row else 0
         finally:
             conn.close()
+
+
+def storage_toml(config: PostgresConfig) -> str:
+    """The ``[storage]`` table of a node on the test cluster."""
+    return (
+        "[storage]\n"
+        'backend = "postgresql"\n'
+        f'host = "{config.host}"\n'
+        f"port = {config.port}\n"
+        f'user = "{config.user}"\n'
+        f'dbname = "{config.dbname}"\n'
+        f'schema_prefix = "{config.schema_prefix}"\n'
+        "pool_size = 2\n"
+    )

@@ -29,7 +29,6 @@ from actrix import cli
 from actrix.core import base122
 from actrix.core.auth import sign_credential
 from actrix.core.config import ENABLE_AIS, ENABLE_KS, ENABLE_TURN
-from actrix.core.settings import PostgresConfig
 from actrix.ks.client import KeyServerClient
 from actrix.proto import actr_pb2
 from actrix.root import ActrixService
@@ -42,25 +41,11 @@ from tests.daemon import (
     start_daemon,
 )
 from tests.integration.test_turn_daemon import TurnUdpClient, _error_code
-from tests.pgcluster import PgCluster
+from tests.pgcluster import PgCluster, storage_toml
 
 KEY = SHARED_KEY.encode()
 REALM_ID = 1001
 TWISTD = str(Path(sys.executable).parent / "twistd")
-
-
-def storage_toml(config: PostgresConfig) -> str:
-    """The ``[storage]`` table of a node on the test cluster."""
-    return (
-        "[storage]\n"
-        'backend = "postgresql"\n'
-        f'host = "{config.host}"\n'
-        f"port = {config.port}\n"
-        f'user = "{config.user}"\n'
-        f'dbname = "{config.dbname}"\n'
-        f'schema_prefix = "{config.schema_prefix}"\n'
-        "pool_size = 2\n"
-    )
 
 
 async def _wait(d: Deferred[Any], seconds: float = 5.0) -> Any:

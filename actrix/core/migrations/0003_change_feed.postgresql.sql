@@ -8,7 +8,10 @@ CREATE TABLE realm_changes (
 );
 INSERT INTO realm_changes (id, version) VALUES (1, 0);
 
-CREATE FUNCTION realm_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+-- SET search_path FROM CURRENT pins this schema (the migration's search_path),
+-- so a write through a schema-qualified name from any session finds the counter.
+CREATE FUNCTION realm_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 BEGIN
     UPDATE realm_changes SET version = version + 1 WHERE id = 1;
     PERFORM pg_notify(TG_TABLE_SCHEMA, '');

@@ -43,6 +43,21 @@ class CurrentKeySqlTests(StoreTestBase):
                 " expires_at, tolerance_seconds) VALUES (2, 9, 'x', 1, 1, 1)"
             )
 
+    def test_replace_is_compare_and_swap(self) -> None:
+        """A rotation replaces only the key it saw; a late one gets the winner."""
+        store = CurrentKeyStore(self.inline_database(STORE))
+
+        def replace(key: CurrentKey, replacing: int | None) -> CurrentKey:
+            return self.successResultOf(
+                Deferred.fromCoroutine(store.replace(key, replacing))
+            )
+
+        self.assertEqual(replace(KEY_A, None), KEY_A)
+        self.assertEqual(replace(KEY_B, None), KEY_A)  # someone stored one first
+        self.assertEqual(replace(KEY_B, KEY_A.key_id), KEY_B)
+        late = CurrentKey(3, KEY_A.public_key, 30, 300, 60)
+        self.assertEqual(replace(late, KEY_A.key_id), KEY_B)  # lost the race
+
     def test_store_round_trip(self) -> None:
         """save then load returns the key; an empty table loads None."""
         store = CurrentKeyStore(self.inline_database(STORE))

@@ -44,6 +44,17 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _real_uid() -> int:
+    """The real uid, also under fakeroot (which fakes getuid, not /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return os.getuid()
+
+
 def bin_dir() -> Path | None:
     """Where the newest installed PostgreSQL's ``initdb`` is, if any."""
     found = sorted(
@@ -65,7 +76,15 @@ class PgCluster:
         self.port = _free_port()
         self.socket_dir = str(self.root)
         self._prefixes = itertools.count(1)
-        as_root = os.geteuid() == 0
+        # Under fakeroot (a package build) the euid only looks like 0: run the
+        # server as the real user, without fakeroot's preload, which would make
+        # it look like root to PostgreSQL too.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("LD_PRELOAD", "FAKEROOTKEY")
+        }
+        as_root = _real_uid() == 0
         run_as = ["runuser", "-u", UNPRIVILEGED, "--"] if as_root else []
         pwfile = self.root / "pw"
         pwfile.write_text(PASSWORD + "\n")
@@ -93,6 +112,7 @@ class PgCluster:
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=env,
         )
         options = (
             f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
@@ -117,6 +137,7 @@ class PgCluster:
             check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            env=env,
         )
         pidfile = (self.data / "postmaster.pid").read_text()
         self.pid = int(pidfile.splitlines()[0])

@@ -29,6 +29,7 @@ from actrix.core.auth import (
 from actrix.core.http import json_response, parse_decimal, survives_disconnect
 from actrix.core.interfaces import KeyProviderError, KeyStoreUnavailable
 from actrix.core.logthrottle import LogThrottle
+from actrix.core.storage import StorageUnavailable
 from actrix.ks.metrics import KsMetrics
 from actrix.ks.service import KeyService
 
@@ -213,6 +214,10 @@ class KsResource:
     async def health(self, request: Request) -> bytes:
         try:
             count = await self._service.key_count()
+        except StorageUnavailable as e:
+            if self._throttle.admit("", "ks-health-storage") is not None:
+                log.warn("KS health: {error}", error=e)
+            return self._error(request, _UNAVAILABLE)
         except Exception:
             # A probe per second while the database is broken must not write a
             # traceback per second.
@@ -225,7 +230,7 @@ class KsResource:
             {
                 "status": "healthy",
                 "service": "ks",
-                "backend": "SQLite",
+                "backend": self._service.backend,
                 "key_count": count,
                 "timestamp": int(self._clock.seconds()),
             },

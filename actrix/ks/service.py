@@ -132,6 +132,11 @@ class KeyService:
             raise KeyProviderError("Stored secret has the wrong length")
         return secret
 
+    @property
+    def backend(self) -> str:
+        """The store's engine, ``SQLite`` or ``PostgreSQL``."""
+        return self._store.backend
+
     async def key_count(self) -> int:
         """Stored rows, expired ones included (ks.md §2.3). Raises on DB errors."""
         count = await self._store.count_keys()

@@ -37,6 +37,11 @@ class KeyStore:
     def __init__(self, database: Database) -> None:
         self._database = database
 
+    @property
+    def backend(self) -> str:
+        """``SQLite`` or ``PostgreSQL`` (reported by ``/ks/health``)."""
+        return "PostgreSQL" if self._database.dialect == "postgresql" else "SQLite"
+
     async def insert_key(
         self, public_key: str, secret_key: str, created_at: int, expires_at: int
     ) -> int:

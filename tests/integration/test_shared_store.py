@@ -8,6 +8,7 @@ test prefix on the trial process's cluster (:mod:`tests.pgcluster`).
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
@@ -28,7 +29,7 @@ from twisted.trial.unittest import TestCase
 from actrix import cli
 from actrix.core import base122
 from actrix.core.auth import sign_credential
-from actrix.core.config import ENABLE_AIS, ENABLE_KS, ENABLE_TURN
+from actrix.core.config import ENABLE_AIS, ENABLE_KS
 from actrix.ks.client import KeyServerClient
 from actrix.proto import actr_pb2
 from actrix.root import ActrixService
@@ -125,6 +126,9 @@ class SharedStoreTests(TestCase):
         credential = sign_credential(KEY, "generate_key", reactor.seconds())
         self.assertEqual(await self._post_generate(one, credential), 200)
         self.assertEqual(await self._post_generate(two, credential), 403)
+        response = await _wait(self.http.get(f"{two}/ks/health"))
+        health = json.loads(await _wait(response.content()))
+        self.assertEqual((health["backend"], health["key_count"]), ("PostgreSQL", 1))
 
     async def test_key_generated_on_one_node_is_served_by_another(self) -> None:
         """A key pair minted by node 1 is fetched, the same, from node 2."""
@@ -146,7 +150,7 @@ class SharedStoreTests(TestCase):
         await self.cli(
             "realm", "add", "-c", str(config), "--id", str(REALM_ID), "--name", "x"
         )
-        root, base = self.node(ENABLE_KS | ENABLE_AIS | ENABLE_TURN)
+        root, base = self.node(31)  # every service: each store opens on PostgreSQL
         ice = ("127.0.0.1", int(root.listener("ice-udp").bound_port))
         username, password = await self._register(base)
         client = TurnUdpClient(ice, username, password)

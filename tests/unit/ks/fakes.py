@@ -21,6 +21,8 @@ T = TypeVar("T")
 class SyncDatabase:
     """A Database look-alike running each ``*_txn`` at once on ``:memory:``."""
 
+    dialect = "sqlite"
+
     def __init__(self, migrations: MigrationSet) -> None:
         self.conn = sqlite3.connect(":memory:", isolation_level=None)
         for _, _, sql in migrations.steps():

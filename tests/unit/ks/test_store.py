@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.defer import Deferred
 
+from actrix.core.storage import Dialect, StorageUnavailable
 from actrix.ks.store import (
     STORE,
     KeyRow,
@@ -14,7 +17,7 @@ from actrix.ks.store import (
     insert_key_txn,
     newest_key_txn,
 )
-from tests.backends import PostgresBackend, SqliteBackend, StoreTestBase
+from tests.backends import InlineDatabase, PostgresBackend, SqliteBackend, StoreTestBase
 
 
 class KeySqlTests(StoreTestBase):
@@ -61,6 +64,71 @@ class KeySqlTests(StoreTestBase):
         self.assertEqual(row, KeyRow(key_id, "pub", "sec", 5, 0))
         count = self.successResultOf(Deferred.fromCoroutine(store.count_keys()))
         self.assertEqual(count, 1)
+
+
+class _HeldDatabase(InlineDatabase):
+    """Runs each interaction at once but answers only when released."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        super().__init__(conn, dialect)
+        self.held: list[tuple[Deferred[Any], Any]] = []
+        self.fail = False
+
+    async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.runs += 1
+        d: Deferred[Any] = Deferred()
+        self.held.append((d, self.run_sync(fn, *args, **kwargs)))
+        return await d
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for d, result in held:
+            if self.fail:
+                d.errback(StorageUnavailable("connection lost"))
+            else:
+                d.callback(result)
+
+
+class KeyGroupCommitTests(StoreTestBase):
+    """Keys generated during an insert share the next transaction."""
+
+    def setUp(self) -> None:
+        self.db = _HeldDatabase(self.connection(STORE), self.dialect)
+        self.store = KeyStore(self.db)
+
+    def test_burst_is_one_transaction_per_batch(self) -> None:
+        """Four inserts cost two transactions, and get distinct ids in order."""
+        calls = [
+            Deferred.fromCoroutine(self.store.insert_key(f"p{i}", "s", 1, 0))
+            for i in range(4)
+        ]
+        self.assertEqual(len(self.db.held), 1)
+        self.db.release()
+        self.assertEqual(len(self.db.held), 1)  # the other three, together
+        self.db.release()
+        ids = [self.successResultOf(d) for d in calls]
+        self.assertEqual(ids, sorted(ids))
+        self.assertEqual(len(set(ids)), 4)
+        self.assertEqual(self.db.runs, 2)
+
+    def test_failure_reaches_the_whole_batch(self) -> None:
+        """A failed transaction fails each insert in it; the next batch works."""
+        self.db.fail = True
+        first = Deferred.fromCoroutine(self.store.insert_key("p", "s", 1, 0))
+        self.db.release()
+        self.failureResultOf(first, StorageUnavailable)
+        self.db.fail = False
+        later = Deferred.fromCoroutine(self.store.insert_key("q", "s", 1, 0))
+        self.db.release()
+        self.assertIsInstance(self.successResultOf(later), int)
+
+
+class KeyGroupCommitOnSqlite(SqliteBackend, KeyGroupCommitTests):
+    pass
+
+
+class KeyGroupCommitOnPostgres(PostgresBackend, KeyGroupCommitTests):
+    pass
 
 
 class KeySqlOnSqlite(SqliteBackend, KeySqlTests):

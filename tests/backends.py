@@ -18,10 +18,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.settings import PostgresConfig
-from actrix.core.storage import Database, Dialect, StoreSpec, migrate
+from actrix.core.storage import (
+    Database,
+    Dialect,
+    StorageUnavailable,
+    StoreSpec,
+    migrate,
+)
 from tests.pgcluster import PgCluster, storage_toml
 
 P = ParamSpec("P")
@@ -68,6 +75,29 @@ class InlineDatabase(Database):
 
     def close(self) -> None:
         self.conn.close()
+
+
+class HeldDatabase(InlineDatabase):
+    """Runs each interaction at once but answers only when released."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        super().__init__(conn, dialect)
+        self.held: list[tuple[Deferred[Any], Any]] = []
+        self.fail = False
+
+    async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        self.runs += 1
+        d: Deferred[Any] = Deferred()
+        self.held.append((d, self.run_sync(fn, *args, **kwargs)))
+        return await d
+
+    def release(self) -> None:
+        held, self.held = self.held, []
+        for d, result in held:
+            if self.fail:
+                d.errback(StorageUnavailable("connection lost"))
+            else:
+                d.callback(result)
 
 
 class StoreTestBase(_Base):

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from actrix.core import realms
 from actrix.core.interfaces import RealmInfo
 from actrix.core.storage import migrate
-from tests.backends import PostgresBackend, SqliteBackend, StoreTestBase
+from tests.backends import HeldDatabase, PostgresBackend, SqliteBackend, StoreTestBase
 
 
 class RealmStoreTests(StoreTestBase):
@@ -158,6 +158,25 @@ class RealmCacheTests(StoreTestBase):
         other.commit()
         self.cache.changed()
         self.assertIsNotNone(self.cache.realm_problem(5))
+
+    def test_notifications_during_a_refresh_cause_one_more(self) -> None:
+        """Changes announced while a refresh runs are read by one more refresh."""
+        held = HeldDatabase(self.connection(realms.STORE), self.dialect)
+        cache = realms.RealmCache(held, self.clock)
+        cache.load_sync()
+
+        def drain() -> None:
+            while held.held:
+                held.release()
+
+        cache.changed()  # version differs from the startup load: reload
+        cache.changed()
+        cache.changed()
+        drain()
+        self.assertEqual(held.runs, 3)  # version + snapshot, then one version
+        cache.changed()
+        drain()
+        self.assertEqual(held.runs, 4)  # nothing changed: the version only
 
 
 class RealmCacheOnSqlite(SqliteBackend, RealmCacheTests):

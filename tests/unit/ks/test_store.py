@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.internet.defer import Deferred
 
-from actrix.core.storage import Dialect, StorageUnavailable
+from actrix.core.storage import StorageUnavailable
 from actrix.ks.store import (
     STORE,
     KeyRow,
@@ -17,7 +15,7 @@ from actrix.ks.store import (
     insert_key_txn,
     newest_key_txn,
 )
-from tests.backends import InlineDatabase, PostgresBackend, SqliteBackend, StoreTestBase
+from tests.backends import HeldDatabase, PostgresBackend, SqliteBackend, StoreTestBase
 
 
 class KeySqlTests(StoreTestBase):
@@ -66,34 +64,11 @@ class KeySqlTests(StoreTestBase):
         self.assertEqual(count, 1)
 
 
-class _HeldDatabase(InlineDatabase):
-    """Runs each interaction at once but answers only when released."""
-
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
-        super().__init__(conn, dialect)
-        self.held: list[tuple[Deferred[Any], Any]] = []
-        self.fail = False
-
-    async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        self.runs += 1
-        d: Deferred[Any] = Deferred()
-        self.held.append((d, self.run_sync(fn, *args, **kwargs)))
-        return await d
-
-    def release(self) -> None:
-        held, self.held = self.held, []
-        for d, result in held:
-            if self.fail:
-                d.errback(StorageUnavailable("connection lost"))
-            else:
-                d.callback(result)
-
-
 class KeyGroupCommitTests(StoreTestBase):
     """Keys generated during an insert share the next transaction."""
 
     def setUp(self) -> None:
-        self.db = _HeldDatabase(self.connection(STORE), self.dialect)
+        self.db = HeldDatabase(self.connection(STORE), self.dialect)
         self.store = KeyStore(self.db)
 
     def test_burst_is_one_transaction_per_batch(self) -> None:

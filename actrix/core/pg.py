@@ -105,13 +105,17 @@ def connect_kwargs(config: PostgresConfig, schema: str | None) -> dict[str, Any]
     return kwargs
 
 
-def describe_error(e: BaseException) -> str:
+def describe_error(e: BaseException, *, connecting: bool = True) -> str:
     """One line for an operator: what libpq said, with the config key to look at.
 
-    libpq's messages never contain the password; DSN text is not repeated.
+    ``connecting=False`` (an established connection failed): libpq's words
+    alone, since no setting is to blame. libpq's messages never contain the
+    password; DSN text is not repeated.
     """
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     text = text.removeprefix("FATAL:").strip()
+    if not connecting:
+        return text
     if "password authentication failed" in text or "no password supplied" in text:
         return f"storage.password: {text}"
     if "database" in text and "does not exist" in text:
@@ -271,7 +275,8 @@ class PgDatabase(Database):
         try:
             return await d
         except (psycopg2.OperationalError, psycopg2.InterfaceError) as e:
-            raise StorageUnavailable(f"{self.label}: {describe_error(e)}") from e
+            reason = describe_error(e, connecting=False)
+            raise StorageUnavailable(f"{self.label}: {reason}") from e
         except adbapi.ConnectionLost as e:
             raise StorageUnavailable(f"{self.label}: connection lost") from e
 
@@ -423,7 +428,7 @@ class ChangeFeed(Service):
             log.warn(
                 "change feed {channel}: connection lost: {reason}",
                 channel=self._channel,
-                reason=describe_error(e),
+                reason=describe_error(e, connecting=False),
             )
             self._down_logged = True
             self._drop()

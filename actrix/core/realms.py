@@ -393,8 +393,11 @@ class RealmCache:
                 self._again = False
                 try:
                     await self.refresh()
-                except Exception as e:
-                    log.warn("refreshing realms after a change: {error}", error=e)
+                except StorageUnavailable as e:
+                    # The 1 s poll retries and reports an outage once.
+                    log.debug("refreshing realms after a change: {error}", error=e)
+                except Exception:
+                    log.failure("refreshing realms after a change")
                 if not self._again:
                     break
         finally:

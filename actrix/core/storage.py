@@ -14,8 +14,8 @@ transactions serial without lock contention).
 
 Dialect differences of the migrations are explicit and few: a PostgreSQL run
 applies :data:`PG_DDL_SUBSTITUTIONS` to a shared file, unless the step ships a
-``NNNN_name.postgresql.sql`` variant (a file with a comment alone is a no-op
-step for that dialect).
+``NNNN_name.postgresql.sql`` variant. A shared file holding only a comment is a
+no-op step for SQLite (the realm store's 0003 exists for PostgreSQL alone).
 """
 
 from __future__ import annotations
@@ -129,7 +129,13 @@ class MigrationSet:
                 f"{self.package}: PostgreSQL variant of unknown step {min(unknown)}"
             )
         return [
-            (version, name, variants.get(version) or translate_ddl(sql))
+            (version, name, translate_ddl(sql))
+            if version not in variants
+            else (
+                version,
+                name.removesuffix(".sql") + ".postgresql.sql",
+                variants[version],
+            )
             for version, name, sql in steps
         ]
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import psycopg2
 from twisted.trial.unittest import SynchronousTestCase
 
-from actrix.core.pg import connect_sync, migrate_pg, schema_name, to_pyformat
+from actrix.core.pg import (
+    connect_sync,
+    describe_error,
+    migrate_pg,
+    schema_name,
+    to_pyformat,
+)
 from actrix.core.settings import PostgresConfig
 from actrix.core.storage import MigrationSet, StorageError, StoreSpec, translate_ddl
 from tests.pgcluster import PASSWORD, PgCluster
@@ -63,7 +70,7 @@ class DialectTests(SynchronousTestCase):
         """A step's PostgreSQL variant is used instead of the translated file."""
         spec = _spec(V1, V2, variants={2: "-- nothing here"})
         steps = spec.migrations.steps_for("postgresql")
-        self.assertEqual(steps[1][2], "-- nothing here")
+        self.assertEqual(steps[1][1:], ("0002_more.postgresql.sql", "-- nothing here"))
         self.assertIn("BIGSERIAL", steps[0][2])
         self.assertEqual(spec.migrations.steps_for("sqlite"), [V1, V2])
 
@@ -177,6 +184,17 @@ class ConnectErrorTests(SynchronousTestCase):
         """A misspelt database name names storage.dbname."""
         message = self._error(self.cluster.config(dbname="postgers"))
         self.assertTrue(message.startswith("storage.dbname: "), message)
+
+    def test_a_lost_connection_blames_no_setting(self) -> None:
+        """Once connected, a failure is libpq's first line without a key."""
+        error = psycopg2.OperationalError(
+            "server closed the connection unexpectedly\n\tThis probably means..."
+        )
+        self.assertEqual(
+            describe_error(error, connecting=False),
+            "server closed the connection unexpectedly",
+        )
+        self.assertTrue(describe_error(error).startswith("storage.dsn: "))
 
     def test_nothing_listening(self) -> None:
         """An unreachable server names storage.dsn in one line."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from typing import Any, cast
 
@@ -243,7 +244,22 @@ class NonceStoreOnSqlite(SqliteBackend, NonceStoreTests):
 
 
 class NonceStoreOnPostgres(PostgresBackend, NonceStoreTests):
-    pass
+    def test_concurrent_insert_waits_and_loses(self) -> None:
+        """Two nodes taking one nonce at once: the second waits, then is refused."""
+        first, second = self.connection(STORE), self.connection(STORE)
+        self.assertTrue(_consume_nonce_txn(first.cursor(), "race", NOW, 300))
+        outcome: list[bool] = []
+        racer = threading.Thread(
+            target=lambda: outcome.append(
+                _consume_nonce_txn(second.cursor(), "race", NOW, 300)
+            )
+        )
+        racer.start()
+        racer.join(0.3)
+        self.assertTrue(racer.is_alive())  # blocked on the uncommitted row
+        first.commit()
+        racer.join(5)
+        self.assertEqual(outcome, [False])
 
 
 class _HeldDatabase:

@@ -126,24 +126,12 @@ def _run(db: _Db | _PgDb, fn: Callable[..., T], *fn_args: Any) -> T:
 
 
 def _run_pg(db: _PgDb, fn: Callable[..., T], *fn_args: Any) -> T:
-    import psycopg2
-
-    from actrix.core.pg import connect_sync as pg_connect
-    from actrix.core.pg import describe_error
+    from actrix.core.pg import run_in_schema
 
     try:
-        conn = pg_connect(db.config, db.schema)
-    except StorageError as e:
+        return run_in_schema(db.config, db.schema, fn, *fn_args)
+    except (StorageError, realms.RealmError) as e:
         _fail(str(e))
-    try:
-        with conn, conn.cursor() as cur:
-            return fn(cur, *fn_args)
-    except psycopg2.Error as e:
-        _fail(f"postgresql schema {db.schema}: {describe_error(e)}")
-    except realms.RealmError as e:
-        _fail(str(e))
-    finally:
-        conn.close()
 
 
 # ---------------------------------------------------------------------------
@@ -383,37 +371,18 @@ def cmd_acl_remove(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _parse_location(value: str, scheme: str) -> str:
-    prefix = f"{scheme}:"
-    if not value.startswith(prefix):
-        _fail(f"expected {scheme}:..., got {value.split(':', 1)[0]}:...")
-    return value[len(prefix) :]
-
-
 def cmd_migrate_store(args: argparse.Namespace, out: TextIO) -> int:
-    from actrix.core.settings import Secret
-    from actrix.storecopy import CopyRefused, copy_to_postgresql, read_source
+    from actrix.storecopy import copy_plan, copy_to_postgresql, read_source
 
-    source = Path(_parse_location(args.source, "sqlite"))
-    target = _parse_location(args.target, "postgresql")
+    configured = None
     if args.config is not None:
-        settings = _settings(args)
-        if settings.storage.postgresql is None:
+        configured = _settings(args).storage.postgresql
+        if configured is None:
             _fail("--config: [storage] backend is not 'postgresql'")
-        config = settings.storage.postgresql
-        if target:
-            config = attrs.evolve(config, dsn=Secret(target))
-    elif target:
-        config = PostgresConfig(dsn=Secret(target))
-    else:
-        _fail("--to postgresql: needs a DSN, or --config with a [storage] table")
-    if not source.is_dir():
-        _fail(f"--from: {source} is not a directory")
     try:
+        source, config = copy_plan(args.source, args.target, configured)
         rows = read_source(source)
         counts = copy_to_postgresql(rows, config, force=args.force)
-    except CopyRefused as e:
-        _fail(str(e))
     except StorageError as e:
         _fail(str(e))
     if not any(counts.values()) and any(rows.values()):

@@ -27,7 +27,7 @@ from actrix.ais.store import STORE as AIS_STORE
 from actrix.core.nonces import STORE as NONCE_STORE
 from actrix.core.pg import connect_sync, describe_error, migrate_pg, schema_name
 from actrix.core.realms import STORE as REALM_STORE
-from actrix.core.settings import PostgresConfig
+from actrix.core.settings import PostgresConfig, Secret
 from actrix.core.storage import StorageError, StoreSpec, migrate
 from actrix.ks.store import STORE as KS_STORE
 from actrix.signaling.store import STORE as SIGNALING_STORE
@@ -109,6 +109,42 @@ COPIED_TABLES: Final = (
 
 class CopyRefused(StorageError):
     """The target already holds other rows and ``force`` was not given."""
+
+
+def copy_plan(
+    source: str, target: str, configured: PostgresConfig | None
+) -> tuple[Path, PostgresConfig]:
+    """The SQLite directory of ``sqlite:DIR`` and the settings of ``postgresql:DSN``.
+
+    An empty DSN takes ``configured`` (a config's ``[storage]``); a DSN given
+    with it replaces only its ``dsn``.
+
+    Raises:
+        StorageError: a location is malformed, or nothing names the target.
+    """
+    directory = Path(_location(source, "sqlite", "--from"))
+    dsn = _location(target, "postgresql", "--to")
+    if configured is not None:
+        config = configured if not dsn else attrs.evolve(configured, dsn=Secret(dsn))
+    elif dsn:
+        config = PostgresConfig(dsn=Secret(dsn))
+    else:
+        raise StorageError(
+            "--to postgresql: needs a DSN, or --config with a [storage] table"
+        )
+    if not directory.is_dir():
+        raise StorageError(f"--from: {directory} is not a directory")
+    return directory, config
+
+
+def _location(value: str, scheme: str, option: str) -> str:
+    prefix = f"{scheme}:"
+    if not value.startswith(prefix):
+        # Not the value itself: a DSN may carry a password.
+        raise StorageError(
+            f"{option}: expected {scheme}:..., got {value.split(':', 1)[0]}:..."
+        )
+    return value[len(prefix) :]
 
 
 def read_source(directory: Path) -> dict[CopiedTable, list[tuple[Any, ...]]]:

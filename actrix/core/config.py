@@ -10,7 +10,6 @@ accident.
 from __future__ import annotations
 
 import ipaddress
-import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +54,7 @@ from actrix.core.settings import (
     TurnConfig,
     TurnUser,
 )
+from actrix.core.storage_config import read_storage
 from actrix.core.toml_table import Table, read_table
 
 # Bounds of bind.http*.request_timeout / idle_timeout, in seconds: below one
@@ -443,116 +443,6 @@ def _read_signaling(t: Table) -> SignalingConfig:
     return result
 
 
-SSL_MODES: Final = (
-    "disable",
-    "allow",
-    "prefer",
-    "require",
-    "verify-ca",
-    "verify-full",
-)
-_PG_KEYS: Final = (
-    "dsn",
-    "host",
-    "port",
-    "user",
-    "password",
-    "password_file",
-    "password_env",
-    "dbname",
-    "sslmode",
-    "pool_size",
-    "statement_timeout",
-    "connect_timeout",
-    "schema_prefix",
-)
-
-
-def _read_pg_password(t: Table) -> Secret | None:
-    """``password``, ``password_file`` or ``password_env``: at most one of them."""
-    given = [k for k in ("password", "password_file", "password_env") if t.has(k)]
-    if len(given) > 1:
-        t.error(given[1], f"give only one of {', '.join(given)}")
-    password = t.secret("password")
-    path = t.path("password_file")
-    env = t.opt_string("password_env")
-    if path is not None:
-        try:
-            return Secret(path.read_text(encoding="utf-8").rstrip("\r\n"))
-        except (OSError, UnicodeDecodeError) as e:
-            reason = getattr(e, "strerror", None) or "not UTF-8 text"
-            t.error("password_file", f"cannot read {path}: {reason}")
-            return None
-    if env is not None:
-        value = os.environ.get(env)
-        if value is None:
-            t.error("password_env", f"environment variable {env} is not set")
-            return None
-        return Secret(value)
-    return password
-
-
-def _read_pg_dsn(t: Table) -> Secret | None:
-    dsn = t.secret("dsn")
-    if dsn is None:
-        return None
-    import psycopg2.extensions
-
-    try:
-        psycopg2.extensions.parse_dsn(dsn.value)
-    except psycopg2.ProgrammingError:
-        # libpq's message quotes the string, which may hold a password.
-        t.error(
-            "dsn",
-            "not a libpq connection string "
-            "('postgresql://user@host:5432/dbname' or 'host=... dbname=...')",
-        )
-        return None
-    return dsn
-
-
-def _read_postgres(t: Table) -> PostgresConfig:
-    sslmode = t.opt_string("sslmode")
-    if sslmode is not None and sslmode not in SSL_MODES:
-        t.error("sslmode", f"must be one of {', '.join(SSL_MODES)}")
-    prefix = t.string("schema_prefix", "actrix_")
-    if not prefix.replace("_", "a").isalnum() or not prefix.isascii():
-        t.error("schema_prefix", "only ASCII letters, digits and '_'")
-    port = t.integer("port", 0, minimum=1, maximum=65535) if t.has("port") else None
-    config = PostgresConfig(
-        dsn=_read_pg_dsn(t),
-        host=t.opt_string("host"),
-        port=port,
-        user=t.opt_string("user"),
-        password=_read_pg_password(t),
-        dbname=t.opt_string("dbname"),
-        sslmode=sslmode,
-        pool_size=t.integer("pool_size", 4, minimum=1, maximum=100),
-        statement_timeout=t.number(
-            "statement_timeout", 5.0, minimum=0.05, maximum=3600.0
-        ),
-        connect_timeout=t.integer("connect_timeout", 5, minimum=1, maximum=300),
-        schema_prefix=prefix.lower(),
-    )
-    if config.dsn is None and config.dbname is None:
-        t.error("dsn", "backend 'postgresql' needs storage.dsn or storage.dbname")
-    return config
-
-
-def _read_storage(t: Table) -> StorageConfig:
-    backend = t.string("backend", "sqlite")
-    if backend not in ("sqlite", "postgresql"):
-        t.error("backend", "must be 'sqlite' or 'postgresql'")
-        backend = "sqlite"
-    if backend == "postgresql":
-        return StorageConfig(backend=backend, postgresql=_read_postgres(t))
-    for name in _PG_KEYS:
-        if t.has(name):
-            t.skip(name)
-            t.error(name, "only used with backend = 'postgresql'")
-    return StorageConfig(backend=backend)
-
-
 def _read_services(t: Table) -> Services:
     return Services(
         ks=read_table(t, "ks", _read_ks),
@@ -686,7 +576,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Setting
         observability=read_table(top, "observability", _read_observability)
         or ObservabilityConfig(),
         services=read_table(top, "services", _read_services) or Services(),
-        storage=read_table(top, "storage", _read_storage) or StorageConfig(),
+        storage=read_table(top, "storage", read_storage) or StorageConfig(),
         user=top.opt_string("user"),
         group=top.opt_string("group"),
         pid=top.opt_string("pid"),

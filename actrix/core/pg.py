@@ -149,6 +149,33 @@ def connect_sync(
     return conn
 
 
+def run_in_schema(
+    config: PostgresConfig,
+    schema: str,
+    fn: Callable[Concatenate[Any, P], R],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> R:
+    """Run ``fn(txn, *args)`` as one transaction on a connection of its own.
+
+    Blocking: for the CLI and startup, never on the reactor. Exceptions of
+    ``fn`` pass through (after the rollback).
+
+    Raises:
+        StorageError: connecting or a statement failed (one line, no password).
+    """
+    conn = connect_sync(config, schema)
+    try:
+        with conn, conn.cursor() as cur:
+            return fn(cur, *args, **kwargs)
+    except psycopg2.Error as e:
+        raise StorageError(
+            f"postgresql schema {schema}: {describe_error(e, connecting=False)}"
+        ) from None
+    finally:
+        conn.close()
+
+
 def migrate_pg(config: PostgresConfig, spec: StoreSpec) -> int:
     """Bring a store's schema to the newest version; returns the version.
 
@@ -286,14 +313,7 @@ class PgDatabase(Database):
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> R:
-        conn = connect_sync(self.config, self.schema)
-        try:
-            with conn, conn.cursor() as cur:
-                return fn(cur, *args, **kwargs)
-        except psycopg2.Error as e:
-            raise StorageError(f"{self.label}: {describe_error(e)}") from None
-        finally:
-            conn.close()
+        return run_in_schema(self.config, self.schema, fn, *args, **kwargs)
 
     def close(self) -> None:
         if not self._closed:

@@ -428,6 +428,16 @@ class MigrateStoreTests(PostgresBackend):
             "migrate-store", "--from", str(self.db_dir), "--to", "postgresql:", status=1
         )
         self.assertIn("expected sqlite:", bad)
+        wrong_scheme = self.run_cli(
+            "migrate-store",
+            "--from",
+            f"sqlite:{self.db_dir}",
+            "--to",
+            "postgres://actrix:hunter22@db/actrix",
+            status=1,
+        )
+        self.assertIn("--to: expected postgresql:..., got postgres:...", wrong_scheme)
+        self.assertNotIn("hunter22", wrong_scheme)
         unreachable = self.run_cli(
             "migrate-store",
             "--from",

@@ -33,10 +33,10 @@ from actrix.core.interfaces import (
 from actrix.core.listen import TCPListener
 from actrix.core.logthrottle import LogThrottle
 from actrix.core.metrics import MetricsRegistry, MetricsResource
-from actrix.core.realms import MIGRATIONS as REALM_MIGRATIONS
-from actrix.core.realms import REALMS_DB, RealmCache
+from actrix.core.realms import STORE as REALM_STORE
+from actrix.core.realms import RealmCache
 from actrix.core.settings import EXAMPLE_SHARED_KEY
-from actrix.core.storage import StorageError, open_database
+from actrix.core.storage import StorageError, open_store
 from actrix.core.tls import ServerTLS, TLSConfigError
 from actrix.root import ActrixService
 
@@ -96,11 +96,17 @@ def build_root_service(settings: Settings, reactor: Any) -> ActrixService:
 
 def _build(settings: Settings, reactor: Any) -> ActrixService:
     root = ActrixService(reactor)
-    realm_db = open_database(settings.sqlite_path, REALMS_DB, REALM_MIGRATIONS, reactor)
+    realm_db = open_store(settings.storage, settings.sqlite_path, REALM_STORE, reactor)
     root.add_database(realm_db)
     realms = RealmCache(realm_db, reactor)
-    realms.load_sync(realm_db.path)
+    realms.load_sync()
     root.add_background(realms.timer())
+    pg = settings.storage.postgresql
+    if pg is not None:
+        from actrix.core.pg import ChangeFeed, notify_channel, schema_name
+
+        channel = notify_channel(schema_name(pg, REALM_STORE))
+        root.add_background(ChangeFeed(pg, channel, realms.changed, reactor))
 
     tls = None
     if settings.http_services_enabled and settings.uses_https:
@@ -155,14 +161,11 @@ def _nonce_verifier(wiring: Wiring) -> NonceVerifier:
     Built by whichever of them comes first, once its own setup has succeeded,
     and handed to the other.
     """
-    from actrix.core.nonces import MIGRATIONS as NONCE_MIGRATIONS
-    from actrix.core.nonces import NONCE_DB, NonceStore, cleanup_timer
+    from actrix.core.nonces import STORE, NonceStore, cleanup_timer
 
     if wiring.verifier is None:
         settings, reactor = wiring.settings, wiring.reactor
-        database = open_database(
-            settings.sqlite_path, NONCE_DB, NONCE_MIGRATIONS, reactor
-        )
+        database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
         wiring.root.add_database(database)
         store = NonceStore(database)
         wiring.root.add_background(cleanup_timer(store, reactor))
@@ -199,8 +202,7 @@ def _build_ks(wiring: Wiring) -> None:
     from actrix.ks.metrics import KsMetrics
     from actrix.ks.resource import KsResource
     from actrix.ks.service import KeyService, check_kek_sync
-    from actrix.ks.store import KS_DB, KeyStore
-    from actrix.ks.store import MIGRATIONS as KS_MIGRATIONS
+    from actrix.ks.store import STORE, KeyStore
 
     settings = wiring.settings
     config = settings.services.ks
@@ -210,10 +212,10 @@ def _build_ks(wiring: Wiring) -> None:
         kek = load_kek(config)
     except KekError as e:
         raise StartupError(str(e)) from e
-    database = open_database(settings.sqlite_path, KS_DB, KS_MIGRATIONS, wiring.reactor)
+    database = open_store(settings.storage, settings.sqlite_path, STORE, wiring.reactor)
     try:
-        check_kek_sync(database.path, kek)
-    except KekError as e:
+        check_kek_sync(database, kek)
+    except (KekError, StorageError) as e:
         database.close()
         raise StartupError(str(e)) from e
     wiring.root.add_database(database)
@@ -242,8 +244,7 @@ def _build_ais(wiring: Wiring) -> None:
     from actrix.ais.resource import AisResource
     from actrix.ais.serials import SerialGenerator
     from actrix.ais.service import IdentityIssuer
-    from actrix.ais.store import AIS_DB, CurrentKeyStore
-    from actrix.ais.store import MIGRATIONS as AIS_MIGRATIONS
+    from actrix.ais.store import STORE, CurrentKeyStore
     from actrix.core.config import ENABLE_AIS
     from actrix.core.credentials import choose_crypto
 
@@ -257,7 +258,7 @@ def _build_ais(wiring: Wiring) -> None:
         keys = _ks_client(wiring, config.ks)
     if keys is None:
         raise StartupError("services.ais: no KS (local KS off, no dependencies.ks)")
-    database = open_database(settings.sqlite_path, AIS_DB, AIS_MIGRATIONS, reactor)
+    database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
     wiring.root.add_database(database)
     metrics = AisMetrics()
     issuer = IdentityIssuer(
@@ -397,8 +398,7 @@ def _build_signaling(wiring: Wiring) -> None:
     from actrix.signaling.protocol import SignalingFactory
     from actrix.signaling.resource import build_resource
     from actrix.signaling.service import SignalingService
-    from actrix.signaling.store import CACHE_DB, SignalingStore, load_sync
-    from actrix.signaling.store import MIGRATIONS as SIGNALING_MIGRATIONS
+    from actrix.signaling.store import STORE, SignalingStore, load_sync
 
     settings, reactor = wiring.settings, wiring.reactor
     config = settings.services.signaling
@@ -418,9 +418,7 @@ def _build_signaling(wiring: Wiring) -> None:
         )
         wiring.root.add_background(client)
         issuer = client
-    database = open_database(
-        settings.sqlite_path, CACHE_DB, SIGNALING_MIGRATIONS, reactor
-    )
+    database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
     wiring.root.add_database(database)
     metrics = SignalingMetrics()
     # Spec .proto text is compiled in bounded worker processes, never here.
@@ -440,7 +438,7 @@ def _build_signaling(wiring: Wiring) -> None:
         heartbeat_timeout=config.heartbeat_timeout_secs,
         max_acl_principals=config.max_acl_principals,
     )
-    rows, specs = load_sync(database.path, int(reactor.seconds()))
+    rows, specs = load_sync(database, int(reactor.seconds()))
     service.restore_rows(rows, specs)
     wiring.root.add_session_service(service)
     factory = SignalingFactory(service, config, reactor, reactor)

@@ -44,14 +44,17 @@ from actrix.core.settings import (
     MessageRateLimit,
     MetricsConfig,
     ObservabilityConfig,
+    PostgresConfig,
     Secret,
     Services,
     Settings,
     SignalingConfig,
+    StorageConfig,
     TracingConfig,
     TurnConfig,
     TurnUser,
 )
+from actrix.core.storage_config import read_storage
 from actrix.core.toml_table import Table, read_table
 
 # Bounds of bind.http*.request_timeout / idle_timeout, in seconds: below one
@@ -82,10 +85,12 @@ __all__ = [
     "MessageRateLimit",
     "MetricsConfig",
     "ObservabilityConfig",
+    "PostgresConfig",
     "Secret",
     "Services",
     "Settings",
     "SignalingConfig",
+    "StorageConfig",
     "TracingConfig",
     "TurnConfig",
     "TurnUser",
@@ -323,7 +328,10 @@ def _read_ks_storage(t: Table) -> KsStorageConfig:
     if backend not in ("sqlite", "postgres"):
         t.error("backend", "must be 'sqlite' or 'postgres'")
     elif backend == "postgres":
-        t.error("backend", "postgres is not supported yet; use sqlite")
+        t.error(
+            "backend",
+            "not supported here; set [storage] backend = 'postgresql' for every store",
+        )
     if backend == "sqlite" and t.table("sqlite", required=True) is not None:
         read_table(t, "sqlite", lambda s: None)
     else:
@@ -569,6 +577,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Setting
         observability=read_table(top, "observability", _read_observability)
         or ObservabilityConfig(),
         services=read_table(top, "services", _read_services) or Services(),
+        storage=read_table(top, "storage", read_storage) or StorageConfig(),
         user=top.opt_string("user"),
         group=top.opt_string("group"),
         pid=top.opt_string("pid"),

@@ -244,6 +244,42 @@ class SignalingConfig:
     ais: AisClientConfig | None = None
 
 
+DEFAULT_PG_POOL_SIZE: Final = 4
+DEFAULT_PG_STATEMENT_TIMEOUT: Final = 5.0
+DEFAULT_PG_CONNECT_TIMEOUT: Final = 5
+DEFAULT_PG_SCHEMA_PREFIX: Final = "actrix_"
+
+
+@attrs.frozen
+class PostgresConfig:
+    """How to reach the shared PostgreSQL (``[storage]`` with backend postgresql).
+
+    ``dsn`` (a libpq URI or ``key=value`` string) and the separate keys
+    combine; a separate key wins. The password is a :class:`Secret` whatever
+    its source (``password``, ``password_file``, ``password_env``).
+    """
+
+    dsn: Secret | None = None
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: Secret | None = None
+    dbname: str | None = None
+    sslmode: str | None = None
+    pool_size: int = DEFAULT_PG_POOL_SIZE
+    statement_timeout: float = DEFAULT_PG_STATEMENT_TIMEOUT
+    connect_timeout: int = DEFAULT_PG_CONNECT_TIMEOUT
+    schema_prefix: str = DEFAULT_PG_SCHEMA_PREFIX
+
+
+@attrs.frozen
+class StorageConfig:
+    """``[storage]``: SQLite files under ``sqlite_path`` (default) or PostgreSQL."""
+
+    backend: str = "sqlite"
+    postgresql: PostgresConfig | None = None
+
+
 @attrs.frozen
 class Services:
     ks: KsConfig | None = None
@@ -265,6 +301,7 @@ class Settings:
     turn: TurnConfig
     observability: ObservabilityConfig = ObservabilityConfig()
     services: Services = Services()
+    storage: StorageConfig = StorageConfig()
     user: str | None = None
     group: str | None = None
     pid: str | None = None

@@ -386,6 +386,7 @@ def _build_signaling(wiring: Wiring) -> None:
         compat=CompatibilityCache(reactor, ThreadedAnalyzer(reactor)),
         metrics=metrics,
         heartbeat_timeout=config.heartbeat_timeout_secs,
+        reconnect_window=config.reconnect_window_secs,
     )
     rows, specs = load_sync(database.path, int(reactor.seconds()))
     service.restore_rows(rows, specs)

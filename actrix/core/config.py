@@ -385,6 +385,9 @@ def _read_signaling(t: Table) -> SignalingConfig:
             heartbeat_timeout_secs=server.integer(
                 "heartbeat_timeout_secs", 300, minimum=10
             ),
+            reconnect_window_secs=server.integer(
+                "reconnect_window_secs", 30, minimum=0, maximum=3600
+            ),
         )
         server.finish()
     deps = t.table("dependencies")

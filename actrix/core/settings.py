@@ -224,6 +224,7 @@ class SignalingConfig:
     message_rate: MessageRateLimit = MessageRateLimit()
     max_message_size: int = 65536
     heartbeat_timeout_secs: int = 300
+    reconnect_window_secs: int = 30
     ks: KsClientConfig | None = None
     ais: AisClientConfig | None = None
 

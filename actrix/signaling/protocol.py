@@ -9,7 +9,9 @@ closes this one session (1007). Autobahn enforces the frame and message size
 limits (close 1009) and answers WebSocket pings itself. A peer that stops
 reading while messages for it keep coming (relays, replies) is dropped once
 its unsent backlog passes a bound, so it cannot make the daemon buffer without
-limit.
+limit. Lines a client can trigger (refusals, undecodable frames, slow readers)
+are throttled per source IP and reason; a client that goes away is normal and
+logs nothing above debug.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from actrix.core.config import SignalingConfig
+from actrix.core.logthrottle import LogThrottle
 from actrix.signaling import messages
 from actrix.signaling.limits import ConnectionLimits, TokenBucket
 from actrix.signaling.service import Session, SignalingService
@@ -98,11 +101,15 @@ class SignalingProtocol(WebSocketServerProtocol):
         refused = factory.limits.admit(self._ip, now)
         if refused is not None:
             factory.service.metrics.connections_refused[refused] += 1
-            _log.info(
-                "connection from {ip} refused: {reason} limit",
-                ip=self._ip,
-                reason=refused,
-            )
+            suppressed = factory.log_throttle.admit(self._ip, refused)
+            if suppressed is not None:
+                _log.info(
+                    "connection from {ip} refused: {reason} limit"
+                    " ({suppressed} more not logged)",
+                    ip=self._ip,
+                    reason=refused,
+                    suppressed=suppressed,
+                )
             raise ConnectionDeny(429, "Too Many Requests")
         self._admitted = True
         role = request.params.get("webrtc_role")
@@ -149,12 +156,16 @@ class SignalingProtocol(WebSocketServerProtocol):
             envelope = messages.decode_envelope(payload)
         except messages.DecodeError as e:
             service.metrics.rejections["decode"] += 1
-            _log.warn(
-                "undecodable frame ({size} bytes) from {ip}: {error}; closing",
-                size=len(payload),
-                ip=self._ip,
-                error=str(e),
-            )
+            suppressed = self.factory.log_throttle.admit(self._ip, "decode")
+            if suppressed is not None:
+                _log.warn(
+                    "undecodable frame ({size} bytes) from {ip}: {error}; closing"
+                    " ({suppressed} more not logged)",
+                    size=len(payload),
+                    ip=self._ip,
+                    error=str(e),
+                    suppressed=suppressed,
+                )
             service.session_closed(session)
             self.close_session(BAD_FRAME_CODE, "invalid SignalingEnvelope")
             return
@@ -194,11 +205,15 @@ class SignalingProtocol(WebSocketServerProtocol):
             pressure.unsent += len(data)
             if pressure.unsent > self.factory.send_backlog_limit:
                 self.factory.service.metrics.rejections["slow_reader"] += 1
-                _log.warn(
-                    "{ip} left {size} bytes unread; dropping its session",
-                    ip=self._ip,
-                    size=pressure.unsent,
-                )
+                suppressed = self.factory.log_throttle.admit(self._ip, "slow_reader")
+                if suppressed is not None:
+                    _log.warn(
+                        "{ip} left {size} bytes unread; dropping its session"
+                        " ({suppressed} more not logged)",
+                        ip=self._ip,
+                        size=pressure.unsent,
+                        suppressed=suppressed,
+                    )
                 self.dropConnection(abort=True)
                 return False
         self.sendMessage(data, isBinary=True)
@@ -237,6 +252,8 @@ class SignalingFactory(WebSocketServerFactory):
         self.config = config
         self.clock = clock
         self.limits = ConnectionLimits(config.connection_rate)
+        # Remote-triggered lines: one per (source IP, reason) per minute.
+        self.log_throttle = LogThrottle(clock)
         self.send_backlog_limit = max(SEND_BACKLOG_LIMIT, 4 * config.max_message_size)
         self.setProtocolOptions(
             maxFramePayloadSize=config.max_message_size,

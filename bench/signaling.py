@@ -1,21 +1,29 @@
-"""Signaling load benchmark on loopback (bounded).
+"""Signaling load benchmark on loopback (bounded): actrix against a minimal relay.
 
-The daemon (Signaling+AIS+KS, rate limits off) runs in its own process; load
-comes from a pool of client processes built on ``tests/signaling_client.py``.
+Two servers run one after the other, each in its own process on 127.0.0.1, under
+the same load generator (client processes built on ``tests/signaling_client.py``):
+actrix (Signaling+AIS+KS, rate limits off) and a minimal Twisted/Autobahn relay
+(:func:`serve_minimal`, ~40 lines: binary frames go to the paired connection, or
+back to the sender when it has no pair). Every figure is also printed as the
+ratio actrix / minimal measured in the same run, because this box is shared and
+absolute figures vary by tens of per cent between runs.
 
-    .venv/bin/python bench/signaling.py [--only hold,register,relay]
-        [--actors 1000,10000] [--pairs 50] [--relay-rate 10000] [--window 4]
-        [--seconds 5] [--workers 2] [--registrations 2000] [--json out.json]
+    .venv/bin/python bench/signaling.py [--only hold,cycle,relay,health]
+        [--actors 10000] [--pairs 500] [--relay-rate 5000] [--window 4]
+        [--seconds 5] [--workers 2] [--cycle-rate 1000] [--json out.json]
 
-Reports (a) server RSS per held, registered, heart-beating connection,
-(b) relayed messages/s with one-way p50/p99 latency (SessionDescription and
-IceCandidate relays between pairs of actors living in the same worker, timed
-with the system-wide monotonic clock), twice: ``relay_paced`` offers
-``--relay-rate`` msg/s in total (open loop, latency at that load) and
-``relay_max`` keeps ``--window`` relays in flight per pair (closed loop,
-maximum throughput); both also give the server's CPU share. The relay
-workers send pre-serialised frames and only count what arrives, so the figures
-describe the server. (c) registrations/s and route-candidates/s.
+Measures (server CPU from /proc/PID/stat, RSS from /proc/PID/status):
+(a) ``hold``: RSS per idle connection with ``--actors`` connected; for actrix
+each one is a registered actor that pinged once. (b) ``cycle``: closed-loop
+connect + register + one message + close cycles (the minimal relay: connect,
+one echoed message, close), cycles/s and server CPU per cycle. (c) ``relay``:
+SessionDescription/IceCandidate relays of the same size (the minimal relay gets
+the same frames, with a token of a real token's length) between ``--pairs``
+pairs, closed loop with ``--window`` in flight per pair (msgs/s, server CPU per
+message) and open loop at ``--relay-rate`` msg/s in total (p99 one-way latency).
+(d) ``health``: actrix only, ``GET /health`` probed every 10 ms while cycles
+(each with a registration) arrive at ``--cycle-rate``/s; p99 latency and CPU per
+cycle at that rate. Every phase is bounded by a count and a time limit.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 REALM = 101
+TOKEN_LEN = 308  # an AIS token of a 16-digit serial (ECIES of the claims JSON)
 CONFIG = """
 [services.signaling.server]
 ws_path = "/signaling"
@@ -67,6 +76,56 @@ def serve(directory: str) -> None:
     root.privilegedStartService()
     root.startService()
     print(http_port(root), flush=True)
+    reactor.run()
+
+
+def serve_minimal() -> None:
+    """The minimal relay: pair by ``?pair=ID``, relay binary frames, nothing else.
+
+    Runs until killed; prints its port first. An unpaired connection gets its
+    own frames back (the cycle benchmark's one message).
+    """
+    from autobahn.twisted.websocket import (
+        WebSocketServerFactory,
+        WebSocketServerProtocol,
+    )
+    from twisted.internet import reactor
+
+    waiting: dict[str, Any] = {}
+
+    class Relay(WebSocketServerProtocol):
+        other: Any = None
+        pair = ""
+
+        def connectionMade(self) -> None:
+            super().connectionMade()
+            self.transport.setTcpNoDelay(True)  # type: ignore[attr-defined]
+
+        def onConnect(self, request: Any) -> None:
+            pair = request.params.get("pair")
+            if pair:
+                self.pair = pair[0]
+                other = waiting.pop(self.pair, None)
+                if other is None:
+                    waiting[self.pair] = self
+                else:
+                    self.other, other.other = other, self
+
+        def onMessage(self, payload: bytes, isBinary: bool) -> None:
+            (self.other or self).sendMessage(payload, isBinary)
+
+        def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+            if waiting.get(self.pair) is self:
+                del waiting[self.pair]
+            if self.other is not None:
+                self.other.other = None
+                self.other = None
+
+    factory = WebSocketServerFactory()
+    factory.protocol = Relay
+    factory.setProtocolOptions(autoPingInterval=0, maxMessagePayloadSize=65536)
+    port = reactor.listenTCP(0, factory, backlog=1024, interface="127.0.0.1")
+    print(port.getHost().port, flush=True)
     reactor.run()
 
 
@@ -115,8 +174,29 @@ async def _windowed(
     await gatherResults([semaphore.run(start, i) for i in range(count)])
 
 
-async def hold(reactor: Any, port: int, count: int) -> dict[str, Any]:
-    """Register ``count`` actors, ping each, report ready, wait for stdin EOF."""
+def _path(kind: str) -> str:
+    return "/signaling/ws" if kind == "actrix" else "/"
+
+
+def _pretend_actor(client: Any, name: str) -> None:
+    """Give a minimal-relay client an ActrId and a token of a real one's size."""
+    from actrix.proto import actr_pb2
+
+    client.actr_id = actr_pb2.ActrId(
+        realm=actr_pb2.Realm(realm_id=REALM),
+        serial_number=int.from_bytes(os.urandom(8), "big") | 1 << 60,
+        type=actr_pb2.ActrType(manufacturer="acme", name=name),
+    )
+    client.credential = actr_pb2.AIdCredential(
+        encrypted_token=os.urandom(TOKEN_LEN), token_key_id=1
+    )
+
+
+async def hold(reactor: Any, port: int, count: int, kind: str) -> dict[str, Any]:
+    """Open ``count`` idle connections (actrix: registered, pinged once).
+
+    Reports ready, then waits for stdin EOF.
+    """
     from twisted.internet.threads import deferToThread
 
     from tests.signaling_client import SignalingClient
@@ -124,10 +204,11 @@ async def hold(reactor: Any, port: int, count: int) -> dict[str, Any]:
     clients: list[SignalingClient] = []
 
     async def one(i: int) -> None:
-        client = await SignalingClient.connect(reactor, port)
-        response = await client.register(REALM, name="held")
-        assert response.HasField("success"), response
-        await client.ping()
+        client = await SignalingClient.connect(reactor, port, path=_path(kind))
+        if kind == "actrix":
+            response = await client.register(REALM, name="held")
+            assert response.HasField("success"), response
+            await client.ping()
         clients.append(client)
 
     await _windowed(count, 64, one)
@@ -148,17 +229,27 @@ def _allow(name: str) -> Any:
     return actr_pb2.Acl(rules=[rule])
 
 
-async def make_pairs(reactor: Any, port: int, pairs: int) -> list[tuple[Any, Any]]:
-    """Register ``pairs`` sender/receiver pairs (receiver allows sender)."""
+async def make_pairs(
+    reactor: Any, port: int, pairs: int, kind: str
+) -> list[tuple[Any, Any]]:
+    """``pairs`` sender/receiver pairs: registered (receiver allows sender) on
+    actrix, paired by ``?pair=`` on the minimal relay."""
     from tests.signaling_client import SignalingClient
 
     made: list[tuple[Any, Any]] = []
 
     async def one(i: int) -> None:
-        receiver = await SignalingClient.connect(reactor, port)
-        await receiver.register(REALM, name="receiver", acl=_allow("sender"))
-        sender = await SignalingClient.connect(reactor, port)
-        await sender.register(REALM, name="sender")
+        if kind == "actrix":
+            receiver = await SignalingClient.connect(reactor, port)
+            await receiver.register(REALM, name="receiver", acl=_allow("sender"))
+            sender = await SignalingClient.connect(reactor, port)
+            await sender.register(REALM, name="sender")
+        else:
+            query = {"pair": f"{os.getpid()}-{i}"}
+            receiver = await SignalingClient.connect(reactor, port, query, path="/")
+            sender = await SignalingClient.connect(reactor, port, query, path="/")
+            _pretend_actor(receiver, "receiver")
+            _pretend_actor(sender, "sender")
         made.append((sender, receiver))
 
     await _windowed(pairs, 16, one)
@@ -166,7 +257,13 @@ async def make_pairs(reactor: Any, port: int, pairs: int) -> list[tuple[Any, Any
 
 
 async def relay(
-    reactor: Any, port: int, pairs: int, seconds: float, window: int, rate: float
+    reactor: Any,
+    port: int,
+    pairs: int,
+    seconds: float,
+    window: int,
+    rate: float,
+    kind: str,
 ) -> dict[str, Any]:
     """Pairs of actors relaying SDP/ICE; one-way latency per message.
 
@@ -179,9 +276,10 @@ async def relay(
     from relay_links import RelayPair
     from twisted.internet.defer import Deferred
     from twisted.internet.task import LoopingCall, deferLater
+    from twisted.internet.threads import deferToThread
 
     latencies: list[float] = []
-    clients = await make_pairs(reactor, port, pairs)
+    clients = await make_pairs(reactor, port, pairs, kind)
     links = [RelayPair(sender, receiver, latencies) for sender, receiver in clients]
     # Warm-up, not measured: each sender's first relay costs the server one
     # token decryption; later ones hit its token cache.
@@ -198,6 +296,9 @@ async def relay(
     await warm
     latencies.clear()
     await deferLater(reactor, 0.2, lambda: None)
+    # Tell the orchestrator, which starts the server CPU count and says go.
+    print(json.dumps({"warm": len(links)}), flush=True)
+    await deferToThread(sys.stdin.readline)
     begin = time.monotonic()
     stop_at = begin + seconds
     drained: Deferred[None] = Deferred()
@@ -255,81 +356,103 @@ async def relay(
     }
 
 
-async def register(reactor: Any, port: int, count: int, window: int) -> dict[str, Any]:
-    """``count`` fresh connections each registering once."""
-    from tests.signaling_client import SignalingClient
-
-    clients: list[SignalingClient] = []
-
-    async def one(i: int) -> None:
-        client = await SignalingClient.connect(reactor, port)
-        clients.append(client)
-
-    await _windowed(count, window, one)
-    begin = time.monotonic()
-
-    async def reg(i: int) -> None:
-        response = await clients[i].register(REALM, name="reg")
-        assert response.HasField("success"), response
-
-    await _windowed(count, window, reg)
-    elapsed = time.monotonic() - begin
-    for client in clients:
-        client.drop()
-    return {"registrations": count, "seconds": elapsed}
-
-
-async def routes(
-    reactor: Any, port: int, callers: int, targets: int, seconds: float, window: int
+async def cycle(
+    reactor: Any,
+    port: int,
+    kind: str,
+    seconds: float,
+    window: int,
+    rate: float,
+    limit: int,
 ) -> dict[str, Any]:
-    """Callers asking route candidates for a type with ``targets`` live actors."""
-    from actrix.proto import actr_pb2
+    """Connect, register, one message, close, again (at most ``limit`` cycles).
+
+    actrix: Register, then one Ping answered by a Pong. Minimal relay: one
+    message of a Ping's size that comes back. ``rate > 0`` starts cycles at
+    that rate (open loop, at most 512 in flight); else ``window`` loops run
+    back to back.
+    """
+    from twisted.internet.defer import Deferred
+    from twisted.internet.task import LoopingCall
+
     from tests.signaling_client import SignalingClient
 
-    held = []
-    for _ in range(targets):
-        target = await SignalingClient.connect(reactor, port)
-        await target.register(REALM, name="routed", acl=_allow("router"))
-        await target.ping(power_reserve=0.5)
-        held.append(target)
-    request = actr_pb2.RouteCandidatesRequest(
-        target_type=actr_pb2.ActrType(manufacturer="acme", name="routed"),
-        client_fingerprint="",
-    )
-    request.criteria.candidate_count = 3
-    request.criteria.ranking_factors.append(
-        actr_pb2.RouteCandidatesRequest.NodeSelectionCriteria.MAXIMUM_POWER_RESERVE
-    )
-    count = [0]
-    clients = []
-    for _ in range(callers):
-        client = await SignalingClient.connect(reactor, port)
-        await client.register(REALM, name="router")
-        clients.append(client)
-    stop_at = time.monotonic() + seconds
+    done = [0, 0]  # completed, failed
 
-    async def loop(i: int) -> None:
-        client = clients[i % callers]
-        while time.monotonic() < stop_at:
-            reply = await client.call(route_candidates_request=request)
-            assert len(reply.route_candidates_response.success.candidates) == min(
-                3, targets
-            ), reply
-            count[0] += 1
+    async def one() -> None:
+        client = await SignalingClient.connect(reactor, port, path=_path(kind))
+        try:
+            if kind == "actrix":
+                response = await client.register(REALM, name="cycle")
+                assert response.HasField("success"), response
+                pong = await client.ping()
+                assert pong.HasField("pong"), pong
+            else:
+                _pretend_actor(client, "cycle")
+                envelope, body = client.actor_envelope()
+                body.ping.power_reserve = 1.0
+                envelope.reply_for = envelope.envelope_id
+                await client.request(envelope)
+            done[0] += 1
+        finally:
+            await client.close()
+
+    async def safe() -> None:
+        try:
+            await one()
+        except Exception:
+            done[1] += 1
 
     begin = time.monotonic()
-    await _windowed(callers * window, callers * window, loop)
-    elapsed = time.monotonic() - begin
-    for client in clients + held:
-        client.drop()
-    return {"routes": count[0], "seconds": elapsed}
+    stop_at = begin + seconds
+    finished: Deferred[None] = Deferred()
+    in_flight = [0]
+    started = [0]
+
+    def ended(_: object) -> None:
+        in_flight[0] -= 1
+        if time.monotonic() >= stop_at or started[0] >= limit:
+            if not in_flight[0] and not finished.called:
+                finished.callback(None)
+        elif rate <= 0:
+            start()
+
+    def start() -> None:
+        started[0] += 1
+        in_flight[0] += 1
+        Deferred.fromCoroutine(safe()).addBoth(ended)
+
+    if rate > 0:
+
+        def tick() -> None:
+            now = time.monotonic()
+            if now >= stop_at or started[0] >= limit:
+                ticker.stop()
+                if not in_flight[0] and not finished.called:
+                    finished.callback(None)
+                return
+            due = min(int((now - begin) * rate), limit) - started[0]
+            for _ in range(due):
+                if in_flight[0] < 512:
+                    start()
+                else:
+                    started[0] += 1
+                    done[1] += 1
+
+        ticker = LoopingCall(tick)
+        ticker.start(0.002)
+    else:
+        for _ in range(window):
+            start()
+    finished.addTimeout(seconds + 30, reactor)
+    await finished
+    return {"cycles": done[0], "failed": done[1], "seconds": time.monotonic() - begin}
 
 
 MODES: dict[str, Any] = {
     "hold": hold,
     "relay": relay,
-    "register": register,
-    "routes": routes,
+    "cycle": cycle,
 }
 
 
@@ -366,10 +489,14 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def bench_hold(
-    server: subprocess.Popen[str], port: int, count: int, workers: int
+    server: subprocess.Popen[str], port: int, count: int, workers: int, kind: str
 ) -> dict[str, Any]:
+    """(a) RSS per idle connection with ``count`` connected."""
+    time.sleep(0.5)
     base = rss_kb(server.pid)
-    procs = [spawn("hold", port, count=count // workers) for _ in range(workers)]
+    procs = [
+        spawn("hold", port, count=count // workers, kind=kind) for _ in range(workers)
+    ]
     for proc in procs:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -381,22 +508,22 @@ def bench_hold(
         assert proc.stdin is not None
         proc.stdin.close()
     collect(procs)
-    time.sleep(2)
     held = count // workers * workers
     return {
-        "actors": held,
+        "connections": held,
         "rss_base_mb": round(base / 1024, 1),
         "rss_loaded_mb": round(loaded / 1024, 1),
-        "rss_per_actor_kb": round((loaded - base) / held, 1),
+        "kb_per_connection": round((loaded - base) / held, 2),
     }
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """A fresh daemon in a temp directory; killed afterwards."""
+def running_server(kind: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A fresh server (actrix in a temp directory, or the minimal relay)."""
     with tempfile.TemporaryDirectory() as directory:
+        command = ["--serve", directory] if kind == "actrix" else ["--serve-minimal"]
         server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", directory],
+            [sys.executable, __file__, *command],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -417,79 +544,125 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_register(options: argparse.Namespace) -> dict[str, Any]:
-    """(c) registrations/s and route-candidates/s on one fresh daemon."""
+def probe_health(port: int, until: float) -> list[float]:
+    """``GET /health`` every 10 ms on a fresh connection; latencies in seconds."""
+    import http.client
+
+    latencies: list[float] = []
+    while time.monotonic() < until:
+        begin = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200:
+                latencies.append(time.monotonic() - begin)
+        except OSError:
+            latencies.append(5.0)
+        finally:
+            conn.close()
+        time.sleep(max(0.0, 0.01 - (time.monotonic() - begin)))
+    return latencies
+
+
+def bench_cycle(
+    server: subprocess.Popen[str],
+    port: int,
+    options: argparse.Namespace,
+    kind: str,
+    rate: float = 0.0,
+) -> dict[str, Any]:
+    """(b)/(d) connect + register + 1 message + close cycles.
+
+    With ``rate``, cycles are offered at that rate and ``/health`` is probed
+    meanwhile.
+    """
     workers = options.workers
-    results: dict[str, Any] = {}
-    with running_server() as (_server, port):
-        per_worker = options.registrations // workers
-        out = collect(
-            [
-                spawn("register", port, count=per_worker, window=32)
-                for _ in range(workers)
-            ]
+    cpu_before = cpu_seconds(server.pid)
+    procs = [
+        spawn(
+            "cycle",
+            port,
+            kind=kind,
+            seconds=options.seconds,
+            window=16,
+            rate=rate / workers,
+            limit=int(max(rate, 4000) * options.seconds / workers),
         )
-        total = sum(r["registrations"] for r in out)
-        elapsed = max(r["seconds"] for r in out)
-        results["register"] = {
-            "registrations": total,
-            "per_second": round(total / elapsed),
-        }
-        print("registrations", results["register"], flush=True)
-        out = collect(
-            [
-                spawn(
-                    "routes",
-                    port,
-                    callers=8,
-                    targets=20,
-                    seconds=options.seconds,
-                    window=2,
-                )
-                for _ in range(workers)
-            ]
-        )
-        total = sum(r["routes"] for r in out)
-        elapsed = max(r["seconds"] for r in out)
-        results["routes"] = {"requests": total, "per_second": round(total / elapsed)}
-        print("route candidates", results["routes"], flush=True)
-    return results
+        for _ in range(workers)
+    ]
+    health: list[float] = []
+    if rate:
+        time.sleep(1.0)  # the workers' start-up
+        health = probe_health(port, time.monotonic() + options.seconds - 0.5)
+    out = collect(procs)
+    cpu = cpu_seconds(server.pid) - cpu_before
+    cycles = sum(r["cycles"] for r in out)
+    elapsed = max(r["seconds"] for r in out)
+    result: dict[str, Any] = {
+        "cycles": cycles,
+        "failed": sum(r["failed"] for r in out),
+        "per_second": round(cycles / elapsed),
+        "cpu_ms_per_cycle": round(1000 * cpu / max(cycles, 1), 3),
+    }
+    if health:
+        result["health_probes"] = len(health)
+        result["health_p99_ms"] = round(percentile(health, 99) * 1000, 2)
+    return result
 
 
 def bench_relay(
-    server: subprocess.Popen[str], port: int, options: argparse.Namespace, rate: float
+    server: subprocess.Popen[str],
+    port: int,
+    options: argparse.Namespace,
+    rate: float,
+    kind: str,
 ) -> dict[str, Any]:
-    """(b) relays between pairs: offered at ``rate`` msg/s, or closed loop if 0."""
+    """(c) relays between pairs: offered at ``rate`` msg/s, or closed loop if 0."""
     workers = options.workers
-    cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
-    out = collect(
-        [
-            spawn(
-                "relay",
-                port,
-                pairs=options.pairs // workers,
-                seconds=options.seconds,
-                window=options.window,
-                rate=rate / workers,
-            )
-            for _ in range(workers)
-        ]
-    )
+    procs = [
+        spawn(
+            "relay",
+            port,
+            pairs=options.pairs // workers,
+            seconds=options.seconds,
+            window=options.window,
+            rate=rate / workers,
+            kind=kind,
+        )
+        for _ in range(workers)
+    ]
+    # Server CPU over the measured part only: each worker reports when its
+    # pairs are made and warm, and all start together on "go".
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith('{"warm"'):
+            raise RuntimeError(f"relay worker failed: {line}")
+    cpu_before = cpu_seconds(server.pid)
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    out = collect(procs)
     cpu = cpu_seconds(server.pid) - cpu_before
-    wall = time.monotonic() - wall_before
     latencies = [x for r in out for x in r["latencies"]]
     elapsed = max(r["seconds"] for r in out)
+    messages = len(latencies)
     return {
         "pairs": options.pairs // workers * workers,
         "offered_per_second": rate or None,
-        "window": None if rate else options.window,
-        "messages": len(latencies),
-        "lost": sum(r["sent"] for r in out) - len(latencies),
-        "per_second": round(len(latencies) / elapsed),
+        "messages": messages,
+        "lost": sum(r["sent"] for r in out) - messages,
+        "per_second": round(messages / elapsed),
         "p50_ms": round(percentile(latencies, 50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 99) * 1000, 2),
-        "server_cpu_percent": round(100 * cpu / wall),
+        "cpu_us_per_message": round(1e6 * cpu / max(messages, 1), 1),
     }
+
+
+KINDS = ("minimal", "actrix")
 
 
 def main() -> None:
@@ -497,61 +670,141 @@ def main() -> None:
         worker(sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="hold,register,relay")
-    parser.add_argument("--actors", default="1000,10000")
-    parser.add_argument("--pairs", type=int, default=50)
+    parser.add_argument("--only", default="hold,cycle,relay,health")
+    parser.add_argument("--actors", type=int, default=10000)
+    parser.add_argument("--pairs", type=int, default=500)
     parser.add_argument("--window", type=int, default=4)
-    parser.add_argument("--relay-rate", type=float, default=10000.0)
+    parser.add_argument("--relay-rate", type=float, default=5000.0)
+    parser.add_argument("--cycle-rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--registrations", type=int, default=2000)
     parser.add_argument("--json", default=None)
     options = parser.parse_args()
     parts = set(options.only.split(","))
-    results: dict[str, Any] = {}
-    if "hold" in parts:
-        for count in (int(x) for x in options.actors.split(",") if x):
-            with running_server() as (server, port):
-                held = bench_hold(server, port, count, options.workers)
-            results[f"hold_{count}"] = held
-            print("hold", held, flush=True)
-    if "register" in parts:
-        results.update(bench_register(options))
-    if "relay" in parts:
-        with running_server() as (server, port):
-            for label, rate in (("relay_paced", options.relay_rate), ("relay_max", 0)):
-                results[label] = bench_relay(server, port, options, rate)
-                print(label, results[label], flush=True)
+    results: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+    for kind in KINDS:
+        if "hold" in parts:
+            with running_server(kind) as (server, port):
+                held = bench_hold(server, port, options.actors, options.workers, kind)
+            results[kind]["hold"] = held
+            print(kind, "hold", held, flush=True)
+        if parts & {"cycle", "relay", "health"}:
+            with running_server(kind) as (server, port):
+                if "cycle" in parts:
+                    results[kind]["cycle"] = bench_cycle(server, port, options, kind)
+                    print(kind, "cycle", results[kind]["cycle"], flush=True)
+                if "relay" in parts:
+                    for label, rate in (
+                        ("relay_max", 0.0),
+                        ("relay_paced", options.relay_rate),
+                    ):
+                        results[kind][label] = bench_relay(
+                            server, port, options, rate, kind
+                        )
+                        print(kind, label, results[kind][label], flush=True)
+                if "health" in parts and kind == "actrix":
+                    results[kind]["health"] = bench_cycle(
+                        server, port, options, kind, options.cycle_rate
+                    )
+                    print(kind, "health", results[kind]["health"], flush=True)
     if options.json:
         Path(options.json).write_text(json.dumps(results, indent=2))
-    print_summary(results)
+    print_summary(results, options)
 
 
-def print_summary(results: dict[str, Any]) -> None:
-    """The table and the one ``RESULT`` line."""
-    rows: list[tuple[str, str, str]] = []
+def print_summary(
+    results: dict[str, dict[str, Any]], options: argparse.Namespace
+) -> None:
+    """The table (minimal, actrix, ratio, target) and the one ``RESULT`` line."""
+    mini, ours = results["minimal"], results["actrix"]
+    rows: list[tuple[str, str, float | None, float | None, float | None, str]] = []
     fields: dict[str, float] = {}
-    for name, data in results.items():
-        if name.startswith("hold_"):
-            rows.append((name, f"{data['rss_per_actor_kb']:.1f} KB/actor", ""))
-            fields[f"{name}_kb_per_actor"] = data["rss_per_actor_kb"]
-        elif name in ("register", "routes"):
-            rows.append((name, f"{data['per_second']:.0f}/s", ""))
-            fields[f"{name}_per_s"] = data["per_second"]
-        elif name.startswith("relay"):
-            latency = f"p50 {data['p50_ms']:.2f} ms, p99 {data['p99_ms']:.2f} ms"
-            rows.append((name, f"{data['per_second']:.0f} msg/s", latency))
-            fields[f"{name}_per_s"] = data["per_second"]
-            fields[f"{name}_p99_ms"] = data["p99_ms"]
-            fields[f"{name}_lost"] = data["lost"]
-    print(f"{'benchmark':<22}{'result':>20}  latency")
-    for name, value, latency in rows:
-        print(f"{name:<22}{value:>20}  {latency}")
+
+    def row(
+        name: str, label: str, part: str, key: str, target: str, fmt: str = "{:.2f}"
+    ) -> None:
+        a = mini.get(part, {}).get(key)
+        b = ours.get(part, {}).get(key)
+        ratio = b / a if a and b is not None else None
+        rows.append((name, label, a, b, ratio, target))
+        if b is not None:
+            fields[f"actrix_{name}"] = b
+        if a is not None:
+            fields[f"minimal_{name}"] = a
+        if ratio is not None:
+            fields[f"ratio_{name}"] = round(ratio, 3)
+
+    row(
+        "kb_per_idle",
+        f"KB per idle connection ({options.actors} connected)",
+        "hold",
+        "kb_per_connection",
+        "actrix ≤ 9 KB",
+    )
+    row("cycles_per_s", "connect+register+msg+close /s", "cycle", "per_second", "")
+    row(
+        "cycle_cpu_ms",
+        "  server CPU per cycle, ms",
+        "cycle",
+        "cpu_ms_per_cycle",
+        "actrix ≤ 0.6 ms",
+    )
+    row(
+        "relay_msgs_per_s",
+        f"relayed msgs/s ({options.pairs} pairs)",
+        "relay_max",
+        "per_second",
+        "ratio ≥ 1.0",
+    )
+    row(
+        "relay_cpu_us",
+        "  server CPU per message, µs",
+        "relay_max",
+        "cpu_us_per_message",
+        "ratio ≤ 1.0",
+    )
+    row(
+        "paced_p99_ms",
+        f"p99 at {options.relay_rate:.0f} msgs/s, ms",
+        "relay_paced",
+        "p99_ms",
+        "ratio ≤ 1.0",
+    )
+    row(
+        "health_p99_ms",
+        f"/health p99 at {options.cycle_rate:.0f} registrations/s, ms",
+        "health",
+        "health_p99_ms",
+        "actrix < 50 ms",
+    )
+    row(
+        "paced_cycle_cpu_ms",
+        f"  server CPU per cycle at {options.cycle_rate:.0f}/s, ms",
+        "health",
+        "cpu_ms_per_cycle",
+        "actrix ≤ 0.6 ms",
+    )
+    for kind, data in results.items():
+        for part in ("relay_max", "relay_paced"):
+            if part in data:
+                fields[f"{kind}_{part}_lost"] = data[part]["lost"]
+        for part in ("cycle", "health"):
+            if part in data:
+                fields[f"{kind}_{part}_failed"] = data[part]["failed"]
+
+    def show(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.2f}"
+
+    print(f"{'measure':<48}{'minimal':>12}{'actrix':>12}{'ratio':>8}  target")
+    for _, label, a, b, ratio, target in rows:
+        print(f"{label:<48}{show(a):>12}{show(b):>12}{show(ratio):>8}  {target}")
     print("RESULT " + " ".join(f"{k}={v:g}" for k, v in fields.items()), flush=True)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--serve":
         serve(sys.argv[2])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--serve-minimal":
+        serve_minimal()
     else:
         main()

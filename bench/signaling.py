@@ -76,7 +76,18 @@ def serve(directory: str) -> None:
     root.privilegedStartService()
     root.startService()
     print(http_port(root), flush=True)
-    reactor.run()
+    # ACTRIX_BENCH_PROFILE=FILE: cProfile the server; stats written on SIGTERM.
+    profile_to = os.environ.get("ACTRIX_BENCH_PROFILE")
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        reactor.run()
+        profiler.disable()
+        profiler.dump_stats(profile_to)
+    else:
+        reactor.run()
 
 
 def serve_minimal() -> None:
@@ -533,8 +544,12 @@ def running_server(kind: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
             port = int(server.stdout.readline())
             yield server, port
         finally:
-            server.kill()
-            server.wait(timeout=30)
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=30)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -678,11 +693,13 @@ def main() -> None:
     parser.add_argument("--cycle-rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="servers to run")
     parser.add_argument("--json", default=None)
     options = parser.parse_args()
+    kinds = [kind for kind in KINDS if kind in options.kinds.split(",")]
     parts = set(options.only.split(","))
     results: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
-    for kind in KINDS:
+    for kind in kinds:
         if "hold" in parts:
             with running_server(kind) as (server, port):
                 held = bench_hold(server, port, options.actors, options.workers, kind)

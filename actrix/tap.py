@@ -236,6 +236,7 @@ def _build_ais(wiring: Wiring) -> None:
 
 def _build_validator(wiring: Wiring) -> None:
     """The CredentialValidator for signaling and TURN (local KS or KS client)."""
+    from actrix.ais.service import IdentityIssuer
     from actrix.core.config import ENABLE_SIGNALING, ENABLE_TURN
     from actrix.core.credentials import TokenValidator, choose_crypto
     from actrix.ks.client import KeyServerClient
@@ -266,6 +267,10 @@ def _build_validator(wiring: Wiring) -> None:
     )
     wiring.metrics.register(validator.stats)
     wiring.credential_validator = validator
+    issuer = wiring.identity_issuer
+    if isinstance(issuer, IdentityIssuer) and issuer.keys is keys:
+        # Same KS, same key ids: tokens issued here are known without ECIES.
+        issuer.on_issued = validator.remember
 
 
 def _build_ice(wiring: Wiring) -> None:

@@ -3,6 +3,7 @@
 A disconnected actor is offline at once (in no answer) and leaves memory and
 ``signaling_cache.db`` when ``reconnect_window_secs`` ends without a reconnect.
 Undecodable frames log one line per source address and reason, not one each.
+A token the in-process AIS issued is accepted on first use without decryption.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.integration.test_signaling import (
     REALM,
     SignalingDaemonCase,
     allow,
+    http_get,
     sleep,
 )
 from tests.integration.test_signaling_directory import spec
@@ -124,3 +126,15 @@ class UndecodableFrameLogTests(SignalingDaemonCase):
     def service(self) -> SignalingService:
         found: SignalingService = self.root.sessions.getServiceNamed("signaling")
         return found
+
+
+class IssuedTokenTests(SignalingDaemonCase):
+    async def test_first_ping_after_register_needs_no_decryption(self) -> None:
+        """A token the in-process AIS issued is accepted without an ECIES decryption."""
+        client = await self.registered()
+        pong = await client.ping()
+        self.assertTrue(pong.HasField("pong"))
+        response = await http_get(f"http://127.0.0.1:{self.port}/metrics")
+        text = (await response.content()).decode()
+        self.assertIn("actrix_credentials_decryptions_total 0.0", text)
+        self.assertIn("actrix_credentials_accepted_total 1.0", text)

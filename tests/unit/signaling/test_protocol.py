@@ -14,6 +14,7 @@ from actrix.signaling.protocol import (
     AUTOBAHN_STATE,
     SignalingFactory,
     SignalingProtocol,
+    binary_frame,
 )
 from tests.unit.signaling.fakes import Harness, envelope_with_id
 
@@ -108,3 +109,18 @@ class CompactStateTests(SynchronousTestCase):
         for factory, size in ((small, 2048), (large, 8192)):
             protocol = build(factory)
             self.assertEqual(protocol.maxFramePayloadSize, size)
+
+
+class FramingTests(SynchronousTestCase):
+    def test_binary_frame_matches_autobahn(self) -> None:
+        """Our frames are byte for byte what Autobahn's sendMessage writes."""
+        factory = WebSocketServerFactory()
+        factory.protocol = WebSocketServerProtocol
+        factory.setProtocolOptions(autoPingInterval=0)
+        protocol = build(factory)
+        transport = connect(protocol)
+        for size in (0, 125, 126, 300, 65535, 65536, 70000):
+            payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+            transport.clear()
+            protocol.sendMessage(payload, isBinary=True)
+            self.assertEqual(binary_frame(payload), transport.value(), size)

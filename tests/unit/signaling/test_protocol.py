@@ -15,6 +15,8 @@ from actrix.signaling.protocol import (
     SignalingFactory,
     SignalingProtocol,
     binary_frame,
+    configured_protocol,
+    unmask,
 )
 from tests.unit.signaling.fakes import Harness, envelope_with_id
 
@@ -124,3 +126,92 @@ class FramingTests(SynchronousTestCase):
             transport.clear()
             protocol.sendMessage(payload, isBinary=True)
             self.assertEqual(binary_frame(payload), transport.value(), size)
+
+
+def masked_frame(payload: bytes, key: bytes, first: int = 0x82) -> bytes:
+    """A client frame with a real masking key."""
+    size = len(payload)
+    if size < 126:
+        header = bytes((first, 0x80 | size))
+    else:
+        header = bytes((first, 0x80 | 126)) + size.to_bytes(2, "big")
+    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    return header + key + masked
+
+
+class Recorder(SignalingProtocol):
+    """Keeps what reaches onMessage instead of handing it to the service."""
+
+    __slots__ = ("got",)
+    got: list[tuple[bytes, bool]]
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.got.append((payload, isBinary))
+
+
+class ReceiveTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        h = Harness()
+        config = SignalingConfig(max_message_size=1024)
+        self.factory = SignalingFactory(h.service, config, h.clock, h.clock)
+        self.factory.protocol = configured_protocol(self.factory, Recorder)
+        self.protocol: Any = build(self.factory)
+        self.protocol.got = []
+        self.transport = connect(self.protocol)
+
+    def test_unmask_matches_the_rfc_example(self) -> None:
+        """RFC 6455 §5.7: "Hello" masked with 37 fa 21 3d."""
+        key = bytes.fromhex("37fa213d")
+        self.assertEqual(unmask(bytes.fromhex("7f9f4d5158"), key), b"Hello")
+        self.assertEqual(unmask(b"", key), b"")
+
+    def test_frames_in_one_read_arrive_in_order(self) -> None:
+        """Several masked frames in one read are each delivered, in order."""
+        payloads = [bytes([i]) * size for i, size in enumerate((0, 1, 125, 126, 700))]
+        data = b"".join(
+            masked_frame(p, bytes((i + 1, 7, 99, 200))) for i, p in enumerate(payloads)
+        )
+        self.protocol.dataReceived(data)
+        self.assertEqual(self.protocol.got, [(p, True) for p in payloads])
+
+    def test_frames_split_across_reads(self) -> None:
+        """Frames cut at every byte boundary still arrive whole and in order."""
+        payloads = [b"first" * 10, b"second" * 30, b"third"]
+        data = b"".join(masked_frame(p, b"\x01\x02\x03\x04") for p in payloads)
+        for i in range(len(data)):
+            self.protocol.dataReceived(data[i : i + 1])
+        self.assertEqual(self.protocol.got, [(p, True) for p in payloads])
+
+    def test_other_frames_take_autobahns_path(self) -> None:
+        """Text, ping and fragmented frames between binary ones keep their meaning."""
+        key = b"\x09\x08\x07\x06"
+        data = (
+            masked_frame(b"one", key)
+            + masked_frame(b"text", key, first=0x81)
+            + masked_frame(b"ping", key, first=0x89)
+            + masked_frame(b"fr", key, first=0x02)
+            + masked_frame(b"ag", key, first=0x80)
+            + masked_frame(b"two", key)
+        )
+        self.transport.clear()
+        self.protocol.dataReceived(data)
+        self.assertEqual(
+            self.protocol.got,
+            [(b"one", True), (b"text", False), (b"frag", True), (b"two", True)],
+        )
+        self.assertIn(b"\x8a\x04ping", self.transport.value())
+
+    def test_oversized_frame_is_refused_by_autobahn(self) -> None:
+        """A frame over max_message_size is not delivered; the socket closes 1009."""
+        self.transport.clear()
+        self.protocol.dataReceived(masked_frame(b"x" * 1025, b"\x01\x01\x01\x01"))
+        self.assertEqual(self.protocol.got, [])
+        self.assertTrue(self.transport.value().startswith(b"\x88"))
+        self.assertEqual(self.transport.value()[2:4], (1009).to_bytes(2, "big"))
+
+    def test_unmasked_frame_is_a_protocol_error(self) -> None:
+        """An unmasked client frame is refused (close 1002), not delivered."""
+        self.transport.clear()
+        self.protocol.dataReceived(b"\x82\x03abc")
+        self.assertEqual(self.protocol.got, [])
+        self.assertEqual(self.transport.value()[2:4], (1002).to_bytes(2, "big"))

@@ -445,6 +445,7 @@ def makeService(options: Options) -> IService:
     if settings.source is not None:
         root.reload_hooks.append(_log_level_reloader(settings.source))
     reactor.callWhenRunning(root.install_signal_handlers)
+    reactor.callWhenRunning(root.settle_heap)
     return root
 
 

@@ -1,6 +1,6 @@
 """Signaling load benchmark on loopback (bounded): actrix against a minimal relay.
 
-Two servers run one after the other, each in its own process on 127.0.0.1, under
+Two servers run side by side, each in its own process on 127.0.0.1, under
 the same load generator (client processes built on ``tests/signaling_client.py``):
 actrix (Signaling+AIS+KS, rate limits off) and a minimal Twisted/Autobahn relay
 (:func:`serve_minimal`, ~40 lines: binary frames go to the paired connection, or
@@ -10,7 +10,10 @@ absolute figures vary by tens of per cent between runs.
 
     .venv/bin/python bench/signaling.py [--only hold,cycle,relay,health]
         [--actors 10000] [--pairs 500] [--relay-rate 5000] [--window 4]
-        [--seconds 5] [--workers 2] [--cycle-rate 1000] [--json out.json]
+        [--seconds 4] [--paced-runs 3] [--paced-seconds 3] [--paced-pairs 100]
+        [--workers 2]
+        [--cycle-rate 1000]
+        [--kinds minimal,actrix] [--json out.json]
 
 Measures (server CPU from /proc/PID/stat, RSS from /proc/PID/status):
 (a) ``hold``: RSS per idle connection with ``--actors`` connected; for actrix
@@ -20,7 +23,9 @@ one echoed message, close), cycles/s and server CPU per cycle. (c) ``relay``:
 SessionDescription/IceCandidate relays of the same size (the minimal relay gets
 the same frames, with a token of a real token's length) between ``--pairs``
 pairs, closed loop with ``--window`` in flight per pair (msgs/s, server CPU per
-message) and open loop at ``--relay-rate`` msg/s in total (p99 one-way latency).
+message) and open loop at ``--relay-rate`` msg/s in total over ``--paced-pairs``
+pairs (p99 one-way latency; ``--paced-runs`` runs alternating between the
+servers, the median p99 of each).
 (d) ``health``: actrix only, ``GET /health`` probed every 10 ms while cycles
 (each with a registration) arrive at ``--cycle-rate``/s; p99 latency and CPU per
 cycle at that rate. Every phase is bounded by a count and a time limit.
@@ -76,6 +81,7 @@ def serve(directory: str) -> None:
     root.privilegedStartService()
     root.startService()
     print(http_port(root), flush=True)
+    reactor.callWhenRunning(root.settle_heap)  # as makeService does
     # ACTRIX_BENCH_PROFILE=FILE: cProfile the server; stats written on SIGTERM.
     profile_to = os.environ.get("ACTRIX_BENCH_PROFILE")
     if profile_to:
@@ -500,31 +506,40 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def bench_hold(
-    server: subprocess.Popen[str], port: int, count: int, workers: int, kind: str
-) -> dict[str, Any]:
-    """(a) RSS per idle connection with ``count`` connected."""
-    time.sleep(0.5)
-    base = rss_kb(server.pid)
-    procs = [
-        spawn("hold", port, count=count // workers, kind=kind) for _ in range(workers)
-    ]
-    for proc in procs:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("{"):
-            raise RuntimeError(f"hold worker failed: {line}")
+    servers: dict[str, tuple[subprocess.Popen[str], int]], count: int, workers: int
+) -> dict[str, dict[str, Any]]:
+    """(a) RSS per idle connection with ``count`` connected, every server at once."""
+    time.sleep(1.0)  # settle_heap's collection
+    base = {kind: rss_kb(server.pid) for kind, (server, _) in servers.items()}
+    procs = {
+        kind: [
+            spawn("hold", port, count=count // workers, kind=kind)
+            for _ in range(workers)
+        ]
+        for kind, (_, port) in servers.items()
+    }
+    for group in procs.values():
+        for proc in group:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("{"):
+                raise RuntimeError(f"hold worker failed: {line}")
     time.sleep(2)
-    loaded = rss_kb(server.pid)
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.close()
-    collect(procs)
+    loaded = {kind: rss_kb(server.pid) for kind, (server, _) in servers.items()}
+    for group in procs.values():
+        for proc in group:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        collect(group)
     held = count // workers * workers
     return {
-        "connections": held,
-        "rss_base_mb": round(base / 1024, 1),
-        "rss_loaded_mb": round(loaded / 1024, 1),
-        "kb_per_connection": round((loaded - base) / held, 2),
+        kind: {
+            "connections": held,
+            "rss_base_mb": round(base[kind] / 1024, 1),
+            "rss_loaded_mb": round(loaded[kind] / 1024, 1),
+            "kb_per_connection": round((loaded[kind] - base[kind]) / held, 2),
+        }
+        for kind in servers
     }
 
 
@@ -633,6 +648,7 @@ def bench_relay(
     options: argparse.Namespace,
     rate: float,
     kind: str,
+    seconds: float | None = None,
 ) -> dict[str, Any]:
     """(c) relays between pairs: offered at ``rate`` msg/s, or closed loop if 0."""
     workers = options.workers
@@ -640,8 +656,8 @@ def bench_relay(
         spawn(
             "relay",
             port,
-            pairs=options.pairs // workers,
-            seconds=options.seconds,
+            pairs=(options.paced_pairs if rate else options.pairs) // workers,
+            seconds=seconds or options.seconds,
             window=options.window,
             rate=rate / workers,
             kind=kind,
@@ -666,7 +682,7 @@ def bench_relay(
     elapsed = max(r["seconds"] for r in out)
     messages = len(latencies)
     return {
-        "pairs": options.pairs // workers * workers,
+        "pairs": (options.paced_pairs if rate else options.pairs) // workers * workers,
         "offered_per_second": rate or None,
         "messages": messages,
         "lost": sum(r["sent"] for r in out) - messages,
@@ -680,6 +696,11 @@ def bench_relay(
 KINDS = ("minimal", "actrix")
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]))
@@ -691,7 +712,10 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=4)
     parser.add_argument("--relay-rate", type=float, default=5000.0)
     parser.add_argument("--cycle-rate", type=float, default=1000.0)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--paced-runs", type=int, default=3)
+    parser.add_argument("--paced-seconds", type=float, default=3.0)
+    parser.add_argument("--paced-pairs", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kinds", default=",".join(KINDS), help="servers to run")
     parser.add_argument("--json", default=None)
@@ -699,31 +723,54 @@ def main() -> None:
     kinds = [kind for kind in KINDS if kind in options.kinds.split(",")]
     parts = set(options.only.split(","))
     results: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
-    for kind in kinds:
+
+    def note(kind: str, part: str, value: dict[str, Any]) -> None:
+        results[kind][part] = value
+        print(kind, part, value, flush=True)
+
+    # Both servers run side by side; each phase measures them one after the
+    # other, and the paced latency phase alternates them several times (the
+    # median p99 of each), so load from elsewhere on the box hits both alike.
+    with contextlib.ExitStack() as stack:
+        servers = {kind: stack.enter_context(running_server(kind)) for kind in kinds}
         if "hold" in parts:
-            with running_server(kind) as (server, port):
-                held = bench_hold(server, port, options.actors, options.workers, kind)
-            results[kind]["hold"] = held
-            print(kind, "hold", held, flush=True)
-        if parts & {"cycle", "relay", "health"}:
-            with running_server(kind) as (server, port):
-                if "cycle" in parts:
-                    results[kind]["cycle"] = bench_cycle(server, port, options, kind)
-                    print(kind, "cycle", results[kind]["cycle"], flush=True)
-                if "relay" in parts:
-                    for label, rate in (
-                        ("relay_max", 0.0),
-                        ("relay_paced", options.relay_rate),
-                    ):
-                        results[kind][label] = bench_relay(
-                            server, port, options, rate, kind
-                        )
-                        print(kind, label, results[kind][label], flush=True)
-                if "health" in parts and kind == "actrix":
-                    results[kind]["health"] = bench_cycle(
-                        server, port, options, kind, options.cycle_rate
+            for kind, held in bench_hold(
+                servers, options.actors, options.workers
+            ).items():
+                note(kind, "hold", held)
+        for kind, (server, port) in servers.items():
+            if "cycle" in parts:
+                note(kind, "cycle", bench_cycle(server, port, options, kind))
+        for kind, (server, port) in servers.items():
+            if "relay" in parts:
+                note(kind, "relay_max", bench_relay(server, port, options, 0.0, kind))
+        if "relay" in parts:
+            paced: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
+            for _ in range(options.paced_runs):
+                for kind, (server, port) in servers.items():
+                    run = bench_relay(
+                        server,
+                        port,
+                        options,
+                        options.relay_rate,
+                        kind,
+                        options.paced_seconds,
                     )
-                    print(kind, "health", results[kind]["health"], flush=True)
+                    print(kind, "relay_paced run", run, flush=True)
+                    paced[kind].append(run)
+            for kind, runs in paced.items():
+                summary = dict(runs[-1])
+                summary["p99_ms"] = median([r["p99_ms"] for r in runs])
+                summary["p99_runs_ms"] = [r["p99_ms"] for r in runs]
+                summary["lost"] = sum(r["lost"] for r in runs)
+                note(kind, "relay_paced", summary)
+        if "health" in parts and "actrix" in servers:
+            server, port = servers["actrix"]
+            note(
+                "actrix",
+                "health",
+                bench_cycle(server, port, options, "actrix", options.cycle_rate),
+            )
     if options.json:
         Path(options.json).write_text(json.dumps(results, indent=2))
     print_summary(results, options)
@@ -782,7 +829,7 @@ def print_summary(
     )
     row(
         "paced_p99_ms",
-        f"p99 at {options.relay_rate:.0f} msgs/s, ms",
+        f"p99 at {options.relay_rate:.0f} msgs/s ({options.paced_pairs} pairs), ms",
         "relay_paced",
         "p99_ms",
         "ratio ≤ 1.0",

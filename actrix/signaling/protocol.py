@@ -17,6 +17,7 @@ logs nothing above debug.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
 from typing import Any, Final
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -40,6 +41,29 @@ BAD_FRAME_CODE = 1007  # RFC 6455: payload inconsistent with the message type
 # Bytes a peer may leave unread once the transport's own buffer is full; the
 # factory raises it to four maximum-size messages when those are larger.
 SEND_BACKLOG_LIMIT: Final = 4 * 1024 * 1024
+
+
+class _LazySendQueue:
+    """Autobahn's send queue until something is queued.
+
+    Autobahn queues only sync or chopped sends, which signaling never makes,
+    yet gives every connection an empty deque (~700 bytes). This stands in
+    for it and puts a real deque in place on the first append.
+    """
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: WebSocketServerProtocol) -> None:
+        self._protocol = protocol
+
+    def __len__(self) -> int:
+        return 0
+
+    def append(self, item: Any) -> None:
+        self._protocol.send_queue = deque((item,))
+
+    def popleft(self) -> Any:
+        raise IndexError("pop from an empty deque")
 
 
 @implementer(IPushProducer)
@@ -210,6 +234,7 @@ class SignalingProtocol(WebSocketServerProtocol):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.send_queue = _LazySendQueue(self)  # type: ignore[assignment]  # duck
         transport: Any = self.transport
         # Autobahn's own attempt swallows the error on Twisted; set it here.
         with contextlib.suppress(AttributeError, OSError):
@@ -319,6 +344,8 @@ class SignalingProtocol(WebSocketServerProtocol):
     def onOpen(self) -> None:
         for name in _HANDSHAKE_STATE:
             setattr(self, name, None)
+        # Read by Autobahn only while opening (TLS channel id, peer cert).
+        self._transport_details = None  # type: ignore[assignment]  # not read again
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self._session

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -98,6 +99,20 @@ class CompactStateTests(SynchronousTestCase):
         protocol.dataReceived(client_frame(envelope.SerializePartialToString()))
         (reply,) = server_frames(transport.value())
         self.assertIn(envelope.envelope_id.encode(), reply)
+
+    def test_send_queue_becomes_a_deque_on_first_use(self) -> None:
+        """The stand-in send queue is empty until Autobahn queues something."""
+        h = Harness()
+        factory = SignalingFactory(h.service, SignalingConfig(), h.clock, h.clock)
+        protocol: Any = build(factory)
+        connect(protocol)
+        self.assertEqual(len(protocol.send_queue), 0)
+        self.assertNotIsInstance(protocol.send_queue, deque)
+        with self.assertRaises(IndexError):
+            protocol.send_queue.popleft()
+        protocol.send_queue.append((b"queued", True))
+        self.assertIsInstance(protocol.send_queue, deque)
+        self.assertEqual(list(protocol.send_queue), [(b"queued", True)])
 
     def test_options_follow_the_factory(self) -> None:
         """Each factory's sockets carry that factory's frame size limit."""

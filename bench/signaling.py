@@ -70,9 +70,16 @@ register_burst = 100000
 def serve(directory: str) -> None:
     """Run the daemon until stdin closes; print the port first."""
     from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner
 
+    from actrix.core.logging import json_observer
     from actrix.tap import build_root_service
     from tests.daemon import add_realm, http_port, make_settings
+
+    # Log as the packaged daemon does (JSON lines at info), into /dev/null: the
+    # cost of formatting is real, and nothing piles up in the startup buffer.
+    devnull = open(os.devnull, "w")  # noqa: SIM115  # lives as long as the process
+    globalLogBeginner.beginLoggingTo([json_observer(devnull)], redirectStandardIO=False)
 
     path = Path(directory)
     add_realm(path, REALM)

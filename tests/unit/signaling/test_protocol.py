@@ -7,7 +7,9 @@ from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.settings import MessageRateLimit, SignalingConfig
@@ -51,9 +53,16 @@ def build(factory: Any) -> Any:
     return factory.buildProtocol(PEER)
 
 
-def connect(protocol: Any) -> StringTransport:
+def connect(test: SynchronousTestCase, protocol: Any) -> StringTransport:
+    """Open ``protocol`` over a StringTransport; lose the connection at cleanup.
+
+    Autobahn schedules its handshake timers on the global reactor (through
+    txaio), whatever reactor the factory was given; losing the connection
+    cancels them, so no later test finds them pending.
+    """
     transport = StringTransport(peerAddress=PEER)
     protocol.makeConnection(transport)
+    test.addCleanup(protocol.connectionLost, Failure(ConnectionDone()))
     protocol.dataReceived(HANDSHAKE)
     return transport
 
@@ -70,7 +79,7 @@ class CompactStateTests(SynchronousTestCase):
         factory.protocol = Echo
         factory.setProtocolOptions(autoPingInterval=0)
         protocol = build(factory)
-        transport = connect(protocol)
+        transport = connect(self, protocol)
         protocol.dataReceived(client_frame(b"hi"))
         self.assertTrue(transport.value().endswith(b"\x82\x02hi"))
         options = set(WebSocketServerProtocol.CONFIG_ATTRS)
@@ -83,7 +92,7 @@ class CompactStateTests(SynchronousTestCase):
         factory = SignalingFactory(h.service, config, h.clock, h.clock)
         protocol: SignalingProtocol = build(factory)
         self.assertIsInstance(protocol, SignalingProtocol)
-        transport = connect(protocol)
+        transport = connect(self, protocol)
         self.assertEqual(protocol.state, WebSocketServerProtocol.STATE_OPEN)
         self.assertEqual(vars(protocol), {})
         self.assertIsNone(protocol.http_headers)
@@ -105,7 +114,7 @@ class CompactStateTests(SynchronousTestCase):
         h = Harness()
         factory = SignalingFactory(h.service, SignalingConfig(), h.clock, h.clock)
         protocol: Any = build(factory)
-        connect(protocol)
+        connect(self, protocol)
         self.assertEqual(len(protocol.send_queue), 0)
         self.assertNotIsInstance(protocol.send_queue, deque)
         with self.assertRaises(IndexError):
@@ -135,7 +144,7 @@ class FramingTests(SynchronousTestCase):
         factory.protocol = WebSocketServerProtocol
         factory.setProtocolOptions(autoPingInterval=0)
         protocol = build(factory)
-        transport = connect(protocol)
+        transport = connect(self, protocol)
         for size in (0, 125, 126, 300, 65535, 65536, 70000):
             payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
             transport.clear()
@@ -172,7 +181,7 @@ class ReceiveTests(SynchronousTestCase):
         self.factory.protocol = configured_protocol(self.factory, Recorder)
         self.protocol: Any = build(self.factory)
         self.protocol.got = []
-        self.transport = connect(self.protocol)
+        self.transport = connect(self, self.protocol)
 
     def test_unmask_matches_the_rfc_example(self) -> None:
         """RFC 6455 §5.7: "Hello" masked with 37 fa 21 3d."""

@@ -10,8 +10,8 @@ absolute figures vary by tens of per cent between runs.
 
     .venv/bin/python bench/signaling.py [--only hold,cycle,relay,health]
         [--actors 10000] [--pairs 500] [--relay-rate 5000] [--window 4]
-        [--seconds 4] [--paced-runs 3] [--paced-seconds 3] [--paced-pairs 100]
-        [--workers 2]
+        [--seconds 3] [--max-runs 3] [--paced-runs 3] [--paced-seconds 2]
+        [--paced-pairs 100] [--workers 2]
         [--cycle-rate 1000]
         [--kinds minimal,actrix] [--json out.json]
 
@@ -23,9 +23,10 @@ one echoed message, close), cycles/s and server CPU per cycle. (c) ``relay``:
 SessionDescription/IceCandidate relays of the same size (the minimal relay gets
 the same frames, with a token of a real token's length) between ``--pairs``
 pairs, closed loop with ``--window`` in flight per pair (msgs/s, server CPU per
-message) and open loop at ``--relay-rate`` msg/s in total over ``--paced-pairs``
-pairs (p99 one-way latency; ``--paced-runs`` runs alternating between the
-servers, the median p99 of each).
+message; ``--max-runs`` runs alternating between the servers, medians) and
+open loop at ``--relay-rate`` msg/s in total over ``--paced-pairs`` pairs (p99
+one-way latency; ``--paced-runs`` runs alternating between the servers, the
+median p99 of each).
 (d) ``health``: actrix only, ``GET /health`` probed every 10 ms while
 registrations arrive at ``--cycle-rate``/s (each a new connection from a raw
 client that sends the upgrade, then a Register, and drops the socket on the
@@ -827,9 +828,10 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=4)
     parser.add_argument("--relay-rate", type=float, default=5000.0)
     parser.add_argument("--cycle-rate", type=float, default=1000.0)
-    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--max-runs", type=int, default=3)
     parser.add_argument("--paced-runs", type=int, default=3)
-    parser.add_argument("--paced-seconds", type=float, default=3.0)
+    parser.add_argument("--paced-seconds", type=float, default=2.0)
     parser.add_argument("--paced-pairs", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kinds", default=",".join(KINDS), help="servers to run")
@@ -844,8 +846,8 @@ def main() -> None:
         print(kind, part, value, flush=True)
 
     # Both servers run side by side; each phase measures them one after the
-    # other, and the paced latency phase alternates them several times (the
-    # median p99 of each), so load from elsewhere on the box hits both alike.
+    # other, and the relay phases alternate them several times (medians), so
+    # load from elsewhere on this shared box hits both alike.
     if "hold" in parts:
         # Fresh servers afterwards: 10 000 departing actors are not the
         # other phases' business.
@@ -862,29 +864,37 @@ def main() -> None:
         for kind, (server, port) in servers.items():
             if "cycle" in parts:
                 note(kind, "cycle", bench_cycle(server, port, options, kind))
-        for kind, (server, port) in servers.items():
-            if "relay" in parts:
-                note(kind, "relay_max", bench_relay(server, port, options, 0.0, kind))
         if "relay" in parts:
-            paced: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
-            for _ in range(options.paced_runs):
-                for kind, (server, port) in servers.items():
-                    run = bench_relay(
-                        server,
-                        port,
-                        options,
-                        options.relay_rate,
-                        kind,
-                        options.paced_seconds,
-                    )
-                    print(kind, "relay_paced run", run, flush=True)
-                    paced[kind].append(run)
-            for kind, runs in paced.items():
-                summary = dict(runs[-1])
-                summary["p99_ms"] = median([r["p99_ms"] for r in runs])
-                summary["p99_runs_ms"] = [r["p99_ms"] for r in runs]
-                summary["lost"] = sum(r["lost"] for r in runs)
-                note(kind, "relay_paced", summary)
+            for label, rate, runs, seconds, keys in (
+                (
+                    "relay_max",
+                    0.0,
+                    options.max_runs,
+                    options.seconds,
+                    ("per_second", "cpu_us_per_message"),
+                ),
+                (
+                    "relay_paced",
+                    options.relay_rate,
+                    options.paced_runs,
+                    options.paced_seconds,
+                    ("p99_ms",),
+                ),
+            ):
+                measured: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+                for _ in range(runs):
+                    for kind, (server, port) in servers.items():
+                        run = bench_relay(server, port, options, rate, kind, seconds)
+                        print(kind, label, "run", run, flush=True)
+                        measured[kind].append(run)
+                for kind, results_of_kind in measured.items():
+                    summary = dict(results_of_kind[-1])
+                    for key in keys:
+                        values = [r[key] for r in results_of_kind]
+                        summary[key] = median(values)
+                        summary[f"{key}_runs"] = values
+                    summary["lost"] = sum(r["lost"] for r in results_of_kind)
+                    note(kind, label, summary)
         if "health" in parts and "actrix" in servers:
             server, port = servers["actrix"]
             note(

@@ -53,9 +53,12 @@ sys.path.insert(0, str(ROOT))
 
 REALM = 101
 TOKEN_LEN = 308  # an AIS token of a 16-digit serial (ECIES of the claims JSON)
+# Rate limits off; a 1 s reconnect window, so the actors of one phase leave
+# during the next phase's set-up instead of in its measured part.
 CONFIG = """
 [services.signaling.server]
 ws_path = "/signaling"
+reconnect_window_secs = 1
 [services.signaling.server.rate_limit.connection]
 enabled = false
 [services.signaling.server.rate_limit.message]

@@ -10,7 +10,7 @@ absolute figures vary by tens of per cent between runs.
 
     .venv/bin/python bench/signaling.py [--only hold,cycle,relay,health]
         [--actors 10000] [--pairs 500] [--relay-rate 5000] [--window 4]
-        [--seconds 3] [--max-runs 3] [--paced-runs 3] [--paced-seconds 2]
+        [--seconds 2.5] [--max-runs 3] [--paced-runs 3] [--paced-seconds 2]
         [--paced-pairs 100] [--workers 2]
         [--cycle-rate 1000]
         [--kinds minimal,actrix] [--json out.json]
@@ -831,7 +831,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=4)
     parser.add_argument("--relay-rate", type=float, default=5000.0)
     parser.add_argument("--cycle-rate", type=float, default=1000.0)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=float, default=2.5)
     parser.add_argument("--max-runs", type=int, default=3)
     parser.add_argument("--paced-runs", type=int, default=3)
     parser.add_argument("--paced-seconds", type=float, default=2.0)

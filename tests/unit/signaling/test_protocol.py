@@ -13,13 +13,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.settings import MessageRateLimit, SignalingConfig
+from actrix.signaling.framing import AUTOBAHN_STATE, binary_frame, unmask
 from actrix.signaling.protocol import (
-    AUTOBAHN_STATE,
     SignalingFactory,
     SignalingProtocol,
-    binary_frame,
     configured_protocol,
-    unmask,
 )
 from tests.unit.signaling.fakes import Harness, envelope_with_id
 

@@ -285,6 +285,7 @@ def _build_ais(wiring: Wiring) -> None:
 
 def _build_validator(wiring: Wiring) -> None:
     """The CredentialValidator for signaling and TURN (local KS or KS client)."""
+    from actrix.ais.service import IdentityIssuer
     from actrix.core.config import ENABLE_SIGNALING, ENABLE_TURN
     from actrix.core.credentials import TokenValidator, choose_crypto
 
@@ -309,6 +310,10 @@ def _build_validator(wiring: Wiring) -> None:
     )
     wiring.metrics.register(validator.stats)
     wiring.credential_validator = validator
+    issuer = wiring.identity_issuer
+    if isinstance(issuer, IdentityIssuer) and issuer.keys is keys:
+        # Same KS, same key ids: tokens issued here are known without ECIES.
+        issuer.on_issued = validator.remember
 
 
 def _build_ice(wiring: Wiring) -> None:
@@ -437,6 +442,7 @@ def _build_signaling(wiring: Wiring) -> None:
         metrics=metrics,
         heartbeat_timeout=config.heartbeat_timeout_secs,
         max_acl_principals=config.max_acl_principals,
+        reconnect_window=config.reconnect_window_secs,
     )
     rows, specs = load_sync(database, int(reactor.seconds()))
     service.restore_rows(rows, specs)
@@ -493,6 +499,7 @@ def makeService(options: Options) -> IService:
     if settings.source is not None:
         root.reload_hooks.append(_log_level_reloader(settings.source))
     reactor.callWhenRunning(root.install_signal_handlers)
+    reactor.callWhenRunning(root.settle_heap)
     return root
 
 

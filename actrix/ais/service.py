@@ -11,6 +11,7 @@ pool. The key is loaded from ``ais_keys.db`` or fetched from KS, and replaced
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -65,6 +66,14 @@ class IdentityIssuer:
         self.metrics = metrics or AisMetrics()
         self.current: CurrentKey | None = None
         self._loading: list[Deferred[CurrentKey]] | None = None
+        # Told (key id, token, claims) of every token issued; tap.py points it
+        # at the in-process validator so that token needs no decryption there.
+        self.on_issued: Callable[[int, bytes, Claims], None] | None = None
+
+    @property
+    def keys(self) -> KeyProvider:
+        """Where this issuer's keys come from."""
+        return self._keys
 
     # -- IdentityIssuer ----------------------------------------------------
 
@@ -125,6 +134,8 @@ class IdentityIssuer:
             log.failure("while encrypting a token with key {key_id}", key_id=key.key_id)
             self.metrics.registration_errors += 1
             return _error(500, f"Token generation failed: Encryption failed: {e}")
+        if self.on_issued is not None:
+            self.on_issued(key.key_id, token, claims)
         ok = actr_pb2.RegisterResponse.RegisterOk(
             actr_id=actr_id,
             credential=actr_pb2.AIdCredential(

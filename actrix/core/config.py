@@ -431,6 +431,9 @@ def _read_signaling(t: Table) -> SignalingConfig:
             max_acl_principals=server.integer(
                 "max_acl_principals", 256, minimum=1, maximum=10000
             ),
+            reconnect_window_secs=server.integer(
+                "reconnect_window_secs", 30, minimum=0, maximum=3600
+            ),
         )
         server.finish()
     deps = t.table("dependencies")

@@ -186,6 +186,19 @@ class TokenValidator:
             return attrs.evolve(claims, key_in_tolerance=True)
         return claims
 
+    def remember(self, key_id: int, encrypted_token: bytes, claims: Claims) -> None:
+        """Cache the claims of a token this process has just issued.
+
+        The in-process AIS calls this with the claims it encrypted, so the
+        first use of a new identity needs no decryption (~140 µs of ECIES).
+        The key itself is still fetched and checked on that first use.
+        """
+        cache_key = (key_id, hashlib.sha256(encrypted_token).digest())
+        self._tokens[cache_key] = claims
+        self._tokens.move_to_end(cache_key)
+        if len(self._tokens) > self._max_tokens:
+            self._tokens.popitem(last=False)
+
     def validate_cached(
         self, encrypted_token: bytes, key_id: int, expected_realm: int
     ) -> Claims | None:

@@ -240,6 +240,7 @@ class SignalingConfig:
     max_message_size: int = 65536
     heartbeat_timeout_secs: int = 300
     max_acl_principals: int = 256
+    reconnect_window_secs: int = 30
     ks: KsClientConfig | None = None
     ais: AisClientConfig | None = None
 

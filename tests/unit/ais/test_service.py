@@ -71,6 +71,19 @@ class IssuerTests(SynchronousTestCase):
         self.assertEqual(claims.expr_time, NOW + 3600)
         self.assertEqual(claims.psk, ok.psk)
 
+    def test_issued_tokens_are_announced_with_their_claims(self) -> None:
+        """on_issued hears each token with exactly the claims it decrypts to."""
+        heard: list[tuple[int, bytes, Any]] = []
+        self.issuer.on_issued = lambda key_id, token, claims: heard.append(
+            (key_id, token, claims)
+        )
+        ok = self._register(register_request()).success
+        ((key_id, token, claims),) = heard
+        self.assertEqual(key_id, ok.credential.token_key_id)
+        self.assertEqual(token, ok.credential.encrypted_token)
+        secret = self.keys.secrets[key_id].secret_key
+        self.assertEqual(tokens.decrypt_token(secret, token), claims)
+
     def test_claims_plaintext_form(self) -> None:
         """The token's plaintext is the compact claims JSON in spec order."""
         import ecies

@@ -349,6 +349,20 @@ class ConfigTests(SynchronousTestCase):
         assert s.services.ais is not None
         self.assertEqual(s.services.ais.token_ttl_secs, 60)
 
+    def test_reconnect_window_bounds(self) -> None:
+        """The reconnect window defaults to 30 s and must lie within 0-3600 s."""
+        signaling = self.parse().services.signaling
+        assert signaling is not None
+        self.assertEqual(signaling.reconnect_window_secs, 30)
+        self.assert_problem(
+            _data("[services.signaling.server]\nreconnect_window_secs = -1"),
+            "services.signaling.server.reconnect_window_secs: must be >= 0",
+        )
+        self.assert_problem(
+            _data("[services.signaling.server]\nreconnect_window_secs = 3601"),
+            "services.signaling.server.reconnect_window_secs: must be <= 3600",
+        )
+
     def test_prod_requires_https(self) -> None:
         """Outside dev an HTTPS binding is required, and port 0 is refused in prod."""
         data = _data()

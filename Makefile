@@ -25,9 +25,11 @@ $(TSTAMP): $(STAMP)
 install: $(STAMP)
 install-test: $(TSTAMP) tools
 
-# Real clients the integration tests drive (coturn's turnutils_*, and Debian's
-# chromium for the rooms demo page through Playwright). Needs root on a
-# fresh Debian machine; skipped quietly where the tools are already present.
+# Real clients and servers the integration tests drive: coturn's turnutils_*,
+# Debian's chromium (the rooms demo page through Playwright) and PostgreSQL's
+# initdb/pg_ctl (the tests start their own throwaway cluster; the package's
+# system cluster is stopped and disabled again). Needs root on a fresh Debian
+# machine; skipped quietly where the tools are already present.
 tools:
 	@command -v turnutils_uclient >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -38,6 +40,13 @@ tools:
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
 	  else echo "chromium missing and not root: the browser test will skip (fails under CI=true)"; fi; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	    systemctl disable --now postgresql >/dev/null 2>&1 || true; \
+	    pg_lsclusters -h 2>/dev/null | while read -r version name _; do \
+	      pg_ctlcluster "$$version" "$$name" stop >/dev/null 2>&1 || true; done; \
+	  else echo "PostgreSQL missing and not root: PostgreSQL tests will skip (fail under CI=true)"; fi; }
 
 run: $(STAMP)
 	mkdir -p var

@@ -1,8 +1,10 @@
 """The ``actrix`` admin command: config check, realms, ACL, credentials, status.
 
-It works on the same SQLite files as a running daemon (WAL mode and a busy
-timeout make that safe). Every command exits 0 on success and 1 with a one-line
-message on failure; list commands take ``--json``.
+It works on the same store as a running daemon: the SQLite files (WAL mode and
+a busy timeout make that safe) or the shared PostgreSQL of ``[storage]``, where
+every daemon sees a change within a second. Every command exits 0 on success
+and 1 with a one-line message on failure; list commands take ``--json``.
+``migrate-store`` copies a single node's SQLite files into PostgreSQL.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, NoReturn, TextIO, TypeVar
 import attrs
 
 from actrix.core import realms, roomtokens
-from actrix.core.config import ConfigError, Settings, load_config
+from actrix.core.config import ConfigError, PostgresConfig, Settings, load_config
 from actrix.core.ice import rest_credential
 from actrix.core.interfaces import RealmInfo
 from actrix.core.storage import StorageError, connect_sync, ensure_directory, migrate
@@ -54,8 +56,17 @@ def _settings(args: argparse.Namespace) -> Settings:
         _fail("invalid config: " + "; ".join(e.problems))
 
 
-def _realm_db(args: argparse.Namespace, *, create: bool) -> _Db:
+def _realm_db(args: argparse.Namespace, *, create: bool) -> _Db | _PgDb:
     settings = _settings(args)
+    pg = settings.storage.postgresql
+    if pg is not None:
+        from actrix.core.pg import migrate_pg, schema_name
+
+        try:
+            migrate_pg(pg, realms.STORE)
+        except StorageError as e:
+            _fail(str(e))
+        return _PgDb(pg, schema_name(pg, realms.STORE))
     path = realms.realms_path(settings.sqlite_path)
     if not path.exists():
         if not create:
@@ -79,8 +90,16 @@ class _Db:
     busy_timeout_ms: int
 
 
-def _run(db: _Db, fn: Callable[..., T], *fn_args: Any) -> T:
+@attrs.frozen
+class _PgDb:
+    config: PostgresConfig
+    schema: str
+
+
+def _run(db: _Db | _PgDb, fn: Callable[..., T], *fn_args: Any) -> T:
     """Run one ``*_txn`` function in a write transaction."""
+    if isinstance(db, _PgDb):
+        return _run_pg(db, fn, *fn_args)
     path = db.path
     try:
         conn = connect_sync(path, db.busy_timeout_ms)
@@ -105,6 +124,15 @@ def _run(db: _Db, fn: Callable[..., T], *fn_args: Any) -> T:
         _fail(str(e))
     finally:
         conn.close()
+
+
+def _run_pg(db: _PgDb, fn: Callable[..., T], *fn_args: Any) -> T:
+    from actrix.core.pg import run_in_schema
+
+    try:
+        return run_in_schema(db.config, db.schema, fn, *fn_args)
+    except (StorageError, realms.RealmError) as e:
+        _fail(str(e))
 
 
 # ---------------------------------------------------------------------------
@@ -155,8 +183,9 @@ def cmd_check(args: argparse.Namespace, out: TextIO) -> int:
 def runtime_problems(settings: Settings) -> list[str]:
     """What would stop this config at startup on this machine (creates nothing).
 
-    TLS files must load, ``sqlite_path`` must be writable (or creatable), and the
-    listening ports must be free.
+    TLS files must load, ``sqlite_path`` must be writable (or creatable) or the
+    PostgreSQL of ``[storage]`` reachable with no schema newer than this code,
+    and the listening ports must be free.
     """
     import os
     import socket
@@ -179,7 +208,11 @@ def runtime_problems(settings: Settings) -> list[str]:
     existing = directory
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if settings.storage.postgresql is not None:
+        from actrix.storecopy import schema_problems
+
+        problems.extend(schema_problems(settings.storage.postgresql))
+    elif not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         problems.append(f"sqlite_path: {directory} is not writable")
     binds: list[tuple[str, str, int, int]] = []
     if settings.uses_https and settings.bind.https is not None:
@@ -242,7 +275,7 @@ def cmd_realm_list(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _get_realm(path: _Db, realm_id: int) -> RealmInfo:
+def _get_realm(path: _Db | _PgDb, realm_id: int) -> RealmInfo:
     info = _run(path, realms.get_realm_txn, realm_id)
     if info is None:
         _fail(f"realm {realm_id} not found")
@@ -336,6 +369,27 @@ def cmd_acl_remove(args: argparse.Namespace, out: TextIO) -> int:
     path = _realm_db(args, create=False)
     _run(path, realms.remove_acl_txn, args.rule_id)
     out.write(f"{args.rule_id}\tremoved\n")
+    return 0
+
+
+def cmd_migrate_store(args: argparse.Namespace, out: TextIO) -> int:
+    from actrix.storecopy import copy_plan, copy_to_postgresql, read_source
+
+    configured = None
+    if args.config is not None:
+        configured = _settings(args).storage.postgresql
+        if configured is None:
+            _fail("--config: [storage] backend is not 'postgresql'")
+    try:
+        source, config = copy_plan(args.source, args.target, configured)
+        rows = read_source(source)
+        counts = copy_to_postgresql(rows, config, force=args.force)
+    except StorageError as e:
+        _fail(str(e))
+    if not any(counts.values()) and any(rows.values()):
+        out.write("target already holds exactly these rows; nothing copied\n")
+    for table, count in counts.items():
+        out.write(f"{table}\t{count}\n")
     return 0
 
 
@@ -585,6 +639,29 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ks-generate-kek", help="print a random 32-byte KS KEK")
     p.add_argument("--format", choices=("hex", "base64"), default="hex")
     p.set_defaults(func=cmd_ks_generate_kek)
+
+    p = sub.add_parser(
+        "migrate-store",
+        help="copy realms, ACL, KS keys and the AIS key from SQLite to PostgreSQL",
+    )
+    p.add_argument("--from", dest="source", required=True, help="sqlite:DIR")
+    p.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        help="postgresql:DSN (libpq; PGPASSWORD and ~/.pgpass apply), or"
+        " 'postgresql:' with --config",
+    )
+    p.add_argument(
+        "-c",
+        "--config",
+        default=None,
+        help="take the target (and schema_prefix) from this config's [storage]",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="upsert into a non-empty target"
+    )
+    p.set_defaults(func=cmd_migrate_store)
 
     p = with_config(sub.add_parser("status", help="GET /health of a running daemon"))
     p.add_argument("--url", default=None, help="base URL (default: from config)")

@@ -8,6 +8,7 @@ timers, then the databases (nothing queries them any more).
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from typing import Any
@@ -79,6 +80,18 @@ class ActrixService(MultiService):
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGHUP, reload)
+
+    def settle_heap(self) -> None:
+        """Take the objects built at startup out of the garbage collector's walks.
+
+        Modules, protobuf descriptors, services and caches never become garbage,
+        yet every full collection walks them all (about 100 000 objects, tens of
+        milliseconds with the reactor stalled: a visible p99 at a steady relay
+        rate). One collection, then ``gc.freeze``, leaves later collections only
+        the objects made since. makeService calls this once the reactor runs.
+        """
+        gc.collect()
+        gc.freeze()
 
     def reload(self) -> None:
         """Re-read what can change without a restart (TLS certificates, log level)."""

@@ -33,10 +33,10 @@ from actrix.core.interfaces import (
 from actrix.core.listen import TCPListener
 from actrix.core.logthrottle import LogThrottle
 from actrix.core.metrics import MetricsRegistry, MetricsResource
-from actrix.core.realms import MIGRATIONS as REALM_MIGRATIONS
-from actrix.core.realms import REALMS_DB, RealmCache
+from actrix.core.realms import STORE as REALM_STORE
+from actrix.core.realms import RealmCache
 from actrix.core.settings import EXAMPLE_SHARED_KEY
-from actrix.core.storage import StorageError, open_database
+from actrix.core.storage import StorageError, open_store
 from actrix.core.tls import ServerTLS, TLSConfigError
 from actrix.root import ActrixService
 
@@ -96,11 +96,17 @@ def build_root_service(settings: Settings, reactor: Any) -> ActrixService:
 
 def _build(settings: Settings, reactor: Any) -> ActrixService:
     root = ActrixService(reactor)
-    realm_db = open_database(settings.sqlite_path, REALMS_DB, REALM_MIGRATIONS, reactor)
+    realm_db = open_store(settings.storage, settings.sqlite_path, REALM_STORE, reactor)
     root.add_database(realm_db)
     realms = RealmCache(realm_db, reactor)
-    realms.load_sync(realm_db.path)
+    realms.load_sync()
     root.add_background(realms.timer())
+    pg = settings.storage.postgresql
+    if pg is not None:
+        from actrix.core.pg import ChangeFeed, notify_channel, schema_name
+
+        channel = notify_channel(schema_name(pg, REALM_STORE))
+        root.add_background(ChangeFeed(pg, channel, realms.changed, reactor))
 
     tls = None
     if settings.http_services_enabled and settings.uses_https:
@@ -156,14 +162,11 @@ def _nonce_verifier(wiring: Wiring) -> NonceVerifier:
     Built by whichever of them comes first, once its own setup has succeeded,
     and handed to the other.
     """
-    from actrix.core.nonces import MIGRATIONS as NONCE_MIGRATIONS
-    from actrix.core.nonces import NONCE_DB, NonceStore, cleanup_timer
+    from actrix.core.nonces import STORE, NonceStore, cleanup_timer
 
     if wiring.verifier is None:
         settings, reactor = wiring.settings, wiring.reactor
-        database = open_database(
-            settings.sqlite_path, NONCE_DB, NONCE_MIGRATIONS, reactor
-        )
+        database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
         wiring.root.add_database(database)
         store = NonceStore(database)
         wiring.root.add_background(cleanup_timer(store, reactor))
@@ -200,8 +203,7 @@ def _build_ks(wiring: Wiring) -> None:
     from actrix.ks.metrics import KsMetrics
     from actrix.ks.resource import KsResource
     from actrix.ks.service import KeyService, check_kek_sync
-    from actrix.ks.store import KS_DB, KeyStore
-    from actrix.ks.store import MIGRATIONS as KS_MIGRATIONS
+    from actrix.ks.store import STORE, KeyStore
 
     settings = wiring.settings
     config = settings.services.ks
@@ -211,10 +213,10 @@ def _build_ks(wiring: Wiring) -> None:
         kek = load_kek(config)
     except KekError as e:
         raise StartupError(str(e)) from e
-    database = open_database(settings.sqlite_path, KS_DB, KS_MIGRATIONS, wiring.reactor)
+    database = open_store(settings.storage, settings.sqlite_path, STORE, wiring.reactor)
     try:
-        check_kek_sync(database.path, kek)
-    except KekError as e:
+        check_kek_sync(database, kek)
+    except (KekError, StorageError) as e:
         database.close()
         raise StartupError(str(e)) from e
     wiring.root.add_database(database)
@@ -243,8 +245,7 @@ def _build_ais(wiring: Wiring) -> None:
     from actrix.ais.resource import AisResource
     from actrix.ais.serials import SerialGenerator
     from actrix.ais.service import IdentityIssuer
-    from actrix.ais.store import AIS_DB, CurrentKeyStore
-    from actrix.ais.store import MIGRATIONS as AIS_MIGRATIONS
+    from actrix.ais.store import STORE, CurrentKeyStore
     from actrix.core.config import ENABLE_AIS
     from actrix.core.credentials import choose_crypto
 
@@ -258,7 +259,7 @@ def _build_ais(wiring: Wiring) -> None:
         keys = _ks_client(wiring, config.ks)
     if keys is None:
         raise StartupError("services.ais: no KS (local KS off, no dependencies.ks)")
-    database = open_database(settings.sqlite_path, AIS_DB, AIS_MIGRATIONS, reactor)
+    database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
     wiring.root.add_database(database)
     metrics = AisMetrics()
     issuer = IdentityIssuer(
@@ -285,6 +286,7 @@ def _build_ais(wiring: Wiring) -> None:
 
 def _build_validator(wiring: Wiring) -> None:
     """The CredentialValidator for signaling and TURN (local KS or KS client)."""
+    from actrix.ais.service import IdentityIssuer
     from actrix.core.config import ENABLE_SIGNALING, ENABLE_TURN
     from actrix.core.credentials import TokenValidator, choose_crypto
 
@@ -309,6 +311,10 @@ def _build_validator(wiring: Wiring) -> None:
     )
     wiring.metrics.register(validator.stats)
     wiring.credential_validator = validator
+    issuer = wiring.identity_issuer
+    if isinstance(issuer, IdentityIssuer) and issuer.keys is keys:
+        # Same KS, same key ids: tokens issued here are known without ECIES.
+        issuer.on_issued = validator.remember
 
 
 def _build_ice(wiring: Wiring) -> None:
@@ -335,6 +341,7 @@ def _build_ice(wiring: Wiring) -> None:
         from actrix.turn.relay import relay_opener
         from actrix.turn.service import TurnService
         from actrix.turn.tcp import TurnStreamFactory
+        from actrix.turn.udp import IceUDPListener
 
         auth = TurnAuth(
             reactor,
@@ -368,7 +375,8 @@ def _build_ice(wiring: Wiring) -> None:
         def streams(name: str) -> Any:
             return StunTcpFactory(responder, metrics, reactor, turn.stream_idle_timeout)
 
-    listeners: list[Any] = [UDPListener(reactor, ice.ip, ice.port, udp)]
+    listener = IceUDPListener if turn_on else UDPListener
+    listeners: list[Any] = [listener(reactor, ice.ip, ice.port, udp)]
     listeners[0].setName("ice-udp")
     if ice.tcp:
         tcp = TCPListener(reactor, ice.ip, ice.port, streams("tcp"))
@@ -396,8 +404,7 @@ def _build_signaling(wiring: Wiring) -> None:
     from actrix.signaling.protocol import SignalingFactory
     from actrix.signaling.resource import build_resource
     from actrix.signaling.service import SignalingService
-    from actrix.signaling.store import CACHE_DB, SignalingStore, load_sync
-    from actrix.signaling.store import MIGRATIONS as SIGNALING_MIGRATIONS
+    from actrix.signaling.store import STORE, SignalingStore, load_sync
 
     settings, reactor = wiring.settings, wiring.reactor
     config = settings.services.signaling
@@ -417,9 +424,7 @@ def _build_signaling(wiring: Wiring) -> None:
         )
         wiring.root.add_background(client)
         issuer = client
-    database = open_database(
-        settings.sqlite_path, CACHE_DB, SIGNALING_MIGRATIONS, reactor
-    )
+    database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
     wiring.root.add_database(database)
     metrics = SignalingMetrics()
     # Spec .proto text is compiled in bounded worker processes, never here.
@@ -438,8 +443,9 @@ def _build_signaling(wiring: Wiring) -> None:
         metrics=metrics,
         heartbeat_timeout=config.heartbeat_timeout_secs,
         max_acl_principals=config.max_acl_principals,
+        reconnect_window=config.reconnect_window_secs,
     )
-    rows, specs = load_sync(database.path, int(reactor.seconds()))
+    rows, specs = load_sync(database, int(reactor.seconds()))
     service.restore_rows(rows, specs)
     wiring.root.add_session_service(service)
     factory = SignalingFactory(service, config, reactor, reactor)
@@ -465,16 +471,15 @@ def _build_rooms(wiring: Wiring) -> None:
     from actrix.rooms.protocol import RoomEdge, RoomFactory, RoomSessions
     from actrix.rooms.resource import ApiResource, RoomsRoot
     from actrix.rooms.service import RoomService
-    from actrix.rooms.store import MIGRATIONS as ROOMS_MIGRATIONS
-    from actrix.rooms.store import ROOMS_DB, RoomStore, load_sync
+    from actrix.rooms.store import STORE, RoomStore, load_sync
 
     settings, reactor = wiring.settings, wiring.reactor
     if not settings.enabled(ENABLE_ROOMS):
         return
     config = settings.services.rooms or RoomsConfig()
-    database = open_database(settings.sqlite_path, ROOMS_DB, ROOMS_MIGRATIONS, reactor)
+    database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
     wiring.root.add_database(database)
-    stored, uses = load_sync(database.path, config.rooms, reactor.seconds())
+    stored, uses = load_sync(database, config.rooms, reactor.seconds())
     store = RoomStore(database)
     authorizer = Authorizer(
         wiring.realms,
@@ -580,6 +585,7 @@ def makeService(options: Options) -> IService:
     if settings.source is not None:
         root.reload_hooks.append(_log_level_reloader(settings.source))
     reactor.callWhenRunning(root.install_signal_handlers)
+    reactor.callWhenRunning(root.settle_heap)
     return root
 
 

@@ -1,12 +1,15 @@
 """Identity benchmark: KS generate, KS secret, AIS register, validator decryptions.
 
-Starts ``twistd -n actrix`` (KS + AIS, enable = 24) on a free loopback port with
-a temp config, drives a bounded load over keep-alive HTTP/1.1 connections with a
-minimal client (so the client costs little next to the server), then measures the
-in-process :class:`TokenValidator` (cold key via the daemon's KS over HTTP,
-cached key, cached token). Prints a table and one ``RESULT`` line.
+For each storage backend (SQLite files, and PostgreSQL: a throwaway local
+cluster with its default durability, or ``--dsn``), starts ``twistd -n actrix``
+(KS + AIS, enable = 24) on a free loopback port with a temp config, drives a
+bounded load over keep-alive HTTP/1.1 connections with a minimal client (so the
+client costs little next to the server), then measures the in-process
+:class:`TokenValidator` (cold key via the daemon's KS over HTTP, cached key,
+cached token). Prints a table and one ``RESULT`` line.
 
-Usage: ``.venv/bin/python bench/identity.py [--count N] [--concurrency C]``
+Usage: ``.venv/bin/python bench/identity.py [--count N] [--concurrency C]
+[--backend sqlite|postgresql|both] [--dsn DSN]``
 """
 
 from __future__ import annotations
@@ -374,21 +377,23 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("daemon did not start listening")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--count", type=int, default=3000)
-    parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument(
-        "--profile", help="write a cProfile of the daemon to this file (twistd)"
+def storage_table(dsn: str, prefix: str) -> str:
+    """The ``[storage]`` table of a PostgreSQL node (a fresh schema prefix)."""
+    return (
+        f'\n[storage]\nbackend = "postgresql"\ndsn = "{dsn}"\n'
+        f'schema_prefix = "{prefix}"\npool_size = 4\n'
     )
-    args = parser.parse_args()
-    count = max(100, min(args.count, 50_000))
-    conc = max(1, min(args.concurrency, 128))
 
-    workdir = Path(tempfile.mkdtemp(prefix="actrix-bench-"))
+
+def start_daemon(
+    workdir: Path, storage: str, profile: str | None
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.toml"
-    config.write_text(CONFIG.format(sqlite=workdir / "db", key=SHARED_KEY, port=port))
+    config.write_text(
+        CONFIG.format(sqlite=workdir / "db", key=SHARED_KEY, port=port) + storage
+    )
     twistd = str(Path(sys.executable).parent / "twistd")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
@@ -397,8 +402,8 @@ def main() -> None:
             "-n",
             "--pidfile=",
             *(
-                ["--profile", args.profile, "--profiler", "cprofile", "--savestats"]
-                if args.profile
+                ["--profile", profile, "--profiler", "cprofile", "--savestats"]
+                if profile
                 else []
             ),
             "actrix",
@@ -410,26 +415,72 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
+    wait_for_port(port, proc)
+    return proc, port
+
+
+def local_cluster_dsn() -> str:
+    """Start a throwaway PostgreSQL (fsync on, as shipped); its DSN."""
+    from tests.pgcluster import PgCluster, bin_dir
+
+    bindir = bin_dir()
+    if bindir is None:
+        raise SystemExit("PostgreSQL is not installed (make tools), or pass --dsn")
+    cluster = PgCluster(bindir, durable=True)
+    return (
+        f"host={cluster.socket_dir} port={cluster.port} user=postgres dbname=postgres"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--profile", help="write a cProfile of the daemon to this file (twistd)"
+    )
+    parser.add_argument(
+        "--backend", choices=("sqlite", "postgresql", "both"), default="both"
+    )
+    parser.add_argument(
+        "--dsn", help="PostgreSQL to use (default: start a throwaway local cluster)"
+    )
+    args = parser.parse_args()
+    count = max(100, min(args.count, 50_000))
+    conc = max(1, min(args.concurrency, 128))
+
+    workdir = Path(tempfile.mkdtemp(prefix="actrix-bench-"))
+    storages = {}
+    if args.backend in ("sqlite", "both"):
+        storages["sqlite"] = ""
+    if args.backend in ("postgresql", "both"):
+        dsn = args.dsn or local_cluster_dsn()
+        storages["pg"] = storage_table(dsn, f"bench{os.getpid()}_")
+    daemons = {}
+    rows: list[dict[str, Any]] = []
     try:
-        wait_for_port(port, proc)
-        global DAEMON_PID
-        DAEMON_PID = proc.pid
-        rows: list[dict[str, Any]] = []
+        for name, storage in storages.items():
+            daemons[name] = start_daemon(workdir / name, storage, args.profile)
 
         async def run(reactor: Any) -> None:
-            rows.extend(await bench_http(reactor, port, count, conc))
-            rows.extend(await bench_validator(reactor, port, count))
+            global DAEMON_PID
+            for name, (proc, port) in daemons.items():
+                DAEMON_PID = proc.pid
+                found = await bench_http(reactor, port, count, conc)
+                found += await bench_validator(reactor, port, count)
+                rows.extend({**row, "name": f"{name}_{row['name']}"} for row in found)
 
         task.react(lambda r: defer.Deferred.fromCoroutine(run(r)))
     except SystemExit as e:
         if e.code not in (0, None):
             raise
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc, _ in daemons.values():
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     print(
         f"{'benchmark':<32}{'n':>8}{'ops/s':>12}{'p50 ms':>10}{'p99 ms':>10}"
         f"{'daemon CPU us/op':>18}"

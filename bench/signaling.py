@@ -1,21 +1,37 @@
-"""Signaling load benchmark on loopback (bounded).
+"""Signaling load benchmark on loopback (bounded): actrix against a minimal relay.
 
-The daemon (Signaling+AIS+KS, rate limits off) runs in its own process; load
-comes from a pool of client processes built on ``tests/signaling_client.py``.
+Two servers run side by side, each in its own process on 127.0.0.1, under
+the same load generator (client processes built on ``tests/signaling_client.py``):
+actrix (Signaling+AIS+KS, rate limits off) and a minimal Twisted/Autobahn relay
+(:func:`serve_minimal`, ~40 lines: binary frames go to the paired connection, or
+back to the sender when it has no pair). Every figure is also printed as the
+ratio actrix / minimal measured in the same run, because this box is shared and
+absolute figures vary by tens of per cent between runs.
 
-    .venv/bin/python bench/signaling.py [--only hold,register,relay]
-        [--actors 1000,10000] [--pairs 50] [--relay-rate 10000] [--window 4]
-        [--seconds 5] [--workers 2] [--registrations 2000] [--json out.json]
+    .venv/bin/python bench/signaling.py [--only hold,cycle,relay,health]
+        [--actors 10000] [--pairs 500] [--relay-rate 5000] [--window 4]
+        [--seconds 2.5] [--max-runs 3] [--paced-runs 3] [--paced-seconds 2]
+        [--paced-pairs 100] [--workers 2]
+        [--cycle-rate 1000]
+        [--kinds minimal,actrix] [--json out.json]
 
-Reports (a) server RSS per held, registered, heart-beating connection,
-(b) relayed messages/s with one-way p50/p99 latency (SessionDescription and
-IceCandidate relays between pairs of actors living in the same worker, timed
-with the system-wide monotonic clock), twice: ``relay_paced`` offers
-``--relay-rate`` msg/s in total (open loop, latency at that load) and
-``relay_max`` keeps ``--window`` relays in flight per pair (closed loop,
-maximum throughput); both also give the server's CPU share. The relay
-workers send pre-serialised frames and only count what arrives, so the figures
-describe the server. (c) registrations/s and route-candidates/s.
+Measures (server CPU from /proc/PID/stat, RSS from /proc/PID/status):
+(a) ``hold``: RSS per idle connection with ``--actors`` connected; for actrix
+each one is a registered actor that pinged once. (b) ``cycle``: closed-loop
+connect + register + one message + close cycles (the minimal relay: connect,
+one echoed message, close), cycles/s and server CPU per cycle. (c) ``relay``:
+SessionDescription/IceCandidate relays of the same size (the minimal relay gets
+the same frames, with a token of a real token's length) between ``--pairs``
+pairs, closed loop with ``--window`` in flight per pair (msgs/s, server CPU per
+message; ``--max-runs`` runs alternating between the servers, medians) and
+open loop at ``--relay-rate`` msg/s in total over ``--paced-pairs`` pairs (p99
+one-way latency; ``--paced-runs`` runs alternating between the servers, the
+median p99 of each).
+(d) ``health``: actrix only, ``GET /health`` probed every 10 ms while
+registrations arrive at ``--cycle-rate``/s (each a new connection from a raw
+client that sends the upgrade, then a Register, and drops the socket on the
+answer); p99 latency, and server CPU per connect + register at that rate.
+Every phase is bounded by a count and a time limit.
 """
 
 from __future__ import annotations
@@ -28,17 +44,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-REALM = 101
+from signaling_load import REALM, worker  # noqa: E402  # after the path setup
+
+# Rate limits off; a 1 s reconnect window, so the actors of one phase leave
+# during the next phase's set-up instead of in its measured part.
 CONFIG = """
 [services.signaling.server]
 ws_path = "/signaling"
+reconnect_window_secs = 1
 [services.signaling.server.rate_limit.connection]
 enabled = false
 [services.signaling.server.rate_limit.message]
@@ -56,9 +76,16 @@ register_burst = 100000
 def serve(directory: str) -> None:
     """Run the daemon until stdin closes; print the port first."""
     from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner
 
+    from actrix.core.logging import json_observer
     from actrix.tap import build_root_service
     from tests.daemon import add_realm, http_port, make_settings
+
+    # Log as the packaged daemon does (JSON lines at info), into /dev/null: the
+    # cost of formatting is real, and nothing piles up in the startup buffer.
+    devnull = open(os.devnull, "w")  # noqa: SIM115  # lives as long as the process
+    globalLogBeginner.beginLoggingTo([json_observer(devnull)], redirectStandardIO=False)
 
     path = Path(directory)
     add_realm(path, REALM)
@@ -67,6 +94,68 @@ def serve(directory: str) -> None:
     root.privilegedStartService()
     root.startService()
     print(http_port(root), flush=True)
+    reactor.callWhenRunning(root.settle_heap)  # as makeService does
+    # ACTRIX_BENCH_PROFILE=FILE: cProfile the server; stats written on SIGTERM.
+    profile_to = os.environ.get("ACTRIX_BENCH_PROFILE")
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+        reactor.run()
+        profiler.disable()
+        profiler.dump_stats(profile_to)
+    else:
+        reactor.run()
+
+
+def serve_minimal() -> None:
+    """The minimal relay: pair by ``?pair=ID``, relay binary frames, nothing else.
+
+    Runs until killed; prints its port first. An unpaired connection gets its
+    own frames back (the cycle benchmark's one message).
+    """
+    from autobahn.twisted.websocket import (
+        WebSocketServerFactory,
+        WebSocketServerProtocol,
+    )
+    from twisted.internet import reactor
+
+    waiting: dict[str, Any] = {}
+
+    class Relay(WebSocketServerProtocol):
+        other: Any = None
+        pair = ""
+
+        def connectionMade(self) -> None:
+            super().connectionMade()
+            self.transport.setTcpNoDelay(True)  # type: ignore[attr-defined]
+
+        def onConnect(self, request: Any) -> None:
+            pair = request.params.get("pair")
+            if pair:
+                self.pair = pair[0]
+                other = waiting.pop(self.pair, None)
+                if other is None:
+                    waiting[self.pair] = self
+                else:
+                    self.other, other.other = other, self
+
+        def onMessage(self, payload: bytes, isBinary: bool) -> None:
+            (self.other or self).sendMessage(payload, isBinary)
+
+        def onClose(self, wasClean: bool, code: Any, reason: Any) -> None:
+            if waiting.get(self.pair) is self:
+                del waiting[self.pair]
+            if self.other is not None:
+                self.other.other = None
+                self.other = None
+
+    factory = WebSocketServerFactory()
+    factory.protocol = Relay
+    factory.setProtocolOptions(autoPingInterval=0, maxMessagePayloadSize=65536)
+    port = reactor.listenTCP(0, factory, backlog=1024, interface="127.0.0.1")
+    print(port.getHost().port, flush=True)
     reactor.run()
 
 
@@ -76,261 +165,6 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-
-# ---------------------------------------------------------------------------
-# Worker processes
-
-
-def worker(mode: str, port: int, args: dict[str, Any]) -> None:
-    from twisted.internet import reactor
-    from twisted.internet.defer import Deferred
-
-    async def main() -> None:
-        try:
-            result = await MODES[mode](reactor, port, **args)
-            print(json.dumps(result), flush=True)
-        finally:
-            reactor.stop()
-
-    def start() -> None:
-        d = Deferred.fromCoroutine(main())
-        d.addErrback(lambda f: print(f.getTraceback(), file=sys.stderr))
-
-    reactor.callWhenRunning(start)
-    reactor.run()
-
-
-async def _windowed(
-    count: int, window: int, job: Callable[[int], Coroutine[Any, Any, None]]
-) -> None:
-    """Run ``job(i)`` for i < count with at most ``window`` in flight."""
-    from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
-
-    semaphore = DeferredSemaphore(window)
-
-    def start(i: int) -> Deferred[None]:
-        return Deferred.fromCoroutine(job(i))
-
-    await gatherResults([semaphore.run(start, i) for i in range(count)])
-
-
-async def hold(reactor: Any, port: int, count: int) -> dict[str, Any]:
-    """Register ``count`` actors, ping each, report ready, wait for stdin EOF."""
-    from twisted.internet.threads import deferToThread
-
-    from tests.signaling_client import SignalingClient
-
-    clients: list[SignalingClient] = []
-
-    async def one(i: int) -> None:
-        client = await SignalingClient.connect(reactor, port)
-        response = await client.register(REALM, name="held")
-        assert response.HasField("success"), response
-        await client.ping()
-        clients.append(client)
-
-    await _windowed(count, 64, one)
-    print(json.dumps({"ready": len(clients)}), flush=True)
-    await deferToThread(sys.stdin.read)
-    for client in clients:
-        client.drop()
-    return {"held": len(clients)}
-
-
-def _allow(name: str) -> Any:
-    from actrix.proto import actr_pb2
-
-    rule = actr_pb2.AclRule(permission=actr_pb2.AclRule.ALLOW)
-    rule.principals.add().actr_type.CopyFrom(
-        actr_pb2.ActrType(manufacturer="acme", name=name)
-    )
-    return actr_pb2.Acl(rules=[rule])
-
-
-async def make_pairs(reactor: Any, port: int, pairs: int) -> list[tuple[Any, Any]]:
-    """Register ``pairs`` sender/receiver pairs (receiver allows sender)."""
-    from tests.signaling_client import SignalingClient
-
-    made: list[tuple[Any, Any]] = []
-
-    async def one(i: int) -> None:
-        receiver = await SignalingClient.connect(reactor, port)
-        await receiver.register(REALM, name="receiver", acl=_allow("sender"))
-        sender = await SignalingClient.connect(reactor, port)
-        await sender.register(REALM, name="sender")
-        made.append((sender, receiver))
-
-    await _windowed(pairs, 16, one)
-    return made
-
-
-async def relay(
-    reactor: Any, port: int, pairs: int, seconds: float, window: int, rate: float
-) -> dict[str, Any]:
-    """Pairs of actors relaying SDP/ICE; one-way latency per message.
-
-    ``rate > 0``: open loop, this worker offers ``rate`` relays/s spread over
-    its pairs (sent in 2 ms ticks) whatever the server does, so latency is
-    measured at that load. ``rate == 0``: closed loop, each sender keeps
-    ``window`` relays in flight (a new one leaves when one arrives), which
-    measures the server's maximum throughput.
-    """
-    from relay_links import RelayPair
-    from twisted.internet.defer import Deferred
-    from twisted.internet.task import LoopingCall, deferLater
-
-    latencies: list[float] = []
-    clients = await make_pairs(reactor, port, pairs)
-    links = [RelayPair(sender, receiver, latencies) for sender, receiver in clients]
-    # Warm-up, not measured: each sender's first relay costs the server one
-    # token decryption; later ones hit its token cache.
-    warm: Deferred[None] = Deferred()
-
-    def warmed(pair: RelayPair) -> None:
-        if len(latencies) == len(links) and not warm.called:
-            warm.callback(None)
-
-    for pair in links:
-        pair.on_receive = warmed
-        pair.send()
-    warm.addTimeout(30, reactor)
-    await warm
-    latencies.clear()
-    await deferLater(reactor, 0.2, lambda: None)
-    begin = time.monotonic()
-    stop_at = begin + seconds
-    drained: Deferred[None] = Deferred()
-
-    def check_drained(pair: RelayPair) -> None:
-        if (
-            time.monotonic() >= stop_at
-            and not drained.called
-            and not any(p.outstanding for p in links)
-        ):
-            drained.callback(None)
-
-    if rate > 0:
-        offered = [0]
-
-        def tick() -> None:
-            now = time.monotonic()
-            if now >= stop_at:
-                ticker.stop()
-                check_drained(links[0])
-                return
-            due = int((now - begin) * rate) - offered[0]
-            for _ in range(due):
-                links[offered[0] % len(links)].send()
-                offered[0] += 1
-
-        for pair in links:
-            pair.on_receive = check_drained
-        ticker = LoopingCall(tick)
-        ticker.start(0.002)
-    else:
-
-        def again(pair: RelayPair) -> None:
-            if time.monotonic() < stop_at:
-                pair.send()
-            else:
-                check_drained(pair)
-
-        for pair in links:
-            pair.on_receive = again
-            for _ in range(window):
-                pair.send()
-    drained.addTimeout(seconds + 30, reactor)
-    await drained
-    elapsed = time.monotonic() - begin
-    sent = sum(p.sent for p in links) - len(links)
-    for sender, receiver in clients:
-        sender.drop()
-        receiver.drop()
-    return {
-        "messages": len(latencies),
-        "sent": sent,
-        "seconds": elapsed,
-        "latencies": latencies,
-    }
-
-
-async def register(reactor: Any, port: int, count: int, window: int) -> dict[str, Any]:
-    """``count`` fresh connections each registering once."""
-    from tests.signaling_client import SignalingClient
-
-    clients: list[SignalingClient] = []
-
-    async def one(i: int) -> None:
-        client = await SignalingClient.connect(reactor, port)
-        clients.append(client)
-
-    await _windowed(count, window, one)
-    begin = time.monotonic()
-
-    async def reg(i: int) -> None:
-        response = await clients[i].register(REALM, name="reg")
-        assert response.HasField("success"), response
-
-    await _windowed(count, window, reg)
-    elapsed = time.monotonic() - begin
-    for client in clients:
-        client.drop()
-    return {"registrations": count, "seconds": elapsed}
-
-
-async def routes(
-    reactor: Any, port: int, callers: int, targets: int, seconds: float, window: int
-) -> dict[str, Any]:
-    """Callers asking route candidates for a type with ``targets`` live actors."""
-    from actrix.proto import actr_pb2
-    from tests.signaling_client import SignalingClient
-
-    held = []
-    for _ in range(targets):
-        target = await SignalingClient.connect(reactor, port)
-        await target.register(REALM, name="routed", acl=_allow("router"))
-        await target.ping(power_reserve=0.5)
-        held.append(target)
-    request = actr_pb2.RouteCandidatesRequest(
-        target_type=actr_pb2.ActrType(manufacturer="acme", name="routed"),
-        client_fingerprint="",
-    )
-    request.criteria.candidate_count = 3
-    request.criteria.ranking_factors.append(
-        actr_pb2.RouteCandidatesRequest.NodeSelectionCriteria.MAXIMUM_POWER_RESERVE
-    )
-    count = [0]
-    clients = []
-    for _ in range(callers):
-        client = await SignalingClient.connect(reactor, port)
-        await client.register(REALM, name="router")
-        clients.append(client)
-    stop_at = time.monotonic() + seconds
-
-    async def loop(i: int) -> None:
-        client = clients[i % callers]
-        while time.monotonic() < stop_at:
-            reply = await client.call(route_candidates_request=request)
-            assert len(reply.route_candidates_response.success.candidates) == min(
-                3, targets
-            ), reply
-            count[0] += 1
-
-    begin = time.monotonic()
-    await _windowed(callers * window, callers * window, loop)
-    elapsed = time.monotonic() - begin
-    for client in clients + held:
-        client.drop()
-    return {"routes": count[0], "seconds": elapsed}
-
-
-MODES: dict[str, Any] = {
-    "hold": hold,
-    "relay": relay,
-    "register": register,
-    "routes": routes,
-}
 
 
 # ---------------------------------------------------------------------------
@@ -366,37 +200,50 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def bench_hold(
-    server: subprocess.Popen[str], port: int, count: int, workers: int
-) -> dict[str, Any]:
-    base = rss_kb(server.pid)
-    procs = [spawn("hold", port, count=count // workers) for _ in range(workers)]
-    for proc in procs:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("{"):
-            raise RuntimeError(f"hold worker failed: {line}")
+    servers: dict[str, tuple[subprocess.Popen[str], int]], count: int, workers: int
+) -> dict[str, dict[str, Any]]:
+    """(a) RSS per idle connection with ``count`` connected, every server at once."""
+    time.sleep(1.0)  # settle_heap's collection
+    base = {kind: rss_kb(server.pid) for kind, (server, _) in servers.items()}
+    procs = {
+        kind: [
+            spawn("hold", port, count=count // workers, kind=kind)
+            for _ in range(workers)
+        ]
+        for kind, (_, port) in servers.items()
+    }
+    for group in procs.values():
+        for proc in group:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("{"):
+                raise RuntimeError(f"hold worker failed: {line}")
     time.sleep(2)
-    loaded = rss_kb(server.pid)
-    for proc in procs:
-        assert proc.stdin is not None
-        proc.stdin.close()
-    collect(procs)
-    time.sleep(2)
+    loaded = {kind: rss_kb(server.pid) for kind, (server, _) in servers.items()}
+    for group in procs.values():
+        for proc in group:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        collect(group)
     held = count // workers * workers
     return {
-        "actors": held,
-        "rss_base_mb": round(base / 1024, 1),
-        "rss_loaded_mb": round(loaded / 1024, 1),
-        "rss_per_actor_kb": round((loaded - base) / held, 1),
+        kind: {
+            "connections": held,
+            "rss_base_mb": round(base[kind] / 1024, 1),
+            "rss_loaded_mb": round(loaded[kind] / 1024, 1),
+            "kb_per_connection": round((loaded[kind] - base[kind]) / held, 2),
+        }
+        for kind in servers
     }
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """A fresh daemon in a temp directory; killed afterwards."""
+def running_server(kind: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A fresh server (actrix in a temp directory, or the minimal relay)."""
     with tempfile.TemporaryDirectory() as directory:
+        command = ["--serve", directory] if kind == "actrix" else ["--serve-minimal"]
         server = subprocess.Popen(
-            [sys.executable, __file__, "--serve", directory],
+            [sys.executable, __file__, *command],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -406,8 +253,12 @@ def running_server() -> Iterator[tuple[subprocess.Popen[str], int]]:
             port = int(server.stdout.readline())
             yield server, port
         finally:
-            server.kill()
-            server.wait(timeout=30)
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait(timeout=30)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -417,79 +268,142 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def bench_register(options: argparse.Namespace) -> dict[str, Any]:
-    """(c) registrations/s and route-candidates/s on one fresh daemon."""
-    workers = options.workers
-    results: dict[str, Any] = {}
-    with running_server() as (_server, port):
-        per_worker = options.registrations // workers
-        out = collect(
-            [
-                spawn("register", port, count=per_worker, window=32)
-                for _ in range(workers)
-            ]
-        )
-        total = sum(r["registrations"] for r in out)
-        elapsed = max(r["seconds"] for r in out)
-        results["register"] = {
-            "registrations": total,
-            "per_second": round(total / elapsed),
-        }
-        print("registrations", results["register"], flush=True)
-        out = collect(
-            [
-                spawn(
-                    "routes",
-                    port,
-                    callers=8,
-                    targets=20,
-                    seconds=options.seconds,
-                    window=2,
-                )
-                for _ in range(workers)
-            ]
-        )
-        total = sum(r["routes"] for r in out)
-        elapsed = max(r["seconds"] for r in out)
-        results["routes"] = {"requests": total, "per_second": round(total / elapsed)}
-        print("route candidates", results["routes"], flush=True)
-    return results
+def probe_health(port: int, until: float) -> list[float]:
+    """``GET /health`` every 10 ms on a fresh connection; latencies in seconds."""
+    import http.client
+
+    latencies: list[float] = []
+    while time.monotonic() < until:
+        begin = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            response.read()
+            if response.status == 200:
+                latencies.append(time.monotonic() - begin)
+        except OSError:
+            latencies.append(5.0)
+        finally:
+            conn.close()
+        time.sleep(max(0.0, 0.01 - (time.monotonic() - begin)))
+    return latencies
 
 
-def bench_relay(
-    server: subprocess.Popen[str], port: int, options: argparse.Namespace, rate: float
+def bench_cycle(
+    server: subprocess.Popen[str],
+    port: int,
+    options: argparse.Namespace,
+    kind: str,
+    rate: float = 0.0,
 ) -> dict[str, Any]:
-    """(b) relays between pairs: offered at ``rate`` msg/s, or closed loop if 0."""
+    """(b) closed-loop connect + register + 1 message + close cycles, or (d)
+    with ``rate``: raw registrations arriving at that rate while ``/health``
+    is probed."""
     workers = options.workers
-    cpu_before, wall_before = cpu_seconds(server.pid), time.monotonic()
-    out = collect(
-        [
+    cpu_before = cpu_seconds(server.pid)
+    limit = int(max(rate, 4000) * options.seconds / workers)
+    if rate:
+        procs = [
             spawn(
-                "relay",
+                "arrivals",
                 port,
-                pairs=options.pairs // workers,
                 seconds=options.seconds,
-                window=options.window,
                 rate=rate / workers,
+                limit=limit,
             )
             for _ in range(workers)
         ]
-    )
+    else:
+        procs = [
+            spawn(
+                "cycle",
+                port,
+                kind=kind,
+                seconds=options.seconds,
+                window=16,
+                rate=0.0,
+                limit=limit,
+            )
+            for _ in range(workers)
+        ]
+    health: list[float] = []
+    if rate:
+        time.sleep(1.0)  # the workers' start-up
+        health = probe_health(port, time.monotonic() + options.seconds - 0.5)
+    out = collect(procs)
     cpu = cpu_seconds(server.pid) - cpu_before
-    wall = time.monotonic() - wall_before
+    cycles = sum(r["cycles"] for r in out)
+    elapsed = max(r["seconds"] for r in out)
+    result: dict[str, Any] = {
+        "cycles": cycles,
+        "failed": sum(r["failed"] for r in out),
+        "per_second": round(cycles / elapsed),
+        "cpu_ms_per_cycle": round(1000 * cpu / max(cycles, 1), 3),
+    }
+    if health:
+        result["health_probes"] = len(health)
+        result["health_p99_ms"] = round(percentile(health, 99) * 1000, 2)
+    return result
+
+
+def bench_relay(
+    server: subprocess.Popen[str],
+    port: int,
+    options: argparse.Namespace,
+    rate: float,
+    kind: str,
+    seconds: float | None = None,
+) -> dict[str, Any]:
+    """(c) relays between pairs: offered at ``rate`` msg/s, or closed loop if 0."""
+    workers = options.workers
+    procs = [
+        spawn(
+            "relay",
+            port,
+            pairs=(options.paced_pairs if rate else options.pairs) // workers,
+            seconds=seconds or options.seconds,
+            window=options.window,
+            rate=rate / workers,
+            kind=kind,
+        )
+        for _ in range(workers)
+    ]
+    # Server CPU over the measured part only: each worker reports when its
+    # pairs are made and warm, and all start together on "go".
+    for proc in procs:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if not line.startswith('{"warm"'):
+            raise RuntimeError(f"relay worker failed: {line}")
+    cpu_before = cpu_seconds(server.pid)
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    out = collect(procs)
+    cpu = cpu_seconds(server.pid) - cpu_before
     latencies = [x for r in out for x in r["latencies"]]
     elapsed = max(r["seconds"] for r in out)
+    messages = len(latencies)
     return {
-        "pairs": options.pairs // workers * workers,
+        "pairs": (options.paced_pairs if rate else options.pairs) // workers * workers,
         "offered_per_second": rate or None,
-        "window": None if rate else options.window,
-        "messages": len(latencies),
-        "lost": sum(r["sent"] for r in out) - len(latencies),
-        "per_second": round(len(latencies) / elapsed),
+        "messages": messages,
+        "lost": sum(r["sent"] for r in out) - messages,
+        "per_second": round(messages / elapsed),
         "p50_ms": round(percentile(latencies, 50) * 1000, 2),
         "p99_ms": round(percentile(latencies, 99) * 1000, 2),
-        "server_cpu_percent": round(100 * cpu / wall),
+        "cpu_us_per_message": round(1e6 * cpu / max(messages, 1), 1),
     }
+
+
+KINDS = ("minimal", "actrix")
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
 
 
 def main() -> None:
@@ -497,61 +411,184 @@ def main() -> None:
         worker(sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="hold,register,relay")
-    parser.add_argument("--actors", default="1000,10000")
-    parser.add_argument("--pairs", type=int, default=50)
+    parser.add_argument("--only", default="hold,cycle,relay,health")
+    parser.add_argument("--actors", type=int, default=10000)
+    parser.add_argument("--pairs", type=int, default=500)
     parser.add_argument("--window", type=int, default=4)
-    parser.add_argument("--relay-rate", type=float, default=10000.0)
-    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--relay-rate", type=float, default=5000.0)
+    parser.add_argument("--cycle-rate", type=float, default=1000.0)
+    parser.add_argument("--seconds", type=float, default=2.5)
+    parser.add_argument("--max-runs", type=int, default=3)
+    parser.add_argument("--paced-runs", type=int, default=3)
+    parser.add_argument("--paced-seconds", type=float, default=2.0)
+    parser.add_argument("--paced-pairs", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--registrations", type=int, default=2000)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="servers to run")
     parser.add_argument("--json", default=None)
     options = parser.parse_args()
+    kinds = [kind for kind in KINDS if kind in options.kinds.split(",")]
     parts = set(options.only.split(","))
-    results: dict[str, Any] = {}
+    results: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+
+    def note(kind: str, part: str, value: dict[str, Any]) -> None:
+        results[kind][part] = value
+        print(kind, part, value, flush=True)
+
+    # Both servers run side by side; each phase measures them one after the
+    # other, and the relay phases alternate them several times (medians), so
+    # load from elsewhere on this shared box hits both alike.
     if "hold" in parts:
-        for count in (int(x) for x in options.actors.split(",") if x):
-            with running_server() as (server, port):
-                held = bench_hold(server, port, count, options.workers)
-            results[f"hold_{count}"] = held
-            print("hold", held, flush=True)
-    if "register" in parts:
-        results.update(bench_register(options))
-    if "relay" in parts:
-        with running_server() as (server, port):
-            for label, rate in (("relay_paced", options.relay_rate), ("relay_max", 0)):
-                results[label] = bench_relay(server, port, options, rate)
-                print(label, results[label], flush=True)
+        # Fresh servers afterwards: 10 000 departing actors are not the
+        # other phases' business.
+        with contextlib.ExitStack() as stack:
+            servers = {
+                kind: stack.enter_context(running_server(kind)) for kind in kinds
+            }
+            for kind, held in bench_hold(
+                servers, options.actors, options.workers
+            ).items():
+                note(kind, "hold", held)
+    with contextlib.ExitStack() as stack:
+        servers = {kind: stack.enter_context(running_server(kind)) for kind in kinds}
+        for kind, (server, port) in servers.items():
+            if "cycle" in parts:
+                note(kind, "cycle", bench_cycle(server, port, options, kind))
+        if "relay" in parts:
+            for label, rate, runs, seconds, keys in (
+                (
+                    "relay_max",
+                    0.0,
+                    options.max_runs,
+                    options.seconds,
+                    ("per_second", "cpu_us_per_message"),
+                ),
+                (
+                    "relay_paced",
+                    options.relay_rate,
+                    options.paced_runs,
+                    options.paced_seconds,
+                    ("p99_ms",),
+                ),
+            ):
+                measured: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+                for _ in range(runs):
+                    for kind, (server, port) in servers.items():
+                        run = bench_relay(server, port, options, rate, kind, seconds)
+                        print(kind, label, "run", run, flush=True)
+                        measured[kind].append(run)
+                for kind, results_of_kind in measured.items():
+                    summary = dict(results_of_kind[-1])
+                    for key in keys:
+                        values = [r[key] for r in results_of_kind]
+                        summary[key] = median(values)
+                        summary[f"{key}_runs"] = values
+                    summary["lost"] = sum(r["lost"] for r in results_of_kind)
+                    note(kind, label, summary)
+        if "health" in parts and "actrix" in servers:
+            server, port = servers["actrix"]
+            note(
+                "actrix",
+                "health",
+                bench_cycle(server, port, options, "actrix", options.cycle_rate),
+            )
     if options.json:
         Path(options.json).write_text(json.dumps(results, indent=2))
-    print_summary(results)
+    print_summary(results, options)
 
 
-def print_summary(results: dict[str, Any]) -> None:
-    """The table and the one ``RESULT`` line."""
-    rows: list[tuple[str, str, str]] = []
+def print_summary(
+    results: dict[str, dict[str, Any]], options: argparse.Namespace
+) -> None:
+    """The table (minimal, actrix, ratio, target) and the one ``RESULT`` line."""
+    mini, ours = results["minimal"], results["actrix"]
+    rows: list[tuple[str, str, float | None, float | None, float | None, str]] = []
     fields: dict[str, float] = {}
-    for name, data in results.items():
-        if name.startswith("hold_"):
-            rows.append((name, f"{data['rss_per_actor_kb']:.1f} KB/actor", ""))
-            fields[f"{name}_kb_per_actor"] = data["rss_per_actor_kb"]
-        elif name in ("register", "routes"):
-            rows.append((name, f"{data['per_second']:.0f}/s", ""))
-            fields[f"{name}_per_s"] = data["per_second"]
-        elif name.startswith("relay"):
-            latency = f"p50 {data['p50_ms']:.2f} ms, p99 {data['p99_ms']:.2f} ms"
-            rows.append((name, f"{data['per_second']:.0f} msg/s", latency))
-            fields[f"{name}_per_s"] = data["per_second"]
-            fields[f"{name}_p99_ms"] = data["p99_ms"]
-            fields[f"{name}_lost"] = data["lost"]
-    print(f"{'benchmark':<22}{'result':>20}  latency")
-    for name, value, latency in rows:
-        print(f"{name:<22}{value:>20}  {latency}")
+
+    def row(
+        name: str, label: str, part: str, key: str, target: str, fmt: str = "{:.2f}"
+    ) -> None:
+        a = mini.get(part, {}).get(key)
+        b = ours.get(part, {}).get(key)
+        ratio = b / a if a and b is not None else None
+        rows.append((name, label, a, b, ratio, target))
+        if b is not None:
+            fields[f"actrix_{name}"] = b
+        if a is not None:
+            fields[f"minimal_{name}"] = a
+        if ratio is not None:
+            fields[f"ratio_{name}"] = round(ratio, 3)
+
+    row(
+        "kb_per_idle",
+        f"KB per idle connection ({options.actors} connected)",
+        "hold",
+        "kb_per_connection",
+        "actrix ≤ 9 KB",
+    )
+    row("cycles_per_s", "connect+register+msg+close /s", "cycle", "per_second", "")
+    row(
+        "cycle_cpu_ms",
+        "  server CPU per cycle, ms",
+        "cycle",
+        "cpu_ms_per_cycle",
+        "actrix ≤ 0.6 ms",
+    )
+    row(
+        "relay_msgs_per_s",
+        f"relayed msgs/s ({options.pairs} pairs)",
+        "relay_max",
+        "per_second",
+        "ratio ≥ 1.0",
+    )
+    row(
+        "relay_cpu_us",
+        "  server CPU per message, µs",
+        "relay_max",
+        "cpu_us_per_message",
+        "ratio ≤ 1.0",
+    )
+    row(
+        "paced_p99_ms",
+        f"p99 at {options.relay_rate:.0f} msgs/s ({options.paced_pairs} pairs), ms",
+        "relay_paced",
+        "p99_ms",
+        "ratio ≤ 1.0",
+    )
+    row(
+        "health_p99_ms",
+        f"/health p99 at {options.cycle_rate:.0f} registrations/s, ms",
+        "health",
+        "health_p99_ms",
+        "actrix < 50 ms",
+    )
+    row(
+        "paced_cycle_cpu_ms",
+        f"  server CPU per connect+register at {options.cycle_rate:.0f}/s, ms",
+        "health",
+        "cpu_ms_per_cycle",
+        "actrix ≤ 0.6 ms",
+    )
+    for kind, data in results.items():
+        for part in ("relay_max", "relay_paced"):
+            if part in data:
+                fields[f"{kind}_{part}_lost"] = data[part]["lost"]
+        for part in ("cycle", "health"):
+            if part in data:
+                fields[f"{kind}_{part}_failed"] = data[part]["failed"]
+
+    def show(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.2f}"
+
+    print(f"{'measure':<48}{'minimal':>12}{'actrix':>12}{'ratio':>8}  target")
+    for _, label, a, b, ratio, target in rows:
+        print(f"{label:<48}{show(a):>12}{show(b):>12}{show(ratio):>8}  {target}")
     print("RESULT " + " ".join(f"{k}={v:g}" for k, v in fields.items()), flush=True)
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--serve":
         serve(sys.argv[2])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--serve-minimal":
+        serve_minimal()
     else:
         main()

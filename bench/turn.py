@@ -3,20 +3,33 @@
 Starts the server as its own process, then drives bounded load from this
 process (raw non-blocking sockets + epoll, so the generator stays cheap):
 
-* binding: 8 sockets x 16 Binding requests in flight;
+* binding: 32 sockets (on 32 loopback source addresses) x 4 Binding requests
+  in flight;
 * alloc: 16 concurrent clients cycling 401 -> authenticated Allocate -> Refresh 0;
 * relay: 32 allocations x 8 in flight, 100-byte ChannelData to an echo peer
   (in this process), with RTT p50/p99 and loss;
+* senddata: the same with Send indications out and Data indications back;
+* relay1000: the relay phase with 1000-byte ChannelData;
+* flood: one allocation relays 100-byte ChannelData at a fixed 2 000/s via the
+  echo peer while another process floods the same server port with Binding
+  requests from one source address as fast as it can; reports the relayed
+  stream's loss and the flood rate offered;
 * rss: daemon RSS growth per idle allocation at N allocations.
 
-Every phase stops at a count or a time limit. Prints a table and one
-``RESULT name=value ...`` line (ours, coturn's and the ratios with --pair).
+For binding, alloc and the relay phases the server's CPU time (all threads,
+from /proc) per operation is reported too (``*_cpu_us``), which does not
+depend on how fast this single-threaded load generator is. Every phase stops
+at a count or a time limit. With --pair both servers run at once and each
+phase alternates between them ``--repeat`` times; the best run of each is
+kept (for the flood, the worst). Prints a table and one ``RESULT name=value
+...`` line (ours, coturn's and the ratios with --pair).
 coturn is started from the Debian ``turnserver`` binary and stopped by its PID.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import select
 import shutil
@@ -62,6 +75,14 @@ class Server:
 
     def start(self) -> None:
         raise NotImplementedError
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process (every thread)."""
+        if self.proc is None:
+            return 0.0
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1]
+        utime, stime = fields.split()[11:13]
+        return (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
 
     def rss(self) -> int:
         if self.proc is None:
@@ -131,6 +152,8 @@ max_allocations_per_user = 100000
 max_allocations_total = 100000
 allocation_rate_per_ip = 1000000.0
 allocation_burst_per_ip = 1000000
+# Binding load below comes from 32 addresses (~4 000/s each); the flood from one.
+request_rate_per_ip = 10000
 [turn.users]
 {USER} = "{PASSWORD}"
 [observability]
@@ -217,13 +240,15 @@ def _udp(
 
 
 def bench_binding(port: int, seconds: float, limit: int) -> dict[str, float]:
-    socks = [_udp(("127.0.0.1", port)) for _ in range(8)]
+    # 32 source addresses: a server may bound requests per source address,
+    # and real Binding load comes from many.
+    socks = [_udp(("127.0.0.1", port), f"127.0.8.{i + 1}") for i in range(32)]
     request = codec.encode(codec.BINDING_REQUEST, os.urandom(12), [])
     poller = select.epoll()
     by_fd = {s.fileno(): s for s in socks}
     for s in socks:
         poller.register(s.fileno(), select.EPOLLIN)
-        for _ in range(16):
+        for _ in range(4):
             s.send(request)
     answered = 0
     start = time.perf_counter()
@@ -236,7 +261,7 @@ def bench_binding(port: int, seconds: float, limit: int) -> dict[str, float]:
         events = poller.poll(0.05)
         if not events and now - idle_since > 0.2:
             for s in socks:  # lost requests: top the pipelines up again
-                for _ in range(16):
+                for _ in range(4):
                     s.send(request)
             idle_since = now
         for fd, _ in events:
@@ -253,7 +278,7 @@ def bench_binding(port: int, seconds: float, limit: int) -> dict[str, float]:
     for s in socks:
         s.close()
     poller.close()
-    return {"binding_rps": answered / elapsed}
+    return {"binding_rps": answered / elapsed, "ops": answered}
 
 
 _SOURCES = 4096
@@ -357,7 +382,7 @@ def bench_alloc(port: int, seconds: float, limit: int) -> dict[str, float]:
     for w in by_fd.values():
         w.sock.close()
     poller.close()
-    return {"alloc_rps": done / elapsed, "alloc_failures": failures}
+    return {"alloc_rps": done / elapsed, "alloc_failures": failures, "ops": done}
 
 
 def _allocate_sync(sock: socket.socket, extra: list[tuple[int, bytes]]) -> Any:
@@ -381,6 +406,8 @@ def _allocate_sync(sock: socket.socket, extra: list[tuple[int, bytes]]) -> Any:
     ]
     sock.send(codec.encode(ALLOCATE, os.urandom(12), attrs, key=KEY))
     reply = codec.decode(sock.recv(2048))
+    if codec.ERROR_CODE in reply.attrs:  # e.g. 437: a 5-tuple still allocated
+        raise OSError(f"Allocate refused: {reply.attrs[codec.ERROR_CODE]!r}")
     relay = codec.decode_xor_address(
         reply.attrs[codec.XOR_RELAYED_ADDRESS], reply.transaction_id
     )
@@ -388,45 +415,80 @@ def _allocate_sync(sock: socket.socket, extra: list[tuple[int, bytes]]) -> Any:
     return nonce, relay
 
 
-def bench_relay(port: int, seconds: float, limit: int) -> dict[str, float]:
-    peer = _udp()
-    peer_addr = peer.getsockname()
-    clients: list[socket.socket] = []
-    while len(clients) < 32:
-        sock = _udp(("127.0.0.1", port))
+SEND = codec.message_type(codec.METHOD_SEND, codec.CLASS_INDICATION)
+CREATE_PERMISSION = codec.message_type(
+    codec.METHOD_CREATE_PERMISSION, codec.CLASS_REQUEST
+)
+
+
+def _relay_client(
+    port: int, peer_addr: tuple[str, int], channel: bool
+) -> socket.socket:
+    """An allocation with a ChannelBind (or a CreatePermission) for ``peer_addr``."""
+    while True:
+        # A fresh source address: earlier runs' allocations are still there.
+        sock = _udp(("127.0.0.1", port), _fresh_source())
         try:
             nonce, _relay = _allocate_sync(sock, [])
         except OSError as e:  # a 5-tuple the server still holds: take another
             print(f"retrying an allocation: {e}", file=sys.stderr)
             sock.close()
             continue
-        sock.setblocking(True)
-        txid = os.urandom(12)
-        sock.send(
-            codec.encode(
-                CHANNEL_BIND,
-                txid,
-                [
-                    (codec.CHANNEL_NUMBER, codec.encode_channel_number(0x4001)),
-                    (
-                        codec.XOR_PEER_ADDRESS,
-                        codec.encode_xor_address(peer_addr[0], peer_addr[1], txid),
-                    ),
-                    (codec.USERNAME, USER.encode()),
-                    (codec.REALM, REALM.encode()),
-                    (codec.NONCE, nonce),
-                ],
-                key=KEY,
-            )
-        )
-        if codec.ERROR_CODE in codec.decode(sock.recv(2048)).attrs:
-            raise SystemExit("ChannelBind refused")
-        sock.setblocking(False)
-        clients.append(sock)
+        break
+    sock.setblocking(True)
+    txid = os.urandom(12)
+    peer_attr = (
+        codec.XOR_PEER_ADDRESS,
+        codec.encode_xor_address(peer_addr[0], peer_addr[1], txid),
+    )
+    attrs = [
+        peer_attr,
+        (codec.USERNAME, USER.encode()),
+        (codec.REALM, REALM.encode()),
+        (codec.NONCE, nonce),
+    ]
+    if channel:
+        attrs.insert(0, (codec.CHANNEL_NUMBER, codec.encode_channel_number(0x4001)))
+    method = CHANNEL_BIND if channel else CREATE_PERMISSION
+    sock.send(codec.encode(method, txid, attrs, key=KEY))
+    if codec.ERROR_CODE in codec.decode(sock.recv(2048)).attrs:
+        raise SystemExit("ChannelBind/CreatePermission refused")
+    sock.setblocking(False)
+    return sock
+
+
+def _send_indication(peer_addr: tuple[str, int], payload: bytes) -> bytes:
+    txid = os.urandom(12)
+    return codec.encode(
+        SEND,
+        txid,
+        [
+            (
+                codec.XOR_PEER_ADDRESS,
+                codec.encode_xor_address(peer_addr[0], peer_addr[1], txid),
+            ),
+            (codec.DATA, payload),
+        ],
+    )
+
+
+def bench_relay(
+    port: int,
+    seconds: float,
+    limit: int,
+    size: int = 100,
+    channel: bool = True,
+    prefix: str = "relay",
+) -> dict[str, float]:
+    """32 allocations x 8 in flight through an echo peer; RTT and loss."""
+    peer = _udp()
+    peer_addr = peer.getsockname()
+    clients = [_relay_client(port, peer_addr, channel) for _ in range(32)]
     poller = select.epoll()
     by_fd = {s.fileno(): (i, s) for i, s in enumerate(clients)}
     poller.register(peer.fileno(), select.EPOLLIN)
-    padding = bytes(100 - _STAMP.size)
+    padding = bytes(size - _STAMP.size)
+    header = struct.pack("!HH", 0x4001, size)
     outstanding: list[dict[int, float]] = [{} for _ in clients]
     seq = 0
 
@@ -436,7 +498,10 @@ def bench_relay(port: int, seconds: float, limit: int) -> dict[str, float]:
         now = time.perf_counter()
         outstanding[i][seq] = now
         payload = _STAMP.pack(i, seq, now) + padding
-        clients[i].send(b"\x40\x01\x00\x64" + payload)
+        if channel:
+            clients[i].send(header + payload)
+        else:
+            clients[i].send(_send_indication(peer_addr, payload))
 
     for i, s in enumerate(clients):
         poller.register(s.fileno(), select.EPOLLIN)
@@ -459,7 +524,7 @@ def bench_relay(port: int, seconds: float, limit: int) -> dict[str, float]:
             if fd == peer.fileno():
                 while True:
                     try:
-                        data, addr = peer.recvfrom(2048)
+                        data, addr = peer.recvfrom(4096)
                     except BlockingIOError:
                         break
                     peer.sendto(data, addr)
@@ -467,10 +532,14 @@ def bench_relay(port: int, seconds: float, limit: int) -> dict[str, float]:
             i, s = by_fd[fd]
             while True:
                 try:
-                    data = s.recv(2048)
+                    data = s.recv(4096)
                 except BlockingIOError:
                     break
-                _, n, sent = _STAMP.unpack_from(data, 4)
+                if not channel:  # a Data indication: take its DATA
+                    data = codec.decode(data).attrs[codec.DATA]
+                    _, n, sent = _STAMP.unpack_from(data)
+                else:
+                    _, n, sent = _STAMP.unpack_from(data, 4)
                 if outstanding[i].pop(n, None) is not None:
                     rtts.append(time.perf_counter() - sent)
                     if not draining:
@@ -491,11 +560,83 @@ def bench_relay(port: int, seconds: float, limit: int) -> dict[str, float]:
     rtts.sort()
     total = len(rtts) + lost
     return {
-        "relay_rtps": measured / elapsed,
-        "relay_dgrams": 2 * measured / elapsed,
-        "rtt_p50_ms": 1000 * rtts[len(rtts) // 2] if rtts else 0.0,
-        "rtt_p99_ms": 1000 * rtts[int(len(rtts) * 0.99)] if rtts else 0.0,
-        "loss_pct": 100.0 * lost / total if total else 0.0,
+        f"{prefix}_rtps": measured / elapsed,
+        f"{prefix}_dgrams": 2 * measured / elapsed,
+        f"{prefix}_p50_ms": 1000 * rtts[len(rtts) // 2] if rtts else 0.0,
+        f"{prefix}_p99_ms": 1000 * rtts[int(len(rtts) * 0.99)] if rtts else 0.0,
+        f"{prefix}_loss_pct": 100.0 * lost / total if total else 0.0,
+        "ops": 2 * measured,
+    }
+
+
+def _flood(port: int, seconds: float, counter: Any) -> None:
+    """Child process: Binding requests from 127.0.9.1 as fast as it can send."""
+    socks = [_udp(("127.0.0.1", port), "127.0.9.1") for _ in range(4)]
+    request = codec.encode(codec.BINDING_REQUEST, os.urandom(12), [])
+    sent = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for s in socks:
+            for _ in range(64):
+                try:
+                    s.send(request)
+                    sent += 1
+                except OSError:
+                    pass  # our own buffer is full, or ICMP: keep going
+    counter.value = sent
+
+
+def bench_flood(port: int, seconds: float, rate: int = 2000) -> dict[str, float]:
+    """A paced ChannelData stream's loss while Bindings flood the same port."""
+    peer = _udp()
+    peer_addr = peer.getsockname()
+    client = _relay_client(port, peer_addr, True)
+    counter = multiprocessing.Value("q", 0)
+    flooder = multiprocessing.Process(
+        target=_flood, args=(port, seconds + 1.0, counter)
+    )
+    flooder.start()
+    time.sleep(0.5)  # the flood is on before we measure
+    header = struct.pack("!HH", 0x4001, 100)
+    padding = bytes(100 - _STAMP.size)
+    poller = select.epoll()
+    poller.register(peer.fileno(), select.EPOLLIN)
+    poller.register(client.fileno(), select.EPOLLIN)
+    sent = received = at_peer = 0
+    start = time.perf_counter()
+    end = start + seconds
+    interval = 1.0 / rate
+    next_send = start
+    while True:
+        now = time.perf_counter()
+        if now >= end + 1.0:
+            break
+        while now < end and next_send <= now:
+            sent += 1
+            client.send(header + _STAMP.pack(0, sent, now) + padding)
+            next_send += interval
+        for fd, _ in poller.poll(0.001):
+            sock = peer if fd == peer.fileno() else client
+            while True:
+                try:
+                    data, addr = sock.recvfrom(4096)
+                except BlockingIOError:
+                    break
+                if sock is peer:
+                    at_peer += 1
+                    peer.sendto(data, addr)
+                else:
+                    received += 1
+    flooder.join(10)
+    client.close()
+    peer.close()
+    poller.close()
+    return {
+        "flood_bindings_offered": counter.value / (seconds + 1.0),
+        "flood_relay_sent": sent,
+        "flood_relay_loss_pct": 100.0 * (sent - received) / sent if sent else 0.0,
+        # The client-to-peer leg only (it crosses the flooded port).
+        "flood_to_peer_loss_pct": 100.0 * (sent - at_peer) / sent if sent else 0.0,
     }
 
 
@@ -507,7 +648,7 @@ def bench_rss(server: Server, count: int, seconds: float) -> dict[str, float]:
     batch: list[socket.socket] = []
     while len(socks) < count and time.monotonic() < deadline:
         batch = [
-            _udp(("127.0.0.1", server.port))
+            _udp(("127.0.0.1", server.port), _fresh_source())
             for _ in range(min(100, count - len(socks)))
         ]
         for s in batch:
@@ -563,46 +704,107 @@ def _allocate_after_send(sock: socket.socket) -> None:
 # ---------------------------------------------------------------------------
 
 
-def run(server: Server, args: argparse.Namespace) -> dict[str, float]:
-    phases: list[tuple[str, Callable[[], dict[str, float]]]] = [
-        ("binding", lambda: bench_binding(server.port, args.seconds, args.count)),
-        ("alloc", lambda: bench_alloc(server.port, args.seconds, args.count)),
-        ("relay", lambda: bench_relay(server.port, args.seconds, args.count)),
-        ("rss", lambda: bench_rss(server, args.allocations, 120)),
-    ]
-    results: dict[str, float] = {}
-    server.start()
+Phase = Callable[[Server, argparse.Namespace], dict[str, float]]
+
+PHASES: list[tuple[str, str, Phase]] = [
+    # (name, the figure that picks the best of the repeats, how to run it)
+    ("binding", "binding_rps", lambda s, a: bench_binding(s.port, a.seconds, a.count)),
+    ("alloc", "alloc_rps", lambda s, a: bench_alloc(s.port, a.seconds, a.count)),
+    ("relay", "relay_rtps", lambda s, a: bench_relay(s.port, a.seconds, a.count)),
+    (
+        "senddata",
+        "senddata_rtps",
+        lambda s, a: bench_relay(
+            s.port, a.seconds, a.count, channel=False, prefix="senddata"
+        ),
+    ),
+    (
+        "relay1000",
+        "relay1000_rtps",
+        lambda s, a: bench_relay(s.port, a.seconds, a.count, 1000, prefix="relay1000"),
+    ),
+    # The worst of the repeats: loss is what the phase is about.
+    ("flood", "-flood_relay_loss_pct", lambda s, a: bench_flood(s.port, a.seconds)),
+    ("rss", "", lambda s, a: bench_rss(s, a.allocations, 120)),
+]
+
+
+def measure(server: Server, phase: Phase, args: argparse.Namespace) -> dict[str, float]:
+    """One run of a phase, with the server's CPU time per operation."""
+    cpu = server.cpu_seconds()
+    figures = phase(server, args)
+    ops = figures.pop("ops", 0)
+    if ops:
+        name = next(iter(figures)).split("_")[0]
+        figures[f"{name}_cpu_us"] = 1e6 * (server.cpu_seconds() - cpu) / ops
+    return figures
+
+
+def pick(runs: list[dict[str, float]], key: str) -> dict[str, float]:
+    """The run with the highest ``key``; ``-key``: the highest too (a loss:
+    the worst run is kept)."""
+    if not key:
+        return runs[0]
+    return max(runs, key=lambda r: r[key.lstrip("-")])
+
+
+def run_all(servers: list[Server], args: argparse.Namespace) -> list[dict[str, float]]:
+    """Every phase on every server, interleaved: A, B, A, B, ... per phase.
+
+    The box is shared and its speed drifts; interleaving the repeats puts the
+    servers' runs of a phase side by side in time, so their ratio holds up
+    better than two back-to-back suites would.
+    """
+    results: list[dict[str, float]] = [{} for _ in servers]
+    for server in servers:
+        server.start()
     try:
-        for name, phase in phases:
-            if name in args.phases:
-                results.update(phase())
+        for name, key, phase in PHASES:
+            if name not in args.phases:
+                continue
+            repeats = 1 if name == "rss" else args.repeat
+            runs: list[list[dict[str, float]]] = [[] for _ in servers]
+            for _ in range(repeats):
+                for i, server in enumerate(servers):
+                    runs[i].append(measure(server, phase, args))
+            for i in range(len(servers)):
+                results[i].update(pick(runs[i], key))
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
     return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", action="store_true", help="also run coturn")
-    parser.add_argument("--seconds", type=float, default=5.0, help="per phase")
-    parser.add_argument("--count", type=int, default=500_000, help="per phase")
+    parser.add_argument("--seconds", type=float, default=4.0, help="per phase run")
+    parser.add_argument("--count", type=int, default=500_000, help="per phase run")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="interleaved runs per phase (best kept)"
+    )
     parser.add_argument("--allocations", type=int, default=10_000)
     parser.add_argument(
-        "--phases", default="binding,alloc,relay,rss", help="comma-separated"
+        "--phases",
+        default="binding,alloc,relay,senddata,relay1000,flood,rss",
+        help="comma-separated",
     )
     args = parser.parse_args()
     args.phases = set(args.phases.split(","))
     workdir = Path(tempfile.mkdtemp(prefix="bench-turn-"))
-    ours = run(Actrix(34781, workdir, (30000, 44999)), args)
-    theirs = run(Coturn(34782, workdir, (45000, 59999)), args) if args.pair else {}
-    keys = list(ours)
+    servers: list[Server] = [Actrix(24781, workdir, (30000, 44999))]
+    if args.pair:
+        servers.append(Coturn(24782, workdir, (45000, 59999)))
+    results = run_all(servers, args)
+    ours = results[0]
+    theirs = results[1] if args.pair else {}
     print(
-        f"{'metric':<22}{'actrix':>14}"
+        f"{'metric':<24}{'actrix':>14}"
         + (f"{'coturn':>14}{'ratio':>9}" if theirs else "")
     )
     result = []
-    for key in keys:
-        line = f"{key:<22}{ours[key]:>14.2f}"
+    for key in ours:
+        line = f"{key:<24}{ours[key]:>14.2f}"
         result.append(f"{key}={ours[key]:.2f}")
         if key in theirs:
             ratio = ours[key] / theirs[key] if theirs[key] else 0.0

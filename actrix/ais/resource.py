@@ -114,6 +114,16 @@ class AisResource:
                 return json_response(
                     request, 500, {"error": "Internal server error", "code": 500}
                 )
+            if e.kind == "unavailable":
+                return json_response(
+                    request,
+                    503,
+                    {
+                        "error": "Service unavailable: the nonce store cannot be"
+                        " reached",
+                        "code": 503,
+                    },
+                )
             return json_response(
                 request, 401, {"error": "Authentication failed", "code": 401}
             )

@@ -11,6 +11,7 @@ pool. The key is loaded from ``ais_keys.db`` or fetched from KS, and replaced
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any, Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -26,7 +27,9 @@ from actrix.ais.store import CurrentKey, CurrentKeyStore
 from actrix.core import tokens
 from actrix.core.actrid import actr_id_repr
 from actrix.core.credentials import CryptoRunner, InlineCrypto
+from actrix.core.errors import own_copy
 from actrix.core.interfaces import Claims, KeyProvider, KeyProviderError
+from actrix.core.storage import StorageUnavailable
 from actrix.proto import actr_pb2
 
 log = Logger()
@@ -63,6 +66,14 @@ class IdentityIssuer:
         self.metrics = metrics or AisMetrics()
         self.current: CurrentKey | None = None
         self._loading: list[Deferred[CurrentKey]] | None = None
+        # Told (key id, token, claims) of every token issued; tap.py points it
+        # at the in-process validator so that token needs no decryption there.
+        self.on_issued: Callable[[int, bytes, Claims], None] | None = None
+
+    @property
+    def keys(self) -> KeyProvider:
+        """Where this issuer's keys come from."""
+        return self._keys
 
     # -- IdentityIssuer ----------------------------------------------------
 
@@ -123,6 +134,8 @@ class IdentityIssuer:
             log.failure("while encrypting a token with key {key_id}", key_id=key.key_id)
             self.metrics.registration_errors += 1
             return _error(500, f"Token generation failed: Encryption failed: {e}")
+        if self.on_issued is not None:
+            self.on_issued(key.key_id, token, claims)
         ok = actr_pb2.RegisterResponse.RegisterOk(
             actr_id=actr_id,
             credential=actr_pb2.AIdCredential(
@@ -154,7 +167,7 @@ class IdentityIssuer:
             # Any failure must clear ``_loading``, or later callers wait forever.
             waiters, self._loading = self._loading, None
             for waiter in waiters:
-                waiter.errback(e)
+                waiter.errback(own_copy(e))
             raise
         waiters, self._loading = self._loading, None
         for waiter in waiters:
@@ -172,10 +185,17 @@ class IdentityIssuer:
             log.info("AIS loaded stored key {key_id}", key_id=stored.key_id)
             self.current = stored
             return stored
-        return await self.rotate()
+        return await self.rotate(None if stored is None else stored.key_id)
 
-    async def rotate(self) -> CurrentKey:
-        """Fetch a new key from KS and make it current. Raises KeyUnavailable."""
+    async def rotate(self, replacing: int | None = None) -> CurrentKey:
+        """Fetch a new key from KS and make it current. Raises KeyUnavailable.
+
+        The store swaps it in only if its key is still ``replacing`` (default:
+        the key in memory); when another node sharing the store rotated first,
+        its key is adopted and the one just fetched stays unused.
+        """
+        if replacing is None and self.current is not None:
+            replacing = self.current.key_id
         try:
             record = await self._keys.generate_key()
         except KeyProviderError as e:
@@ -192,10 +212,20 @@ class IdentityIssuer:
             record.tolerance_seconds,
         )
         try:
-            await self._store.save(key)
-        except Exception:
+            winner = await self._store.replace(key, replacing)
+        except StorageUnavailable as e:
             # The key still works from memory; it is saved on the next rotation.
+            log.warn("AIS key {key_id} not saved: {error}", key_id=key.key_id, error=e)
+        except Exception:
             log.failure("while saving AIS key {key_id}", key_id=key.key_id)
+        else:
+            if winner.key_id != key.key_id:
+                log.info(
+                    "AIS key {key_id} was rotated by another node first; using it",
+                    key_id=winner.key_id,
+                )
+                self.current = winner
+                return winner
         self.current = key
         self.metrics.rotations += 1
         log.info("AIS now encrypts to KS key {key_id}", key_id=key.key_id)
@@ -208,7 +238,26 @@ class IdentityIssuer:
         if key.fetched_at == now:
             return  # fetched just now (startup); do not fetch twice
         if now >= key.expires_at - REFRESH_MARGIN:
-            await self.rotate()
+            stored = await self._stored_key()
+            if (
+                stored is not None
+                and stored.key_id != key.key_id
+                and now < stored.expires_at - REFRESH_MARGIN
+            ):
+                # Another node sharing the store rotated already.
+                log.info("AIS adopts stored key {key_id}", key_id=stored.key_id)
+                self.current = stored
+                return
+            await self.rotate(key.key_id)
+
+    async def _stored_key(self) -> CurrentKey | None:
+        try:
+            return await self._store.load()
+        except StorageUnavailable as e:
+            log.warn("AIS cannot read the stored key: {error}", error=e)
+        except Exception:
+            log.failure("while loading the AIS current key")
+        return None
 
     def refresh_timer(self, interval: float = REFRESH_INTERVAL) -> TimerService:
         """A TimerService running :meth:`refresh_if_due` now and every 600 s."""

@@ -21,6 +21,8 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from actrix.core.storage import StorageUnavailable
+
 log = Logger()
 
 WINDOW_SECONDS: Final = 60
@@ -144,7 +146,8 @@ class AuthError(Exception):
     """A credential was refused.
 
     ``kind``: ``window`` or ``signature`` (HTTP 401), ``replay`` (403),
-    ``storage`` (500). Messages are for logs, never for the client.
+    ``storage`` (500), ``unavailable`` (the nonce store's database cannot be
+    reached: 503). Messages are for logs, never for the client.
     """
 
     def __init__(self, kind: str, message: str) -> None:
@@ -200,6 +203,8 @@ class NonceVerifier:
             raise AuthError("signature", "invalid signature")
         try:
             fresh = await self._store.consume(credential.nonce, now, self._ttl)
+        except StorageUnavailable as e:
+            raise AuthError("unavailable", f"nonce store: {e}") from e
         except Exception as e:
             raise AuthError("storage", f"nonce store failed: {type(e).__name__}") from e
         if not fresh:

@@ -47,15 +47,18 @@ from actrix.core.settings import (
     MetricsConfig,
     ObservabilityConfig,
     PersistentRoom,
+    PostgresConfig,
     RoomsConfig,
     Secret,
     Services,
     Settings,
     SignalingConfig,
+    StorageConfig,
     TracingConfig,
     TurnConfig,
     TurnUser,
 )
+from actrix.core.storage_config import read_storage
 from actrix.core.toml_table import Table, read_table
 
 # Bounds of bind.http*.request_timeout / idle_timeout, in seconds: below one
@@ -88,11 +91,13 @@ __all__ = [
     "MetricsConfig",
     "ObservabilityConfig",
     "PersistentRoom",
+    "PostgresConfig",
     "RoomsConfig",
     "Secret",
     "Services",
     "Settings",
     "SignalingConfig",
+    "StorageConfig",
     "TracingConfig",
     "TurnConfig",
     "TurnUser",
@@ -243,6 +248,7 @@ def _read_turn(t: Table) -> TurnConfig:
         nonce_lifetime=t.integer("nonce_lifetime", 3600, minimum=10),
         relay_ipv6_ip=relay6,
         stream_idle_timeout=t.number("stream_idle_timeout", 30.0, minimum=1.0),
+        request_rate_per_ip=t.integer("request_rate_per_ip", 2000, minimum=0),
     )
 
 
@@ -329,7 +335,10 @@ def _read_ks_storage(t: Table) -> KsStorageConfig:
     if backend not in ("sqlite", "postgres"):
         t.error("backend", "must be 'sqlite' or 'postgres'")
     elif backend == "postgres":
-        t.error("backend", "postgres is not supported yet; use sqlite")
+        t.error(
+            "backend",
+            "not supported here; set [storage] backend = 'postgresql' for every store",
+        )
     if backend == "sqlite" and t.table("sqlite", required=True) is not None:
         read_table(t, "sqlite", lambda s: None)
     else:
@@ -428,6 +437,9 @@ def _read_signaling(t: Table) -> SignalingConfig:
             ),
             max_acl_principals=server.integer(
                 "max_acl_principals", 256, minimum=1, maximum=10000
+            ),
+            reconnect_window_secs=server.integer(
+                "reconnect_window_secs", 30, minimum=0, maximum=3600
             ),
         )
         server.finish()
@@ -643,6 +655,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Setting
         observability=read_table(top, "observability", _read_observability)
         or ObservabilityConfig(),
         services=read_table(top, "services", _read_services) or Services(),
+        storage=read_table(top, "storage", read_storage) or StorageConfig(),
         user=top.opt_string("user"),
         group=top.opt_string("group"),
         pid=top.opt_string("pid"),

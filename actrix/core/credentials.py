@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from actrix.core import tokens
+from actrix.core.errors import own_copy
 from actrix.core.interfaces import (
     Claims,
     CredentialError,
@@ -185,6 +186,19 @@ class TokenValidator:
             return attrs.evolve(claims, key_in_tolerance=True)
         return claims
 
+    def remember(self, key_id: int, encrypted_token: bytes, claims: Claims) -> None:
+        """Cache the claims of a token this process has just issued.
+
+        The in-process AIS calls this with the claims it encrypted, so the
+        first use of a new identity needs no decryption (~140 µs of ECIES).
+        The key itself is still fetched and checked on that first use.
+        """
+        cache_key = (key_id, hashlib.sha256(encrypted_token).digest())
+        self._tokens[cache_key] = claims
+        self._tokens.move_to_end(cache_key)
+        if len(self._tokens) > self._max_tokens:
+            self._tokens.popitem(last=False)
+
     def validate_cached(
         self, encrypted_token: bytes, key_id: int, expected_realm: int
     ) -> Claims | None:
@@ -255,7 +269,7 @@ class TokenValidator:
             # Any failure (not only CredentialError) must release the waiters
             # and the slot, or every later lookup of this key would hang.
             for waiter in self._pending.pop(key_id, []):
-                waiter.errback(e)
+                waiter.errback(_own_copy(e))
             raise
         for waiter in self._pending.pop(key_id, []):
             waiter.callback(key)
@@ -288,6 +302,20 @@ class TokenValidator:
             del self._keys[key_id]
         while len(self._keys) >= self._max_keys:
             del self._keys[next(iter(self._keys))]
+
+
+def _own_copy(error: Exception) -> Exception:
+    """A new exception per waiter, without a traceback.
+
+    One shared object raised again in every waiter would gain each waiter's
+    frames on its traceback, and whoever caches it would keep them all.
+    """
+    if isinstance(error, CredentialError):
+        return CredentialError(error.kind, error.reason, error.code)
+    fresh = own_copy(error)
+    if isinstance(fresh, Exception) and type(fresh) is type(error):
+        return fresh
+    return CredentialError("ks_error", f"Token decryption failed: KS error: {error}")
 
 
 @attrs.define(eq=False)

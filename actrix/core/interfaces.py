@@ -42,6 +42,10 @@ class KeyProviderError(Exception):
     """The key server could not be asked (transport, auth or server failure)."""
 
 
+class KeyStoreUnavailable(KeyProviderError):
+    """The key store's database cannot be reached now (HTTP 503; retry later)."""
+
+
 class KeyProvider(Protocol):
     """Mints key pairs and hands out secrets (in-process KS or its HTTP client)."""
 

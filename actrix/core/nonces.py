@@ -16,12 +16,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from actrix.core.storage import Database, MigrationSet
+from actrix.core.errors import own_copy
+from actrix.core.storage import Database, MigrationSet, StoreSpec
 
 log = Logger()
 
 NONCE_DB: Final = "nonce.db"
 MIGRATIONS: Final = MigrationSet("actrix.core", "nonce_migrations")
+STORE: Final = StoreSpec(NONCE_DB, "nonces", MIGRATIONS)
 CLEANUP_INTERVAL: Final = 60.0
 
 
@@ -56,7 +58,7 @@ class NonceStore:
                     results = await self.database.run(_consume_nonces_txn, items)
                 except Exception as e:
                     for *_, d in batch:
-                        d.errback(e)
+                        d.errback(own_copy(e))
                     continue
                 for (*_, d), fresh in zip(batch, results, strict=True):
                     d.callback(fresh)
@@ -69,18 +71,24 @@ class NonceStore:
 
 
 def _consume_nonces_txn(txn: Any, items: list[tuple[str, int, int]]) -> list[bool]:
-    return [_consume_nonce_txn(txn, nonce, now, ttl) for nonce, now, ttl in items]
+    # Taken in nonce order: two nodes whose batches share nonces then wait on
+    # each other's rows in the same order and cannot deadlock.
+    results = [False] * len(items)
+    for index in sorted(range(len(items)), key=lambda i: items[i][0]):
+        results[index] = _consume_nonce_txn(txn, *items[index])
+    return results
 
 
 def _consume_nonce_txn(txn: Any, nonce: str, now: int, ttl: int) -> bool:
-    # An expired row counts as absent: replace it. One transaction on the single
-    # DB connection, so two concurrent uses of one nonce cannot both succeed.
+    # An expired row counts as absent: replace it. The unique index decides:
+    # of two transactions inserting one nonce (one node or several sharing
+    # PostgreSQL), the second waits for the first and then inserts nothing.
     txn.execute(
         "DELETE FROM nonce_entries WHERE nonce = ? AND expires_at <= ?", (nonce, now)
     )
     txn.execute(
-        "INSERT OR IGNORE INTO nonce_entries (nonce, context, expires_at, created_at)"
-        " VALUES (?, NULL, ?, ?)",
+        "INSERT INTO nonce_entries (nonce, context, expires_at, created_at)"
+        " VALUES (?, NULL, ?, ?) ON CONFLICT (nonce) DO NOTHING",
         (nonce, now + ttl, now),
     )
     return bool(txn.rowcount == 1)

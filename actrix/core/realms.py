@@ -1,9 +1,12 @@
 """Realms and the actor ACL: the ``actrix.db`` store, shared by daemon and CLI.
 
 The daemon serves every lookup from memory (:class:`RealmCache`) and reloads when
-another connection (the CLI) has committed, which it notices through SQLite's
-``PRAGMA data_version`` once a second. The ``*_txn`` functions are plain blocking
-code so the CLI and the unit tests call them on a ``sqlite3`` connection directly.
+another connection (the CLI, another node) has committed, which it notices once a
+second through SQLite's ``PRAGMA data_version`` or, in PostgreSQL, a change
+counter that triggers bump; there a ``NOTIFY`` from the same triggers (see
+:class:`actrix.core.pg.ChangeFeed`) makes every node reload at once. The
+``*_txn`` functions are plain blocking code so the CLI and the unit tests call
+them on a connection directly.
 
 ACL (a deviation from signaling.md §5.1 step 2 and §7, see the README's security
 notes): one row per ``(realm, from_type, to_type)``. A row keeps what an operator
@@ -27,12 +30,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from actrix.core.interfaces import RealmInfo
-from actrix.core.storage import Database, MigrationSet
+from actrix.core.storage import Database, MigrationSet, StorageUnavailable, StoreSpec
 
 log = Logger()
 
 REALMS_DB: Final = "actrix.db"
 MIGRATIONS: Final = MigrationSet("actrix.core")
+STORE: Final = StoreSpec(REALMS_DB, "realms", MIGRATIONS)
 REFRESH_INTERVAL: Final = 1.0
 
 STATUS_ACTIVE: Final = "Normal"
@@ -134,7 +138,10 @@ _ACL_COLUMNS = (
     "rowid, realm_id, from_type, to_type, access, operator_access, actor_access"
 )
 # The decision of a row: DENY if either source denies (a NULL source is silent).
-_DECIDE = "MIN(COALESCE(operator_access, 1), COALESCE(actor_access, 1))"
+_DECIDE = (
+    "CASE WHEN COALESCE(operator_access, 1) = 0"
+    " OR COALESCE(actor_access, 1) = 0 THEN 0 ELSE 1 END"
+)
 
 
 def _optional_bool(value: Any) -> bool | None:
@@ -195,10 +202,10 @@ def add_acl_txn(
         txn.execute(
             "INSERT INTO actoracl"
             " (realm_id, from_type, to_type, access, operator_access)"
-            " VALUES (?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?) RETURNING rowid",
             (realm_id, from_type, to_type, int(allow), int(allow)),
         )
-        return int(txn.lastrowid)
+        return int(txn.fetchone()[0])
     rowid = int(row[0])
     if allow and row[1] is not None and not row[1]:
         raise RealmError(
@@ -353,12 +360,26 @@ def _data_version_txn(txn: Any) -> int:
     return int(txn.fetchone()[0])
 
 
+def _change_counter_txn(txn: Any) -> int:
+    txn.execute("SELECT version FROM realm_changes WHERE id = 1")
+    return int(txn.fetchone()[0])
+
+
 _Snapshot = tuple[int, list[RealmInfo], list[AclRow], list[RoomSecret]]
 
 
-def _snapshot_txn(txn: Any) -> _Snapshot:
+def _sqlite_snapshot_txn(txn: Any) -> _Snapshot:
     return (
         _data_version_txn(txn),
+        list_realms_txn(txn),
+        list_acl_txn(txn),
+        list_room_secrets_txn(txn),
+    )
+
+
+def _pg_snapshot_txn(txn: Any) -> _Snapshot:
+    return (
+        _change_counter_txn(txn),
         list_realms_txn(txn),
         list_acl_txn(txn),
         list_room_secrets_txn(txn),
@@ -394,6 +415,19 @@ class RealmCache:
     def __init__(self, database: Database, clock: IReactorTime) -> None:
         self._database = database
         self._clock = clock
+        if database.dialect == "postgresql":
+            self._version_txn, self._snapshot_txn = (
+                _change_counter_txn,
+                _pg_snapshot_txn,
+            )
+        else:
+            self._version_txn, self._snapshot_txn = (
+                _data_version_txn,
+                _sqlite_snapshot_txn,
+            )
+        self._refreshing: Deferred[None] | None = None
+        self._again = False
+        self._unavailable = False
         self._realms: dict[int, RealmInfo] = {}
         self._acl: dict[tuple[int, str, str], bool] = {}
         self._callers: dict[tuple[int, str], set[str]] = {}
@@ -407,20 +441,14 @@ class RealmCache:
         """Read every realm, ACL row and room secret into memory."""
         while True:
             writes = self._writes
-            snapshot = await self._database.run(_snapshot_txn)
+            snapshot = await self._database.run(self._snapshot_txn)
             if writes == self._writes:
                 break
         self._apply(*snapshot)
 
-    def load_sync(self, path: Path) -> None:
+    def load_sync(self) -> None:
         """Blocking first load, for startup before the reactor runs."""
-        from actrix.core.storage import connect_sync
-
-        conn = connect_sync(path)
-        try:
-            _, realms, acl, room_secrets = _snapshot_txn(conn.cursor())
-        finally:
-            conn.close()
+        _, realms, acl, room_secrets = self._database.run_sync(self._snapshot_txn)
         self._apply(-1, realms, acl, room_secrets)
 
     def _apply(
@@ -460,18 +488,59 @@ class RealmCache:
 
     async def refresh(self) -> None:
         """Reload if another connection has committed since the last load."""
-        version = await self._database.run(_data_version_txn)
+        version = await self._database.run(self._version_txn)
         if version != self._version:
             await self.load()
+
+    def changed(self) -> None:
+        """Another node announced a change (NOTIFY): refresh now.
+
+        Announcements arriving during a refresh cause one more refresh after
+        it, so the last change is never missed. Errors are logged.
+        """
+        if self._refreshing is not None:
+            self._again = True
+            return
+        self._refreshing = Deferred.fromCoroutine(self._refresh_until_quiet())
+
+    async def _refresh_until_quiet(self) -> None:
+        try:
+            while True:
+                self._again = False
+                try:
+                    await self.refresh()
+                except StorageUnavailable as e:
+                    # The 1 s poll retries and reports an outage once.
+                    log.debug("refreshing realms after a change: {error}", error=e)
+                except Exception:
+                    log.failure("refreshing realms after a change")
+                if not self._again:
+                    break
+        finally:
+            self._refreshing = None
 
     def timer(self) -> TimerService:
         """A TimerService that keeps the cache fresh; errors are logged."""
         return TimerService(REFRESH_INTERVAL, self._tick)
 
     def _tick(self) -> Deferred[None]:
-        d = Deferred.fromCoroutine(self.refresh())
-        d.addErrback(lambda f: log.failure("refreshing realms", f))
-        return d
+        return Deferred.fromCoroutine(self._poll())
+
+    async def _poll(self) -> None:
+        try:
+            await self.refresh()
+        except StorageUnavailable as e:
+            # Lookups go on from memory; said once per outage, not every second.
+            if not self._unavailable:
+                log.warn("realms: {error}; serving the last snapshot", error=e)
+            self._unavailable = True
+            return
+        except Exception:
+            log.failure("refreshing realms")
+            return
+        if self._unavailable:
+            log.info("realms: database reachable again")
+        self._unavailable = False
 
     # RealmDirectory
 

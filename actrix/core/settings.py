@@ -139,6 +139,7 @@ class TurnConfig:
     nonce_lifetime: int = 3600
     relay_ipv6_ip: str | None = None
     stream_idle_timeout: float = 30.0
+    request_rate_per_ip: int = 2000  # STUN requests/s per source IP on UDP; 0: no limit
 
 
 @attrs.frozen
@@ -241,8 +242,45 @@ class SignalingConfig:
     max_message_size: int = 65536
     heartbeat_timeout_secs: int = 300
     max_acl_principals: int = 256
+    reconnect_window_secs: int = 30
     ks: KsClientConfig | None = None
     ais: AisClientConfig | None = None
+
+
+DEFAULT_PG_POOL_SIZE: Final = 4
+DEFAULT_PG_STATEMENT_TIMEOUT: Final = 5.0
+DEFAULT_PG_CONNECT_TIMEOUT: Final = 5
+DEFAULT_PG_SCHEMA_PREFIX: Final = "actrix_"
+
+
+@attrs.frozen
+class PostgresConfig:
+    """How to reach the shared PostgreSQL (``[storage]`` with backend postgresql).
+
+    ``dsn`` (a libpq URI or ``key=value`` string) and the separate keys
+    combine; a separate key wins. The password is a :class:`Secret` whatever
+    its source (``password``, ``password_file``, ``password_env``).
+    """
+
+    dsn: Secret | None = None
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: Secret | None = None
+    dbname: str | None = None
+    sslmode: str | None = None
+    pool_size: int = DEFAULT_PG_POOL_SIZE
+    statement_timeout: float = DEFAULT_PG_STATEMENT_TIMEOUT
+    connect_timeout: int = DEFAULT_PG_CONNECT_TIMEOUT
+    schema_prefix: str = DEFAULT_PG_SCHEMA_PREFIX
+
+
+@attrs.frozen
+class StorageConfig:
+    """``[storage]``: SQLite files under ``sqlite_path`` (default) or PostgreSQL."""
+
+    backend: str = "sqlite"
+    postgresql: PostgresConfig | None = None
 
 
 @attrs.frozen
@@ -305,6 +343,7 @@ class Settings:
     turn: TurnConfig
     observability: ObservabilityConfig = ObservabilityConfig()
     services: Services = Services()
+    storage: StorageConfig = StorageConfig()
     user: str | None = None
     group: str | None = None
     pid: str | None = None

@@ -1,21 +1,32 @@
-"""SQLite files: numbered migrations applied at startup, then one adbapi connection.
+"""The Store port: numbered migrations applied at startup, then an adbapi pool.
 
-Each store owns one file under ``sqlite_path`` and one migration set (a package
-directory of ``NNNN_name.sql`` files). :func:`migrate` runs synchronously before
-anything listens (and from the CLI); it backs up the file before an upgrade and
-refuses a schema newer than the code. :class:`Database` then gives the daemon a
-single-connection ``adbapi`` pool (SQLite allows one writer; one connection per
-file keeps transactions serial without lock contention).
+Each store (realms, nonces, KS keys, AIS key, signaling cache) owns one
+migration set (a package directory of ``NNNN_name.sql`` files) and lives either
+in one SQLite file under ``sqlite_path`` or in one PostgreSQL schema
+(:mod:`actrix.core.pg`). The ``*_txn`` functions of the stores are written once,
+with ``?`` placeholders; the PostgreSQL cursor translates them.
+
+SQLite: :func:`migrate` runs synchronously before anything listens (and from
+the CLI); it backs up the file before an upgrade and refuses a schema newer
+than the code. :class:`SqliteDatabase` then gives the daemon a single-connection
+``adbapi`` pool (SQLite allows one writer; one connection per file keeps
+transactions serial without lock contention).
+
+Dialect differences of the migrations are explicit and few: a PostgreSQL run
+applies :data:`PG_DDL_SUBSTITUTIONS` to a shared file, unless the step ships a
+``NNNN_name.postgresql.sql`` variant. A shared file holding only a comment is a
+no-op step for SQLite (the realm store's 0003 exists for PostgreSQL alone).
 """
 
 from __future__ import annotations
 
 import re
 import sqlite3
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any, Concatenate, Final, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Final, Literal, ParamSpec, TypeVar
 
 import attrs
 from twisted.enterprise import adbapi
@@ -23,7 +34,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorThreads, IReactorTime
 from twisted.logger import Logger
 
+if TYPE_CHECKING:
+    from actrix.core.settings import StorageConfig
+
 log = Logger()
+
+Dialect = Literal["sqlite", "postgresql"]
 
 BUSY_TIMEOUT_MS: Final = 5000
 
@@ -31,10 +47,38 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_PG_VARIANT_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.postgresql\.sql$")
+
+# SQLite DDL -> PostgreSQL DDL, applied in order to a shared migration file.
+# INTEGER becomes BIGINT because SQLite integers are 64-bit (Unix times in ms,
+# serials); AUTOINCREMENT ids become BIGSERIAL (never reused, like SQLite's).
+PG_DDL_SUBSTITUTIONS: Final = (
+    (re.compile(r"\bINTEGER PRIMARY KEY AUTOINCREMENT\b"), "BIGSERIAL PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+)
 
 
 class StorageError(Exception):
-    """A database file cannot be opened, migrated or used."""
+    """A database cannot be opened, migrated or used."""
+
+
+class StorageUnavailable(StorageError):
+    """The database cannot be reached right now; the request may be retried.
+
+    The transaction did not commit (or its outcome is unknown to the caller, if
+    the connection broke during COMMIT); the pool reconnects on the next use.
+    """
+
+
+@attrs.frozen
+class StoreSpec:
+    """Where one store lives: its SQLite file name, PostgreSQL schema and migrations."""
+
+    filename: str
+    schema: str
+    migrations: MigrationSet
 
 
 @attrs.frozen
@@ -62,6 +106,45 @@ class MigrationSet:
     def latest(self) -> int:
         steps = self.steps()
         return steps[-1][0] if steps else 0
+
+    def variants(self) -> dict[int, str]:
+        """The PostgreSQL variants of steps: version -> sql."""
+        root = resources.files(self.package).joinpath(self.directory)
+        found = {}
+        for entry in root.iterdir():
+            match = _PG_VARIANT_NAME.match(entry.name)
+            if match:
+                found[int(match.group(1))] = entry.read_text()
+        return found
+
+    def steps_for(self, dialect: Dialect) -> list[tuple[int, str, str]]:
+        """:meth:`steps` as the given dialect runs them."""
+        steps = self.steps()
+        if dialect == "sqlite":
+            return steps
+        variants = self.variants()
+        unknown = set(variants) - {version for version, _, _ in steps}
+        if unknown:
+            raise StorageError(
+                f"{self.package}: PostgreSQL variant of unknown step {min(unknown)}"
+            )
+        return [
+            (version, name, translate_ddl(sql))
+            if version not in variants
+            else (
+                version,
+                name.removesuffix(".sql") + ".postgresql.sql",
+                variants[version],
+            )
+            for version, name, sql in steps
+        ]
+
+
+def translate_ddl(sql: str) -> str:
+    """A shared (SQLite) migration as PostgreSQL DDL (:data:`PG_DDL_SUBSTITUTIONS`)."""
+    for pattern, replacement in PG_DDL_SUBSTITUTIONS:
+        sql = pattern.sub(replacement, sql)
+    return sql
 
 
 def configure_connection(conn: sqlite3.Connection) -> None:
@@ -161,11 +244,52 @@ def connect_sync(
     return conn
 
 
-class Database:
+class Database(ABC):
+    """One store's database: SQLite file or PostgreSQL schema, behind adbapi.
+
+    ``run`` executes a ``*_txn`` function as one transaction on a pool thread;
+    ``run_sync`` does the same on a blocking connection of its own, for startup
+    before the reactor runs (never on the reactor).
+    """
+
+    dialect: Dialect
+    label: str  # names the store in messages: a path or a schema (no password)
+
+    @abstractmethod
+    async def run(
+        self,
+        fn: Callable[Concatenate[Any, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """Run ``fn(txn, *args)`` as one transaction on the database thread.
+
+        Raises:
+            StorageUnavailable: the database cannot be reached.
+        """
+
+    @abstractmethod
+    def run_sync(
+        self,
+        fn: Callable[Concatenate[Any, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        """Run ``fn(txn, *args)`` as one transaction, blocking."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the pool; joins its threads. Idempotent."""
+
+
+class SqliteDatabase(Database):
     """One SQLite file behind a single-connection ``adbapi`` pool."""
+
+    dialect: Dialect = "sqlite"
 
     def __init__(self, path: Path, reactor: Any) -> None:
         self.path = path
+        self.label = str(path)
         self._pool = adbapi.ConnectionPool(
             "sqlite3",
             str(path),
@@ -191,8 +315,26 @@ class Database:
         d: Deferred[R] = self._pool.runInteraction(fn, *args, **kwargs)
         return await d
 
+    def run_sync(
+        self,
+        fn: Callable[Concatenate[Any, P], R],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> R:
+        conn = connect_sync(self.path)
+        try:
+            conn.execute("BEGIN")
+            try:
+                result = fn(conn.cursor(), *args, **kwargs)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        finally:
+            conn.close()
+
     def close(self) -> None:
-        """Stop the pool; joins the database thread. Idempotent."""
         if not self._closed:
             self._closed = True
             self._pool.close()
@@ -203,7 +345,7 @@ def open_database(
     filename: str,
     migrations: MigrationSet,
     reactor: IReactorThreads | IReactorTime | Any,
-) -> Database:
+) -> SqliteDatabase:
     """Migrate ``directory/filename`` synchronously, then open it for the daemon.
 
     Raises:
@@ -212,7 +354,26 @@ def open_database(
     ensure_directory(directory)
     path = directory / filename
     migrate(path, migrations)
-    return Database(path, reactor)
+    return SqliteDatabase(path, reactor)
+
+
+def open_store(
+    config: StorageConfig,
+    sqlite_path: Path,
+    spec: StoreSpec,
+    reactor: IReactorThreads | IReactorTime | Any,
+) -> Database:
+    """Migrate one store synchronously on the configured backend, then open it.
+
+    Raises:
+        StorageError: the database cannot be reached, created or migrated, or
+            its schema is newer than this code; the message names the key.
+    """
+    if config.postgresql is None:
+        return open_database(sqlite_path, spec.filename, spec.migrations, reactor)
+    from actrix.core.pg import open_pg_database
+
+    return open_pg_database(config.postgresql, spec, reactor)
 
 
 def ensure_directory(directory: Path) -> None:

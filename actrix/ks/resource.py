@@ -27,8 +27,9 @@ from actrix.core.auth import (
     parse_timestamp,
 )
 from actrix.core.http import json_response, parse_decimal, survives_disconnect
-from actrix.core.interfaces import KeyProviderError
+from actrix.core.interfaces import KeyProviderError, KeyStoreUnavailable
 from actrix.core.logthrottle import LogThrottle
+from actrix.core.storage import StorageUnavailable
 from actrix.ks.metrics import KsMetrics
 from actrix.ks.service import KeyService
 
@@ -40,6 +41,7 @@ _U32_MAX: Final = (1 << 32) - 1
 _AUTH_FAILED = (401, "Authentication failed")
 _REJECTED = (403, "Request rejected")
 _INTERNAL = (500, "Internal server error")
+_UNAVAILABLE = (503, "Service unavailable: the key store cannot be reached")
 _BAD_PARAMS = (400, "Invalid request parameters")
 _NOT_FOUND = (404, "Resource not found")
 
@@ -49,6 +51,8 @@ def _auth_status(error: AuthError) -> tuple[int, str]:
         return _REJECTED
     if error.kind == "storage":
         return _INTERNAL
+    if error.kind == "unavailable":
+        return _UNAVAILABLE
     return _AUTH_FAILED
 
 
@@ -152,6 +156,8 @@ class KsResource:
             return refused
         try:
             record = await self._service.generate_key()
+        except KeyStoreUnavailable:
+            return self._error(request, _UNAVAILABLE)
         except KeyProviderError:
             return self._error(request, _INTERNAL)
         return self._json(
@@ -186,6 +192,8 @@ class KsResource:
             return refused
         try:
             key = await self._service.secret_key(path_id)
+        except KeyStoreUnavailable:
+            return self._error(request, _UNAVAILABLE)
         except KeyProviderError:
             return self._error(request, _INTERNAL)
         if key is None:
@@ -206,6 +214,10 @@ class KsResource:
     async def health(self, request: Request) -> bytes:
         try:
             count = await self._service.key_count()
+        except StorageUnavailable as e:
+            if self._throttle.admit("", "ks-health-storage") is not None:
+                log.warn("KS health: {error}", error=e)
+            return self._error(request, _UNAVAILABLE)
         except Exception:
             # A probe per second while the database is broken must not write a
             # traceback per second.
@@ -218,7 +230,7 @@ class KsResource:
             {
                 "status": "healthy",
                 "service": "ks",
-                "backend": "SQLite",
+                "backend": self._service.backend,
                 "key_count": count,
                 "timestamp": int(self._clock.seconds()),
             },

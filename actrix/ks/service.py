@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from pathlib import Path
 
 import coincurve
 from twisted.application.internet import TimerService
@@ -16,8 +15,13 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from actrix.core.interfaces import KeyProviderError, KeyRecord, SecretKey
-from actrix.core.storage import connect_sync
+from actrix.core.interfaces import (
+    KeyProviderError,
+    KeyRecord,
+    KeyStoreUnavailable,
+    SecretKey,
+)
+from actrix.core.storage import Database, StorageUnavailable
 from actrix.ks import kek as kek_mod
 from actrix.ks.metrics import KsMetrics
 from actrix.ks.store import KeyRow, KeyStore, newest_key_txn
@@ -67,6 +71,9 @@ class KeyService:
             key_id = await self._store.insert_key(
                 base64.b64encode(public).decode("ascii"), stored, now, expires_at
             )
+        except StorageUnavailable as e:
+            log.warn("KS key not stored: {error}", error=e)
+            raise KeyStoreUnavailable("key store unavailable") from e
         except Exception as e:
             log.failure("while storing a new key")
             raise KeyProviderError("Failed to store key") from e
@@ -86,6 +93,9 @@ class KeyService:
         if row is None:
             try:
                 row = await self._store.get_key(key_id)
+            except StorageUnavailable as e:
+                log.warn("KS key {key_id} not loaded: {error}", key_id=key_id, error=e)
+                raise KeyStoreUnavailable("key store unavailable") from e
             except Exception as e:
                 log.failure("while loading key {key_id}", key_id=key_id)
                 raise KeyProviderError("Failed to load key") from e
@@ -121,6 +131,11 @@ class KeyService:
         if len(secret) != 32:
             raise KeyProviderError("Stored secret has the wrong length")
         return secret
+
+    @property
+    def backend(self) -> str:
+        """The store's engine, ``SQLite`` or ``PostgreSQL``."""
+        return self._store.backend
 
     async def key_count(self) -> int:
         """Stored rows, expired ones included (ks.md §2.3). Raises on DB errors."""
@@ -159,7 +174,7 @@ class KeyService:
         return timer
 
 
-def check_kek_sync(path: Path, kek: bytes | None) -> None:
+def check_kek_sync(database: Database, kek: bytes | None) -> None:
     """At startup: refuse a KEK (or its absence) that cannot open the stored keys.
 
     Reads the newest row synchronously (before the reactor runs).
@@ -167,11 +182,8 @@ def check_kek_sync(path: Path, kek: bytes | None) -> None:
     Raises:
         KekError: the newest stored secret does not open with this configuration.
     """
-    conn = connect_sync(path)
-    try:
-        row = newest_key_txn(conn.cursor())
-    finally:
-        conn.close()
+    path = database.label
+    row = database.run_sync(newest_key_txn)
     if row is None:
         return
     try:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any, Final
 
 import attrs
+from twisted.internet.defer import Deferred
 
-from actrix.core.storage import Database, MigrationSet
+from actrix.core.storage import Database, MigrationSet, StoreSpec
 
 KS_DB: Final = "ks_keys.db"
 MIGRATIONS: Final = MigrationSet("actrix.ks")
+STORE: Final = StoreSpec(KS_DB, "ks", MIGRATIONS)
 
 
 @attrs.frozen(repr=False)
@@ -30,18 +32,55 @@ class KeyRow:
         return f"KeyRow(key_id={self.key_id}, expires_at={self.expires_at})"
 
 
+KeyInsert = tuple[str, str, int, int]  # public, secret, created_at, expires_at
+
+
 class KeyStore:
-    """Async access to the key table."""
+    """Async access to the key table, with group commit for new keys.
+
+    Keys generated while an insert is in flight are stored together in the
+    next transaction: a burst costs one commit (one WAL flush in PostgreSQL)
+    instead of one each, and each caller is answered only once its row is
+    committed.
+    """
 
     def __init__(self, database: Database) -> None:
         self._database = database
+        self._pending: list[tuple[KeyInsert, Deferred[int]]] = []
+        self._flushing = False
+
+    @property
+    def backend(self) -> str:
+        """``SQLite`` or ``PostgreSQL`` (reported by ``/ks/health``)."""
+        return "PostgreSQL" if self._database.dialect == "postgresql" else "SQLite"
 
     async def insert_key(
         self, public_key: str, secret_key: str, created_at: int, expires_at: int
     ) -> int:
-        return await self._database.run(
-            insert_key_txn, public_key, secret_key, created_at, expires_at
-        )
+        """Store a key pair; its id once committed."""
+        d: Deferred[int] = Deferred()
+        self._pending.append(((public_key, secret_key, created_at, expires_at), d))
+        if not self._flushing:
+            self._flushing = True
+            Deferred.fromCoroutine(self._flush())
+        return await d
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    ids = await self._database.run(
+                        insert_keys_txn, [row for row, _ in batch]
+                    )
+                except Exception as e:
+                    for _, d in batch:
+                        d.errback(e)
+                    continue
+                for (_, d), key_id in zip(batch, ids, strict=True):
+                    d.callback(key_id)
+        finally:
+            self._flushing = False
 
     async def get_key(self, key_id: int) -> KeyRow | None:
         return await self._database.run(get_key_txn, key_id)
@@ -54,15 +93,21 @@ class KeyStore:
         return await self._database.run(delete_expired_keys_txn, before, tolerance)
 
 
+def insert_keys_txn(txn: Any, rows: list[KeyInsert]) -> list[int]:
+    return [insert_key_txn(txn, *row) for row in rows]
+
+
 def insert_key_txn(
     txn: Any, public_key: str, secret_key: str, created_at: int, expires_at: int
 ) -> int:
     txn.execute(
         "INSERT INTO keys (public_key, secret_key, created_at, expires_at)"
-        " VALUES (?, ?, ?, ?)",
+        " VALUES (?, ?, ?, ?) RETURNING key_id",
         (public_key, secret_key, created_at, expires_at),
     )
-    return int(txn.lastrowid)
+    # The database hands out the id (AUTOINCREMENT / BIGSERIAL), so nodes
+    # generating keys at once never share one.
+    return int(txn.fetchone()[0])
 
 
 def get_key_txn(txn: Any, key_id: int) -> KeyRow | None:

@@ -8,7 +8,6 @@ into a join.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
@@ -16,12 +15,13 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from actrix.core.settings import PersistentRoom
-from actrix.core.storage import Database, MigrationSet, connect_sync
+from actrix.core.storage import Database, MigrationSet, StoreSpec
 
 log = Logger()
 
 ROOMS_DB: Final = "rooms.db"
 MIGRATIONS: Final = MigrationSet("actrix.rooms")
+STORE: Final = StoreSpec(ROOMS_DB, "rooms", MIGRATIONS)
 
 
 @attrs.frozen
@@ -54,7 +54,7 @@ class RoomStore:
 def _record_use_txn(txn: Any, nonce: str, exp: int) -> None:
     txn.execute(
         "INSERT INTO token_use (nonce, uses, expires_at) VALUES (?, 1, ?)"
-        " ON CONFLICT (nonce) DO UPDATE SET uses = uses + 1",
+        " ON CONFLICT (nonce) DO UPDATE SET uses = token_use.uses + 1",
         (nonce, exp),
     )
 
@@ -99,16 +99,13 @@ def sync_rooms_txn(
 
 
 def load_sync(
-    path: Path, rooms: tuple[PersistentRoom, ...], now: float
+    database: Database, rooms: tuple[PersistentRoom, ...], now: float
 ) -> tuple[list[StoredRoom], dict[str, tuple[int, int]]]:
     """Startup (blocking, before the reactor runs): configured rooms and uses."""
-    conn = connect_sync(path)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        cursor = conn.cursor()
-        stored = sync_rooms_txn(cursor, rooms, int(now * 1000))
-        uses = load_uses_txn(cursor, int(now))
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    return stored, uses
+    return database.run_sync(_load_txn, rooms, now)
+
+
+def _load_txn(
+    txn: Any, rooms: tuple[PersistentRoom, ...], now: float
+) -> tuple[list[StoredRoom], dict[str, tuple[int, int]]]:
+    return sync_rooms_txn(txn, rooms, int(now * 1000)), load_uses_txn(txn, int(now))

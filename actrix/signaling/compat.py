@@ -39,6 +39,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
+from actrix.core.errors import own_copy
 from actrix.proto import actr_pb2
 from actrix.signaling.protobounds import ProtoBoundsError, check_files
 from actrix.signaling.protoc_pool import (
@@ -455,7 +456,7 @@ class CompatibilityCache:
         except BaseException as e:
             del self._inflight[key]
             for waiter in waiters:
-                waiter.errback(e)
+                waiter.errback(own_copy(e))
             raise
         self._store(key, _Cached(self._clock.seconds(), result, None))
         del self._inflight[key]

@@ -1,7 +1,8 @@
 """Directory queries and presence subscriptions of registered actors.
 
 signaling.md §5.6 (Discovery, realm- and ACL-filtered, grouped by type),
-§5.7 (GetServiceSpec; we filter it by realm and ACL too), §5.8 (RouteCandidates,
+§5.7 (GetServiceSpec; we filter it by realm and ACL too, and like every
+answer it skips offline actors), §5.8 (RouteCandidates,
 computed by :mod:`actrix.signaling.routing`), §5.9 (Subscribe/Unsubscribe
 ActrUp; a Subscribe beyond an actor's subscription cap gets error 429, where the
 original had no error path and no bound) and §5.10 (client error reports,
@@ -94,7 +95,8 @@ class Directory:
         )
         for entry in self._ctx.registry.in_realm(realm_id):
             if (
-                entry.service_name == name
+                entry.online
+                and entry.service_name == name
                 and entry.service_spec is not None
                 and self._ctx.realms.acl_allowed(realm_id, caller_key, entry.type_key)
             ):

@@ -9,7 +9,7 @@ entry gets its row back from SQLite on demand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -33,7 +33,11 @@ log = Logger()
 
 
 class RegistryPersistence:
-    """Buffers registry and spec changes and writes them behind."""
+    """Buffers registry and spec changes and writes them behind.
+
+    Entries it brings back from SQLite are offline; ``went_offline`` hears of
+    each one, so the reconnect window applies to them too.
+    """
 
     def __init__(
         self,
@@ -41,8 +45,10 @@ class RegistryPersistence:
         store: SignalingStore | None,
         registry: ActorRegistry,
         specs: SpecIndex,
+        went_offline: Callable[[ActorKey], None] = lambda key: None,
     ) -> None:
         self._clock = clock
+        self._went_offline = went_offline
         self._store = store
         self._registry = registry
         self._specs = specs
@@ -111,6 +117,7 @@ class RegistryPersistence:
             if entry is not None:
                 entry.online = False
                 self._registry.add(entry)
+                self._went_offline(m.actor_key(entry.actr_id))
 
     async def restore(self, key: ActorKey) -> RouteEntry | None:
         """Bring one actor's unexpired row back into memory (offline)."""
@@ -134,6 +141,7 @@ class RegistryPersistence:
         entry.online = False
         entry.last_heartbeat = self._clock.seconds()
         self._registry.add(entry)
+        self._went_offline(key)
         return entry
 
     # ------------------------------------------------------------------

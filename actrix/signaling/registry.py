@@ -99,6 +99,59 @@ class ActorRegistry:
         return counts
 
 
+class Departures:
+    """Actors that went offline, in the order they left, for the reconnect window.
+
+    An actor marked here is removed from the registry once ``window`` seconds
+    pass without it coming back (signaling.md §4.4 removes it at session end;
+    the window lets a client that lost its socket reconnect with its URL
+    identity). Marking again restarts the actor's window.
+    """
+
+    __slots__ = ("_since", "window")
+
+    def __init__(self, window: float) -> None:
+        self.window = window
+        self._since: dict[ActorKey, float] = {}
+
+    def __len__(self) -> int:
+        return len(self._since)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._since
+
+    def mark(self, key: ActorKey, now: float) -> None:
+        """``key`` went offline at ``now``."""
+        self._since.pop(key, None)
+        self._since[key] = now
+
+    def forget(self, key: ActorKey) -> None:
+        """``key`` came back or left for good."""
+        self._since.pop(key, None)
+
+    def next_due(self) -> float | None:
+        """When the oldest window ends, if any actor is waiting."""
+        for since in self._since.values():
+            return since + self.window
+        return None
+
+    def due(self, now: float) -> list[ActorKey]:
+        """Pop the actors whose window has ended at ``now``.
+
+        Marks arrive in time order and the window is fixed, so the dict's
+        insertion order is the order in which windows end.
+        """
+        ended: list[ActorKey] = []
+        limit = now - self.window
+        for key, since in self._since.items():
+            if since > limit:
+                break
+            ended.append(key)
+        for key in ended:
+            del self._since[key]
+        return ended
+
+
 def spec_key(actr_type: actr_pb2.ActrType, fingerprint: str) -> SpecKey:
     version = normalize_version(
         actr_type.version if actr_type.HasField("version") else None

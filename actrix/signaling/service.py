@@ -32,7 +32,7 @@ from typing import Any, Final
 from twisted.application.internet import TimerService
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -52,7 +52,12 @@ from actrix.signaling.metrics import SignalingMetrics
 from actrix.signaling.persistence import RegistryPersistence
 from actrix.signaling.presence import PresenceEvents, Subscriptions
 from actrix.signaling.registration import MAX_ACL_PRINCIPALS, Registration
-from actrix.signaling.registry import ActorKey, ActorRegistry, SpecIndex
+from actrix.signaling.registry import (
+    ActorKey,
+    ActorRegistry,
+    Departures,
+    SpecIndex,
+)
 from actrix.signaling.relay import Relays
 from actrix.signaling.sessions import REPLACED_CODE, Connection, Session, Sessions
 from actrix.signaling.store import RegistryRow, SignalingStore, SpecRow, WriteBehind
@@ -60,6 +65,7 @@ from actrix.signaling.store import RegistryRow, SignalingStore, SpecRow, WriteBe
 log = Logger()
 
 HEARTBEAT_TIMEOUT: Final = 300.0
+RECONNECT_WINDOW: Final = 30.0
 MAX_BACKLOG: Final = 1024  # envelopes queued behind a waiting handler
 CLOSE_TIMEOUT: Final = 3.0
 FLUSH_INTERVAL: Final = 1.0
@@ -85,14 +91,20 @@ class SignalingService(Service):
         metrics: SignalingMetrics | None = None,
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         max_acl_principals: int = MAX_ACL_PRINCIPALS,
+        reconnect_window: float = RECONNECT_WINDOW,
     ) -> None:
         self._clock = clock
+        self._departures = Departures(reconnect_window)
+        self._departure_call: IDelayedCall | None = None
+        self._timing = False
         self.metrics = metrics = metrics or SignalingMetrics()
         self.registry = ActorRegistry()
         self.specs = SpecIndex()
         self.presence = Subscriptions()
         self._sessions = sessions = Sessions(clock, metrics)
-        self._persistence = RegistryPersistence(clock, store, self.registry, self.specs)
+        self._persistence = RegistryPersistence(
+            clock, store, self.registry, self.specs, self._went_offline
+        )
         self._checks = MessageChecks(realms, validator, sessions)
         self._presence_events = PresenceEvents(clock, realms, sessions, self.presence)
         context = FlowContext(
@@ -167,7 +179,12 @@ class SignalingService(Service):
         return await self._registration.bind_url_identity(session, actr_id, credential)
 
     def session_closed(self, session: Session) -> None:
-        """The socket is gone: the actor goes offline but keeps its entry."""
+        """The socket is gone: the actor goes offline for the reconnect window.
+
+        Offline actors are in no answer (discovery, routes, specs, presence,
+        relays); unless the actor reconnects within the window its entry
+        leaves memory and SQLite.
+        """
         if session.closed:
             return
         session.closed = True
@@ -177,9 +194,39 @@ class SignalingService(Service):
             entry = self.registry.get(key)
             if entry is not None:
                 self._presence_events.set_online(entry, False, "disconnected")
+                self._went_offline(key)
         if not self._sessions and self._all_closed is not None:
             d, self._all_closed = self._all_closed, None
             d.callback(None)
+
+    # ------------------------------------------------------------------
+    # Reconnect window
+
+    def _went_offline(self, key: ActorKey) -> None:
+        self._departures.mark(key, self._clock.seconds())
+        self._arm_departures()
+
+    def _arm_departures(self) -> None:
+        if not self._timing or self._departure_call is not None:
+            return
+        due = self._departures.next_due()
+        if due is not None:
+            delay = max(0.0, due - self._clock.seconds())
+            self._departure_call = self._clock.callLater(delay, self._depart)
+
+    def _depart(self) -> None:
+        """Remove the actors whose reconnect window ended while offline."""
+        self._departure_call = None
+        removed = 0
+        for key in self._departures.due(self._clock.seconds()):
+            entry = self.registry.get(key)
+            if entry is None or entry.online or self._sessions.is_bound(key):
+                continue
+            self._registration.remove_actor(key, "disconnected")
+            removed += 1
+        if removed:
+            log.info("{count} disconnected actors removed", count=removed)
+        self._arm_departures()
 
     # ------------------------------------------------------------------
     # Inbound pipeline
@@ -333,8 +380,17 @@ class SignalingService(Service):
     async def _sweep_heartbeats_async(self) -> None:
         self.sweep_heartbeats()
 
+    def startService(self) -> None:
+        super().startService()
+        self._timing = True
+        self._arm_departures()
+
     def stopService(self) -> Deferred[None]:
         super().stopService()
+        self._timing = False
+        call, self._departure_call = self._departure_call, None
+        if call is not None and call.active():
+            call.cancel()
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:

@@ -69,6 +69,7 @@ class Session:
         self.key: ActorKey | None = None
         self.label = ""
         self.type_key = ""
+        # Left None: see Sessions.bind. (Kept for callers that update it.)
         self.credential: actr_pb2.AIdCredential | None = None
         self.backlog: deque[signaling_pb2.SignalingEnvelope] | None = None
         self.closed = False
@@ -128,15 +129,15 @@ class Sessions:
         actr_id: actr_pb2.ActrId,
         credential: actr_pb2.AIdCredential,
     ) -> None:
-        """Make ``session`` the socket of ``actr_id``."""
+        """Make ``session`` the socket of ``actr_id`` (``credential`` was checked)."""
         key = m.actor_key(actr_id)
         session.actor = actr_pb2.ActrId()
         session.actor.CopyFrom(actr_id)
         session.key = key
         session.label = actr_id_repr(actr_id)
         session.type_key = type_key(actr_id.type)
-        session.credential = actr_pb2.AIdCredential()
-        session.credential.CopyFrom(credential)
+        # The credential itself is not kept: every message carries its own and
+        # is checked on its own (a copy was ~220 bytes per actor, never read).
         self._bound[key] = session
 
     def detach(self, session: Session) -> None:

@@ -9,15 +9,15 @@ protobuf messages kept serialized.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Final
 
 import attrs
 
-from actrix.core.storage import Database, MigrationSet, connect_sync
+from actrix.core.storage import Database, MigrationSet, StoreSpec
 
 CACHE_DB: Final = "signaling_cache.db"
 MIGRATIONS: Final = MigrationSet("actrix.signaling")
+STORE: Final = StoreSpec(CACHE_DB, "signaling", MIGRATIONS)
 
 REGISTRY_TTL: Final = 43_200  # 12 h after the last save or heartbeat (§10)
 SPEC_TTL: Final = 604_800  # 7 days, extended on lookup (§10)
@@ -130,14 +130,13 @@ class SignalingStore:
         return await self._database.run(_sweep_txn, now)
 
 
-def load_sync(path: Path, now: int) -> tuple[list[RegistryRow], list[SpecRow]]:
+def load_sync(database: Database, now: int) -> tuple[list[RegistryRow], list[SpecRow]]:
     """Blocking read of every unexpired row, for startup before the reactor runs."""
-    conn = connect_sync(path)
-    try:
-        cursor = conn.cursor()
-        return _load_rows_txn(cursor, now), _load_specs_txn(cursor, now)
-    finally:
-        conn.close()
+    return database.run_sync(_load_all_txn, now)
+
+
+def _load_all_txn(txn: Any, now: int) -> tuple[list[RegistryRow], list[SpecRow]]:
+    return _load_rows_txn(txn, now), _load_specs_txn(txn, now)
 
 
 # ---------------------------------------------------------------------------
@@ -168,8 +167,13 @@ def _flush_txn(txn: Any, batch: WriteBehind) -> None:
         [(key,) for key in batch.deletes],
     )
     txn.executemany(
-        f"INSERT OR REPLACE INTO service_registry ({_ROW_COLUMNS})"  # noqa: S608
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO service_registry ({_ROW_COLUMNS})"  # noqa: S608
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (actor_key) DO UPDATE SET realm_id = excluded.realm_id,"
+        " actr_id = excluded.actr_id, service_name = excluded.service_name,"
+        " service_spec = excluded.service_spec, ws_address = excluded.ws_address,"
+        " last_heartbeat = excluded.last_heartbeat,"
+        " expires_at = excluded.expires_at",
         [attrs.astuple(row) for row in batch.rows.values()],
     )
     txn.executemany(
@@ -183,14 +187,17 @@ def _flush_txn(txn: Any, batch: WriteBehind) -> None:
         list(batch.spec_deletes),
     )
     txn.executemany(
-        "INSERT OR REPLACE INTO service_specs (manufacturer, name, version,"
-        " fingerprint, spec, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO service_specs (manufacturer, name, version,"
+        " fingerprint, spec, expires_at) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (manufacturer, name, version, fingerprint)"
+        " DO UPDATE SET spec = excluded.spec, expires_at = excluded.expires_at",
         [(*row.key, row.spec, row.expires_at) for row in batch.specs.values()],
     )
     txn.executemany(
-        "UPDATE service_specs SET expires_at = MAX(expires_at, ?)"
-        " WHERE manufacturer = ? AND name = ? AND version = ? AND fingerprint = ?",
-        [(exp, *key) for key, exp in batch.spec_touches.items()],
+        "UPDATE service_specs SET expires_at = ?"
+        " WHERE manufacturer = ? AND name = ? AND version = ? AND fingerprint = ?"
+        " AND expires_at < ?",
+        [(exp, *key, exp) for key, exp in batch.spec_touches.items()],
     )
 
 
@@ -207,7 +214,7 @@ def _get_row_txn(txn: Any, key: str, now: int) -> RegistryRow | None:
 def _load_rows_txn(txn: Any, now: int) -> list[RegistryRow]:
     txn.execute(
         f"SELECT {_ROW_COLUMNS} FROM service_registry"  # noqa: S608
-        " WHERE expires_at > ? ORDER BY rowid",
+        " WHERE expires_at > ? ORDER BY last_heartbeat, actor_key",
         (now,),
     )
     return [_to_row(r) for r in txn.fetchall()]

@@ -138,6 +138,16 @@ _COOKIE4: Final = MAGIC_BYTES
 
 _NO_PEERS: Final[list[bytes]] = []
 
+# Parse-cost bounds (defect 8). A 64 KB datagram can hold 16 000 empty
+# attributes; every real message has a handful (CreatePermission may repeat
+# XOR-PEER-ADDRESS), so decoding stops at MAX_ATTRIBUTES. Requests have no
+# payload, so the transports drop larger ones unread (RFC 8489 §6.1 lets a
+# server drop what it will not process); Send indications carry data and are
+# bounded by the datagram/frame size and the attribute count only.
+MAX_ATTRIBUTES: Final = 64
+MAX_REQUEST_UDP: Final = 2048
+MAX_REQUEST_STREAM: Final = 4096
+
 
 class DecodeError(ValueError):
     """The bytes are not a well-formed STUN message, attribute or ChannelData."""
@@ -211,17 +221,22 @@ def message_type(method: int, msg_class: int) -> int:
     )
 
 
+def is_request(data: bytes) -> bool:
+    """Whether a STUN datagram's class bits say request (cheap, before decoding)."""
+    return len(data) > 1 and not data[0] & 0x01 and not data[1] & 0x10
+
+
 def is_stun(data: bytes) -> bool:
     """Cheap check: top bits 00 and the magic cookie in place."""
     return len(data) >= HEADER_SIZE and data[0] < 0x40 and data[4:8] == _COOKIE4
 
 
-def decode(data: bytes) -> Message:
-    """Parse one whole STUN message.
+def decode(data: bytes, max_attributes: int = MAX_ATTRIBUTES) -> Message:
+    """Parse one whole STUN message of at most ``max_attributes`` attributes.
 
     Raises:
         DecodeError: wrong size, top bits, magic cookie, length, attribute
-            layout, or a FINGERPRINT that does not match.
+            layout, too many attributes, or a FINGERPRINT that does not match.
     """
     size = len(data)
     if size < HEADER_SIZE:
@@ -240,7 +255,11 @@ def decode(data: bytes) -> Message:
     fingerprint = False
     offset = HEADER_SIZE
     unpack_attr = _ATTR_HEADER.unpack_from
+    budget = max_attributes
     while offset < size:
+        if not budget:
+            raise DecodeError("too many attributes")
+        budget -= 1
         if offset + 4 > size:
             raise DecodeError("truncated attribute header")
         attr_type, attr_len = unpack_attr(data, offset)

@@ -18,6 +18,12 @@ that stops reading altogether would still keep its connection forever, and a
 close waits for the buffer to drain: so once the transport has stayed paused
 for ``stall_timeout`` (10 s by default), or a close has not completed within
 it, the connection is aborted (counted in ``stream_aborted``).
+
+Logging: a remote client decides how often a connection is closed for junk,
+idling or not reading, so each of those lines goes through the factory's
+:class:`~actrix.core.logthrottle.LogThrottle`: one line per (source IP,
+reason) per minute, the next one saying how many were suppressed. The
+counters still see every event.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from actrix.core.logthrottle import LogThrottle
 
 log = Logger()
 
@@ -62,8 +70,14 @@ class StreamConnection(StreamProtocol):
         counters: StreamCounters,
         idle_timeout: float = IDLE_TIMEOUT,
         stall_timeout: float = STALL_TIMEOUT,
+        log_throttle: LogThrottle | None = None,
     ) -> None:
         self._clock = clock
+        # Factories pass one throttle shared by all their connections.
+        # (``is None``: an empty LogThrottle has a length of 0, so is falsy.)
+        if log_throttle is None:
+            log_throttle = LogThrottle(clock)
+        self._log_throttle = log_throttle
         self._counters = counters
         self._idle_timeout = idle_timeout
         self._stall_timeout = stall_timeout
@@ -115,11 +129,15 @@ class StreamConnection(StreamProtocol):
         now = self._clock.seconds()
         deadline = self._idle_deadline(now)
         if deadline <= now:
-            log.info(
-                "closing idle {kind} connection from {client}",
-                kind=self.kind,
-                client=self.address[0],
-            )
+            suppressed = self._log_throttle.admit(self.address[0], "idle")
+            if suppressed is not None:
+                log.info(
+                    "closing idle {kind} connection from {client}"
+                    " ({suppressed} similar lines suppressed)",
+                    kind=self.kind,
+                    client=self.address[0],
+                    suppressed=suppressed,
+                )
             self._lose()
             return
         self._idle_call = self._clock.callLater(deadline - now, self._idle_check)
@@ -132,14 +150,18 @@ class StreamConnection(StreamProtocol):
     # -- closing -------------------------------------------------------------
 
     def _close(self, why: str) -> None:
-        """Bad input: count it, log it once, close the connection."""
+        """Bad input: count it, log it (throttled), close the connection."""
         self._counters.malformed += 1
-        log.info(
-            "closing {kind} connection from {client}: {why}",
-            kind=self.kind,
-            client=self.address[0],
-            why=why,
-        )
+        suppressed = self._log_throttle.admit(self.address[0], why)
+        if suppressed is not None:
+            log.info(
+                "closing {kind} connection from {client}: {why}"
+                " ({suppressed} similar lines suppressed)",
+                kind=self.kind,
+                client=self.address[0],
+                why=why,
+                suppressed=suppressed,
+            )
         self._lose()
 
     def _lose(self) -> None:
@@ -171,12 +193,16 @@ class StreamConnection(StreamProtocol):
         self._finished = True
         self._cancel_idle()
         self._counters.stream_aborted += 1
-        log.warn(
-            "aborting {kind} connection from {client}: not reading for {seconds} s",
-            kind=self.kind,
-            client=self.address[0],
-            seconds=self._stall_timeout,
-        )
+        suppressed = self._log_throttle.admit(self.address[0], "stalled")
+        if suppressed is not None:
+            log.warn(
+                "aborting {kind} connection from {client}: not reading for"
+                " {seconds} s ({suppressed} similar lines suppressed)",
+                kind=self.kind,
+                client=self.address[0],
+                seconds=self._stall_timeout,
+                suppressed=suppressed,
+            )
         self._buffer = b""
         self._paused = True
         if self._producing:

@@ -1,37 +1,29 @@
-"""One TURN allocation, its relay socket protocol, and the relay port pool.
+"""One TURN allocation, the client links, and the relay port pool.
 
 An :class:`Allocation` is small (``__slots__``; permissions and channels in
 plain dicts) because a server holds tens of thousands; its relay socket is a
 UDP port opened through an injected :data:`RelayOpener` (a quiet
-:class:`~actrix.turn.relay.RelaySocket` in the daemon, fakes in unit tests).
-:class:`RelayProtocol`
-forwards a peer's datagram to the client synchronously: permission check
-(dict), channel lookup (dict), ChannelData or Data indication, one write.
+:class:`~actrix.turn.relay.RelaySocket` in the daemon, fakes in unit tests)
+and read by a :class:`~actrix.turn.datapath.RelayProtocol`. What may be
+relayed is decided in :mod:`actrix.turn.datapath` only.
 """
 
 from __future__ import annotations
 
 import random
 import socket
-import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 
-from actrix.stun import codec
-from actrix.turn.metrics import TurnMetrics
+if TYPE_CHECKING:
+    from actrix.turn.datapath import RelayProtocol
 
 PERMISSION_LIFETIME: Final = 300.0  # RFC 5766 §8
 CHANNEL_LIFETIME: Final = 600.0  # RFC 5766 §11
-
-_CHANNEL_HEADER = struct.Struct("!HH")
-_PADDING: Final = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
-# The largest payload a Data indication can carry: the STUN length field is 16
-# bits and holds XOR-PEER-ADDRESS (24 bytes for IPv6) and the DATA header too.
-MAX_INDICATION_DATA: Final = 65535 - 24 - 4 - 3
 
 RelayOpener = Callable[[str, int, DatagramProtocol], IListeningPort]
 """Opens a UDP relay socket on (ip, port); raises CannotListenError when taken."""
@@ -185,62 +177,8 @@ class Allocation:
             self.peer_channels.pop(peer, None)
 
 
-class RelayProtocol(DatagramProtocol):
-    """The relay socket of one allocation: peer datagrams go to the client."""
-
-    noisy = False  # one per allocation: no "Starting protocol" log line each
-
-    def __init__(self, allocation: Allocation | None, metrics: TurnMetrics) -> None:
-        self.allocation = allocation
-        self._metrics = metrics
-        self.sendto: Sender = drop_datagram
-
-    def startProtocol(self) -> None:
-        self.sendto = fast_sender(self.transport)
-
-    def stopProtocol(self) -> None:
-        self.sendto = drop_datagram
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        allocation = self.allocation
-        if allocation is None:
-            return  # a reserved port (EVEN-PORT R bit) not yet claimed
-        if len(addr) != 2:
-            addr = (addr[0], addr[1])
-        if addr[0] not in allocation.permissions:
-            self._metrics.dropped_no_permission += 1
-            return
-        size = len(data)
-        channel = allocation.peer_channels.get(addr)
-        if channel is not None:
-            frame = _CHANNEL_HEADER.pack(channel, size) + data
-            if allocation.link.pad and size & 3:
-                frame += _PADDING[size & 3]
-        elif size <= MAX_INDICATION_DATA:
-            frame = data_indication(addr, data)
-        else:
-            return  # an IPv6 peer's jumbo datagram cannot be framed: drop it
-        allocation.link.deliver(frame)
-        metrics = self._metrics
-        metrics.relayed_packets_in += 1
-        metrics.relayed_bytes_in += size
-
-
 def drop_datagram(data: bytes, address: Any) -> None:
     """The relay socket is closed: drop."""
-
-
-def data_indication(peer: tuple[str, int], data: bytes) -> bytes:
-    """A Data indication carrying ``data`` from ``peer`` (RFC 5766 §10.3)."""
-    txid = random.randbytes(12)  # noqa: S311 (an indication id needs no secrecy)
-    return codec.encode(
-        codec.DATA_INDICATION,
-        txid,
-        (
-            (codec.XOR_PEER_ADDRESS, codec.encode_xor_address(peer[0], peer[1], txid)),
-            (codec.DATA, data),
-        ),
-    )
 
 
 class PortPool:

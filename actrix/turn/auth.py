@@ -98,7 +98,8 @@ class TurnAuth:
         self._realms = realms
         self._cache: OrderedDict[str, Credential] = OrderedDict()
         self._cache_size = cache_size
-        self._negative: OrderedDict[str, tuple[float, AuthFailure]] = OrderedDict()
+        # username -> (until, reason, code): never the exception object itself.
+        self._negative: OrderedDict[str, tuple[float, str, int]] = OrderedDict()
 
     def lookup(self, username: str, realm: str) -> Credential | None:
         """The credential if it can be had synchronously; None means :meth:`resolve`.
@@ -125,8 +126,11 @@ class TurnAuth:
             return cached
         negative = self._negative.get(username)
         if negative is not None:
-            if now <= negative[0]:
-                raise negative[1]
+            until, reason, code = negative
+            if now <= until:
+                # A fresh exception per hit: re-raising a stored one would chain
+                # this call's frames onto its traceback, growing on every hit.
+                raise AuthFailure(reason, code)
             del self._negative[username]
         return None
 
@@ -195,7 +199,8 @@ class TurnAuth:
         return self._realms.realm_problem(realm_id) is not None
 
     def _remember_failure(self, username: str, failure: AuthFailure) -> None:
-        self._negative[username] = (self._clock.seconds() + NEGATIVE_TTL, failure)
+        until = self._clock.seconds() + NEGATIVE_TTL
+        self._negative[username] = (until, failure.reason, failure.code)
         while len(self._negative) > NEGATIVE_SIZE:
             self._negative.popitem(last=False)
 

@@ -28,6 +28,8 @@ class TurnMetrics:
         self.auth_failures: Counter[str] = Counter()
         self.denied_peers: Counter[str] = Counter()
         self.rejected: Counter[int] = Counter()  # error responses by code
+        # Requests dropped unread: "oversized", "rate" (per-IP request window).
+        self.dropped_requests: Counter[str] = Counter()
         self.active_allocations: Callable[[], int] = lambda: 0
 
     def collect(self) -> Iterator[Metric]:
@@ -86,6 +88,14 @@ class TurnMetrics:
         for rule, count in sorted(self.denied_peers.items()):
             denied.add_metric([rule], count)
         yield denied
+        dropped = CounterMetricFamily(
+            "actrix_turn_dropped_requests",
+            "STUN/TURN requests dropped before decoding",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.dropped_requests.items()):
+            dropped.add_metric([reason], count)
+        yield dropped
         errors = CounterMetricFamily(
             "actrix_turn_error_responses",
             "STUN/TURN error responses sent",

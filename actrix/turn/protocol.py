@@ -1,10 +1,19 @@
 """TURN over UDP on ``bind.ice``: the hot path from datagram to relay socket.
 
 One :class:`TurnUdpProtocol` serves every UDP client. ChannelData (first byte
-0x40-0x7F) is relayed inline: allocation by client address (dict), channel
-(dict), permission (dict), one ``write``. STUN Binding is answered by the
-shared :class:`~actrix.stun.protocol.BindingResponder`; every other STUN
-message goes to :meth:`TurnService.handle_message`. Anything else is dropped.
+0x40 or more) goes to the service's data path (:mod:`actrix.turn.datapath`,
+shared with the TCP/TLS clients) before any STUN decoding. STUN Binding is
+answered by the shared :class:`~actrix.stun.protocol.BindingResponder`; every
+other STUN message goes to :meth:`TurnService.handle_message`. Anything else
+is dropped.
+
+Requests are bounded before they are decoded (defect 8): one larger than
+``codec.MAX_REQUEST_UDP`` is dropped, and so is every request past
+``turn.request_rate_per_ip`` per second from one source IP
+(:class:`~actrix.turn.limits.RequestWindow`). Dropping costs about a
+microsecond, so a Binding flood no longer fills the socket buffer and
+ChannelData on the same port keeps flowing. Indications (Send) and
+ChannelData are data and are never rate limited here.
 """
 
 from __future__ import annotations
@@ -16,8 +25,9 @@ from typing import Any, Final
 from twisted.internet.protocol import DatagramProtocol
 
 from actrix.stun import codec
-from actrix.stun.protocol import BindingResponder
+from actrix.stun.protocol import BARE_BINDING_PREFIX, BindingResponder
 from actrix.turn.allocation import Sender, UdpLink, drop_datagram, fast_sender
+from actrix.turn.limits import RequestWindow
 from actrix.turn.service import TurnService
 
 SOCKET_BUFFER: Final = 4 << 20
@@ -30,10 +40,12 @@ class TurnUdpProtocol(DatagramProtocol):
 
     def __init__(self, service: TurnService, responder: BindingResponder) -> None:
         self._service = service
-        self._allocations = service.allocations
+        self._channel_data = service.data.channel_data
         self._metrics = service.metrics
         self._responder = responder
         self._sendto: Sender = drop_datagram
+        limit = service.request_rate_per_ip
+        self._requests = RequestWindow(service.clock, limit) if limit else None
 
     def startProtocol(self) -> None:
         self._sendto = fast_sender(self.transport)
@@ -48,28 +60,25 @@ class TurnUdpProtocol(DatagramProtocol):
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         if not data:
             return
-        first = data[0]
-        if first >= 0x40:
-            allocation = self._allocations.get(addr)
-            if allocation is None or first > 0x7F or len(data) < 4:
-                self._metrics.malformed += 1
-                return
-            # Inline copy of TurnService.channel_data: this is the hottest path.
-            peer = allocation.channels.get((first << 8) | data[1])
-            if peer is None or peer[0] not in allocation.permissions:
-                self._metrics.dropped_no_permission += 1
-                return
-            length = (data[2] << 8) | data[3]
-            if length + 4 > len(data):
-                self._metrics.malformed += 1
-                return
-            relay = allocation.relay
-            if relay is not None:
-                relay.sendto(data[4 : 4 + length], peer)
-                metrics = self._metrics
-                metrics.relayed_packets_out += 1
-                metrics.relayed_bytes_out += length
+        if data[0] >= 0x40:
+            self._channel_data(addr, data)
             return
+        if len(data) == codec.HEADER_SIZE and data[:8] == BARE_BINDING_PREFIX:
+            # The most common request, answered without decoding.
+            requests = self._requests
+            if requests is not None and not requests.allow(addr[0]):
+                self._metrics.dropped_requests["rate"] += 1
+                return
+            self._sendto(self._responder.answer_bare(data, addr[0], addr[1]), addr)
+            return
+        if codec.is_request(data):
+            if len(data) > codec.MAX_REQUEST_UDP:
+                self._metrics.dropped_requests["oversized"] += 1
+                return
+            requests = self._requests
+            if requests is not None and not requests.allow(addr[0]):
+                self._metrics.dropped_requests["rate"] += 1
+                return
         try:
             message = codec.decode(data)
         except codec.DecodeError:

@@ -34,6 +34,7 @@ from typing import Any
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
 
+from actrix.core.logthrottle import LogThrottle
 from actrix.stun import codec
 from actrix.stun.protocol import BindingResponder
 from actrix.stun.stream import IDLE_TIMEOUT, STALL_TIMEOUT, StreamConnection
@@ -42,6 +43,7 @@ from actrix.turn.service import TurnService
 __all__ = ["IDLE_TIMEOUT", "STALL_TIMEOUT", "TurnStreamFactory", "TurnStreamProtocol"]
 
 MAX_FRAME = 4 + 65535 + 3
+_SEND_INDICATION = codec.SEND_INDICATION.to_bytes(2, "big")
 
 
 class TurnStreamProtocol(StreamConnection):
@@ -57,9 +59,13 @@ class TurnStreamProtocol(StreamConnection):
         clock: IReactorTime,
         idle_timeout: float = IDLE_TIMEOUT,
         stall_timeout: float = STALL_TIMEOUT,
+        log_throttle: LogThrottle | None = None,
     ) -> None:
-        super().__init__(clock, service.metrics, idle_timeout, stall_timeout)
+        super().__init__(
+            clock, service.metrics, idle_timeout, stall_timeout, log_throttle
+        )
         self._service = service
+        self._data = service.data
         self._responder = responder
         self.transport_name = transport_name
         self.kind = f"TURN {transport_name}"
@@ -71,7 +77,7 @@ class TurnStreamProtocol(StreamConnection):
         self._deleted_at = self._clock.seconds()
 
     def _idle_deadline(self, now: float) -> float:
-        if self in self._service.allocations:
+        if self._data.has_allocation(self):
             self._deleted_at = None  # allocated (again): the allocation governs
             return now + self._idle_timeout
         since = self._deleted_at
@@ -103,7 +109,15 @@ class TurnStreamProtocol(StreamConnection):
             if size > MAX_FRAME:
                 self._close("frame too large")
                 return
-            if buffer[offset] >= 0x40 and self not in self._service.allocations:
+            if (
+                size > codec.MAX_REQUEST_STREAM
+                and buffer[offset] < 0x40
+                and buffer[offset : offset + 2] != _SEND_INDICATION
+            ):
+                # Only Send indications carry data; nothing else needs 4 KB.
+                self._close("STUN message too large")
+                return
+            if buffer[offset] >= 0x40 and not self._data.has_allocation(self):
                 # ChannelData before any allocation cannot be TURN (and text
                 # such as "GET /" would otherwise wait for a huge "frame").
                 self._close("ChannelData without an allocation")
@@ -117,11 +131,8 @@ class TurnStreamProtocol(StreamConnection):
         self._buffer = buffer[offset:]
 
     def _frame(self, frame: bytes) -> bool:
-        service = self._service
         if frame[0] >= 0x40:
-            allocation = service.allocations.get(self)
-            if allocation is not None:
-                service.channel_data(allocation, frame)
+            self._data.channel_data(self, frame)
             return True
         try:
             message = codec.decode(frame)
@@ -134,7 +145,7 @@ class TurnStreamProtocol(StreamConnection):
             if reply is not None:
                 self.transport.write(reply)
             return True
-        service.handle_message(message, self)
+        self._service.handle_message(message, self)
         return True
 
 
@@ -157,6 +168,8 @@ class TurnStreamFactory(Factory):
             clock,
             idle_timeout,
             stall_timeout,
+            # One throttle for every connection: the log lines are per source IP.
+            LogThrottle(clock),
         )
 
     def buildProtocol(self, addr: Any) -> TurnStreamProtocol:

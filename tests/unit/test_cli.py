@@ -13,17 +13,22 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.cli import run, turn_rest_credential
+from actrix.core.realms import STORE as REALM_STORE
 from actrix.core.realms import realms_path
+from tests.backends import PostgresBackend, SqliteBackend, StoreTestBase
 from tests.daemon import config_text
+from tests.pgcluster import PgCluster
 
 
-class CliTests(SynchronousTestCase):
+class CliTestBase(StoreTestBase):
+    """A config on this test's store and a way to run commands with it."""
+
     def setUp(self) -> None:
         self.dir = Path(self.mktemp()).resolve()
         self.dir.mkdir()
         self.db_dir = self.dir / "db"
         self.config = self.dir / "actrix.toml"
-        self.config.write_text(config_text(self.db_dir))
+        self.config.write_text(config_text(self.db_dir, extra=self.storage_toml()))
 
     def cli(self, *argv: str, status: int = 0) -> str:
         out, err = io.StringIO(), io.StringIO()
@@ -36,6 +41,10 @@ class CliTests(SynchronousTestCase):
         )
         self.assertEqual(code, status, f"{argv}: {out.getvalue()} {err.getvalue()}")
         return out.getvalue() + err.getvalue()
+
+
+class RealmCliTests(CliTestBase):
+    """Realm and ACL commands; the same on SQLite files and on PostgreSQL."""
 
     def test_realm_round_trip(self) -> None:
         """add, list, show, suspend, resume and remove work on one file."""
@@ -142,6 +151,20 @@ class CliTests(SynchronousTestCase):
                 status=1,
             ),
         )
+
+
+class RealmCliOnSqlite(SqliteBackend, RealmCliTests):
+    pass
+
+
+class RealmCliOnPostgres(PostgresBackend, RealmCliTests):
+    def test_realm_list_on_an_empty_store(self) -> None:
+        """A fresh PostgreSQL store lists no realms (the schema is created)."""
+        self.assertEqual(self.cli("realm", "list"), "")
+
+
+class CliTests(SqliteBackend, CliTestBase):
+    """What only the SQLite backend or no store at all has."""
 
     def test_missing_database_is_a_clear_error(self) -> None:
         """Read commands do not create a database that is not there."""
@@ -342,3 +365,171 @@ class CheckRuntimeTests(SynchronousTestCase):
             code, out = self.check(text)
             self.assertEqual(code, 1, text)
             self.assertIn(expected, out)
+
+
+class MigrateStoreTests(PostgresBackend):
+    """``actrix migrate-store`` from a single node's files into PostgreSQL."""
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).resolve()
+        self.dir.mkdir()
+        self.db_dir = self.dir / "db"
+        self.sqlite_config = self.dir / "sqlite.toml"
+        self.sqlite_config.write_text(config_text(self.db_dir))
+        self.pg_file = self.dir / "pg.toml"
+        self.pg_file.write_text(config_text(self.db_dir, extra=self.storage_toml()))
+
+    def run_cli(self, *argv: str, status: int = 0) -> str:
+        out, err = io.StringIO(), io.StringIO()
+        code = run(list(argv), out, err)
+        self.assertEqual(code, status, f"{argv}: {out.getvalue()} {err.getvalue()}")
+        return out.getvalue() + err.getvalue()
+
+    def migrate(self, *extra: str, status: int = 0) -> str:
+        return self.run_cli(
+            "migrate-store",
+            "--from",
+            f"sqlite:{self.db_dir}",
+            "--to",
+            "postgresql:",
+            "-c",
+            str(self.pg_file),
+            *extra,
+            status=status,
+        )
+
+    def seed(self) -> None:
+        """A single node's state: a realm with an ACL rule, two keys, an AIS key."""
+        from actrix.ais.store import AIS_DB, CurrentKey, save_current_key_txn
+        from actrix.ais.store import MIGRATIONS as AIS_MIGRATIONS
+        from actrix.core.storage import connect_sync, migrate
+        from actrix.ks.store import KS_DB, insert_key_txn
+        from actrix.ks.store import MIGRATIONS as KS_MIGRATIONS
+
+        c = ("-c", str(self.sqlite_config))
+        self.run_cli("realm", "add", *c, "--name", "one", "--id", "7")
+        self.run_cli(
+            "acl", "add", *c, "--realm", "7", "--from", "a:b", "--to", "c:d", "--deny"
+        )
+        migrate(self.db_dir / KS_DB, KS_MIGRATIONS)
+        conn = connect_sync(self.db_dir / KS_DB)
+        insert_key_txn(conn.cursor(), "pub1", "sealed1", 1, 0)
+        insert_key_txn(conn.cursor(), "pub2", "sealed2", 2, 0)
+        conn.close()
+        migrate(self.db_dir / AIS_DB, AIS_MIGRATIONS)
+        conn = connect_sync(self.db_dir / AIS_DB)
+        save_current_key_txn(
+            conn.cursor(), CurrentKey(2, b"\x02" + bytes(32), 5, 0, 60)
+        )
+        conn.close()
+
+    def test_copy_counts_and_result(self) -> None:
+        """Rows are copied with their ids and counted; the CLI then reads them."""
+        self.seed()
+        out = self.migrate()
+        self.assertIn("realm\t1\n", out)
+        self.assertIn("actoracl\t1\n", out)
+        self.assertIn("keys\t2\n", out)
+        self.assertIn("current_key\t1\n", out)
+        listed = json.loads(
+            self.run_cli("realm", "list", "-c", str(self.pg_file), "--json")
+        )
+        self.assertEqual([(r["realm_id"], r["name"]) for r in listed], [(7, "one")])
+        rows = json.loads(
+            self.run_cli("acl", "list", "-c", str(self.pg_file), "--json")
+        )
+        self.assertEqual([(r["from_type"], r["allow"]) for r in rows], [("a:b", False)])
+
+    def test_ids_continue_after_the_copied_ones(self) -> None:
+        """New rows in PostgreSQL never reuse a copied id."""
+        from actrix.ks.store import STORE as KS_STORE
+        from actrix.ks.store import insert_key_txn
+
+        self.seed()
+        self.migrate()
+        out = self.run_cli(
+            "acl",
+            "add",
+            "-c",
+            str(self.pg_file),
+            "--realm",
+            "7",
+            "--from",
+            "e:f",
+            "--to",
+            "c:d",
+            "--allow",
+        )
+        self.assertEqual(out.split("\t")[0], "2")
+        conn = self.connection(KS_STORE)
+        self.assertEqual(insert_key_txn(conn.cursor(), "p", "s", 3, 0), 3)
+
+    def test_rerun_is_idempotent_and_other_rows_need_force(self) -> None:
+        """A repeated run changes nothing; a different target needs --force."""
+        self.seed()
+        self.migrate()
+        self.assertIn("nothing copied", self.migrate())
+        self.run_cli(
+            "realm", "add", "-c", str(self.sqlite_config), "--name", "two", "--id", "8"
+        )
+        refused = self.migrate(status=1)
+        self.assertIn("already holds rows", refused)
+        self.assertIn("--force", refused)
+        self.assertIn("realm\t2\n", self.migrate("--force"))
+        self.assertIn("nothing copied", self.migrate())
+
+    def test_dsn_target_and_bad_locations(self) -> None:
+        """A bare DSN works (default schema prefix); wrong schemes are refused."""
+        cluster = PgCluster.get()
+        self.addCleanup(cluster.drop_schemas, "actrix_")
+        self.seed()
+        dsn = f"host={cluster.socket_dir} port={cluster.port} user=postgres"
+        out = self.run_cli(
+            "migrate-store",
+            "--from",
+            f"sqlite:{self.db_dir}",
+            "--to",
+            f"postgresql:{dsn}",
+        )
+        self.assertIn("keys\t2\n", out)
+        bad = self.run_cli(
+            "migrate-store", "--from", str(self.db_dir), "--to", "postgresql:", status=1
+        )
+        self.assertIn("expected sqlite:", bad)
+        wrong_scheme = self.run_cli(
+            "migrate-store",
+            "--from",
+            f"sqlite:{self.db_dir}",
+            "--to",
+            "postgres://actrix:hunter22@db/actrix",
+            status=1,
+        )
+        self.assertIn("--to: expected postgresql:..., got postgres:...", wrong_scheme)
+        self.assertNotIn("hunter22", wrong_scheme)
+        unreachable = self.run_cli(
+            "migrate-store",
+            "--from",
+            f"sqlite:{self.db_dir}",
+            "--to",
+            "postgresql:host=127.0.0.1 port=1 connect_timeout=1",
+            status=1,
+        )
+        self.assertIn("storage.dsn: cannot connect", unreachable)
+        self.assertNotIn("Traceback", unreachable)
+
+    def test_check_runtime_connects(self) -> None:
+        """check --runtime reaches PostgreSQL and refuses a newer schema."""
+        self.assertIn("OK", self.run_cli("check", "--runtime", "-c", str(self.pg_file)))
+        conn = self.connection(REALM_STORE)
+        conn.cursor().execute("INSERT INTO schema_version (version) VALUES (99)")
+        conn.commit()
+        out = self.run_cli("check", "--runtime", "-c", str(self.pg_file), status=1)
+        self.assertIn("newer than this actrix supports", out)
+        wrong = (
+            self.pg_file.read_text()
+            .replace(f"port = {self.pg_config.port}", "port = 1")
+            .replace(f'host = "{self.pg_config.host}"', 'host = "127.0.0.1"')
+        )
+        self.pg_file.write_text(wrong)
+        out = self.run_cli("check", "--runtime", "-c", str(self.pg_file), status=1)
+        self.assertIn("error: storage.dsn: cannot connect", out)

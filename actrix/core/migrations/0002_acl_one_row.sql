@@ -21,7 +21,8 @@ CREATE TABLE actoracl_one (
 -- (whatever the row order) as an operator rule, so no registration can lift
 -- it; a triple with only ALLOW rows keeps ALLOW as declared by a registration,
 -- so the next registration of its to_type replaces it. Each triple keeps the
--- id of its oldest row with that decision.
+-- id of its oldest row with that decision. (The CASE expressions keep this
+-- file valid PostgreSQL, where a comparison is a boolean, not 0/1.)
 INSERT INTO actoracl_one
     (rowid, realm_id, from_type, to_type, access, operator_access, actor_access)
 SELECT
@@ -29,7 +30,7 @@ SELECT
      WHERE old.realm_id = d.realm_id
        AND old.from_type = d.from_type
        AND old.to_type = d.to_type
-       AND (old.access != 0) = d.access),
+       AND (CASE WHEN old.access != 0 THEN 1 ELSE 0 END) = d.access),
     d.realm_id,
     d.from_type,
     d.to_type,
@@ -37,7 +38,8 @@ SELECT
     CASE WHEN d.access = 0 THEN 0 END,
     CASE WHEN d.access = 1 THEN 1 END
 FROM (
-    SELECT realm_id, from_type, to_type, MIN(access != 0) AS access
+    SELECT realm_id, from_type, to_type,
+        MIN(CASE WHEN access != 0 THEN 1 ELSE 0 END) AS access
     FROM actoracl
     GROUP BY realm_id, from_type, to_type
 ) AS d;

@@ -71,6 +71,19 @@ class IssuerTests(SynchronousTestCase):
         self.assertEqual(claims.expr_time, NOW + 3600)
         self.assertEqual(claims.psk, ok.psk)
 
+    def test_issued_tokens_are_announced_with_their_claims(self) -> None:
+        """on_issued hears each token with exactly the claims it decrypts to."""
+        heard: list[tuple[int, bytes, Any]] = []
+        self.issuer.on_issued = lambda key_id, token, claims: heard.append(
+            (key_id, token, claims)
+        )
+        ok = self._register(register_request()).success
+        ((key_id, token, claims),) = heard
+        self.assertEqual(key_id, ok.credential.token_key_id)
+        self.assertEqual(token, ok.credential.encrypted_token)
+        secret = self.keys.secrets[key_id].secret_key
+        self.assertEqual(tokens.decrypt_token(secret, token), claims)
+
     def test_claims_plaintext_form(self) -> None:
         """The token's plaintext is the compact claims JSON in spec order."""
         import ecies
@@ -236,3 +249,49 @@ class IssuerTests(SynchronousTestCase):
         self.successResultOf(deferred(restarted.refresh_if_due()))
         assert restarted.current is not None
         self.assertEqual(restarted.current.key_id, 2)
+
+
+class SharedStoreRotationTests(SynchronousTestCase):
+    """Two issuers (two nodes) on one current-key store."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.keys = FakeKeys(expires_at=NOW + 3600, tolerance=600)
+        self.db = SyncDatabase(MIGRATIONS)
+
+    def _issuer(self) -> IdentityIssuer:
+        return IdentityIssuer(
+            self.keys,
+            CurrentKeyStore(self.db.database()),
+            self.clock,
+            SerialGenerator(lambda: int(self.clock.seconds() * 1000), worker=9),
+            token_ttl_secs=3600,
+            heartbeat_interval_secs=30,
+        )
+
+    def test_second_node_adopts_the_first_nodes_rotation(self) -> None:
+        """When both are due, the node that comes second uses the stored new key."""
+        one, two = self._issuer(), self._issuer()
+        first = self.successResultOf(deferred(one.ensure_key()))
+        self.assertEqual(self.successResultOf(deferred(two.ensure_key())), first)
+        self.assertEqual(self.keys.generate_calls, 1)
+        self.clock.advance(3600 - 300)  # inside the refresh margin
+        self.keys.expires_at = NOW + 7200  # what KS gives a key minted now
+        self.successResultOf(deferred(one.refresh_if_due()))
+        self.successResultOf(deferred(two.refresh_if_due()))
+        assert one.current is not None and two.current is not None
+        self.assertNotEqual(one.current.key_id, first.key_id)
+        self.assertEqual(two.current, one.current)
+        self.assertEqual(self.keys.generate_calls, 2)
+
+    def test_racing_rotation_keeps_one_current_key(self) -> None:
+        """Two forced rotations from the same key: the later adopts the earlier."""
+        one, two = self._issuer(), self._issuer()
+        self.successResultOf(deferred(one.ensure_key()))
+        self.successResultOf(deferred(two.ensure_key()))
+        winner = self.successResultOf(deferred(one.rotate()))
+        loser = self.successResultOf(deferred(two.rotate()))
+        self.assertEqual(loser, winner)
+        self.assertEqual(two.current, winner)
+        self.assertEqual(self.db.rows("current_key"), 1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 import uuid
 from typing import Any, cast
 
@@ -23,10 +24,14 @@ from actrix.core.auth import (
 )
 from actrix.core.nonces import (
     MIGRATIONS,
+    STORE,
     NonceStore,
     _consume_nonce_txn,
+    _consume_nonces_txn,
     _delete_expired_nonces_txn,
 )
+from actrix.core.storage import StorageUnavailable
+from tests.backends import PostgresBackend, SqliteBackend, StoreTestBase
 from tests.unit.ks.fakes import MemoryNonces, deferred
 
 NOW = 1_700_000_000
@@ -189,14 +194,19 @@ class VerifierTests(SynchronousTestCase):
             self._refused(sign_credential(SECRET, "p", NOW), "p"), "storage"
         )
 
+    def test_unreachable_store(self) -> None:
+        """An unreachable nonce database is its own kind (HTTP 503)."""
+        self.nonces.error = StorageUnavailable("postgresql schema x: connection lost")
+        self.assertEqual(
+            self._refused(sign_credential(SECRET, "p", NOW), "p"), "unavailable"
+        )
 
-class NonceStoreTests(SynchronousTestCase):
-    """The SQLite nonce table."""
+
+class NonceStoreTests(StoreTestBase):
+    """The nonce table."""
 
     def setUp(self) -> None:
-        self.conn = sqlite3.connect(":memory:", isolation_level=None)
-        for _, _, sql in MIGRATIONS.steps():
-            self.conn.executescript(sql)
+        self.conn = self.connection(STORE)
 
     def test_consume_once(self) -> None:
         """A nonce is taken once until it expires, then can be taken again."""
@@ -211,8 +221,45 @@ class NonceStoreTests(SynchronousTestCase):
         _consume_nonce_txn(cursor, "old", NOW, 300)
         _consume_nonce_txn(cursor, "new", NOW + 200, 300)
         self.assertEqual(_delete_expired_nonces_txn(cursor, NOW + 300), 1)
-        rows = [r[0] for r in self.conn.execute("SELECT nonce FROM nonce_entries")]
-        self.assertEqual(rows, ["new"])
+        self.assertFalse(_consume_nonce_txn(cursor, "new", NOW + 300, 300))
+        self.assertTrue(_consume_nonce_txn(cursor, "old", NOW + 300, 300))
+
+    def test_batch_answers_in_arrival_order(self) -> None:
+        """A batch is taken in nonce order but answered in the callers' order."""
+        cursor = self.conn.cursor()
+        _consume_nonce_txn(cursor, "m", NOW, 300)
+        items = [("z", NOW, 300), ("m", NOW, 300), ("a", NOW, 300), ("z", NOW, 300)]
+        self.assertEqual(_consume_nonces_txn(cursor, items), [True, False, True, False])
+
+    def test_second_connection_is_refused(self) -> None:
+        """A nonce committed through one connection is refused through another."""
+        _consume_nonce_txn(self.conn.cursor(), "shared", NOW, 300)
+        self.conn.commit()
+        other = self.connection(STORE)
+        self.assertFalse(_consume_nonce_txn(other.cursor(), "shared", NOW, 300))
+
+
+class NonceStoreOnSqlite(SqliteBackend, NonceStoreTests):
+    pass
+
+
+class NonceStoreOnPostgres(PostgresBackend, NonceStoreTests):
+    def test_concurrent_insert_waits_and_loses(self) -> None:
+        """Two nodes taking one nonce at once: the second waits, then is refused."""
+        first, second = self.connection(STORE), self.connection(STORE)
+        self.assertTrue(_consume_nonce_txn(first.cursor(), "race", NOW, 300))
+        outcome: list[bool] = []
+        racer = threading.Thread(
+            target=lambda: outcome.append(
+                _consume_nonce_txn(second.cursor(), "race", NOW, 300)
+            )
+        )
+        racer.start()
+        racer.join(0.3)
+        self.assertTrue(racer.is_alive())  # blocked on the uncommitted row
+        first.commit()
+        racer.join(5)
+        self.assertEqual(outcome, [False])
 
 
 class _HeldDatabase:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,7 @@ class ConfigTests(SynchronousTestCase):
         self.assert_problem(data, "services.ks.storage.sqlite: missing required key")
         self.assert_problem(
             _data("[services.ks.storage]\nbackend = 'postgres'"),
-            "services.ks.storage.backend: postgres is not supported",
+            "services.ks.storage.backend: not supported here; set [storage]",
         )
         self.assert_problem(
             _data("[services.ks.storage]\nkey_ttl_seconds = -5"),
@@ -348,6 +349,20 @@ class ConfigTests(SynchronousTestCase):
         assert s.services.ais is not None
         self.assertEqual(s.services.ais.token_ttl_secs, 60)
 
+    def test_reconnect_window_bounds(self) -> None:
+        """The reconnect window defaults to 30 s and must lie within 0-3600 s."""
+        signaling = self.parse().services.signaling
+        assert signaling is not None
+        self.assertEqual(signaling.reconnect_window_secs, 30)
+        self.assert_problem(
+            _data("[services.signaling.server]\nreconnect_window_secs = -1"),
+            "services.signaling.server.reconnect_window_secs: must be >= 0",
+        )
+        self.assert_problem(
+            _data("[services.signaling.server]\nreconnect_window_secs = 3601"),
+            "services.signaling.server.reconnect_window_secs: must be <= 3600",
+        )
+
     def test_prod_requires_https(self) -> None:
         """Outside dev an HTTPS binding is required, and port 0 is refused in prod."""
         data = _data()
@@ -412,3 +427,102 @@ class ConfigTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as cm:
             load_config(binary)
         self.assertIn("not UTF-8", cm.exception.problems[0])
+
+
+class StorageConfigTests(SynchronousTestCase):
+    """``[storage]``: SQLite by default, PostgreSQL with its keys checked."""
+
+    def parse(self, storage: str) -> Settings:
+        return parse_config(_data("[storage]\n" + storage))
+
+    def problems(self, storage: str) -> list[str]:
+        with self.assertRaises(ConfigError) as cm:
+            self.parse(storage)
+        return list(cm.exception.problems)
+
+    def test_sqlite_is_the_default(self) -> None:
+        """Without [storage] (or with backend sqlite) nothing needs PostgreSQL."""
+        settings = parse_config(_data())
+        self.assertEqual(settings.storage.backend, "sqlite")
+        self.assertIsNone(settings.storage.postgresql)
+        self.assertIsNone(self.parse('backend = "sqlite"').storage.postgresql)
+
+    def test_postgresql_keys(self) -> None:
+        """A DSN and the separate keys are read; the password stays a Secret."""
+        pg = self.parse(
+            'backend = "postgresql"\n'
+            'dsn = "postgresql://actrix@db.example:5433/actrix"\n'
+            'password = "s3cret-pw"\nsslmode = "verify-full"\npool_size = 8\n'
+            'statement_timeout = 2.5\nschema_prefix = "prod_"'
+        ).storage.postgresql
+        assert pg is not None
+        self.assertEqual((pg.pool_size, pg.statement_timeout), (8, 2.5))
+        self.assertEqual((pg.sslmode, pg.schema_prefix), ("verify-full", "prod_"))
+        assert pg.password is not None
+        self.assertEqual(pg.password.value, "s3cret-pw")
+        self.assertNotIn("s3cret-pw", repr(pg))
+
+    def test_password_from_file_and_environment(self) -> None:
+        """password_file is read (one trailing newline dropped); password_env too."""
+        path = Path(self.mktemp())
+        path.write_text("from-file\n")
+        pg = self.parse(
+            f'backend = "postgresql"\ndbname = "a"\npassword_file = "{path}"'
+        ).storage.postgresql
+        assert pg is not None and pg.password is not None
+        self.assertEqual(pg.password.value, "from-file")
+        os.environ["ACTRIX_TEST_PG_PW"] = "from-env"
+        self.addCleanup(os.environ.pop, "ACTRIX_TEST_PG_PW", None)
+        pg = self.parse(
+            'backend = "postgresql"\ndbname = "a"\npassword_env = "ACTRIX_TEST_PG_PW"'
+        ).storage.postgresql
+        assert pg is not None and pg.password is not None
+        self.assertEqual(pg.password.value, "from-env")
+
+    def test_bad_values_are_named_by_key(self) -> None:
+        """Each mistake is reported with its dotted key, never with the secret."""
+        problems = self.problems(
+            'backend = "postgresql"\n'
+            'dsn = "host=db passwrd=hunter22 =oops"\n'
+            'password = "x"\npassword_env = "NOT_SET_ANYWHERE_42"\n'
+            'sslmode = "maybe"\npool_size = 0\nfoo = 1'
+        )
+        text = "\n".join(problems)
+        self.assertIn("storage.dsn: not a libpq connection string", text)
+        self.assertNotIn("hunter22", text)
+        self.assertIn("storage.password_env: give only one of", text)
+        self.assertIn("storage.sslmode: must be one of", text)
+        self.assertIn("storage.pool_size: must be >= 1", text)
+        self.assertIn("storage.foo: unknown key", text)
+
+    def test_missing_sources(self) -> None:
+        """No DSN and no dbname, an unset variable, an unreadable file: errors."""
+        self.assertIn(
+            "storage.dsn: backend 'postgresql' needs storage.dsn or storage.dbname",
+            self.problems('backend = "postgresql"'),
+        )
+        self.assertIn(
+            "storage.password_env: environment variable NOT_SET_ANYWHERE_42 is not set",
+            self.problems(
+                'backend = "postgresql"\ndbname = "a"\n'
+                'password_env = "NOT_SET_ANYWHERE_42"'
+            ),
+        )
+        text = "\n".join(
+            self.problems(
+                'backend = "postgresql"\ndbname = "a"\n'
+                'password_file = "/nonexistent/pw"'
+            )
+        )
+        self.assertIn("storage.password_file: cannot read /nonexistent/pw", text)
+
+    def test_postgresql_keys_need_the_backend(self) -> None:
+        """PostgreSQL keys under the sqlite backend are refused, not ignored."""
+        self.assertIn(
+            "storage.dsn: only used with backend = 'postgresql'",
+            self.problems('dsn = "dbname=a"'),
+        )
+        self.assertIn(
+            "storage.backend: must be 'sqlite' or 'postgresql'",
+            self.problems('backend = "postgres"'),
+        )

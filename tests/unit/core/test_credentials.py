@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 import attrs
@@ -215,6 +216,22 @@ class ValidatorTests(SynchronousTestCase):
             self.assertEqual(
                 self.failureResultOf(d, CredentialError).value.kind, "ks_error"
             )
+
+    def test_waiters_never_share_an_exception(self) -> None:
+        """Each waiter of a failed shared fetch gets its own, shallow exception."""
+        keys = SlowKeys()
+        self.successResultOf(deferred(keys.generate_key()))
+        keys.fail = True
+        validator = TokenValidator(keys, self.clock)
+        waiting = [
+            deferred(validator.validate(b"x" * 200, 1, REALM)) for _ in range(50)
+        ]
+        keys.waiting[0].callback(None)
+        errors = [self.failureResultOf(d, CredentialError).value for d in waiting]
+        self.assertEqual(len({id(e) for e in errors}), 50)
+        depths = {len(list(traceback.walk_tb(e.__traceback__))) for e in errors[1:]}
+        # A shared object would gain every earlier waiter's frames (50+ deep).
+        self.assertLess(max(depths), 10)
 
     def test_unexpected_fetch_error_releases_key(self) -> None:
         """A KS lookup failing with an unexpected error does not wedge that key."""

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core import tokens
 from actrix.core.credentials import TokenValidator
-from actrix.core.interfaces import Claims
+from actrix.core.interfaces import Claims, CredentialError
 from tests.unit.ks.fakes import FakeKeys, deferred
 
 NOW = 1_700_000_000
@@ -81,3 +81,41 @@ class ValidateCachedTests(SynchronousTestCase):
         self.assertTrue(in_tolerance.key_in_tolerance)
         self.clock.advance(31)
         self.assertIsNone(self.validator.validate_cached(token, self.key_id, REALM))
+
+
+class RememberTests(SynchronousTestCase):
+    """Tokens the in-process AIS issued are validated without decrypting."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.keys = FakeKeys()
+        self.validator = TokenValidator(self.keys, self.clock)
+        record = self.successResultOf(deferred(self.keys.generate_key()))
+        self.key_id = record.key_id
+
+    def issue(self, expr: int) -> tuple[bytes, Claims]:
+        claims = Claims(REALM, "1a@1001/acme:echo", expr, b"\x07" * 32)
+        token = tokens.encrypt_token(self.keys.publics[self.key_id], claims)
+        self.validator.remember(self.key_id, token, claims)
+        return token, claims
+
+    def test_remembered_token_validates_without_decryption(self) -> None:
+        """A remembered token's first validation uses the claims it was issued with."""
+        token, claims = self.issue(NOW + 3600)
+        validated = self.validator.validate(token, self.key_id, REALM)
+        self.assertEqual(self.successResultOf(deferred(validated)), claims)
+        self.assertEqual(self.validator.stats.decryptions, 0)
+        other_realm = deferred(self.validator.validate(token, self.key_id, 7))
+        failure = self.failureResultOf(other_realm, CredentialError)
+        self.assertEqual(failure.value.kind, "realm_mismatch")
+
+    def test_remembered_claims_still_expire(self) -> None:
+        """A remembered token past its expiry is refused like any other."""
+        token, _ = self.issue(NOW + 10)
+        self.clock.advance(11)
+        failure = self.failureResultOf(
+            deferred(self.validator.validate(token, self.key_id, REALM)),
+            CredentialError,
+        )
+        self.assertEqual(failure.value.kind, "expired")

@@ -36,6 +36,8 @@ LIMITS = SiteLimits(request_timeout=30.0, idle_timeout=60.0)
 class HeldDatabase:
     """A Database look-alike whose every call waits until the test answers it."""
 
+    dialect = "sqlite"
+
     def __init__(self) -> None:
         self.pending: list[Deferred[Any]] = []
 

@@ -3,32 +3,27 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
+import psycopg2
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core import realms
 from actrix.core.interfaces import RealmInfo
-from actrix.core.storage import Database, migrate
-
-T = TypeVar("T")
-
-
-def _memory() -> sqlite3.Cursor:
-    conn = sqlite3.connect(":memory:")
-    for _, _, sql in realms.MIGRATIONS.steps():
-        conn.executescript(sql)
-    return conn.cursor()
+from actrix.core.storage import migrate
+from tests.backends import HeldDatabase, PostgresBackend, SqliteBackend, StoreTestBase
 
 
-class RealmStoreTests(SynchronousTestCase):
+class RealmStoreTests(StoreTestBase):
+    def _memory(self) -> Any:
+        return self.connection(realms.STORE).cursor()
+
     def test_add_and_list(self) -> None:
         """Realms get the next free id when none is given."""
-        txn = _memory()
+        txn = self._memory()
         realms.add_realm_txn(txn, 1001, "a", None, 10)
         info = realms.add_realm_txn(txn, None, "b", 99, 10)
         self.assertEqual(info.realm_id, 1002)
@@ -38,7 +33,7 @@ class RealmStoreTests(SynchronousTestCase):
 
     def test_duplicate_realm_rejected(self) -> None:
         """The same realm id cannot be added twice."""
-        txn = _memory()
+        txn = self._memory()
         realms.add_realm_txn(txn, 1, "a", None, 10)
         self.assertRaises(
             realms.RealmError, realms.add_realm_txn, txn, 1, "b", None, 10
@@ -46,7 +41,7 @@ class RealmStoreTests(SynchronousTestCase):
 
     def test_status_and_remove(self) -> None:
         """Suspend/resume change status; remove deletes the realm and its ACL."""
-        txn = _memory()
+        txn = self._memory()
         realms.add_realm_txn(txn, 1, "a", None, 10)
         realms.add_acl_txn(txn, 1, "a:b", "c:d", True)
         realms.set_realm_status_txn(txn, 1, realms.STATUS_SUSPENDED, 11)
@@ -79,23 +74,28 @@ class RealmStoreTests(SynchronousTestCase):
         self.assertEqual(odd.state(0), "active")
 
 
-class RealmCacheTests(SynchronousTestCase):
+class RealmStoreOnSqlite(SqliteBackend, RealmStoreTests):
+    pass
+
+
+class RealmStoreOnPostgres(PostgresBackend, RealmStoreTests):
+    pass
+
+
+class RealmCacheTests(StoreTestBase):
     def setUp(self) -> None:
-        self.dir = Path(self.mktemp())
-        self.dir.mkdir()
-        self.path = self.dir / realms.REALMS_DB
-        migrate(self.path, realms.MIGRATIONS)
-        conn = sqlite3.connect(self.path)
-        cur = conn.cursor()
+        self.database = self.inline_database(realms.STORE)
+        self.database.run_sync(self._seed_txn)
+        self.clock = MemoryReactorClock()
+        self.cache = realms.RealmCache(self.database, self.clock)
+        self.cache.load_sync()
+
+    @staticmethod
+    def _seed_txn(cur: Any) -> None:
         realms.add_realm_txn(cur, 5, "five", None, 0)
         realms.add_acl_txn(cur, 5, "a:x", "b:y", True)
         realms.add_acl_txn(cur, 5, "b:y", "a:x", False)
         realms.replace_declared_acl_txn(cur, 5, "b:y", {"c:z": False})
-        conn.commit()
-        conn.close()
-        self.clock = MemoryReactorClock()
-        self.cache = realms.RealmCache(Database(self.path, self.clock), self.clock)
-        self.cache.load_sync(self.path)
 
     def test_lookups_from_memory(self) -> None:
         """Realm and ACL lookups answer from the loaded snapshot."""
@@ -115,9 +115,9 @@ class RealmCacheTests(SynchronousTestCase):
 
     def test_replace_updates_memory_at_once_and_skips_no_ops(self) -> None:
         """A registration's ACL shows at once; an identical one writes nothing."""
-        database = _InlineDatabase(self.path)
-        cache = realms.RealmCache(cast(Database, database), self.clock)
-        cache.load_sync(self.path)
+        database = self.database
+        cache = realms.RealmCache(database, self.clock)
+        cache.load_sync()
         replace = cache.replace_acl(5, "b:y", {"c:z": True, "d:w": True})
         self.successResultOf(Deferred.fromCoroutine(replace))
         self.assertTrue(cache.acl_allowed(5, "c:z", "b:y"))
@@ -132,29 +132,62 @@ class RealmCacheTests(SynchronousTestCase):
         self.assertFalse(cache.acl_allowed(5, "c:z", "b:y"))
         self.assertFalse(cache.acl_allowed(5, "d:w", "b:y"))
         # A fresh load from the file agrees with what memory says.
-        fresh = realms.RealmCache(cast(Database, database), self.clock)
-        fresh.load_sync(self.path)
+        fresh = realms.RealmCache(database, self.clock)
+        fresh.load_sync()
         for caller in ("a:x", "c:z", "d:w"):
             self.assertEqual(
                 fresh.acl_allowed(5, caller, "b:y"), cache.acl_allowed(5, caller, "b:y")
             )
 
+    def test_refresh_sees_another_connections_commit(self) -> None:
+        """A realm suspended through another connection (the CLI) is seen on refresh."""
+        other = self.connection(realms.STORE)
+        realms.set_realm_status_txn(other.cursor(), 5, realms.STATUS_SUSPENDED, 1)
+        other.commit()
+        self.assertIsNone(self.cache.realm_problem(5))
+        self.successResultOf(Deferred.fromCoroutine(self.cache.refresh()))
+        self.assertIn("not in Normal status", self.cache.realm_problem(5) or "")
+        runs = self.database.runs
+        self.successResultOf(Deferred.fromCoroutine(self.cache.refresh()))
+        self.assertEqual(self.database.runs, runs + 1)  # unchanged: no reload
 
-class _InlineDatabase:
-    """Runs each interaction at once on one sqlite3 connection, and counts them."""
+    def test_changed_refreshes_at_once(self) -> None:
+        """A change notification reloads the cache without waiting for the timer."""
+        other = self.connection(realms.STORE)
+        realms.set_realm_status_txn(other.cursor(), 5, realms.STATUS_SUSPENDED, 1)
+        other.commit()
+        self.cache.changed()
+        self.assertIsNotNone(self.cache.realm_problem(5))
 
-    def __init__(self, path: Path) -> None:
-        self.conn = sqlite3.connect(path)
-        self.runs = 0
+    def test_notifications_during_a_refresh_cause_one_more(self) -> None:
+        """Changes announced while a refresh runs are read by one more refresh."""
+        held = HeldDatabase(self.connection(realms.STORE), self.dialect)
+        cache = realms.RealmCache(held, self.clock)
+        cache.load_sync()
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        self.runs += 1
-        result = fn(self.conn.cursor(), *args)
-        self.conn.commit()
-        return result
+        def drain() -> None:
+            while held.held:
+                held.release()
+
+        cache.changed()  # version differs from the startup load: reload
+        cache.changed()
+        cache.changed()
+        drain()
+        self.assertEqual(held.runs, 3)  # version + snapshot, then one version
+        cache.changed()
+        drain()
+        self.assertEqual(held.runs, 4)  # nothing changed: the version only
 
 
-def _rows(txn: sqlite3.Cursor, realm_id: int = 5) -> list[tuple[object, ...]]:
+class RealmCacheOnSqlite(SqliteBackend, RealmCacheTests):
+    pass
+
+
+class RealmCacheOnPostgres(PostgresBackend, RealmCacheTests):
+    pass
+
+
+def _rows(txn: Any, realm_id: int = 5) -> list[tuple[object, ...]]:
     """(from, to, decision, operator, declared) of a realm's rows, by id."""
     return [
         (r.from_type, r.to_type, r.allow, r.operator_allow, r.declared_allow)
@@ -162,9 +195,9 @@ def _rows(txn: sqlite3.Cursor, realm_id: int = 5) -> list[tuple[object, ...]]:
     ]
 
 
-class AclStoreTests(SynchronousTestCase):
+class AclStoreTests(StoreTestBase):
     def setUp(self) -> None:
-        self.txn = _memory()
+        self.txn = self.connection(realms.STORE).cursor()
         realms.add_realm_txn(self.txn, 5, "five", None, 0)
 
     def test_operator_rule_is_one_row_per_triple(self) -> None:
@@ -222,11 +255,19 @@ class AclStoreTests(SynchronousTestCase):
     def test_unique_index_refuses_a_second_row(self) -> None:
         """The schema itself holds one row per (realm, from, to)."""
         realms.add_acl_txn(self.txn, 5, "a:x", "b:y", True)
-        with self.assertRaises(sqlite3.IntegrityError):
+        with self.assertRaises((sqlite3.IntegrityError, psycopg2.IntegrityError)):
             self.txn.execute(
                 "INSERT INTO actoracl (realm_id, from_type, to_type, access,"
                 " operator_access) VALUES (5, 'a:x', 'b:y', 0, 0)"
             )
+
+
+class AclStoreOnSqlite(SqliteBackend, AclStoreTests):
+    pass
+
+
+class AclStoreOnPostgres(PostgresBackend, AclStoreTests):
+    pass
 
 
 class AclMigrationTests(SynchronousTestCase):

@@ -21,6 +21,8 @@ T = TypeVar("T")
 class SyncDatabase:
     """A Database look-alike running each ``*_txn`` at once on ``:memory:``."""
 
+    dialect = "sqlite"
+
     def __init__(self, migrations: MigrationSet) -> None:
         self.conn = sqlite3.connect(":memory:", isolation_level=None)
         for _, _, sql in migrations.steps():
@@ -57,8 +59,11 @@ class MemoryNonces:
     def __init__(self) -> None:
         self.taken: dict[str, int] = {}
         self.fail = False
+        self.error: Exception | None = None
 
     async def consume(self, nonce: str, now: int, ttl: int) -> bool:
+        if self.error is not None:
+            raise self.error
         if self.fail:
             raise sqlite3.OperationalError("database is locked")
         expires = self.taken.get(nonce)

@@ -8,10 +8,11 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.config import KsConfig, Secret
-from actrix.core.storage import connect_sync, migrate
+from actrix.core.storage import Database
 from actrix.ks import kek as kek_mod
 from actrix.ks.service import check_kek_sync
-from actrix.ks.store import MIGRATIONS, insert_key_txn
+from actrix.ks.store import STORE, insert_key_txn
+from tests.backends import PostgresBackend, SqliteBackend, StoreTestBase
 
 KEK = bytes(range(32))
 SECRET_B64 = base64.b64encode(b"\x11" * 32).decode()
@@ -83,17 +84,15 @@ class SealTests(SynchronousTestCase):
             kek_mod.unseal(bytes(32), kek_mod.seal(KEK, SECRET_B64))
 
 
-class StartupCheckTests(SynchronousTestCase):
+class StartupCheckTests(StoreTestBase):
     """check_kek_sync refuses a KEK that does not match the stored keys."""
 
-    def _db(self, stored: str | None) -> Path:
-        path = Path(self.mktemp())
-        migrate(path, MIGRATIONS)
+    def _db(self, stored: str | None) -> Database:
+        database = self.inline_database(STORE)
+        database.run_sync(lambda txn: txn.execute("DELETE FROM keys"))
         if stored is not None:
-            conn = connect_sync(path)
-            insert_key_txn(conn.cursor(), "pub", stored, 1, 0)
-            conn.close()
-        return path
+            database.run_sync(insert_key_txn, "pub", stored, 1, 0)
+        return database
 
     def test_empty_store_accepts_anything(self) -> None:
         """With no keys any configuration starts."""
@@ -120,3 +119,11 @@ class StartupCheckTests(SynchronousTestCase):
         """A KEK on a store of plaintext secrets is refused."""
         with self.assertRaises(kek_mod.KekError):
             check_kek_sync(self._db(SECRET_B64), KEK)
+
+
+class StartupCheckOnSqlite(SqliteBackend, StartupCheckTests):
+    pass
+
+
+class StartupCheckOnPostgres(PostgresBackend, StartupCheckTests):
+    pass

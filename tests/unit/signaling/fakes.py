@@ -173,6 +173,7 @@ class Harness:
         store: Any = None,
         validator: FakeValidator | None = None,
         heartbeat_timeout: float = 300.0,
+        reconnect_window: float = 30.0,
     ) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
@@ -187,6 +188,7 @@ class Harness:
             store,
             CompatibilityCache(self.clock, InlineAnalyzer()),
             heartbeat_timeout=heartbeat_timeout,
+            reconnect_window=reconnect_window,
         )
 
     def open(self, role: str | None = None) -> tuple[Session, FakeConnection]:

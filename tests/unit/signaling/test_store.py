@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from actrix.core.storage import Database
 from actrix.signaling.store import (
-    MIGRATIONS,
     REGISTRY_TTL,
+    STORE,
     RegistryRow,
     SignalingStore,
     SpecRow,
@@ -25,17 +22,10 @@ from actrix.signaling.store import (
     load_sync,
     row_key,
 )
+from tests.backends import PostgresBackend, SqliteBackend, StoreTestBase
 
 NOW = 1_700_000_000
 SPEC_KEY = ("acme", "echo", "1.0", "fp-1")
-
-
-def migrated(path: str = ":memory:") -> sqlite3.Connection:
-    """A connection with the signaling cache schema applied."""
-    conn = sqlite3.connect(path)
-    for _, _, sql in MIGRATIONS.steps():
-        conn.executescript(sql)
-    return conn
 
 
 def row(serial: int, heartbeat: float = NOW, realm_id: int = 7) -> RegistryRow:
@@ -51,7 +41,7 @@ def row(serial: int, heartbeat: float = NOW, realm_id: int = 7) -> RegistryRow:
     )
 
 
-def flush(conn: sqlite3.Connection, batch: WriteBehind) -> None:
+def flush(conn: Any, batch: WriteBehind) -> None:
     _flush_txn(conn.cursor(), batch)
     conn.commit()
 
@@ -115,20 +105,20 @@ class WriteBehindTests(SynchronousTestCase):
         self.assertEqual(batch.spec_touches, {("acme", "other", "", "fp"): NOW + 60})
 
 
-class RegistrySqlTests(SynchronousTestCase):
+class RegistrySqlTests(StoreTestBase):
     def setUp(self) -> None:
-        self.conn = migrated()
-        self.addCleanup(self.conn.close)
+        self.conn = self.connection(STORE)
 
-    def test_flush_inserts_and_load_returns_in_insertion_order(self) -> None:
-        """Saved rows come back unchanged, in the order they were first written."""
+    def test_flush_inserts_and_load_returns_in_heartbeat_order(self) -> None:
+        """Saved rows come back unchanged, oldest heartbeat first."""
         batch = WriteBehind()
         for serial in (3, 1, 2):
-            batch.save(row(serial))
+            batch.save(row(serial, heartbeat=NOW - serial))
+        batch.save(row(4, heartbeat=NOW - 2))
         flush(self.conn, batch)
         rows = _load_rows_txn(self.conn.cursor(), NOW)
-        self.assertEqual([r.actor_key for r in rows], ["7/3", "7/1", "7/2"])
-        self.assertEqual(rows[0], row(3))
+        self.assertEqual([r.actor_key for r in rows], ["7/3", "7/2", "7/4", "7/1"])
+        self.assertEqual(rows[0], row(3, heartbeat=NOW - 3))
 
     def test_optional_columns_round_trip(self) -> None:
         """A spec blob and a ws_address are stored and read back."""
@@ -188,10 +178,17 @@ class RegistrySqlTests(SynchronousTestCase):
         self.assertEqual(_sweep_txn(self.conn.cursor(), NOW), (0, 0))
 
 
-class SpecSqlTests(SynchronousTestCase):
+class RegistrySqlOnSqlite(SqliteBackend, RegistrySqlTests):
+    pass
+
+
+class RegistrySqlOnPostgres(PostgresBackend, RegistrySqlTests):
+    pass
+
+
+class SpecSqlTests(StoreTestBase):
     def setUp(self) -> None:
-        self.conn = migrated()
-        self.addCleanup(self.conn.close)
+        self.conn = self.connection(STORE)
 
     def test_spec_round_trip(self) -> None:
         """A saved spec is loaded with its key, bytes and expiry."""
@@ -243,24 +240,18 @@ class SpecSqlTests(SynchronousTestCase):
         self.assertEqual(loaded.spec, b"second")
 
 
-class FakeDatabase:
-    """Runs each interaction at once on an in-memory connection."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-
-    async def run(self, fn: Any, *args: Any) -> Any:
-        result = fn(self.conn.cursor(), *args)
-        self.conn.commit()
-        return result
+class SpecSqlOnSqlite(SqliteBackend, SpecSqlTests):
+    pass
 
 
-class SignalingStoreTests(SynchronousTestCase):
+class SpecSqlOnPostgres(PostgresBackend, SpecSqlTests):
+    pass
+
+
+class SignalingStoreTests(StoreTestBase):
     def test_store_methods_run_the_transactions(self) -> None:
         """flush, load_actor and sweep go through the database's ``run``."""
-        conn = migrated()
-        self.addCleanup(conn.close)
-        store = SignalingStore(cast(Database, FakeDatabase(conn)))
+        store = SignalingStore(self.inline_database(STORE))
         batch = WriteBehind()
         batch.save(row(1))
         self.successResultOf(Deferred.fromCoroutine(store.flush(batch)))
@@ -273,17 +264,23 @@ class SignalingStoreTests(SynchronousTestCase):
         )
         self.assertEqual(swept, (1, 0))
 
-    def test_load_sync_reads_a_database_file(self) -> None:
-        """Startup reads every unexpired row and spec from the file."""
-        path = Path(self.mktemp())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = migrated(str(path))
+    def test_load_sync_reads_the_store(self) -> None:
+        """Startup reads every unexpired row and spec from the store."""
+        database = self.inline_database(STORE)
+        conn = database.conn
         batch = WriteBehind()
         batch.save(row(1))
         batch.save(row(2, heartbeat=NOW - REGISTRY_TTL))
         batch.save_spec(SpecRow(SPEC_KEY, b"s", NOW + 5))
         flush(conn, batch)
-        conn.close()
-        rows, specs = load_sync(path, NOW)
+        rows, specs = load_sync(database, NOW)
         self.assertEqual([r.actor_key for r in rows], ["7/1"])
         self.assertEqual([s.key for s in specs], [SPEC_KEY])
+
+
+class SignalingStoreOnSqlite(SqliteBackend, SignalingStoreTests):
+    pass
+
+
+class SignalingStoreOnPostgres(PostgresBackend, SignalingStoreTests):
+    pass

@@ -181,6 +181,55 @@ class FramingTests(SynchronousTestCase):
                 self.assertEqual((message.method, message.msg_class), (method, klass))
 
 
+class ParseBoundTests(SynchronousTestCase):
+    """Defect 8: the cost of decoding one message is bounded."""
+
+    @staticmethod
+    def _with_attributes(count: int) -> bytes:
+        body = codec.encode(codec.BINDING_REQUEST, TXID, [(0x8030, b"")] * count)
+        return body
+
+    def test_attribute_cap(self) -> None:
+        """MAX_ATTRIBUTES attributes decode; one more is a DecodeError."""
+        message = codec.decode(self._with_attributes(codec.MAX_ATTRIBUTES))
+        self.assertIn(0x8030, message.attrs)
+        with self.assertRaises(codec.DecodeError):
+            codec.decode(self._with_attributes(codec.MAX_ATTRIBUTES + 1))
+
+    def test_sixteen_thousand_attributes_stop_at_the_cap(self) -> None:
+        """The issue's 64 KB Binding with 16 000 attributes stops at the cap.
+
+        "too many attributes" is raised only when the budget runs out, i.e.
+        after MAX_ATTRIBUTES attribute headers, not 16 000.
+        """
+        flood = self._with_attributes(16_000)
+        self.assertEqual(len(flood), 20 + 4 * 16_000)
+        with self.assertRaisesRegex(codec.DecodeError, "too many attributes"):
+            codec.decode(flood)
+
+    def test_repeated_peers_count_too(self) -> None:
+        """Repeated XOR-PEER-ADDRESS attributes count against the cap."""
+        peer = codec.encode_xor_address("203.0.113.1", 1, TXID)
+        many = codec.encode(
+            codec.message_type(codec.METHOD_CREATE_PERMISSION, codec.CLASS_REQUEST),
+            TXID,
+            [(codec.XOR_PEER_ADDRESS, peer)] * (codec.MAX_ATTRIBUTES + 1),
+        )
+        with self.assertRaises(codec.DecodeError):
+            codec.decode(many)
+
+    def test_is_request(self) -> None:
+        """The class bits are read without decoding."""
+        self.assertTrue(codec.is_request(codec.encode(codec.BINDING_REQUEST, TXID, [])))
+        for msg_type in (
+            codec.SEND_INDICATION,
+            codec.BINDING_SUCCESS,
+            codec.BINDING_ERROR,
+        ):
+            self.assertFalse(codec.is_request(codec.encode(msg_type, TXID, [])))
+        self.assertFalse(codec.is_request(b"\x00"))
+
+
 class AttributeTests(SynchronousTestCase):
     def test_addresses_round_trip(self) -> None:
         """XOR and plain addresses round-trip for IPv4 and IPv6."""

@@ -130,6 +130,17 @@ class StunStreamTests(SynchronousTestCase):
         self.assertEqual(self.metrics.stream_aborted, 0)
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_oversized_message_closes_before_it_arrives(self) -> None:
+        """A header announcing more than MAX_REQUEST_STREAM bytes closes at once."""
+        big = codec.encode(
+            codec.BINDING_REQUEST,
+            b"0123456789ab",
+            [(codec.SOFTWARE, bytes(codec.MAX_REQUEST_STREAM))],
+        )
+        self.proto.dataReceived(big[:20])
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.transport.value(), b"")
+
     def test_stall_timeout_is_configurable(self) -> None:
         """The factory passes its stall timeout to each connection."""
         proto = StunTcpFactory(
@@ -158,3 +169,60 @@ class StunStreamTests(SynchronousTestCase):
             ),
             CLIENT,
         )
+
+
+class StreamLogThrottleTests(SynchronousTestCase):
+    """Defect 9: closing junk connections logs one line per (IP, reason) a minute."""
+
+    def setUp(self) -> None:
+        self.metrics = _Counters()
+        self.clock = Clock()
+        self.factory = StunTcpFactory(
+            BindingResponder("", self.metrics), self.metrics, self.clock
+        )
+        self.logged = LogEvents()
+        globalLogPublisher.addObserver(self.logged)
+        self.addCleanup(globalLogPublisher.removeObserver, self.logged)
+
+    def _junk(self, client: tuple[str, int], data: bytes = b"\xff" * 20) -> None:
+        proto = self.factory.buildProtocol(IPv4Address("TCP", *client))
+        transport = AbortableTransport(IPv4Address("TCP", *client))
+        proto.makeConnection(transport)
+        proto.dataReceived(data)
+        self.assertTrue(transport.disconnecting)
+        proto.connectionLost()
+
+    def closes(self) -> list[Any]:
+        return [e for e in self.logged if e.get("why") is not None]
+
+    def test_junk_connections_log_once_per_source_and_reason(self) -> None:
+        """1 000 junk connections from one IP log one line; other IPs and reasons
+        get their own; after a minute the next line counts the suppressed ones."""
+        for port in range(1000):
+            self._junk(("192.0.2.1", port))
+        self.assertEqual(self.metrics.malformed, 1000)
+        self.assertEqual(len(self.closes()), 1)
+        self._junk(("192.0.2.2", 1))
+        self._junk(("192.0.2.1", 1), codec.encode_channel_data(0x4001, b"x"))
+        self.assertEqual(
+            [(e["client"], e["why"]) for e in self.closes()],
+            [
+                ("192.0.2.1", "not STUN"),
+                ("192.0.2.2", "not STUN"),
+                ("192.0.2.1", "ChannelData on a STUN-only port"),
+            ],
+        )
+        self.clock.advance(61)
+        self._junk(("192.0.2.1", 2))
+        self.assertEqual(self.closes()[-1]["suppressed"], 999)
+
+    def test_idle_closes_are_throttled(self) -> None:
+        """Connections from one IP left idle log one idle line between them."""
+        for port in range(50):
+            proto = self.factory.buildProtocol(IPv4Address("TCP", "192.0.2.3", port))
+            proto.makeConnection(
+                AbortableTransport(IPv4Address("TCP", "192.0.2.3", port))
+            )
+        self.clock.advance(IDLE_TIMEOUT + 1)
+        idle = [e for e in self.logged if "idle" in e["log_format"]]
+        self.assertEqual(len(idle), 1)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import traceback
+
 import coincurve
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
@@ -10,7 +13,7 @@ from actrix.core import base122, tokens
 from actrix.core.credentials import TokenValidator
 from actrix.core.interfaces import Claims, CredentialError, KeyRecord, SecretKey
 from actrix.stun import codec
-from actrix.turn.auth import TurnAuth
+from actrix.turn.auth import AuthFailure, TurnAuth
 from tests.unit.turn.helpers import REALM, Harness, error_code, turn_config
 
 KEY_ID = 7
@@ -178,6 +181,73 @@ class ActrCredentialTests(SynchronousTestCase):
             username = actr_username(self.keys.token(self.now + 100 + i))
             self.successResultOf(Deferred.fromCoroutine(auth.resolve(username, REALM)))
         self.assertEqual(auth.cached_count, 2)
+
+
+class NegativeCacheMemoryTests(SynchronousTestCase):
+    """Defect 2: a remembered failure must not grow with every hit."""
+
+    def setUp(self) -> None:
+        self.keys = FakeKeys()
+        self.harness = Harness(realms=FakeRealms())
+        self.harness.auth._validator = TokenValidator(self.keys, self.harness.clock)
+        self.username = actr_username(b"\x04" + bytes(200))
+        failure = self.failureResultOf(
+            Deferred.fromCoroutine(self.harness.auth.resolve(self.username, REALM)),
+            AuthFailure,
+        )
+        self.assertEqual(failure.value.reason, "decrypt")
+
+    def _hit(self) -> AuthFailure:
+        try:
+            self.harness.auth.lookup(self.username, REALM)
+        except AuthFailure as failure:
+            return failure
+        self.fail("the remembered failure was not raised")
+
+    def test_each_hit_raises_a_new_shallow_exception(self) -> None:
+        """Every hit gets its own exception, whose traceback does not deepen."""
+        first, second = self._hit(), self._hit()
+        self.assertIsNot(first, second)
+        self.assertEqual(second.reason, "decrypt")
+        for _ in range(1000):
+            last = self._hit()
+        depth = len(list(traceback.walk_tb(last.__traceback__)))
+        self.assertEqual(depth, len(list(traceback.walk_tb(first.__traceback__))))
+        self.assertLessEqual(depth, 2)
+
+    def test_memory_stays_flat_under_bad_requests(self) -> None:
+        """10**5 requests hitting the negative cache leave allocated memory flat."""
+        client = self.harness.client(("192.0.2.7", 1), self.username, PSK.hex())
+        client.nonce = client._fetch_nonce()
+        client.send(codec.METHOD_REFRESH)  # warm up caches and counters
+        request = codec.decode(client.link.sent[-1])  # only for the shape
+        self.assertEqual(error_code(request), 401)
+        data = codec.encode(
+            codec.message_type(codec.METHOD_REFRESH, codec.CLASS_REQUEST),
+            bytes(12),
+            [
+                (codec.USERNAME, self.username.encode()),
+                (codec.REALM, REALM.encode()),
+                (codec.NONCE, client.nonce),
+            ],
+            key=client.key,
+        )
+        link = client.link
+        handle = self.harness.service.handle_message
+        for _ in range(1000):
+            handle(codec.decode(data), link)
+            link.sent.clear()
+        gc.collect()
+        before = len(gc.get_objects())
+        for _ in range(100_000):
+            handle(codec.decode(data), link)
+            link.sent.clear()
+        gc.collect()
+        grown = len(gc.get_objects()) - before
+        self.assertEqual(self.harness.metrics.auth_failures["decrypt"], 101_001)
+        # Before the fix every hit kept a traceback entry and its frame alive
+        # (700 000 objects here); tracebacks and frames are gc-tracked.
+        self.assertLess(grown, 100)
 
 
 class SlowValidator:

@@ -18,9 +18,9 @@ from actrix.stun.protocol import (
 )
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.protocol import TurnUdpProtocol
-from actrix.turn.tcp import STALL_TIMEOUT, TurnStreamProtocol
+from actrix.turn.tcp import STALL_TIMEOUT, TurnStreamFactory, TurnStreamProtocol
 from tests.unit.stun.helpers import AbortableTransport, LogEvents
-from tests.unit.turn.helpers import PEER, REALM, Harness, error_code
+from tests.unit.turn.helpers import PEER, REALM, Harness, error_code, turn_config
 
 CLIENT = ("192.0.2.10", 40000)
 TXID = b"0123456789ab"
@@ -172,6 +172,65 @@ class TurnUdpTests(SynchronousTestCase):
         self.assertEqual(self.transport.written[-1], (b"\x40\x10\x00\x04back", CLIENT))
 
 
+class RequestBoundTests(SynchronousTestCase):
+    """Defect 8: requests are bounded per source and in size before decoding."""
+
+    def setUp(self) -> None:
+        self.harness = Harness(turn_config(request_rate_per_ip=5))
+        self.transport = FakeDatagramTransport()
+        responder = BindingResponder("", self.harness.metrics)
+        self.proto = TurnUdpProtocol(self.harness.service, responder)
+        self.proto.makeConnection(self.transport)
+
+    def test_requests_per_source_are_bounded_per_second(self) -> None:
+        """Past the per-IP window, Bindings are dropped; others and later ones pass."""
+        for _ in range(8):
+            self.proto.datagramReceived(binding(), CLIENT)
+        self.assertEqual(len(self.transport.written), 5)
+        self.assertEqual(self.harness.metrics.dropped_requests["rate"], 3)
+        self.proto.datagramReceived(binding(), ("192.0.2.11", 1))
+        self.assertEqual(len(self.transport.written), 6)
+        self.harness.clock.advance(1)
+        self.proto.datagramReceived(binding(), CLIENT)
+        self.assertEqual(len(self.transport.written), 7)
+
+    def test_indications_and_channel_data_are_not_counted(self) -> None:
+        """Send indications and ChannelData never use up the request window."""
+        send = codec.encode(codec.SEND_INDICATION, TXID, [])
+        for _ in range(20):
+            self.proto.datagramReceived(send, CLIENT)
+            self.proto.datagramReceived(codec.encode_channel_data(0x4001, b"x"), CLIENT)
+        self.assertEqual(self.harness.metrics.dropped_requests, {})
+        self.proto.datagramReceived(binding(), CLIENT)
+        self.assertEqual(len(self.transport.written), 1)
+
+    def test_oversized_request_is_dropped_unread(self) -> None:
+        """A request over MAX_REQUEST_UDP bytes gets no answer, however valid."""
+        big = binding([(codec.SOFTWARE, bytes(codec.MAX_REQUEST_UDP))])
+        self.proto.datagramReceived(big, CLIENT)
+        self.assertEqual(self.transport.written, [])
+        self.assertEqual(self.harness.metrics.dropped_requests["oversized"], 1)
+        self.proto.datagramReceived(binding([(codec.SOFTWARE, bytes(1000))]), CLIENT)
+        self.assertEqual(len(self.transport.written), 1)
+
+    def test_attribute_flood_is_dropped(self) -> None:
+        """A Binding with more than MAX_ATTRIBUTES attributes is malformed."""
+        many = binding([(0x8030, b"")] * (codec.MAX_ATTRIBUTES + 1))
+        self.proto.datagramReceived(many, CLIENT)
+        self.assertEqual(self.transport.written, [])
+        self.assertEqual(self.harness.metrics.malformed, 1)
+
+    def test_no_limit_when_zero(self) -> None:
+        """request_rate_per_ip = 0 turns the window off."""
+        harness = Harness(turn_config(request_rate_per_ip=0))
+        transport = FakeDatagramTransport()
+        proto = TurnUdpProtocol(harness.service, BindingResponder("", harness.metrics))
+        proto.makeConnection(transport)
+        for _ in range(3000):
+            proto.datagramReceived(binding(), CLIENT)
+        self.assertEqual(len(transport.written), 3000)
+
+
 class TurnTcpTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.harness = Harness()
@@ -244,6 +303,43 @@ class TurnTcpTests(SynchronousTestCase):
     def test_junk_closes_the_connection(self) -> None:
         """Bytes that are neither STUN nor ChannelData close the connection."""
         self.proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_junk_connections_log_once_per_source(self) -> None:
+        """Defect 9: 500 junk TURN connections from one IP log one close line."""
+        logged = LogEvents()
+        globalLogPublisher.addObserver(logged)
+        self.addCleanup(globalLogPublisher.removeObserver, logged)
+        factory = TurnStreamFactory(
+            self.harness.service,
+            BindingResponder("", self.harness.metrics),
+            "tcp",
+            self.harness.clock,
+        )
+        for port in range(500):
+            proto = factory.buildProtocol(IPv4Address("TCP", "192.0.2.9", port))
+            transport = AbortableTransport(IPv4Address("TCP", "192.0.2.9", port))
+            proto.makeConnection(transport)
+            proto.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+            self.assertTrue(transport.disconnecting)
+            proto.connectionLost()
+        closes = [e for e in logged if e.get("why") is not None]
+        self.assertEqual(len(closes), 1)
+        self.assertEqual(closes[0]["client"], "192.0.2.9")
+
+    def test_oversized_request_closes_but_large_send_passes(self) -> None:
+        """A STUN request over MAX_REQUEST_STREAM closes; a large Send does not."""
+        port = self.allocate()
+        peer_attr = (codec.XOR_PEER_ADDRESS, codec.encode_xor_address(*PEER, TXID))
+        send = codec.encode(
+            codec.SEND_INDICATION, TXID, [peer_attr, (codec.DATA, bytes(8000))]
+        )
+        self.proto.dataReceived(send)
+        self.assertFalse(self.transport.disconnecting)
+        self.assertEqual(self.harness.relays.written(port)[-1], (bytes(8000), PEER))
+        self.proto.dataReceived(
+            binding([(codec.SOFTWARE, bytes(codec.MAX_REQUEST_STREAM))])[:100]
+        )
         self.assertTrue(self.transport.disconnecting)
 
     def test_malformed_stun_closes_the_connection(self) -> None:

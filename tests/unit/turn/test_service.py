@@ -382,9 +382,8 @@ class ChannelTests(SynchronousTestCase):
     def test_channel_data_both_ways(self) -> None:
         """After ChannelBind, ChannelData reaches the peer and replies come back."""
         self.assertIsNone(error_code(self.client.bind(0x4001, PEER)))
-        allocation = self.harness.service.allocations[CLIENT]
-        self.harness.service.channel_data(
-            allocation, codec.encode_channel_data(0x4001, b"ping")
+        self.harness.service.data.channel_data(
+            CLIENT, codec.encode_channel_data(0x4001, b"ping")
         )
         self.assertEqual(self.harness.relays.written(self.port), [(b"ping", PEER)])
         self.harness.relays.peer_sends(self.port, b"pong", PEER)
@@ -416,11 +415,10 @@ class ChannelTests(SynchronousTestCase):
 
     def test_unbound_channel_data_is_dropped(self) -> None:
         """ChannelData on an unbound channel goes nowhere."""
-        allocation = self.harness.service.allocations[CLIENT]
-        self.harness.service.channel_data(
-            allocation, codec.encode_channel_data(0x4009, b"x")
+        self.harness.service.data.channel_data(
+            CLIENT, codec.encode_channel_data(0x4009, b"x")
         )
-        self.harness.service.channel_data(allocation, b"\x40")
+        self.harness.service.data.channel_data(CLIENT, b"\x40")
         self.assertEqual(self.harness.relays.written(self.port), [])
 
 

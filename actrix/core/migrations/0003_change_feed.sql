@@ -1,0 +1,3 @@
+-- Nothing for SQLite: a daemon notices commits of other connections (the CLI)
+-- through PRAGMA data_version. 0003_change_feed.postgresql.sql is the
+-- PostgreSQL step.

@@ -1,0 +1,328 @@
+"""TURN allocations and permissions: the authenticated requests (RFC 5766, 6156).
+
+:class:`Allocator` handles Allocate, Refresh, CreatePermission and
+ChannelBind for a client whose credential has been checked: it creates and
+deletes :class:`~actrix.turn.allocation.Allocation` entries in the data
+path's table, opens their relay sockets (an injected opener over the port
+pool, EVEN-PORT reservations included), keeps permissions, channels and
+lifetimes, and expires them on :meth:`Allocator.sweep`. A refused request
+raises :class:`~actrix.turn.responses.Reject`. Relay sockets and ports are
+:class:`~actrix.turn.relayports.RelayPorts`' business.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from actrix.core.config import TurnConfig
+from actrix.stun import codec
+from actrix.stun.codec import Message
+from actrix.turn.allocation import (
+    CHANNEL_LIFETIME,
+    PERMISSION_LIFETIME,
+    Allocation,
+    ClientLink,
+    RelayOpener,
+)
+from actrix.turn.auth import Credential
+from actrix.turn.datapath import DataPath, RelayProtocol
+from actrix.turn.metrics import TurnMetrics
+from actrix.turn.peers import PeerPolicy
+from actrix.turn.quotas import Quotas
+from actrix.turn.relayports import NoRelayPort, RelayPorts
+from actrix.turn.responses import Reject, Responses
+
+log = Logger()
+
+
+class Allocator:
+    """Allocations, permissions and channels of authenticated clients."""
+
+    def __init__(
+        self,
+        config: TurnConfig,
+        clock: IReactorTime,
+        data: DataPath,
+        quotas: Quotas,
+        responses: Responses,
+        metrics: TurnMetrics,
+        peers: PeerPolicy,
+        open_relay: RelayOpener,
+        relay_bind_ip: str,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._allocations = data.allocations
+        self._quotas = quotas
+        self._responses = responses
+        self._metrics = metrics
+        self._peers = peers
+        self._relay_bind_ip = relay_bind_ip
+        self._relays = RelayPorts(config.relay_port_range, open_relay, metrics)
+
+    def handle(self, message: Message, link: ClientLink, cred: Credential) -> None:
+        """One authenticated request. Raises Reject or codec.DecodeError."""
+        method = message.method
+        if method == codec.METHOD_ALLOCATE:
+            self._allocate(message, link, cred)
+            return
+        allocation = self._allocations.get(link.allocation_key)
+        if allocation is None:
+            raise Reject(437)
+        if allocation.username != _username(message):
+            raise Reject(441)
+        if message.unknown:
+            raise Reject(420, message.unknown)
+        if method == codec.METHOD_REFRESH:
+            self._refresh(message, link, allocation)
+        elif method == codec.METHOD_CREATE_PERMISSION:
+            self._create_permission(message, link, allocation)
+        else:
+            self._channel_bind(message, link, allocation)
+
+    def sweep(self, now: float) -> None:
+        """Expire allocations, permissions, channels and reservations."""
+        for allocation in list(self._allocations.values()):
+            if allocation.expires_at <= now:
+                self.delete(allocation, "expired")
+            elif allocation.permissions or allocation.channel_expiry:
+                allocation.expire(now)
+        self._relays.sweep(now)
+
+    def close_all(self) -> list[Deferred[Any]]:
+        """Delete every allocation and reservation (shutdown)."""
+        closing = [self.delete(a, "shutdown") for a in list(self._allocations.values())]
+        closing.extend(self._relays.close_all())
+        return [d for d in closing if d is not None]
+
+    # -- Allocate ------------------------------------------------------------
+
+    def _allocate(self, message: Message, link: ClientLink, cred: Credential) -> None:
+        attrs = message.attrs
+        existing = self._allocations.get(link.allocation_key)
+        if existing is not None:
+            if existing.transaction_id == message.transaction_id:
+                self._allocate_success(message, link, existing, None)
+                return
+            raise Reject(437)
+        if message.unknown:
+            raise Reject(420, message.unknown)
+        transport = attrs.get(codec.REQUESTED_TRANSPORT)
+        if transport is None:
+            raise Reject(400)
+        if codec.decode_requested_transport(transport) != codec.TRANSPORT_UDP:
+            raise Reject(442)
+        if codec.DONT_FRAGMENT in attrs:
+            raise Reject(420, [codec.DONT_FRAGMENT])
+        family = self._requested_family(message)
+        token = attrs.get(codec.RESERVATION_TOKEN)
+        even = attrs.get(codec.EVEN_PORT)
+        if token is not None and (
+            even is not None or codec.REQUESTED_ADDRESS_FAMILY in attrs
+        ):
+            raise Reject(400)
+        reserve = codec.decode_even_port(even) if even is not None else False
+        if not self._quotas.allocation_allowed(message, link, cred.principal, cred.key):
+            return
+        lifetime = self._lifetime(message)
+        now = self._clock.seconds()
+        allocation = Allocation(
+            link,
+            _username(message),
+            cred.principal,
+            cred.key,
+            ("", 0),
+            family,
+            now + lifetime,
+            message.transaction_id,
+        )
+        new_token = self._bind_relay(allocation, token, even is not None, reserve, now)
+        self._allocations[link.allocation_key] = allocation
+        self._quotas.allocated(cred.principal)
+        self._metrics.allocations_total += 1
+        if self._responses.debug:
+            log.debug(
+                "allocation {relay} for {client} ({principal})",
+                relay=allocation.relay_address,
+                client=link.address,
+                principal=cred.principal,
+            )
+        self._allocate_success(message, link, allocation, new_token)
+
+    def _allocate_success(
+        self,
+        message: Message,
+        link: ClientLink,
+        allocation: Allocation,
+        token: bytes | None,
+    ) -> None:
+        remaining = max(0, int(allocation.expires_at - self._clock.seconds()))
+        self._responses.allocate_success(
+            message, link, allocation.relay_address, remaining, allocation.key, token
+        )
+
+    def _requested_family(self, message: Message) -> int:
+        value = message.attrs.get(codec.REQUESTED_ADDRESS_FAMILY)
+        if value is None:
+            return codec.FAMILY_IPV4
+        family = codec.decode_address_family(value)
+        if family == codec.FAMILY_IPV4:
+            return family
+        if family == codec.FAMILY_IPV6 and self._config.relay_ipv6_ip:
+            return family
+        raise Reject(440)
+
+    def _lifetime(self, message: Message) -> float:
+        value = message.attrs.get(codec.LIFETIME)
+        default = self._config.default_lifetime
+        requested = default if value is None else codec.decode_u32(value)
+        return float(min(max(requested, default), self._config.max_lifetime))
+
+    def _bind_relay(
+        self,
+        allocation: Allocation,
+        token: bytes | None,
+        even: bool,
+        reserve: bool,
+        now: float,
+    ) -> bytes | None:
+        """Open (or claim a reserved) relay socket; returns a new RESERVATION-TOKEN."""
+        if allocation.family == codec.FAMILY_IPV6:
+            bind_ip = advertised = self._config.relay_ipv6_ip or "::"
+        else:
+            bind_ip, advertised = self._relay_bind_ip, self._config.advertised_ip
+        if token is not None:
+            reservation = self._relays.claim(token)
+            if reservation is None:
+                raise Reject(508)
+            # RFC 6156 §4.2: the reserved port fixes the family (the request
+            # may not carry REQUESTED-ADDRESS-FAMILY next to the token).
+            allocation.family = reservation.family
+            if reservation.family == codec.FAMILY_IPV6:
+                advertised = self._config.relay_ipv6_ip or "::"
+            reservation.protocol.allocation = allocation
+            allocation.relay = reservation.protocol
+            allocation.relay_port = reservation.relay_port
+            allocation.relay_address = (advertised, reservation.port)
+            return None
+        protocol = RelayProtocol(allocation, self._metrics)
+        try:
+            port, listening = self._relays.open(bind_ip, protocol, even)
+        except NoRelayPort:
+            raise Reject(508) from None
+        allocation.relay = protocol
+        allocation.relay_port = listening
+        allocation.relay_address = (advertised, port)
+        if not reserve:
+            return None
+        return self._relays.reserve(bind_ip, port + 1, now, allocation.family)
+
+    # -- Refresh, CreatePermission, ChannelBind --------------------------------
+
+    def _refresh(self, message: Message, link: ClientLink, alloc: Allocation) -> None:
+        family = message.attrs.get(codec.REQUESTED_ADDRESS_FAMILY)
+        if family is not None and codec.decode_address_family(family) != alloc.family:
+            raise Reject(443)
+        value = message.attrs.get(codec.LIFETIME)
+        key = alloc.key
+        if value is not None and codec.decode_u32(value) == 0:
+            self.delete(alloc, "refresh 0")
+            lifetime = 0.0
+        else:
+            lifetime = self._lifetime(message)
+            alloc.expires_at = self._clock.seconds() + lifetime
+        attrs = [(codec.LIFETIME, codec.encode_u32(int(lifetime)))]
+        self._responses.success(message, link, attrs, key)
+
+    def _peer_addresses(self, message: Message, alloc: Allocation) -> list[Any]:
+        first = message.attrs.get(codec.XOR_PEER_ADDRESS)
+        if first is None:
+            raise Reject(400)
+        txid = message.transaction_id
+        peers = []
+        for value in (first, *message.extra_peers):
+            ip, port = codec.decode_xor_address(value, txid)
+            is_v6 = ":" in ip
+            if is_v6 != (alloc.family == codec.FAMILY_IPV6):
+                raise Reject(443)
+            peers.append((ip, port))
+        return peers
+
+    def _check_peer(self, alloc: Allocation, ip: str) -> None:
+        rule = self._peers.denied_rule(ip)
+        if rule is not None:
+            self._metrics.denied_peers[rule] += 1
+            log.warn(
+                "peer {peer} refused for {principal}: {rule}",
+                peer=ip,
+                principal=alloc.principal,
+                rule=rule,
+            )
+            raise Reject(403)
+
+    def _create_permission(
+        self, message: Message, link: ClientLink, alloc: Allocation
+    ) -> None:
+        peers = self._peer_addresses(message, alloc)
+        for ip, _ in peers:
+            self._check_peer(alloc, ip)
+        until = self._clock.seconds() + PERMISSION_LIFETIME
+        for ip, _ in peers:
+            alloc.permissions[ip] = until
+        self._responses.success(message, link, [], alloc.key)
+
+    def _channel_bind(
+        self, message: Message, link: ClientLink, alloc: Allocation
+    ) -> None:
+        value = message.attrs.get(codec.CHANNEL_NUMBER)
+        if value is None:
+            raise Reject(400)
+        number = codec.decode_channel_number(value)
+        if not codec.CHANNEL_MIN <= number <= codec.CHANNEL_MAX:
+            raise Reject(400)
+        peer = self._peer_addresses(message, alloc)[0]
+        # RFC 5766 §11.2: a channel stays on its peer and a peer on its channel.
+        bound = alloc.channels.get(number)
+        if bound is not None and bound != peer:
+            raise Reject(400)
+        other = alloc.peer_channels.get(peer)
+        if other is not None and other != number:
+            raise Reject(400)
+        self._check_peer(alloc, peer[0])
+        now = self._clock.seconds()
+        alloc.channels[number] = peer
+        alloc.peer_channels[peer] = number
+        alloc.channel_expiry[number] = now + CHANNEL_LIFETIME
+        alloc.permissions[peer[0]] = now + PERMISSION_LIFETIME
+        self._responses.success(message, link, [], alloc.key)
+
+    # -- teardown --------------------------------------------------------------
+
+    def delete(self, alloc: Allocation, why: str) -> Deferred[Any] | None:
+        """Remove an allocation, close its relay socket, release its port."""
+        key = alloc.link.allocation_key
+        if self._allocations.get(key) is not alloc:
+            return None
+        del self._allocations[key]
+        self._quotas.released(alloc.principal)
+        if self._responses.debug:
+            log.debug(
+                "allocation {relay} deleted: {why}", relay=alloc.relay_address, why=why
+            )
+        alloc.link.allocation_deleted()
+        relay, listening = alloc.relay, alloc.relay_port
+        alloc.relay = alloc.relay_port = None
+        if relay is not None:
+            relay.allocation = None
+        if listening is None:
+            return None
+        return self._relays.close(listening, alloc.relay_address[1])
+
+
+def _username(message: Message) -> str:
+    raw = message.attrs.get(codec.USERNAME, b"")
+    return raw.decode("utf-8", "replace")

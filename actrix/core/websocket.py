@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 from collections import deque
 from types import FunctionType
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -454,24 +454,42 @@ class EdgeProtocol(WebSocketServerProtocol):
             size=unsent,
         )
 
-    def send_frame(self, data: bytes, binary: bool) -> bool:
-        """Send one message unless closing or the peer stopped reading."""
+    def send_bytes(self, data: bytes) -> bool:
+        """Send one binary message unless closing or the peer stopped reading."""
         if self.state != WebSocketServerProtocol.STATE_OPEN:
             return False
-        pressure = self._pressure
-        if pressure.full:
-            pressure.unsent += len(data)
-            limit = getattr(self.factory, "send_backlog_limit", SEND_BACKLOG_LIMIT)
-            if pressure.unsent > limit:
-                self.edge_slow_reader(pressure.unsent)
-                self.dropConnection(abort=True)
-                return False
+        if self._pressure.full and self._backlogged(len(data)):
+            return False
         if self.send_queue:
             # Autobahn is trickling queued data out; keep its order.
+            self.sendMessage(data, isBinary=True)
+        else:
+            transport: Any = self.transport
+            transport.write(frame_bytes(data, True))
+        return True
+
+    def send_frame(self, data: bytes, binary: bool) -> bool:
+        """Send one message (text or binary) as :meth:`send_bytes` does."""
+        if self.state != WebSocketServerProtocol.STATE_OPEN:
+            return False
+        if self._pressure.full and self._backlogged(len(data)):
+            return False
+        if self.send_queue:
             self.sendMessage(data, isBinary=binary)
         else:
             transport: Any = self.transport
             transport.write(frame_bytes(data, binary))
+        return True
+
+    def _backlogged(self, size: int) -> bool:
+        """Count ``size`` unsent bytes; past the bound, drop the peer (True)."""
+        pressure = self._pressure
+        pressure.unsent += size
+        limit = getattr(self.factory, "send_backlog_limit", SEND_BACKLOG_LIMIT)
+        if pressure.unsent <= limit:
+            return False
+        self.edge_slow_reader(pressure.unsent)
+        self.dropConnection(abort=True)
         return True
 
     def close_session(self, code: int, reason: str) -> None:
@@ -485,6 +503,9 @@ class EdgeProtocol(WebSocketServerProtocol):
 
     def abort(self) -> None:
         self.dropConnection(abort=True)
+
+
+E = TypeVar("E", bound=EdgeProtocol)
 
 
 def edge_options(factory: WebSocketServerFactory, max_message_size: int) -> None:
@@ -506,9 +527,7 @@ def edge_options(factory: WebSocketServerFactory, max_message_size: int) -> None
     factory.protocol = configure(factory, base)
 
 
-def configure(
-    factory: WebSocketServerFactory, base: type[EdgeProtocol]
-) -> type[EdgeProtocol]:
+def configure(factory: WebSocketServerFactory, base: type[E]) -> type[E]:
     """A subclass of ``base`` carrying ``factory``'s WebSocket options.
 
     Autobahn copies every name in ``CONFIG_ATTRS`` from the factory onto each
@@ -523,11 +542,12 @@ def configure(
         # A function (perMessageCompressionAccept) must not become a method.
         if isinstance(value, FunctionType):
             options[name] = staticmethod(value)
-    return type(
+    configured: type[E] = type(
         f"Configured{base.__name__}",
         (base,),
         {**options, "CONFIG_ATTRS": (), "__slots__": ()},
     )
+    return configured
 
 
 class UpgradeOnly(WebSocketResource):

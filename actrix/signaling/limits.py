@@ -1,8 +1,9 @@
-"""Rate limits of the signaling endpoint (signaling.md §1.2, §1.3).
+"""Connection limits of the signaling endpoint (signaling.md §1.2).
 
-:class:`TokenBucket` is the per-connection message limit; :class:`ConnectionLimits`
-holds the per-IP connection rate and concurrency that are checked before the
-WebSocket upgrade. Both read time from the caller (no clock of their own).
+:class:`ConnectionLimits` holds the per-IP connection rate and concurrency that
+are checked before the WebSocket upgrade; the per-connection message limit is
+the edge's :class:`~actrix.core.websocket.TokenBucket`. Both read time from the
+caller (no clock of their own).
 """
 
 from __future__ import annotations
@@ -10,33 +11,7 @@ from __future__ import annotations
 import math
 
 from actrix.core.config import ConnectionRateLimit
-
-
-class TokenBucket:
-    """``rate`` tokens per second up to ``burst``; starts full."""
-
-    __slots__ = ("_burst", "_last", "_rate", "_tokens")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self._rate = rate
-        self._burst = burst
-        self._tokens = burst
-        self._last = now
-
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one."""
-        elapsed = now - self._last
-        if elapsed > 0:
-            self._tokens = min(self._burst, self._tokens + elapsed * self._rate)
-            self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-    def full(self, now: float) -> bool:
-        """Whether the bucket has refilled completely by ``now``."""
-        return self._tokens + max(0.0, now - self._last) * self._rate >= self._burst
+from actrix.core.websocket import TokenBucket
 
 
 class _PerIp:

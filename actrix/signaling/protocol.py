@@ -16,110 +16,50 @@ logs nothing above debug.
 
 from __future__ import annotations
 
-import contextlib
-from typing import Any, Final
+from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer, IReactorTime
-from twisted.internet.protocol import connectionDone
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from actrix.core.config import SignalingConfig
 from actrix.core.logthrottle import LogThrottle
-from actrix.signaling import messages
-from actrix.signaling.framing import (
-    AUTOBAHN_STATE,
-    HANDSHAKE_STATE,
-    SLOT_DEFAULTS,
-    LazySendQueue,
-    binary_frame,
-    unmask,
+from actrix.core.websocket import (
+    SEND_BACKLOG_LIMIT,
+    EdgeProtocol,
+    TokenBucket,
+    edge_options,
 )
-from actrix.signaling.limits import ConnectionLimits, TokenBucket
+from actrix.signaling import messages
+from actrix.signaling.limits import ConnectionLimits
 from actrix.signaling.service import Session, SignalingService
 
 _log = Logger()
 
 BAD_FRAME_CODE = 1007  # RFC 6455: payload inconsistent with the message type
-# Bytes a peer may leave unread once the transport's own buffer is full; the
-# factory raises it to four maximum-size messages when those are larger.
-SEND_BACKLOG_LIMIT: Final = 4 * 1024 * 1024
 
 
-@implementer(IPushProducer)
-class _SendPressure:
-    """Told by the transport when its write buffer fills up and drains.
+class SignalingProtocol(EdgeProtocol):
+    """One signaling WebSocket on the shared edge (:mod:`actrix.core.websocket`).
 
-    ``unsent`` counts the bytes written while the buffer was full.
+    The edge keeps Autobahn's state in slots, reads whole binary frames and
+    writes replies without Autobahn's per-frame machinery, and
+    :class:`SignalingFactory` gives each factory a subclass carrying its
+    WebSocket options (:func:`~actrix.core.websocket.edge_options`).
     """
 
-    __slots__ = ("full", "unsent")
-
-    def __init__(self) -> None:
-        self.full = False
-        self.unsent = 0
-
-    def pauseProducing(self) -> None:
-        self.full = True
-
-    def resumeProducing(self) -> None:
-        self.full = False
-        self.unsent = 0
-
-    def stopProducing(self) -> None:
-        self.full = False
-
-
-class SignalingProtocol(WebSocketServerProtocol):
-    """One signaling WebSocket.
-
-    Its Autobahn state lives in slots, and :class:`SignalingFactory` gives each
-    factory a subclass that carries the WebSocket options as class attributes
-    (with ``CONFIG_ATTRS`` empty, Autobahn copies none of them per connection
-    and formats no per-connection option dump). Together this takes a
-    connection's protocol from ~6 KB to ~1.5 KB and ~20 µs off each connect.
-    """
-
-    __slots__ = (
-        *AUTOBAHN_STATE,
-        "_admitted",
-        "_bucket",
-        "_ip",
-        "_pressure",
-        "_session",
-    )
+    __slots__ = ("_admitted", "_bucket", "_session")
 
     factory: SignalingFactory
 
     def __init__(self) -> None:
-        for name, value in SLOT_DEFAULTS:
-            setattr(self, name, value)
         self._session: Session | None = None
         self._bucket: TokenBucket | None = None
-        self._pressure = _SendPressure()
-        self._ip = ""
         self._admitted = False
         super().__init__()
-
-    def connectionMade(self) -> None:
-        super().connectionMade()
-        self.send_queue = LazySendQueue(self)  # type: ignore[assignment]  # duck
-        transport: Any = self.transport
-        # Autobahn's own attempt swallows the error on Twisted; set it here.
-        with contextlib.suppress(AttributeError, OSError):
-            transport.setTcpNoDelay(True)
-        # Twisted Web's HTTPChannel registered itself as the socket's producer
-        # and no longer owns the socket after the upgrade; take its place to
-        # learn when the peer stops reading.
-        with contextlib.suppress(RuntimeError):  # nothing was registered
-            self.unregisterProducer()
-        self.registerProducer(self._pressure, True)
-        peer = transport.getPeer()
-        self._ip = str(getattr(peer, "host", ""))
 
     def onConnect(  # type: ignore[override]  # Autobahn also accepts a Deferred
         self, request: ConnectionRequest
@@ -158,67 +98,6 @@ class SignalingProtocol(WebSocketServerProtocol):
         done: Deferred[None] = d.addCallback(lambda _: None)
         done.addErrback(_bind_failed)
         return done
-
-    def dataReceived(self, data: bytes) -> None:
-        """Whole masked binary frames at the front of ``data`` go straight to
-        :meth:`onMessage`; everything else, and everything while Autobahn holds
-        a partial frame or message, takes Autobahn's path.
-
-        Autobahn parses each frame through a dozen calls, a masker object and
-        two debug lines whose arguments it formats even when nobody logs them;
-        for the common case (one small envelope per unfragmented frame) this
-        is about a third of a relay's cost. Frames this loop leaves alone
-        (text, control, fragmented, unmasked, reserved bits, over the size
-        limit, 64-bit lengths) get Autobahn's checks and errors unchanged.
-        """
-        if self.state == WebSocketServerProtocol.STATE_OPEN and self._idle_parser():
-            pos = self._whole_frames(data)
-            if pos == len(data):
-                return
-            data = data[pos:]
-        self._dataReceived(data)
-
-    def _idle_parser(self) -> bool:
-        """Autobahn holds no buffered bytes and no partial frame or message."""
-        frame: Any = self.current_frame  # annotated non-optional by Autobahn
-        return not self.data and not self.inside_message and frame is None
-
-    def _whole_frames(self, data: bytes) -> int:
-        """Deliver the complete simple binary frames at the start of ``data``.
-
-        Returns how many bytes were consumed.
-        """
-        limit = self.factory.frame_limit
-        pos, end = 0, len(data)
-        while end - pos >= 6 and self.state == WebSocketServerProtocol.STATE_OPEN:
-            if data[pos] != 0x82:  # FIN, no RSV bits, opcode binary
-                break
-            size = data[pos + 1]
-            if size < 0x80:  # unmasked: Autobahn's protocol error
-                break
-            size &= 0x7F
-            head = pos + 2
-            if size == 126:
-                size = int.from_bytes(data[head : head + 2], "big")
-                if size < 126:  # not the minimal encoding
-                    break
-                head += 2
-            elif size == 127:
-                break
-            start = head + 4
-            stop = start + size
-            if stop > end or size > limit:
-                break
-            payload = unmask(data[start:stop], data[head:start])
-            pos = stop
-            self.onMessage(payload, True)
-        return pos
-
-    def onOpen(self) -> None:
-        for name in HANDSHAKE_STATE:
-            setattr(self, name, None)
-        # Read by Autobahn only while opening (TLS channel id, peer cert).
-        self._transport_details = None  # type: ignore[assignment]  # not read again
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         session = self._session
@@ -267,68 +146,28 @@ class SignalingProtocol(WebSocketServerProtocol):
             return
         service.handle(session, envelope)
 
-    def onMessageEnd(self) -> None:
-        # Autobahn's version also fires a "message" observer event through a
-        # Deferred per message; nothing observes it here, so deliver directly.
-        if not self.failedByMe:
-            payload = b"".join(self.message_data)
-            self.onMessage(payload, self.message_is_binary)
-        self.message_data = None  # type: ignore[assignment]  # as Autobahn does
+    def edge_closed(self) -> None:
+        if self._session is not None:
+            self.factory.service.session_closed(self._session)
+            self._session = None
+        if self._admitted:
+            self._admitted = False
+            self.factory.limits.release(self._ip)
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        try:
-            super().connectionLost(reason)
-        finally:
-            # Autobahn leaves this timer behind when the peer vanishes mid-close.
-            call: Any = self.closeHandshakeTimeoutCall
-            if call is not None:
-                self.closeHandshakeTimeoutCall = None
-                call.cancel()
-            if self._session is not None:
-                self.factory.service.session_closed(self._session)
-                self._session = None
-            if self._admitted:
-                self._admitted = False
-                self.factory.limits.release(self._ip)
+    def edge_slow_reader(self, unsent: int) -> None:
+        self.factory.service.metrics.rejections["slow_reader"] += 1
+        suppressed = self.factory.log_throttle.admit(self._ip, "slow_reader")
+        if suppressed is not None:
+            _log.warn(
+                "{ip} left {size} bytes unread; dropping its session"
+                " ({suppressed} more not logged)",
+                ip=self._ip,
+                size=unsent,
+                suppressed=suppressed,
+            )
 
-    # Connection (what the service calls)
-
-    def send_bytes(self, data: bytes) -> bool:
-        if self.state != WebSocketServerProtocol.STATE_OPEN:
-            return False
-        pressure = self._pressure
-        if pressure.full:
-            pressure.unsent += len(data)
-            if pressure.unsent > self.factory.send_backlog_limit:
-                self.factory.service.metrics.rejections["slow_reader"] += 1
-                suppressed = self.factory.log_throttle.admit(self._ip, "slow_reader")
-                if suppressed is not None:
-                    _log.warn(
-                        "{ip} left {size} bytes unread; dropping its session"
-                        " ({suppressed} more not logged)",
-                        ip=self._ip,
-                        size=pressure.unsent,
-                        suppressed=suppressed,
-                    )
-                self.dropConnection(abort=True)
-                return False
-        if self.send_queue:
-            # Autobahn is trickling queued data out; keep its order.
-            self.sendMessage(data, isBinary=True)
-        else:
-            self.transport.write(binary_frame(data))  # type: ignore[union-attr]
-        return True
-
-    def close_session(self, code: int, reason: str) -> None:
-        if self.state == WebSocketServerProtocol.STATE_OPEN:
-            # sendClose refuses protocol codes such as 1001 and 1007; the frame
-            # method underneath takes any code.
-            self.sendCloseFrame(code, reason.encode("utf-8")[:123], isReply=False)
-        elif self.state != WebSocketServerProtocol.STATE_CLOSED:
-            self.dropConnection(abort=True)
-
-    def abort(self) -> None:
-        self.dropConnection(abort=True)
+    # Connection (what the service calls): send_bytes, close_session and
+    # abort come from EdgeProtocol.
 
 
 def _bind_failed(failure: Failure) -> None:
@@ -355,41 +194,10 @@ class SignalingFactory(WebSocketServerFactory):
         # Remote-triggered lines: one per (source IP, reason) per minute.
         self.log_throttle = LogThrottle(clock)
         self.send_backlog_limit = max(SEND_BACKLOG_LIMIT, 4 * config.max_message_size)
-        # Frames up to this size may skip Autobahn's parser (both limits are
-        # the configured message size).
-        self.frame_limit = config.max_message_size
-        self.setProtocolOptions(
-            maxFramePayloadSize=config.max_message_size,
-            maxMessagePayloadSize=config.max_message_size,
-            autoPingInterval=0,
-            openHandshakeTimeout=10,
-            closeHandshakeTimeout=2,
-            # Send a close frame (1009, 1002...) before dropping, so the peer
-            # learns why.
-            failByDrop=False,
-        )
-        # Options are fixed from here on: the protocol class now carries them.
-        self.protocol = configured_protocol(self)
+        # Frame caps (close 1009), the fast-path limit, and one configured
+        # protocol class per factory: options are fixed from here on.
+        edge_options(self, config.max_message_size)
 
     def prune_limits(self) -> None:
         """Forget idle per-IP limiter state (a timer calls this)."""
         self.limits.prune(self.clock.seconds())
-
-
-def configured_protocol(
-    factory: WebSocketServerFactory, base: type[SignalingProtocol] = SignalingProtocol
-) -> type[SignalingProtocol]:
-    """A subclass of ``base`` holding ``factory``'s WebSocket options.
-
-    Autobahn copies every name in ``CONFIG_ATTRS`` from the factory onto each
-    new protocol instance (and formats them for a debug line); as class
-    attributes they are shared instead.
-    """
-    options = {
-        name: getattr(factory, name) for name in WebSocketServerProtocol.CONFIG_ATTRS
-    }
-    return type(
-        f"Configured{base.__name__}",
-        (base,),
-        {**options, "CONFIG_ATTRS": (), "__slots__": ()},
-    )

@@ -12,9 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.config import ConnectionRateLimit
 from actrix.core.utf8 import invalid_string_field
+from actrix.core.websocket import TokenBucket
 from actrix.proto import signaling_pb2
 from actrix.signaling import messages
-from actrix.signaling.limits import ConnectionLimits, TokenBucket
+from actrix.signaling.limits import ConnectionLimits
 
 
 class DecodeTests(SynchronousTestCase):

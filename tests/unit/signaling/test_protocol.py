@@ -13,12 +13,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.settings import MessageRateLimit, SignalingConfig
-from actrix.signaling.framing import AUTOBAHN_STATE, binary_frame, unmask
-from actrix.signaling.protocol import (
-    SignalingFactory,
-    SignalingProtocol,
-    configured_protocol,
-)
+from actrix.core.websocket import AUTOBAHN_STATE, configure, frame_bytes, unmask
+from actrix.signaling.protocol import SignalingFactory, SignalingProtocol
 from tests.unit.signaling.fakes import Harness, envelope_with_id
 
 PEER = IPv4Address("TCP", "127.0.0.1", 40000)
@@ -147,7 +143,7 @@ class FramingTests(SynchronousTestCase):
             payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
             transport.clear()
             protocol.sendMessage(payload, isBinary=True)
-            self.assertEqual(binary_frame(payload), transport.value(), size)
+            self.assertEqual(frame_bytes(payload, True), transport.value(), size)
 
 
 def masked_frame(payload: bytes, key: bytes, first: int = 0x82) -> bytes:
@@ -176,7 +172,7 @@ class ReceiveTests(SynchronousTestCase):
         h = Harness()
         config = SignalingConfig(max_message_size=1024)
         self.factory = SignalingFactory(h.service, config, h.clock, h.clock)
-        self.factory.protocol = configured_protocol(self.factory, Recorder)
+        self.factory.protocol = configure(self.factory, Recorder)
         self.protocol: Any = build(self.factory)
         self.protocol.got = []
         self.transport = connect(self, self.protocol)

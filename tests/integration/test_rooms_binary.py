@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from typing import Any
 
 from twisted.internet import reactor
 
@@ -172,6 +173,61 @@ class BinaryProtocolTests(RoomsDaemonCase):
         answer = await alice.of_type("ANSWER")
         self.assertEqual(answer["peer_id"], "cam-9")
         self.assertEqual(answer["payload"], {"type": "answer", "sdp": "v=0\r\n"})
+
+
+class BinaryRoomErrorTests(RoomsDaemonCase):
+    async def test_room_errors_7_8_10_and_internal_12(self) -> None:
+        """Unknown room (7), full room (8), not a member (10), our bug (12)."""
+        base = {"version": "1.0.0", "auth_token": "x", "role": "receiver"}
+        peers = [await self.binary_peer(f"p{i}") for i in range(4)]
+        missing = await peers[0].reply(
+            bc.ROOM_JOIN, {**base, "client_id": "p0", "room_id": "ghost"}
+        )
+        self.assertEqual(
+            (missing[3]["Error"]["error_code"], missing[3]["Error"]["error_message"]),
+            (7, "Room not found"),
+        )
+        created = await peers[0].reply(
+            bc.ROOM_CREATE, {**base, "client_id": "p0", "room_id": "tiny"}
+        )
+        self.assertEqual(created[0], bc.ROOM_CREATE_ACK)
+        for i in (1, 2):
+            joined = await peers[i].reply(
+                bc.ROOM_JOIN, {**base, "client_id": f"p{i}", "room_id": "tiny"}
+            )
+            self.assertEqual(joined[0], bc.ROOM_JOIN_ACK)
+        full = await peers[3].reply(
+            bc.ROOM_JOIN, {**base, "client_id": "p3", "room_id": "tiny"}
+        )
+        self.assertEqual(full[3]["Error"]["error_code"], 8)
+        self.assertEqual(full[3]["Error"]["code"], "ROOM_FULL")
+        leave = {"version": "1.0.0", "auth_token": "x", "client_id": "p3"}
+        outside = await peers[3].reply(bc.ROOM_LEAVE, {**leave, "room_id": "tiny"})
+        self.assertEqual(
+            outside[3]["Error"]["error_message"], "Client is not in the specified room"
+        )
+        self.assertEqual(outside[3]["Error"]["error_code"], 10)
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("a bug")
+
+        service = _room_service(self.root)
+        service.relay = broken
+        bug = await peers[0].reply(
+            bc.SIGNAL_OFFER, {"target_client_id": "p1", "signal_data": "x"}
+        )
+        self.assertEqual(
+            (bug[3]["Error"]["error_code"], bug[3]["Error"]["code"]),
+            (12, "INTERNAL_ERROR"),
+        )
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
+def _room_service(root: Any) -> Any:
+    """The daemon's RoomService, reached through its site's /rooms/ws resource."""
+    site = root.listener("http").factory
+    rooms = site.resource.children[b"rooms"]
+    return rooms.children[b"ws"]._factory.edge.service
 
 
 class BinarySessionTests(RoomsDaemonCase):

@@ -138,6 +138,23 @@ class JsonProtocolTests(RoomsDaemonCase):
             len(cases) + 2,
         )
 
+    async def test_internal_fault_is_internal_error(self) -> None:
+        """A fault in the service answers INTERNAL_ERROR, logged once; others go on."""
+
+        def broken(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("a bug")
+
+        site: Any = self.root.listener("http").factory
+        rooms = site.resource.children[b"rooms"]
+        rooms.children[b"ws"]._factory.edge.service.join = broken
+        a = await self.json_peer()
+        reply = await a.request(type="JOIN", room_id="r")
+        self.assertEqual(
+            reply["payload"], {"code": "INTERNAL_ERROR", "message": "internal error"}
+        )
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual((await a.request(type="KEEP_ALIVE"))["type"], "ACK")
+
     async def test_not_in_room_errors(self) -> None:
         """LEAVE and OFFER outside a room answer NOT_IN_ROOM."""
         a = await self.json_peer()

@@ -3,8 +3,8 @@
 :class:`EdgeProtocol` is what ``/signaling/ws``, ``/rooms/ws`` and ``/rooms/bin``
 have in common below their codecs: TCP_NODELAY (Autobahn's own attempt fails
 silently on Twisted), send backpressure (a peer that stops reading is dropped
-once its unsent backlog passes a bound), whole data frames read and written
-without Autobahn's per-frame machinery, direct delivery of complete messages
+once its unsent backlog passes a bound), reads handed to Autobahn's parser
+without its per-read debug formatting, direct delivery of complete messages
 (no per-message Deferred), close frames with any code, cleanup of Autobahn's
 close-handshake timer, and a compact connection: Autobahn's per-connection
 state in slots (:data:`AUTOBAHN_STATE`), the handshake data dropped once open,
@@ -300,47 +300,17 @@ class LazySendQueue:
         raise IndexError("pop from an empty deque")
 
 
-def unmask(payload: bytes, key: bytes) -> bytes:
-    """``payload`` XOR the repeated 4-byte masking ``key`` (RFC 6455 §5.3).
-
-    One big-integer XOR instead of a Python loop over the bytes.
-    """
-    size = len(payload)
-    if key == b"\x00\x00\x00\x00":
-        return payload
-    stream = int.from_bytes(key * (size // 4 + 1), "little") & ((1 << 8 * size) - 1)
-    return (int.from_bytes(payload, "little") ^ stream).to_bytes(size, "little")
-
-
-def frame_bytes(payload: bytes, binary: bool) -> bytes:
-    """One unmasked, unfragmented server frame (RFC 6455 §5.2) around ``payload``.
-
-    What ``sendMessage`` writes on a server socket without compression or
-    auto-fragmentation (neither is used here), minus its bookkeeping.
-    """
-    first = 0x82 if binary else 0x81
-    size = len(payload)
-    if size < 126:
-        return bytes((first, size)) + payload
-    if size < 0x10000:
-        return bytes((first, 126)) + size.to_bytes(2, "big") + payload
-    return bytes((first, 127)) + size.to_bytes(8, "big") + payload
-
-
 class EdgeProtocol(WebSocketServerProtocol):
     """One server WebSocket with the shared edge behaviour.
 
     Subclasses implement ``onMessage`` (called directly, once per complete
     message), call ``super().onOpen()`` if they override it, and may override
-    :meth:`edge_closed` and :meth:`edge_slow_reader`. The factory sets
-    ``frame_limit`` (its maximum message size, :func:`edge_options`) and may
-    set ``send_backlog_limit``. ``fast_opcodes`` lists the first header bytes
-    (FIN + opcode) whose whole, masked frames skip Autobahn's frame parser.
+    :meth:`edge_closed` and :meth:`edge_slow_reader`. The factory may set
+    ``send_backlog_limit``. Frames are parsed and written by Autobahn only:
+    the edge carries no RFC 6455 codec of its own.
     """
 
     __slots__ = (*AUTOBAHN_STATE, "_ip", "_pressure", "last_inbound")
-
-    fast_opcodes: frozenset[int] = frozenset({0x82})
 
     def __init__(self) -> None:
         for name, value in _SLOT_DEFAULTS:
@@ -372,57 +342,9 @@ class EdgeProtocol(WebSocketServerProtocol):
         self._transport_details = None  # type: ignore[assignment]  # not read again
 
     def dataReceived(self, data: bytes) -> None:
-        """Whole masked data frames at the front of ``data`` go straight to
-        :meth:`onMessage`; anything else (control, fragmented, unmasked, RSV
-        bits, over the limit, 64-bit lengths), and everything while Autobahn
-        holds a partial frame or message, takes Autobahn's path with its
-        checks and close codes.
-
-        Autobahn parses each frame through a dozen calls and formats debug
-        lines nobody reads; for one small message per frame that is a large
-        share of a relay's cost.
-        """
-        if self.state == WebSocketServerProtocol.STATE_OPEN and self._parser_idle():
-            pos = self._whole_frames(data)
-            if pos == len(data):
-                return
-            data = data[pos:]
+        # Autobahn's public method formats a debug line's arguments on every
+        # read; its parser underneath is what we want, unchanged.
         self._dataReceived(data)
-
-    def _parser_idle(self) -> bool:
-        """Autobahn holds no buffered bytes and no partial frame or message."""
-        frame: Any = self.current_frame  # annotated non-optional by Autobahn
-        return not self.data and not self.inside_message and frame is None
-
-    def _whole_frames(self, data: bytes) -> int:
-        """Deliver the simple complete frames at the start of ``data``; bytes used."""
-        fast = self.fast_opcodes
-        limit: int = self.factory.frame_limit
-        pos, end = 0, len(data)
-        while end - pos >= 6 and self.state == WebSocketServerProtocol.STATE_OPEN:
-            first = data[pos]
-            if first not in fast:
-                break
-            size = data[pos + 1]
-            if size < 0x80:  # unmasked: a protocol error Autobahn reports
-                break
-            size &= 0x7F
-            head = pos + 2
-            if size == 126:
-                size = int.from_bytes(data[head : head + 2], "big")
-                if size < 126:  # not the minimal length encoding
-                    break
-                head += 2
-            elif size == 127:
-                break
-            start = head + 4
-            stop = start + size
-            if stop > end or size > limit:
-                break
-            payload = unmask(data[start:stop], data[head:start])
-            pos = stop
-            self.onMessage(payload, first == 0x82)
-        return pos
 
     def onMessageEnd(self) -> None:
         # Autobahn's version also fires a "message" observer event through a
@@ -460,12 +382,7 @@ class EdgeProtocol(WebSocketServerProtocol):
             return False
         if self._pressure.full and self._backlogged(len(data)):
             return False
-        if self.send_queue:
-            # Autobahn is trickling queued data out; keep its order.
-            self.sendMessage(data, isBinary=True)
-        else:
-            transport: Any = self.transport
-            transport.write(frame_bytes(data, True))
+        self.sendMessage(data, isBinary=True)
         return True
 
     def send_frame(self, data: bytes, binary: bool) -> bool:
@@ -474,11 +391,7 @@ class EdgeProtocol(WebSocketServerProtocol):
             return False
         if self._pressure.full and self._backlogged(len(data)):
             return False
-        if self.send_queue:
-            self.sendMessage(data, isBinary=binary)
-        else:
-            transport: Any = self.transport
-            transport.write(frame_bytes(data, binary))
+        self.sendMessage(data, isBinary=binary)
         return True
 
     def _backlogged(self, size: int) -> bool:
@@ -511,7 +424,6 @@ E = TypeVar("E", bound=EdgeProtocol)
 def edge_options(factory: WebSocketServerFactory, max_message_size: int) -> None:
     """The Autobahn options every endpoint uses (frame cap → close 1009), then
     :func:`configure` (so set the factory's ``protocol`` first)."""
-    factory.frame_limit = max_message_size  # type: ignore[attr-defined]  # read by EdgeProtocol
     factory.setProtocolOptions(
         maxFramePayloadSize=max_message_size,
         maxMessagePayloadSize=max_message_size,

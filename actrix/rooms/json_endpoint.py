@@ -33,11 +33,8 @@ _log = Logger()
 class JsonRoomConnection(RoomConnection):
     """One ``/rooms/ws`` connection."""
 
-    # Text and binary frames both carry JSON; invalid UTF-8 in a text frame
-    # is then refused by the JSON decoder (INVALID_MESSAGE), as altair does.
+    # Text and binary frames both carry JSON (altair decodes both).
     __slots__ = ()
-
-    fast_opcodes = frozenset({0x81, 0x82})
 
     def onOpen(self) -> None:
         super().onOpen()

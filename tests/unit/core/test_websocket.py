@@ -4,35 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
-from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.websocket import (
     EdgeLimits,
     MessageRate,
     TokenBucket,
-    frame_bytes,
-    unmask,
 )
-
-
-class FrameTests(SynchronousTestCase):
-    @given(st.binary(max_size=300), st.binary(min_size=4, max_size=4))
-    def test_unmask_is_bytewise_xor(self, payload: bytes, key: bytes) -> None:
-        """unmask equals RFC 6455 §5.3 byte-by-byte XOR, and is its own inverse."""
-        expected = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-        self.assertEqual(unmask(payload, key), expected)
-        self.assertEqual(unmask(expected, key), payload)
-
-    def test_frame_lengths(self) -> None:
-        """7-bit, 16-bit and 64-bit length forms; opcode text or binary."""
-        self.assertEqual(frame_bytes(b"hi", False), b"\x81\x02hi")
-        self.assertEqual(frame_bytes(b"x" * 126, True)[:4], b"\x82\x7e\x00\x7e")
-        self.assertEqual(
-            frame_bytes(b"x" * 70000, True)[:10],
-            b"\x82\x7f" + (70000).to_bytes(8, "big"),
-        )
 
 
 class RateTests(SynchronousTestCase):

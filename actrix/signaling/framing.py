@@ -1,12 +1,12 @@
 """How the signaling socket sits on Autobahn: compact state and raw frames.
 
-Autobahn's server protocol keeps ~95 attributes per connection and parses and
-writes every frame through a dozen calls. :mod:`.protocol` keeps that state in
+Autobahn's server protocol keeps ~95 attributes per connection. :mod:`.protocol`
+keeps that state in
 slots (:data:`AUTOBAHN_STATE`, started from the class defaults Autobahn reads
 before it writes), drops what only the opening handshake needs
-(:data:`HANDSHAKE_STATE`), defers the send deque (:class:`LazySendQueue`), and
-reads and writes plain binary frames itself (:func:`unmask`,
-:func:`binary_frame`, RFC 6455 §5).
+(:data:`HANDSHAKE_STATE`) and defers the send deque (:class:`LazySendQueue`).
+Frames are still parsed and written by Autobahn: we do not carry a second
+RFC 6455 codec of our own.
 """
 
 from __future__ import annotations
@@ -149,26 +149,3 @@ def class_defaults(names: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
 
 
 SLOT_DEFAULTS: Final = class_defaults(AUTOBAHN_STATE)
-
-
-def unmask(payload: bytes, key: bytes) -> bytes:
-    """``payload`` XOR the repeated 4-byte masking ``key`` (RFC 6455 §5.3)."""
-    size = len(payload)
-    repeated = int.from_bytes(key * (size // 4 + 1), "little")
-    repeated &= (1 << 8 * size) - 1
-    return (int.from_bytes(payload, "little") ^ repeated).to_bytes(size, "little")
-
-
-def binary_frame(payload: bytes) -> bytes:
-    """One unmasked, unfragmented binary frame (RFC 6455 §5.2) around ``payload``.
-
-    What ``sendMessage(payload, isBinary=True)`` writes on a server socket
-    without compression or auto-fragmentation (neither is enabled here), built
-    without its per-frame bookkeeping and debug-line formatting.
-    """
-    size = len(payload)
-    if size < 126:
-        return bytes((0x82, size)) + payload
-    if size < 0x10000:
-        return b"\x82\x7e" + size.to_bytes(2, "big") + payload
-    return b"\x82\x7f" + size.to_bytes(8, "big") + payload

@@ -36,8 +36,6 @@ from actrix.signaling.framing import (
     HANDSHAKE_STATE,
     SLOT_DEFAULTS,
     LazySendQueue,
-    binary_frame,
-    unmask,
 )
 from actrix.signaling.limits import ConnectionLimits, TokenBucket
 from actrix.signaling.service import Session, SignalingService
@@ -160,59 +158,9 @@ class SignalingProtocol(WebSocketServerProtocol):
         return done
 
     def dataReceived(self, data: bytes) -> None:
-        """Whole masked binary frames at the front of ``data`` go straight to
-        :meth:`onMessage`; everything else, and everything while Autobahn holds
-        a partial frame or message, takes Autobahn's path.
-
-        Autobahn parses each frame through a dozen calls, a masker object and
-        two debug lines whose arguments it formats even when nobody logs them;
-        for the common case (one small envelope per unfragmented frame) this
-        is about a third of a relay's cost. Frames this loop leaves alone
-        (text, control, fragmented, unmasked, reserved bits, over the size
-        limit, 64-bit lengths) get Autobahn's checks and errors unchanged.
-        """
-        if self.state == WebSocketServerProtocol.STATE_OPEN and self._idle_parser():
-            pos = self._whole_frames(data)
-            if pos == len(data):
-                return
-            data = data[pos:]
+        # Autobahn's public method formats a debug line's arguments on every
+        # read; its parser underneath is what we want, unchanged.
         self._dataReceived(data)
-
-    def _idle_parser(self) -> bool:
-        """Autobahn holds no buffered bytes and no partial frame or message."""
-        frame: Any = self.current_frame  # annotated non-optional by Autobahn
-        return not self.data and not self.inside_message and frame is None
-
-    def _whole_frames(self, data: bytes) -> int:
-        """Deliver the complete simple binary frames at the start of ``data``.
-
-        Returns how many bytes were consumed.
-        """
-        limit = self.factory.frame_limit
-        pos, end = 0, len(data)
-        while end - pos >= 6 and self.state == WebSocketServerProtocol.STATE_OPEN:
-            if data[pos] != 0x82:  # FIN, no RSV bits, opcode binary
-                break
-            size = data[pos + 1]
-            if size < 0x80:  # unmasked: Autobahn's protocol error
-                break
-            size &= 0x7F
-            head = pos + 2
-            if size == 126:
-                size = int.from_bytes(data[head : head + 2], "big")
-                if size < 126:  # not the minimal encoding
-                    break
-                head += 2
-            elif size == 127:
-                break
-            start = head + 4
-            stop = start + size
-            if stop > end or size > limit:
-                break
-            payload = unmask(data[start:stop], data[head:start])
-            pos = stop
-            self.onMessage(payload, True)
-        return pos
 
     def onOpen(self) -> None:
         for name in HANDSHAKE_STATE:
@@ -312,11 +260,7 @@ class SignalingProtocol(WebSocketServerProtocol):
                     )
                 self.dropConnection(abort=True)
                 return False
-        if self.send_queue:
-            # Autobahn is trickling queued data out; keep its order.
-            self.sendMessage(data, isBinary=True)
-        else:
-            self.transport.write(binary_frame(data))  # type: ignore[union-attr]
+        self.sendMessage(data, isBinary=True)
         return True
 
     def close_session(self, code: int, reason: str) -> None:
@@ -355,9 +299,6 @@ class SignalingFactory(WebSocketServerFactory):
         # Remote-triggered lines: one per (source IP, reason) per minute.
         self.log_throttle = LogThrottle(clock)
         self.send_backlog_limit = max(SEND_BACKLOG_LIMIT, 4 * config.max_message_size)
-        # Frames up to this size may skip Autobahn's parser (both limits are
-        # the configured message size).
-        self.frame_limit = config.max_message_size
         self.setProtocolOptions(
             maxFramePayloadSize=config.max_message_size,
             maxMessagePayloadSize=config.max_message_size,

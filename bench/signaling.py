@@ -56,6 +56,8 @@ from signaling_load import REALM, worker  # noqa: E402  # after the path setup
 # Rate limits off; a 1 s reconnect window, so the actors of one phase leave
 # during the next phase's set-up instead of in its measured part.
 CONFIG = """
+[bind.http]
+max_connections_per_ip = 65535
 [services.signaling.server]
 ws_path = "/signaling"
 reconnect_window_secs = 1

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from actrix.core.errors import own_copy
+from actrix.core.groupcommit import GroupCommit
 from actrix.core.storage import Database, MigrationSet, StoreSpec
 
 log = Logger()
@@ -37,33 +37,11 @@ class NonceStore:
 
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._pending: list[tuple[str, int, int, Deferred[bool]]] = []
-        self._flushing = False
+        self._commits = GroupCommit(database, _consume_nonces_txn)
 
     async def consume(self, nonce: str, now: int, ttl: int) -> bool:
         """Take ``nonce``; False if it is already taken and not expired."""
-        d: Deferred[bool] = Deferred()
-        self._pending.append((nonce, now, ttl, d))
-        if not self._flushing:
-            self._flushing = True
-            Deferred.fromCoroutine(self._flush())
-        return await d
-
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                items = [(nonce, now, ttl) for nonce, now, ttl, _ in batch]
-                try:
-                    results = await self.database.run(_consume_nonces_txn, items)
-                except Exception as e:
-                    for *_, d in batch:
-                        d.errback(own_copy(e))
-                    continue
-                for (*_, d), fresh in zip(batch, results, strict=True):
-                    d.callback(fresh)
-        finally:
-            self._flushing = False
+        return await self._commits.submit((nonce, now, ttl))
 
     async def cleanup(self, now: int) -> int:
         """Delete expired rows; returns how many."""

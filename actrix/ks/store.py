@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any, Final
 
 import attrs
-from twisted.internet.defer import Deferred
 
+from actrix.core.groupcommit import GroupCommit
 from actrix.core.storage import Database, MigrationSet, StoreSpec
 
 KS_DB: Final = "ks_keys.db"
@@ -46,8 +46,7 @@ class KeyStore:
 
     def __init__(self, database: Database) -> None:
         self._database = database
-        self._pending: list[tuple[KeyInsert, Deferred[int]]] = []
-        self._flushing = False
+        self._inserts = GroupCommit(database, insert_keys_txn)
 
     @property
     def backend(self) -> str:
@@ -58,29 +57,9 @@ class KeyStore:
         self, public_key: str, secret_key: str, created_at: int, expires_at: int
     ) -> int:
         """Store a key pair; its id once committed."""
-        d: Deferred[int] = Deferred()
-        self._pending.append(((public_key, secret_key, created_at, expires_at), d))
-        if not self._flushing:
-            self._flushing = True
-            Deferred.fromCoroutine(self._flush())
-        return await d
-
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    ids = await self._database.run(
-                        insert_keys_txn, [row for row, _ in batch]
-                    )
-                except Exception as e:
-                    for _, d in batch:
-                        d.errback(e)
-                    continue
-                for (_, d), key_id in zip(batch, ids, strict=True):
-                    d.callback(key_id)
-        finally:
-            self._flushing = False
+        return await self._inserts.submit(
+            (public_key, secret_key, created_at, expires_at)
+        )
 
     async def get_key(self, key_id: int) -> KeyRow | None:
         return await self._database.run(get_key_txn, key_id)

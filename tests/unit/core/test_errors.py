@@ -42,6 +42,8 @@ class OwnCopyTests(SynchronousTestCase):
 
 
 class _FailingDatabase:
+    dialect = "sqlite"
+
     """Fails every interaction with one exception object, as a pool would."""
 
     def __init__(self) -> None:
@@ -65,3 +67,16 @@ class NonceWaiterTests(SynchronousTestCase):
         errors = [self.failureResultOf(d, RuntimeError).value for d in results]
         self.assertEqual(len({id(e) for e in errors}), 3)
         self.assertNotIn(database.error, errors)
+
+    def test_batched_key_inserts_get_distinct_exceptions(self) -> None:
+        """KS key inserts share the same group commit and get their own errors."""
+        from actrix.ks.store import KeyStore
+
+        database = _FailingDatabase()
+        store = KeyStore(database)  # type: ignore[arg-type]  # a fake pool
+        results = [
+            Deferred.fromCoroutine(store.insert_key("p", "s", 1, 2)) for _ in range(3)
+        ]
+        database.blocker.callback(None)
+        errors = [self.failureResultOf(d, RuntimeError).value for d in results]
+        self.assertEqual(len({id(e) for e in errors}), 3)

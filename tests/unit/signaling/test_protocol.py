@@ -13,7 +13,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.settings import MessageRateLimit, SignalingConfig
-from actrix.core.websocket import AUTOBAHN_STATE, configure, frame_bytes, unmask
+from actrix.core.websocket import AUTOBAHN_STATE, configure
 from actrix.signaling.protocol import SignalingFactory, SignalingProtocol
 from tests.unit.signaling.fakes import Harness, envelope_with_id
 
@@ -131,21 +131,6 @@ class CompactStateTests(SynchronousTestCase):
             self.assertEqual(protocol.maxFramePayloadSize, size)
 
 
-class FramingTests(SynchronousTestCase):
-    def test_binary_frame_matches_autobahn(self) -> None:
-        """Our frames are byte for byte what Autobahn's sendMessage writes."""
-        factory = WebSocketServerFactory()
-        factory.protocol = WebSocketServerProtocol
-        factory.setProtocolOptions(autoPingInterval=0)
-        protocol = build(factory)
-        transport = connect(self, protocol)
-        for size in (0, 125, 126, 300, 65535, 65536, 70000):
-            payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
-            transport.clear()
-            protocol.sendMessage(payload, isBinary=True)
-            self.assertEqual(frame_bytes(payload, True), transport.value(), size)
-
-
 def masked_frame(payload: bytes, key: bytes, first: int = 0x82) -> bytes:
     """A client frame with a real masking key."""
     size = len(payload)
@@ -176,12 +161,6 @@ class ReceiveTests(SynchronousTestCase):
         self.protocol: Any = build(self.factory)
         self.protocol.got = []
         self.transport = connect(self, self.protocol)
-
-    def test_unmask_matches_the_rfc_example(self) -> None:
-        """RFC 6455 §5.7: "Hello" masked with 37 fa 21 3d."""
-        key = bytes.fromhex("37fa213d")
-        self.assertEqual(unmask(bytes.fromhex("7f9f4d5158"), key), b"Hello")
-        self.assertEqual(unmask(b"", key), b"")
 
     def test_frames_in_one_read_arrive_in_order(self) -> None:
         """Several masked frames in one read are each delivered, in order."""

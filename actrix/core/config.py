@@ -201,6 +201,32 @@ def _read_turn_users(t: Table) -> tuple[TurnUser, ...]:
     return tuple(result)
 
 
+_PASSWORD_ALGORITHMS: Final = {"sha256": 2, "md5": 1}
+
+
+def _read_password_algorithms(t: Table) -> tuple[int, ...]:
+    names = (
+        t.string_list("password_algorithms")
+        if t.has("password_algorithms")
+        else (
+            "sha256",
+            "md5",
+        )
+    )
+    numbers = []
+    for name in names:
+        number = _PASSWORD_ALGORITHMS.get(name)
+        if number is None:
+            t.error("password_algorithms", f"{name!r} is not one of sha256, md5")
+        elif number in numbers:
+            t.error("password_algorithms", f"{name!r} listed twice")
+        else:
+            numbers.append(number)
+    if not names:
+        t.error("password_algorithms", "must name at least one algorithm")
+    return tuple(numbers) or (2, 1)
+
+
 def _read_turn(t: Table) -> TurnConfig:
     peer_allow = t.string_list("peer_allow")
     for entry in peer_allow:
@@ -237,6 +263,8 @@ def _read_turn(t: Table) -> TurnConfig:
         relay_ipv6_ip=relay6,
         stream_idle_timeout=t.number("stream_idle_timeout", 30.0, minimum=1.0),
         request_rate_per_ip=t.integer("request_rate_per_ip", 2000, minimum=0),
+        password_algorithms=_read_password_algorithms(t),
+        userhash=t.boolean("userhash", True),
     )
 
 

@@ -138,6 +138,10 @@ class TurnConfig:
     relay_ipv6_ip: str | None = None
     stream_idle_timeout: float = 30.0
     request_rate_per_ip: int = 2000  # STUN requests/s per source IP on UDP; 0: no limit
+    # RFC 8489 PASSWORD-ALGORITHM numbers offered, in preference order
+    # (2 = SHA-256, 1 = MD5); RFC 5389 clients always use MD5.
+    password_algorithms: tuple[int, ...] = (2, 1)
+    userhash: bool = True  # accept USERHASH (RFC 8489 §14.4) in place of USERNAME
 
 
 @attrs.frozen

@@ -120,7 +120,6 @@ class Allocation:
         "denied_logged",
         "expires_at",
         "family",
-        "key",
         "link",
         "peer_channels",
         "permissions",
@@ -137,7 +136,6 @@ class Allocation:
         link: ClientLink,
         username: str,
         principal: str,
-        key: bytes,
         relay_address: tuple[str, int],
         family: int,
         expires_at: float,
@@ -146,7 +144,6 @@ class Allocation:
         self.link = link
         self.username = username
         self.principal = principal
-        self.key = key
         self.relay_address = relay_address
         self.family = family
         self.expires_at = expires_at

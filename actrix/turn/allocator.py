@@ -28,7 +28,7 @@ from actrix.turn.allocation import (
     ClientLink,
     RelayOpener,
 )
-from actrix.turn.auth import Credential
+from actrix.turn.authn import Grant
 from actrix.turn.datapath import DataPath, RelayProtocol
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.peers import PeerPolicy
@@ -64,25 +64,30 @@ class Allocator:
         self._relay_bind_ip = relay_bind_ip
         self._relays = RelayPorts(config.relay_port_range, open_relay, metrics)
 
-    def handle(self, message: Message, link: ClientLink, cred: Credential) -> None:
-        """One authenticated request. Raises Reject or codec.DecodeError."""
+    def handle(self, message: Message, link: ClientLink, grant: Grant) -> None:
+        """One authenticated request. Raises Reject or codec.DecodeError.
+
+        Answers are signed with the request's own key (``grant.key``): a
+        client may move to another password algorithm with a new nonce.
+        """
         method = message.method
         if method == codec.METHOD_ALLOCATE:
-            self._allocate(message, link, cred)
+            self._allocate(message, link, grant)
             return
         allocation = self._allocations.get(link.allocation_key)
         if allocation is None:
             raise Reject(437)
-        if allocation.username != _username(message):
+        if allocation.username != grant.credential.username:
             raise Reject(441)
         if message.unknown:
             raise Reject(420, message.unknown)
+        key = grant.key
         if method == codec.METHOD_REFRESH:
-            self._refresh(message, link, allocation)
+            self._refresh(message, link, allocation, key)
         elif method == codec.METHOD_CREATE_PERMISSION:
-            self._create_permission(message, link, allocation)
+            self._create_permission(message, link, allocation, key)
         else:
-            self._channel_bind(message, link, allocation)
+            self._channel_bind(message, link, allocation, key)
 
     def sweep(self, now: float) -> None:
         """Expire allocations, permissions, channels and reservations."""
@@ -101,12 +106,13 @@ class Allocator:
 
     # -- Allocate ------------------------------------------------------------
 
-    def _allocate(self, message: Message, link: ClientLink, cred: Credential) -> None:
+    def _allocate(self, message: Message, link: ClientLink, grant: Grant) -> None:
         attrs = message.attrs
+        cred = grant.credential
         existing = self._allocations.get(link.allocation_key)
         if existing is not None:
             if existing.transaction_id == message.transaction_id:
-                self._allocate_success(message, link, existing, None)
+                self._allocate_success(message, link, existing, None, grant.key)
                 return
             raise Reject(437)
         if message.unknown:
@@ -126,15 +132,16 @@ class Allocator:
         ):
             raise Reject(400)
         reserve = codec.decode_even_port(even) if even is not None else False
-        if not self._quotas.allocation_allowed(message, link, cred.principal, cred.key):
+        if not self._quotas.allocation_allowed(
+            message, link, cred.principal, grant.key
+        ):
             return
         lifetime = self._lifetime(message)
         now = self._clock.seconds()
         allocation = Allocation(
             link,
-            _username(message),
+            cred.username,
             cred.principal,
-            cred.key,
             ("", 0),
             family,
             now + lifetime,
@@ -151,7 +158,7 @@ class Allocator:
                 client=link.address,
                 principal=cred.principal,
             )
-        self._allocate_success(message, link, allocation, new_token)
+        self._allocate_success(message, link, allocation, new_token, grant.key)
 
     def _allocate_success(
         self,
@@ -159,10 +166,11 @@ class Allocator:
         link: ClientLink,
         allocation: Allocation,
         token: bytes | None,
+        key: bytes,
     ) -> None:
         remaining = max(0, int(allocation.expires_at - self._clock.seconds()))
         self._responses.allocate_success(
-            message, link, allocation.relay_address, remaining, allocation.key, token
+            message, link, allocation.relay_address, remaining, key, token
         )
 
     def _requested_family(self, message: Message) -> int:
@@ -223,12 +231,13 @@ class Allocator:
 
     # -- Refresh, CreatePermission, ChannelBind --------------------------------
 
-    def _refresh(self, message: Message, link: ClientLink, alloc: Allocation) -> None:
+    def _refresh(
+        self, message: Message, link: ClientLink, alloc: Allocation, key: bytes
+    ) -> None:
         family = message.attrs.get(codec.REQUESTED_ADDRESS_FAMILY)
         if family is not None and codec.decode_address_family(family) != alloc.family:
             raise Reject(443)
         value = message.attrs.get(codec.LIFETIME)
-        key = alloc.key
         if value is not None and codec.decode_u32(value) == 0:
             self.delete(alloc, "refresh 0")
             lifetime = 0.0
@@ -265,7 +274,7 @@ class Allocator:
             raise Reject(403)
 
     def _create_permission(
-        self, message: Message, link: ClientLink, alloc: Allocation
+        self, message: Message, link: ClientLink, alloc: Allocation, key: bytes
     ) -> None:
         peers = self._peer_addresses(message, alloc)
         for ip, _ in peers:
@@ -273,10 +282,10 @@ class Allocator:
         until = self._clock.seconds() + PERMISSION_LIFETIME
         for ip, _ in peers:
             alloc.permissions[ip] = until
-        self._responses.success(message, link, [], alloc.key)
+        self._responses.success(message, link, [], key)
 
     def _channel_bind(
-        self, message: Message, link: ClientLink, alloc: Allocation
+        self, message: Message, link: ClientLink, alloc: Allocation, key: bytes
     ) -> None:
         value = message.attrs.get(codec.CHANNEL_NUMBER)
         if value is None:
@@ -298,7 +307,7 @@ class Allocator:
         alloc.peer_channels[peer] = number
         alloc.channel_expiry[number] = now + CHANNEL_LIFETIME
         alloc.permissions[peer[0]] = now + PERMISSION_LIFETIME
-        self._responses.success(message, link, [], alloc.key)
+        self._responses.success(message, link, [], key)
 
     # -- teardown --------------------------------------------------------------
 
@@ -321,8 +330,3 @@ class Allocator:
         if listening is None:
             return None
         return self._relays.close(listening, alloc.relay_address[1])
-
-
-def _username(message: Message) -> str:
-    raw = message.attrs.get(codec.USERNAME, b"")
-    return raw.decode("utf-8", "replace")

@@ -26,6 +26,9 @@ class TurnMetrics:
         self.relayed_bytes_in = 0
         self.dropped_no_permission = 0
         self.auth_failures: Counter[str] = Counter()
+        # Authenticated requests by (password algorithm, integrity attribute).
+        self.authenticated: Counter[tuple[str, str]] = Counter()
+        self.userhash_requests = 0
         self.denied_peers: Counter[str] = Counter()
         self.rejected: Counter[int] = Counter()  # error responses by code
         # Requests dropped unread: "oversized", "rate" (per-IP request window).
@@ -82,6 +85,19 @@ class TurnMetrics:
         for reason, count in sorted(self.auth_failures.items()):
             auth.add_metric([reason], count)
         yield auth
+        authenticated = CounterMetricFamily(
+            "actrix_turn_authenticated_requests",
+            "Authenticated TURN requests by password algorithm and integrity attribute",
+            labels=["algorithm", "integrity"],
+        )
+        for (algorithm, integrity), count in sorted(self.authenticated.items()):
+            authenticated.add_metric([algorithm, integrity], count)
+        yield authenticated
+        yield _counter(
+            "actrix_turn_userhash_requests",
+            "Authenticated TURN requests that named their user by USERHASH",
+            self.userhash_requests,
+        )
         denied = CounterMetricFamily(
             "actrix_turn_denied_peers", "Peer addresses refused", labels=["rule"]
         )

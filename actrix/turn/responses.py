@@ -2,11 +2,12 @@
 
 Every answer the TURN service gives to a request goes through
 :class:`Responses`: it echoes the request's transaction id and FINGERPRINT
-choice, appends the configured SOFTWARE, signs with the credential's key when
-there is one, counts error codes (``actrix_turn_error_responses``) and writes
-to the request's :class:`~actrix.turn.allocation.ClientLink`. A rule that
-refuses a request raises :class:`Reject`; the service turns it into
-:meth:`Responses.error`.
+choice, appends the configured SOFTWARE, signs with the request's key when
+there is one (MESSAGE-INTEGRITY-SHA256 when the request used it, RFC 8489
+§9.2.4), puts PASSWORD-ALGORITHMS into 401/438 challenges, counts error
+codes (``actrix_turn_error_responses``) and writes to the request's
+:class:`~actrix.turn.allocation.ClientLink`. A rule that refuses a request
+raises :class:`Reject`; the service turns it into :meth:`Responses.error`.
 
 Debug lines cost ~4 µs each even when filtered out, so they are written only
 while :attr:`Responses.debug` is set (the service re-reads the log level on
@@ -55,9 +56,15 @@ class Responses:
         realm: str,
         nonces: NonceIssuer,
         software: str = "",
+        password_algorithms: bytes = b"",
     ) -> None:
         self._metrics = metrics
         self._realm_attr = realm.encode()
+        self._algorithms: list[tuple[int, bytes]] = (
+            [(codec.PASSWORD_ALGORITHMS, password_algorithms)]
+            if password_algorithms
+            else []
+        )
         self._nonces = nonces
         self._software: list[tuple[int, bytes]] = (
             [(codec.SOFTWARE, software.encode())] if software else []
@@ -82,6 +89,7 @@ class Responses:
             attrs + self._software,
             key=key,
             fingerprint=message.fingerprint,
+            sha256=message.integrity256_offset >= 0,
         )
         link.send(response)
 
@@ -117,14 +125,17 @@ class Responses:
             attrs,
             key=key,
             fingerprint=message.fingerprint,
+            sha256=message.integrity256_offset >= 0,
         )
         link.send(response)
 
     def challenge(self, message: Message, link: ClientLink, code: int) -> None:
-        """401 or 438 with our REALM and a fresh NONCE for the client's address."""
+        """401 or 438 with our REALM, a fresh NONCE for the client's address and
+        the PASSWORD-ALGORITHMS we accept (RFC 8489 §9.2.4)."""
         attrs = [
             (codec.REALM, self._realm_attr),
             (codec.NONCE, self._nonces.issue(link.address[0])),
+            *self._algorithms,
         ]
         self.error(message, link, code, None, (), attrs)
 

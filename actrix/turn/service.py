@@ -30,6 +30,12 @@ from actrix.core.config import TurnConfig
 from actrix.core.logthrottle import LogThrottle
 from actrix.stun import codec
 from actrix.stun.codec import Message
+from actrix.stun.credentials import (
+    FEATURE_PASSWORD_ALGORITHMS,
+    FEATURE_USERNAME_ANONYMITY,
+    encode_password_algorithms,
+    nonce_cookie,
+)
 from actrix.turn.allocation import Allocation, ClientLink, RelayOpener
 from actrix.turn.allocator import Allocator
 from actrix.turn.auth import TurnAuth
@@ -76,15 +82,34 @@ class TurnService(Service):
         self.metrics = metrics
         self.request_rate_per_ip = config.request_rate_per_ip
         peers = peers or PeerPolicy(config.peer_allow)
-        nonces = NonceIssuer(clock, config.nonce_lifetime)
+        features = FEATURE_PASSWORD_ALGORITHMS
+        if config.userhash:
+            features |= FEATURE_USERNAME_ANONYMITY
+        nonces = NonceIssuer(
+            clock, config.nonce_lifetime, cookie=nonce_cookie(features)
+        )
         # Refused requests and rejected credentials log a warn line each; a
         # client with a valid nonce could otherwise drive the log volume.
         log_throttle = LogThrottle(clock)
         self.data = DataPath(metrics, peers)
-        self._responses = Responses(metrics, config.realm, nonces, software)
+        self._responses = Responses(
+            metrics,
+            config.realm,
+            nonces,
+            software,
+            encode_password_algorithms(config.password_algorithms),
+        )
         self._quotas = Quotas(config, clock, self._responses, log_throttle)
         self._authn = RequestAuth(
-            clock, auth, nonces, self._quotas, self._responses, metrics, log_throttle
+            clock,
+            auth,
+            nonces,
+            self._quotas,
+            self._responses,
+            metrics,
+            log_throttle,
+            algorithms=config.password_algorithms,
+            userhash=config.userhash,
         )
         self._allocator = Allocator(
             config,
@@ -146,18 +171,16 @@ class TurnService(Service):
             self._responses.error(message, link, 400)
             return
         allocated = link.allocation_key in self.data.allocations
-        credential = self._authn.authenticate(message, link, allocated)
-        if credential is None:
+        grant = self._authn.authenticate(message, link, allocated)
+        if grant is None:
             return
         try:
-            self._allocator.handle(message, link, credential)
+            self._allocator.handle(message, link, grant)
         except Reject as reject:
-            self._responses.error(
-                message, link, reject.code, credential.key, reject.unknown
-            )
+            self._responses.error(message, link, reject.code, grant.key, reject.unknown)
         except codec.DecodeError:
             self.metrics.malformed += 1
-            self._responses.error(message, link, 400, credential.key)
+            self._responses.error(message, link, 400, grant.key)
 
     def connection_lost(self, link: ClientLink) -> None:
         """A TCP/TLS client went away: its allocation and waiting requests go too.

@@ -44,7 +44,7 @@ from actrix.core.config import (
 from actrix.core.realms import STATUS_SUSPENDED, realms_path, set_realm_status_txn
 from actrix.proto import actr_pb2
 from actrix.root import ActrixService
-from actrix.stun import codec
+from actrix.stun import codec, credentials
 from actrix.stun.protocol import BindingResponder, StunTcpFactory
 from actrix.turn.auth import TurnAuth
 from actrix.turn.metrics import TurnMetrics
@@ -84,6 +84,7 @@ class TurnUdpClient(DatagramProtocol):
         self.server = server
         self.username = username
         self.key = codec.long_term_key(username, REALM, password)
+        self.password = password
         self.nonce = b""
         self.channel_data: DeferredQueue[bytes] = DeferredQueue()
         self._waiting: dict[bytes, Deferred[codec.Message]] = {}
@@ -104,35 +105,64 @@ class TurnUdpClient(DatagramProtocol):
         *,
         txid: bytes | None = None,
         auth: bool = True,
+        sha256: bool = False,
+        hashed: bool = False,
     ) -> codec.Message:
-        """Send one request (with the current nonce) and await its answer."""
+        """Send one request (with the current nonce) and await its answer.
+
+        ``sha256``: RFC 8489 SHA-256 key, PASSWORD-ALGORITHM(S) and
+        MESSAGE-INTEGRITY-SHA256; ``hashed``: USERHASH instead of USERNAME.
+        """
         txid = txid or os.urandom(12)
         attrs = list(attrs)
         key = None
         if auth:
-            attrs += [
-                (codec.USERNAME, self.username.encode()),
-                (codec.REALM, REALM.encode()),
-                (codec.NONCE, self.nonce),
-            ]
+            name = (
+                (codec.USERHASH, credentials.userhash(self.username, REALM))
+                if hashed
+                else (codec.USERNAME, self.username.encode())
+            )
+            attrs += [name, (codec.REALM, REALM.encode()), (codec.NONCE, self.nonce)]
             key = self.key
+            if sha256:
+                key = credentials.long_term_key_sha256(
+                    self.username, REALM, self.password
+                )
+                attrs += [
+                    (
+                        codec.PASSWORD_ALGORITHM,
+                        credentials.encode_password_algorithm(2),
+                    ),
+                    (
+                        codec.PASSWORD_ALGORITHMS,
+                        credentials.encode_password_algorithms([2, 1]),
+                    ),
+                ]
         waiter: Deferred[codec.Message] = Deferred()
         self._waiting[txid] = waiter
         self.transport.write(
             codec.encode(
-                codec.message_type(method, codec.CLASS_REQUEST), txid, attrs, key=key
+                codec.message_type(method, codec.CLASS_REQUEST),
+                txid,
+                attrs,
+                key=key,
+                sha256=sha256,
             ),
             self.server,
         )
         reply: codec.Message = await _wait(waiter)
         return reply
 
-    async def allocate(self) -> codec.Message:
+    async def allocate(
+        self, *, sha256: bool = False, hashed: bool = False
+    ) -> codec.Message:
         """401 for a nonce, then the authenticated Allocate; returns the answer."""
         transport = [(codec.REQUESTED_TRANSPORT, codec.encode_requested_transport())]
         challenge = await self.request(codec.METHOD_ALLOCATE, transport, auth=False)
         self.nonce = challenge.attrs[codec.NONCE]
-        return await self.request(codec.METHOD_ALLOCATE, transport)
+        return await self.request(
+            codec.METHOD_ALLOCATE, transport, sha256=sha256, hashed=hashed
+        )
 
     async def bind(self, channel: int, peer: tuple[str, int]) -> codec.Message:
         txid = os.urandom(12)
@@ -298,6 +328,29 @@ class ActrCredentialTests(TestCase):
         # The live allocation cannot be refreshed any more either.
         refresh = await first.request(codec.METHOD_REFRESH)
         self.assertEqual(_error_code(refresh), 401)
+
+    async def test_actr_credentials_with_sha256_and_userhash(self) -> None:
+        """RFC 8489 over real UDP: SHA-256 key, MI-SHA256, then USERHASH; /metrics."""
+        daemon = _Daemon(self)
+        username, password = await daemon.register()
+        named = daemon.client(username, password)
+        reply = await named.allocate(sha256=True)
+        self.assertIsNone(_error_code(reply))
+        key = credentials.long_term_key_sha256(username, REALM, password)
+        self.assertTrue(credentials.check_integrity_sha256(reply, key))
+        hashed = daemon.client(username, password)
+        reply = await hashed.allocate(sha256=True, hashed=True)
+        self.assertIsNone(_error_code(reply))
+        self.assertTrue(credentials.check_integrity_sha256(reply, key))
+        samples = await daemon.metrics()
+        self.assertEqual(
+            samples[
+                "actrix_turn_authenticated_requests_total"
+                "{algorithm=sha256,integrity=sha256}"
+            ],
+            2,
+        )
+        self.assertEqual(samples["actrix_turn_userhash_requests_total{}"], 1)
 
     async def test_bad_actr_username_is_refused(self) -> None:
         """A token for an unknown key and an undecodable username get 401."""

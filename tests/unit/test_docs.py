@@ -37,3 +37,9 @@ class DocsTests(SynchronousTestCase):
         for key in ("request_timeout", "idle_timeout", "max_connections_per_ip"):
             self.assertIn(f"| `{key}` |", self.readme)
             self.assertIn(f"# {key} = ", self.example)
+
+    def test_turn_keys_documented(self) -> None:
+        """Every TURN key added for issue 15 is in the README and the example config."""
+        for key in ("password_algorithms", "userhash"):
+            self.assertIn(f"turn.{key}", self.readme)
+            self.assertIn(f"# {key} = ", self.example)

@@ -180,6 +180,25 @@ class ConfigTests(SynchronousTestCase):
             "turn.peer_allow: 'nonsense' is not an IP network",
         )
 
+    def test_password_algorithms(self) -> None:
+        """password_algorithms maps names to RFC 8489 numbers in order."""
+        self.assertEqual(self.parse().turn.password_algorithms, (2, 1))
+        s = self.parse("[turn]\npassword_algorithms = ['md5']\nuserhash = false")
+        self.assertEqual(s.turn.password_algorithms, (1,))
+        self.assertFalse(s.turn.userhash)
+        self.assert_problem(
+            _data("[turn]\npassword_algorithms = ['sha1']"),
+            "turn.password_algorithms: 'sha1' is not one of sha256, md5",
+        )
+        self.assert_problem(
+            _data("[turn]\npassword_algorithms = ['md5', 'md5']"),
+            "turn.password_algorithms: 'md5' listed twice",
+        )
+        self.assert_problem(
+            _data("[turn]\npassword_algorithms = []"),
+            "turn.password_algorithms: must name at least one algorithm",
+        )
+
     def test_filter_level(self) -> None:
         """The first filter_level item must be a known level."""
         s = self.parse("[observability]\nfilter_level = 'debug,actrix=info'")

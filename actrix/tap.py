@@ -35,7 +35,7 @@ from actrix.core.logthrottle import LogThrottle
 from actrix.core.metrics import MetricsRegistry, MetricsResource
 from actrix.core.realms import MIGRATIONS as REALM_MIGRATIONS
 from actrix.core.realms import REALMS_DB, RealmCache
-from actrix.core.settings import EXAMPLE_SHARED_KEY
+from actrix.core.settings import EXAMPLE_SHARED_KEY, turn_drain_flag
 from actrix.core.storage import StorageError, open_database
 from actrix.core.tls import ServerTLS, TLSConfigError
 from actrix.root import ActrixService
@@ -76,6 +76,7 @@ class Wiring:
     identity_issuer: IdentityIssuer | None = None
     credential_validator: CredentialValidator | None = None
     health_checks: dict[str, Any] = attrs.Factory(dict)
+    health_details: dict[str, Any] = attrs.Factory(dict)
 
 
 class StartupError(Exception):
@@ -122,7 +123,11 @@ def _build(settings: Settings, reactor: Any) -> ActrixService:
     wiring.site.mount(
         "health",
         HealthResource(
-            reactor, settings.name, settings.enabled_services, wiring.health_checks
+            reactor,
+            settings.name,
+            settings.enabled_services,
+            wiring.health_checks,
+            wiring.health_details,
         ),
     )
     wiring.site.mount(
@@ -340,7 +345,7 @@ def _build_ice(wiring: Wiring) -> None:
             reactor,
             turn.realm,
             users=turn.users,
-            rest_secret=turn.static_auth_secret,
+            rest_secrets=turn.rest_secrets,
             validator=wiring.credential_validator,
             realms=wiring.realms,
         )
@@ -353,8 +358,10 @@ def _build_ice(wiring: Wiring) -> None:
             relay_opener(reactor),
             relay_bind_ip="0.0.0.0" if ":" in ice.ip else ice.ip,  # noqa: S104
             software=turn.software,
+            drain_probe=turn_drain_flag(wiring.settings.sqlite_path).exists,
         )
         wiring.root.add_session_service(service)
+        wiring.health_details["turn"] = service.health
         udp = TurnUdpProtocol(service, responder)
 
         def streams(name: str) -> Any:

@@ -244,12 +244,14 @@ def _read_turn(t: Table) -> TurnConfig:
                 t.error("relay_ipv6_ip", "not an IPv6 address")
         except ValueError:
             t.error("relay_ipv6_ip", "not an IP address")
+    rest_secrets = t.secret_list("static_auth_secret")
     return TurnConfig(
         advertised_ip=t.string("advertised_ip", required=True),
         advertised_port=t.port("advertised_port", required=False, default=3478),
         relay_port_range=_parse_port_range(t, "relay_port_range"),
         realm=t.string("realm", "actor-rtc.local", required=True),
-        static_auth_secret=t.secret("static_auth_secret"),
+        static_auth_secrets=rest_secrets,
+        static_auth_secret=rest_secrets[0] if rest_secrets else None,
         users=_read_turn_users(t),
         peer_allow=peer_allow,
         software=software,
@@ -265,6 +267,11 @@ def _read_turn(t: Table) -> TurnConfig:
         request_rate_per_ip=t.integer("request_rate_per_ip", 2000, minimum=0),
         password_algorithms=_read_password_algorithms(t),
         userhash=t.boolean("userhash", True),
+        user_bandwidth=t.integer("user_bandwidth", 0, minimum=0),
+        realm_bandwidth=t.integer("realm_bandwidth", 0, minimum=0),
+        allocation_log=t.boolean("allocation_log", True),
+        alternate_servers=t.server_list("alternate_servers"),
+        redirect_above=t.integer("redirect_above", 0, minimum=0),
     )
 
 

@@ -124,6 +124,7 @@ class TurnConfig:
     advertised_port: int
     relay_port_range: tuple[int, int]
     realm: str
+    # The REST secret new credentials are minted with (the first listed).
     static_auth_secret: Secret | None = None
     users: tuple[TurnUser, ...] = ()
     peer_allow: tuple[str, ...] = ()
@@ -142,6 +143,21 @@ class TurnConfig:
     # (2 = SHA-256, 1 = MD5); RFC 5389 clients always use MD5.
     password_algorithms: tuple[int, ...] = (2, 1)
     userhash: bool = True  # accept USERHASH (RFC 8489 §14.4) in place of USERNAME
+    # Every REST secret accepted (rotation: new first, old ones until they age out).
+    static_auth_secrets: tuple[Secret, ...] = ()
+    user_bandwidth: int = 0  # relayed bytes/s per principal, both ways; 0: no cap
+    realm_bandwidth: int = 0  # relayed bytes/s per realm; 0: no cap
+    allocation_log: bool = True  # one info line per deleted allocation (accounting)
+    alternate_servers: tuple[str, ...] = ()  # "ip:port" for ALTERNATE-SERVER (300)
+    redirect_above: int = 0  # redirect new allocations beyond this many; 0: never
+
+    @property
+    def rest_secrets(self) -> tuple[Secret, ...]:
+        """The REST secrets accepted, the minting one first."""
+        if self.static_auth_secrets:
+            return self.static_auth_secrets
+        secret = self.static_auth_secret
+        return () if secret is None else (secret,)
 
 
 @attrs.frozen
@@ -301,3 +317,11 @@ class Settings:
     def site_bind(self) -> HttpBind | HttpsBind | None:
         """The table the HTTP(S) site listens with (``bind.https`` or ``bind.http``)."""
         return self.bind.https if self.uses_https else self.bind.http
+
+
+TURN_DRAIN_FLAG = "turn.draining"
+
+
+def turn_drain_flag(sqlite_path: Path) -> Path:
+    """The file whose existence drains TURN (``actrix turn drain`` creates it)."""
+    return sqlite_path / TURN_DRAIN_FLAG

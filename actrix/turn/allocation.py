@@ -20,6 +20,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 
 if TYPE_CHECKING:
+    from actrix.turn.bandwidth import Caps
     from actrix.turn.datapath import RelayProtocol
 
 PERMISSION_LIFETIME: Final = 300.0  # RFC 5766 §8
@@ -115,12 +116,18 @@ class Allocation:
     """A relayed transport address held for one client 5-tuple."""
 
     __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "caps",
         "channel_expiry",
         "channels",
+        "created_at",
         "denied_logged",
         "expires_at",
         "family",
         "link",
+        "packets_in",
+        "packets_out",
         "peer_channels",
         "permissions",
         "principal",
@@ -155,6 +162,11 @@ class Allocation:
         self.relay: RelayProtocol | None = None
         self.relay_port: IListeningPort | None = None
         self.denied_logged: set[str] | None = None
+        # Accounting (the traffic line at deletion) and bandwidth caps.
+        self.created_at = 0.0  # set by the allocator
+        self.packets_out = self.bytes_out = 0  # client -> peer payload
+        self.packets_in = self.bytes_in = 0  # peer -> client payload
+        self.caps: Caps | None = None
 
     def send_to_peer(self, payload: bytes, peer: tuple[str, int]) -> None:
         """Write one datagram out of the relay socket (permission already checked)."""

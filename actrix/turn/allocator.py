@@ -7,7 +7,11 @@ path's table, opens their relay sockets (an injected opener over the port
 pool, EVEN-PORT reservations included), keeps permissions, channels and
 lifetimes, and expires them on :meth:`Allocator.sweep`. A refused request
 raises :class:`~actrix.turn.responses.Reject`. Relay sockets and ports are
-:class:`~actrix.turn.relayports.RelayPorts`' business.
+:class:`~actrix.turn.relayports.RelayPorts`' business. A new allocation gets
+its bandwidth caps from :class:`~actrix.turn.bandwidth.Bandwidth`; a deleted
+one is counted by reason and, with ``turn.allocation_log``, logged with its
+traffic for accounting (principal, never the username: an actr username
+carries the encrypted token).
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from actrix.turn.allocation import (
     RelayOpener,
 )
 from actrix.turn.authn import Grant
+from actrix.turn.bandwidth import Bandwidth
 from actrix.turn.datapath import DataPath, RelayProtocol
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.peers import PeerPolicy
 from actrix.turn.quotas import Quotas
 from actrix.turn.relayports import NoRelayPort, RelayPorts
 from actrix.turn.responses import Reject, Responses
+from actrix.turn.shedding import LoadShedding
 
 log = Logger()
 
@@ -53,8 +59,12 @@ class Allocator:
         peers: PeerPolicy,
         open_relay: RelayOpener,
         relay_bind_ip: str,
+        bandwidth: Bandwidth,
+        shedding: LoadShedding,
     ) -> None:
         self._config = config
+        self._bandwidth = bandwidth
+        self._shedding = shedding
         self._clock = clock
         self._allocations = data.allocations
         self._quotas = quotas
@@ -132,6 +142,12 @@ class Allocator:
         ):
             raise Reject(400)
         reserve = codec.decode_even_port(even) if even is not None else False
+        shed = self._shedding.check(link.address[0], len(self._allocations))
+        if shed is not None:
+            code, alternate = shed
+            if alternate is None:
+                raise Reject(code)
+            raise Reject(code, extra=[(codec.ALTERNATE_SERVER, alternate)])
         if not self._quotas.allocation_allowed(
             message, link, cred.principal, grant.key
         ):
@@ -148,6 +164,13 @@ class Allocator:
             message.transaction_id,
         )
         new_token = self._bind_relay(allocation, token, even is not None, reserve, now)
+        allocation.created_at = now
+        realm = (
+            f"actr:{cred.realm_id}"
+            if cred.realm_id is not None
+            else f"stun:{self._config.realm}"
+        )
+        allocation.caps = self._bandwidth.acquire(cred.principal, realm)
         self._allocations[link.allocation_key] = allocation
         self._quotas.allocated(cred.principal)
         self._metrics.allocations_total += 1
@@ -318,10 +341,11 @@ class Allocator:
             return None
         del self._allocations[key]
         self._quotas.released(alloc.principal)
-        if self._responses.debug:
-            log.debug(
-                "allocation {relay} deleted: {why}", relay=alloc.relay_address, why=why
-            )
+        self._bandwidth.release(alloc.caps)
+        alloc.caps = None
+        self._metrics.allocations_closed[why.replace(" ", "_")] += 1
+        if self._config.allocation_log:
+            self._log_traffic(alloc, why)
         alloc.link.allocation_deleted()
         relay, listening = alloc.relay, alloc.relay_port
         alloc.relay = alloc.relay_port = None
@@ -330,3 +354,22 @@ class Allocator:
         if listening is None:
             return None
         return self._relays.close(listening, alloc.relay_address[1])
+
+    def _log_traffic(self, alloc: Allocation, why: str) -> None:
+        link = alloc.link
+        log.info(
+            "TURN allocation closed ({why}): {principal} from {client} over"
+            " {transport}, relay {relay}, {duration} s; to peers {packets_out}"
+            " packets / {bytes_out} bytes, to client {packets_in} packets /"
+            " {bytes_in} bytes",
+            why=why,
+            principal=alloc.principal,
+            client=f"{link.address[0]}:{link.address[1]}",
+            transport=link.transport_name,
+            relay=f"{alloc.relay_address[0]}:{alloc.relay_address[1]}",
+            duration=round(self._clock.seconds() - alloc.created_at, 1),
+            packets_out=alloc.packets_out,
+            bytes_out=alloc.bytes_out,
+            packets_in=alloc.packets_in,
+            bytes_in=alloc.bytes_in,
+        )

@@ -12,7 +12,10 @@ yet cannot be recovered from its hash.
 * static ``turn.users``: the key is computed once at start;
 * REST (``turn.static_auth_secret``, coturn's ``use-auth-secret``): username
   ``<expiry>:<name>``, password base64(HMAC-SHA1(secret, username)); cheap, so
-  computed per request;
+  computed per request. Several secrets may be configured for rotation
+  (coturn's repeated ``static-auth-secret``): :meth:`TurnAuth.lookup` gives
+  the first one's credential and :meth:`TurnAuth.rest_alternatives` the
+  others', tried in order when the integrity check fails;
 * actr (turn-auth.md §2-4): username = base122(realm_id ‖ key_id ‖ ECIES token),
   password = hex PSK. The token is validated by the shared
   :class:`~actrix.core.interfaces.CredentialValidator` (KS lookup, decryption
@@ -64,7 +67,15 @@ class AuthFailure(Exception):
 class Credential:
     """Usable long-term keys and whom they belong to (for quotas)."""
 
-    __slots__ = ("expires_at", "key", "key_sha256", "principal", "realm_id", "username")
+    __slots__ = (
+        "expires_at",
+        "key",
+        "key_sha256",
+        "principal",
+        "realm_id",
+        "secret_index",
+        "username",
+    )
 
     def __init__(
         self,
@@ -74,8 +85,10 @@ class Credential:
         principal: str,
         expires_at: float,
         realm_id: int | None,
+        secret_index: int = -1,
     ) -> None:
         self.username = username
+        self.secret_index = secret_index  # which REST secret; -1: not REST
         self.key = long_term_key(username, realm, password)
         self.key_sha256 = long_term_key_sha256(username, realm, password)
         self.principal = principal
@@ -96,7 +109,7 @@ class TurnAuth:
         realm: str,
         *,
         users: Iterable[TurnUser] = (),
-        rest_secret: Secret | None = None,
+        rest_secrets: Iterable[Secret] = (),
         validator: CredentialValidator | None = None,
         realms: RealmDirectory | None = None,
         cache_size: int = CACHE_SIZE,
@@ -112,7 +125,7 @@ class TurnAuth:
         self._static_hashes = {userhash(name, realm): name for name in self._static}
         # USERHASH -> username of names seen in requests (bounded, LRU).
         self._hashes: OrderedDict[bytes, str] = OrderedDict()
-        self._rest_secret = rest_secret.encode() if rest_secret is not None else None
+        self._rest_secrets = [secret.encode() for secret in rest_secrets]
         self._validator = validator
         self._realms = realms
         self._cache: OrderedDict[str, Credential] = OrderedDict()
@@ -152,8 +165,8 @@ class TurnAuth:
         static = self._static.get(username)
         if static is not None:
             return static
-        if self._rest_secret is not None and _looks_like_rest(username):
-            return self._rest(username, realm)
+        if self._rest_secrets and _looks_like_rest(username):
+            return self._rest(username, realm, 0)
         now = self._clock.seconds()
         cached = self._cache.get(username)
         if cached is not None:
@@ -224,16 +237,25 @@ class TurnAuth:
             claims.realm_id,
         )
 
-    def _rest(self, username: str, realm: str) -> Credential:
-        assert self._rest_secret is not None  # noqa: S101 (checked by the caller)
+    def rest_alternatives(self, credential: Credential) -> list[Credential]:
+        """The REST credentials of the same username under the other secrets."""
+        if credential.secret_index != 0:
+            return []
+        return [
+            self._rest(credential.username, self.realm, index)
+            for index in range(1, len(self._rest_secrets))
+        ]
+
+    def _rest(self, username: str, realm: str, index: int) -> Credential:
         expiry_text, _, name = username.partition(":")
         expiry = int(expiry_text)
         if expiry < self._clock.seconds():
             raise AuthFailure("expired")
-        mac = hmac.new(self._rest_secret, username.encode(), hashlib.sha1).digest()
+        secret = self._rest_secrets[index]
+        mac = hmac.new(secret, username.encode(), hashlib.sha1).digest()
         password = base64.b64encode(mac).decode("ascii")
         return Credential(
-            username, realm, password, f"rest:{name}", float(expiry), None
+            username, realm, password, f"rest:{name}", float(expiry), None, index
         )
 
     def _realm_problem(self, realm_id: int | None) -> bool:

@@ -157,13 +157,18 @@ class RequestAuth:
             self._resolve_later(username, realm, message, link)
             return None
         key = credential.key_for(algorithm)
-        if message.integrity256_offset >= 0:
-            good = check_integrity_sha256(message, key)
-        else:
-            good = codec.check_integrity(message, key)
-        if not good:
-            self.failed(message, link, "bad_integrity", 401)
-            return None
+        if not _integrity_ok(message, key):
+            # REST secret rotation: the same username under the older secrets.
+            for other in self.auth.rest_alternatives(credential):
+                key = other.key_for(algorithm)
+                if _integrity_ok(message, key):
+                    credential = other
+                    break
+            else:
+                self.failed(message, link, "bad_integrity", 401)
+                return None
+        if credential.secret_index >= 0:
+            self._metrics.rest_secret_matches[credential.secret_index] += 1
         if self._clock.seconds() > credential.expires_at:
             self.failed(message, link, "expired", 401)
             return None
@@ -270,3 +275,10 @@ class RequestAuth:
             reason, code = "internal", 500
         for message, link in waiters:
             self.failed(message, link, reason, code)
+
+
+def _integrity_ok(message: Message, key: bytes) -> bool:
+    """MESSAGE-INTEGRITY-SHA256 when present (RFC 8489 §9.2.4), else MI."""
+    if message.integrity256_offset >= 0:
+        return check_integrity_sha256(message, key)
+    return codec.check_integrity(message, key)

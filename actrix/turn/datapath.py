@@ -8,6 +8,9 @@ TCP/TLS connection object) and both client-to-peer entry points; the
 allocator only adds and removes entries. :class:`RelayProtocol` is the
 peer-to-client direction, one per relay socket. Everything is synchronous:
 no authentication (that is for requests only), no Deferreds, one write.
+Each relayed datagram is counted on its allocation (the traffic line at
+deletion) and, when bandwidth caps are configured, paid for from the
+allocation's :class:`~actrix.turn.bandwidth.Caps` or dropped and counted.
 """
 
 from __future__ import annotations
@@ -76,8 +79,14 @@ class DataPath:
             return
         relay = allocation.relay
         if relay is not None:
-            relay.sendto(data[4 : 4 + length], peer)
             metrics = self._metrics
+            caps = allocation.caps
+            if caps is not None and not caps.admit(length):
+                metrics.bandwidth_dropped_out += 1
+                return
+            relay.sendto(data[4 : 4 + length], peer)
+            allocation.packets_out += 1
+            allocation.bytes_out += length
             metrics.relayed_packets_out += 1
             metrics.relayed_bytes_out += length
 
@@ -99,9 +108,16 @@ class DataPath:
         if peer[0] not in allocation.permissions:
             self._refuse_send(allocation, peer[0])
             return
+        size = len(data)
+        caps = allocation.caps
+        if caps is not None and not caps.admit(size):
+            self._metrics.bandwidth_dropped_out += 1
+            return
         allocation.send_to_peer(data, peer)
+        allocation.packets_out += 1
+        allocation.bytes_out += size
         self._metrics.relayed_packets_out += 1
-        self._metrics.relayed_bytes_out += len(data)
+        self._metrics.relayed_bytes_out += size
 
     def _refuse_send(self, allocation: Allocation, ip: str) -> None:
         self._metrics.dropped_no_permission += 1
@@ -148,6 +164,10 @@ class RelayProtocol(DatagramProtocol):
             self._metrics.dropped_no_permission += 1
             return
         size = len(data)
+        caps = allocation.caps
+        if caps is not None and not caps.admit(size):
+            self._metrics.bandwidth_dropped_in += 1
+            return
         channel = allocation.peer_channels.get(addr)
         link: ClientLink = allocation.link
         if channel is not None:
@@ -159,6 +179,8 @@ class RelayProtocol(DatagramProtocol):
         else:
             return  # an IPv6 peer's jumbo datagram cannot be framed: drop it
         link.deliver(frame)
+        allocation.packets_in += 1
+        allocation.bytes_in += size
         metrics = self._metrics
         metrics.relayed_packets_in += 1
         metrics.relayed_bytes_in += size

@@ -25,15 +25,23 @@ class TurnMetrics:
         self.relayed_packets_in = 0  # peer -> client
         self.relayed_bytes_in = 0
         self.dropped_no_permission = 0
+        self.bandwidth_dropped_out = 0  # over turn.user/realm_bandwidth, to peers
+        self.bandwidth_dropped_in = 0  # the same, to clients
+        self.allocations_closed: Counter[str] = Counter()  # by reason
         self.auth_failures: Counter[str] = Counter()
         # Authenticated requests by (password algorithm, integrity attribute).
         self.authenticated: Counter[tuple[str, str]] = Counter()
         self.userhash_requests = 0
+        # REST-credential requests by the index of the secret that matched.
+        self.rest_secret_matches: Counter[int] = Counter()
         self.denied_peers: Counter[str] = Counter()
         self.rejected: Counter[int] = Counter()  # error responses by code
         # Requests dropped unread: "oversized", "rate" (per-IP request window).
         self.dropped_requests: Counter[str] = Counter()
         self.active_allocations: Callable[[], int] = lambda: 0
+        # Allocates sent elsewhere (300) by reason, or refused while draining.
+        self.redirected: Counter[str] = Counter()
+        self.draining: Callable[[], bool] = lambda: False
 
     def collect(self) -> Iterator[Metric]:
         """Prometheus metric families (``actrix_turn_*``)."""
@@ -56,6 +64,20 @@ class TurnMetrics:
         )
         gauge.add_metric([], self.active_allocations())
         yield gauge
+        drain = GaugeMetricFamily(
+            "actrix_turn_draining", "1 while new allocations are not taken here"
+        )
+        drain.add_metric([], 1 if self.draining() else 0)
+        yield drain
+        redirected = CounterMetricFamily(
+            "actrix_turn_redirected",
+            "Allocate requests answered 300 Try Alternate (load, draining) or"
+            " refused while draining without an alternate (refused_draining)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.redirected.items()):
+            redirected.add_metric([reason], count)
+        yield redirected
         packets = CounterMetricFamily(
             "actrix_turn_relayed_packets",
             "Datagrams relayed",
@@ -77,6 +99,22 @@ class TurnMetrics:
             "Datagrams dropped for lack of a permission",
             self.dropped_no_permission,
         )
+        over = CounterMetricFamily(
+            "actrix_turn_bandwidth_dropped",
+            "Datagrams dropped over turn.user_bandwidth / turn.realm_bandwidth",
+            labels=["direction"],
+        )
+        over.add_metric(["to_peer"], self.bandwidth_dropped_out)
+        over.add_metric(["to_client"], self.bandwidth_dropped_in)
+        yield over
+        closed = CounterMetricFamily(
+            "actrix_turn_allocations_closed",
+            "Allocations deleted, by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(self.allocations_closed.items()):
+            closed.add_metric([reason], count)
+        yield closed
         auth = CounterMetricFamily(
             "actrix_turn_auth_failures",
             "Rejected TURN credentials",
@@ -93,6 +131,15 @@ class TurnMetrics:
         for (algorithm, integrity), count in sorted(self.authenticated.items()):
             authenticated.add_metric([algorithm, integrity], count)
         yield authenticated
+        rest = CounterMetricFamily(
+            "actrix_turn_rest_secret_matches",
+            "REST-credential requests by the position of the secret that verified"
+            " (0: the first listed; others are being rotated out)",
+            labels=["secret"],
+        )
+        for index, count in sorted(self.rest_secret_matches.items()):
+            rest.add_metric([str(index)], count)
+        yield rest
         yield _counter(
             "actrix_turn_userhash_requests",
             "Authenticated TURN requests that named their user by USERHASH",

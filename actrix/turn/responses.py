@@ -34,12 +34,18 @@ _DEBUG_PROBE: Final = {"log_level": LogLevel.debug, "log_namespace": "actrix.tur
 
 
 class Reject(Exception):
-    """Answer the request with ``code`` (and UNKNOWN-ATTRIBUTES when given)."""
+    """Answer the request with ``code`` (UNKNOWN-ATTRIBUTES, other attributes)."""
 
-    def __init__(self, code: int, unknown: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        code: int,
+        unknown: Iterable[int] = (),
+        extra: Iterable[tuple[int, bytes]] = (),
+    ) -> None:
         super().__init__(code)
         self.code = code
         self.unknown = list(unknown)
+        self.extra = list(extra)
 
 
 def debug_enabled() -> bool:

@@ -10,6 +10,8 @@ own module, and wired here:
 * :mod:`~actrix.turn.allocator` (+ :mod:`~actrix.turn.relayports`):
   allocations, permissions, channels, relay sockets and reservations;
 * :mod:`~actrix.turn.quotas`: allocations per user and in total, per-IP rates;
+* :mod:`~actrix.turn.bandwidth`: relayed bytes/s caps per user and per realm;
+* :mod:`~actrix.turn.shedding`: ALTERNATE-SERVER redirects and draining;
 * :mod:`~actrix.turn.responses`: encoding and sending the answers.
 
 This class owns the sweep timer (an injected clock) and shutdown. Everything
@@ -19,6 +21,7 @@ request is answered when :meth:`TurnAuth.resolve` completes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from twisted.application.service import Service
@@ -28,6 +31,7 @@ from twisted.internet.task import LoopingCall
 
 from actrix.core.config import TurnConfig
 from actrix.core.logthrottle import LogThrottle
+from actrix.core.toml_table import parse_server
 from actrix.stun import codec
 from actrix.stun.codec import Message
 from actrix.stun.credentials import (
@@ -40,12 +44,14 @@ from actrix.turn.allocation import Allocation, ClientLink, RelayOpener
 from actrix.turn.allocator import Allocator
 from actrix.turn.auth import TurnAuth
 from actrix.turn.authn import RequestAuth
+from actrix.turn.bandwidth import Bandwidth
 from actrix.turn.datapath import DataPath
 from actrix.turn.limits import NonceIssuer
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.peers import PeerPolicy
 from actrix.turn.quotas import Quotas
 from actrix.turn.responses import Reject, Responses
+from actrix.turn.shedding import LoadShedding
 
 SWEEP_INTERVAL: Final = 1.0
 
@@ -76,6 +82,7 @@ class TurnService(Service):
         software: str = "",
         peers: PeerPolicy | None = None,
         sweep_interval: float = SWEEP_INTERVAL,
+        drain_probe: Callable[[], bool] | None = None,
     ) -> None:
         self._clock = clock
         self.clock = clock
@@ -92,6 +99,12 @@ class TurnService(Service):
         # client with a valid nonce could otherwise drive the log volume.
         log_throttle = LogThrottle(clock)
         self.data = DataPath(metrics, peers)
+        self.shedding = LoadShedding(
+            metrics,
+            [parse_server(s) for s in config.alternate_servers],
+            config.redirect_above,
+            drain_probe,
+        )
         self._responses = Responses(
             metrics,
             config.realm,
@@ -121,11 +134,14 @@ class TurnService(Service):
             peers,
             open_relay,
             relay_bind_ip,
+            Bandwidth(clock, config.user_bandwidth, config.realm_bandwidth),
+            self.shedding,
         )
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = clock
         self._sweep_interval = sweep_interval
         metrics.active_allocations = lambda: len(self.data.allocations)
+        metrics.draining = lambda: self.shedding.draining
 
     @property
     def auth(self) -> TurnAuth:
@@ -139,8 +155,16 @@ class TurnService(Service):
 
     # -- lifecycle -------------------------------------------------------
 
+    def health(self) -> dict[str, Any]:
+        """The TURN part of ``/health``: draining and allocations now."""
+        return {
+            "draining": self.shedding.draining,
+            "allocations": len(self.data.allocations),
+        }
+
     def startService(self) -> None:
         super().startService()
+        self.shedding.refresh()
         self._authn.resume = self.handle_message
         self._sweeper.start(self._sweep_interval, now=False)
 
@@ -156,6 +180,7 @@ class TurnService(Service):
     def sweep(self) -> None:
         """Expire allocations, permissions, channels and reservations."""
         self._responses.refresh_debug()
+        self.shedding.refresh()
         self._allocator.sweep(self._clock.seconds())
 
     # -- entry points from the protocols ---------------------------------
@@ -177,7 +202,9 @@ class TurnService(Service):
         try:
             self._allocator.handle(message, link, grant)
         except Reject as reject:
-            self._responses.error(message, link, reject.code, grant.key, reject.unknown)
+            self._responses.error(
+                message, link, reject.code, grant.key, reject.unknown, reject.extra
+            )
         except codec.DecodeError:
             self.metrics.malformed += 1
             self._responses.error(message, link, 400, grant.key)

@@ -42,7 +42,12 @@ def _tool(name: str) -> str:
 
 
 class _Daemon:
-    def __init__(self, test: TestCase, enable: int = ENABLE_STUN | ENABLE_TURN) -> None:
+    def __init__(
+        self,
+        test: TestCase,
+        enable: int = ENABLE_STUN | ENABLE_TURN,
+        turn_extra: str = "",
+    ) -> None:
         directory = Path(test.mktemp())
         directory.mkdir()
         cert, key = write_self_signed(directory / "tls")
@@ -52,7 +57,7 @@ class _Daemon:
             overrides=(
                 f'[bind.ice]\ntls_port = 0\ncert = "{cert}"\nkey = "{key}"\n'
                 "[turn]\nallocation_rate_per_ip = 1000.0\n"
-                "allocation_burst_per_ip = 1000\n"
+                "allocation_burst_per_ip = 1000\n" + turn_extra
             ),
         )
         self.root: ActrixService = start_daemon(test, settings)
@@ -117,9 +122,9 @@ class BindingTests(TestCase):
 class UclientTests(TestCase):
     timeout = TIMEOUT
 
-    async def _uclient(self, *args: str) -> None:
+    async def _uclient(self, *args: str, turn_extra: str = "") -> _Daemon:
         tool = _tool("turnutils_uclient")
-        daemon = _Daemon(self)
+        daemon = _Daemon(self, turn_extra=turn_extra)
         port = daemon.port("ice-tcp" if "-t" in args else "ice-udp")
         out, code = await _run(
             tool, "-y", "-n", "20", "-l", "120", "-p", str(port), *args, "127.0.0.1"
@@ -127,6 +132,7 @@ class UclientTests(TestCase):
         self.assertEqual(code, 0, out)
         self.assertIn("Total lost packets 0 (0.000000%)", out)
         self.assertNotIn("error", out.lower())
+        return daemon
 
     async def test_uclient_udp_static_user(self) -> None:
         """uclient relays client to client over UDP with the static user."""
@@ -135,6 +141,19 @@ class UclientTests(TestCase):
     async def test_uclient_udp_rest(self) -> None:
         """uclient relays over UDP with REST (-W) credentials."""
         await self._uclient("-W", "test-rest-secret", "-u", "bob")
+
+    async def test_uclient_rest_with_a_rotated_out_secret(self) -> None:
+        """With two REST secrets listed, uclient -W with the older one relays."""
+        daemon = await self._uclient(
+            "-W",
+            "test-rest-secret",
+            "-u",
+            "bob",
+            turn_extra='static_auth_secret = ["fresh-secret", "test-rest-secret"]\n',
+        )
+        turn: Any = daemon.root.sessions.getServiceNamed("turn")
+        self.assertGreater(turn.metrics.rest_secret_matches[1], 0)
+        self.assertEqual(turn.metrics.rest_secret_matches[0], 0)
 
     async def test_uclient_tcp_static_user(self) -> None:
         """uclient relays over TCP with the static user."""

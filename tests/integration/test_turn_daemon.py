@@ -184,12 +184,12 @@ def _error_code(message: codec.Message) -> int | None:
 class _Daemon:
     """KS + AIS + TURN with realm ``REALM_ID`` created before start."""
 
-    def __init__(self, test: TestCase) -> None:
+    def __init__(self, test: TestCase, overrides: str = "") -> None:
         self.test = test
         self.directory = Path(test.mktemp())
         add_realm(self.directory, REALM_ID)
         self.root: ActrixService = start_daemon(
-            test, make_settings(self.directory, enable=ENABLE)
+            test, make_settings(self.directory, enable=ENABLE, overrides=overrides)
         )
         self.http: Any = http_client(test)
         self.base = f"http://127.0.0.1:{http_port(self.root)}"
@@ -366,6 +366,42 @@ class ActrCredentialTests(TestCase):
         # The daemon keeps serving the valid actor.
         client = daemon.client(username, password)
         self.assertIsNone(_error_code(await client.allocate()))
+
+
+class DrainTests(TestCase):
+    timeout = 30
+
+    async def test_drain_flag_redirects_and_health_says_draining(self) -> None:
+        """`actrix turn drain`'s flag: 300 to the alternate, /health draining."""
+        daemon = _Daemon(
+            self, overrides='[turn]\nalternate_servers = ["127.0.0.9:3478"]\n'
+        )
+        username, password = await daemon.register()
+        kept = daemon.client(username, password)
+        self.assertIsNone(_error_code(await kept.allocate()))
+        (daemon.directory / "turn.draining").touch()
+        reply: codec.Message | None = None
+        for _ in range(25):
+            await deferLater(reactor, 0.1)
+            reply = await daemon.client(username, password).allocate()
+            if _error_code(reply) is not None:
+                break
+        assert reply is not None
+        self.assertEqual(_error_code(reply), 300)
+        self.assertEqual(
+            codec.decode_address(reply.attrs[codec.ALTERNATE_SERVER]),
+            ("127.0.0.9", 3478),
+        )
+        response = await _wait(daemon.http.get(f"{daemon.base}/health"))
+        health = json.loads(await _wait(response.content()))
+        self.assertEqual(health["status"], "draining")
+        self.assertTrue(health["turn"]["draining"])
+        # The allocations made before the sweep saw the flag are all still there.
+        self.assertEqual(health["turn"]["allocations"], len(daemon.turn.allocations))
+        self.assertIsNone(_error_code(await kept.request(codec.METHOD_REFRESH)))
+        samples = await daemon.metrics()
+        self.assertEqual(samples["actrix_turn_draining{}"], 1)
+        self.assertEqual(samples["actrix_turn_redirected_total{reason=draining}"], 1)
 
 
 class MetricsTests(TestCase):

@@ -40,6 +40,15 @@ class DocsTests(SynchronousTestCase):
 
     def test_turn_keys_documented(self) -> None:
         """Every TURN key added for issue 15 is in the README and the example config."""
-        for key in ("password_algorithms", "userhash"):
+        for key in (
+            "password_algorithms",
+            "userhash",
+            "user_bandwidth",
+            "realm_bandwidth",
+            "allocation_log",
+            "alternate_servers",
+            "redirect_above",
+        ):
             self.assertIn(f"turn.{key}", self.readme)
             self.assertIn(f"# {key} = ", self.example)
+        self.assertIn("actrix turn drain", self.readme)

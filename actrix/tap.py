@@ -33,6 +33,7 @@ from actrix.core.interfaces import (
 from actrix.core.listen import TCPListener
 from actrix.core.logthrottle import LogThrottle
 from actrix.core.metrics import MetricsRegistry, MetricsResource
+from actrix.core.proxyproto import ProxyPolicy
 from actrix.core.realms import MIGRATIONS as REALM_MIGRATIONS
 from actrix.core.realms import REALMS_DB, RealmCache
 from actrix.core.settings import EXAMPLE_SHARED_KEY, turn_drain_flag
@@ -378,14 +379,32 @@ def _build_ice(wiring: Wiring) -> None:
     listener = IceUDPListener if turn_on else UDPListener
     listeners: list[Any] = [listener(reactor, ice.ip, ice.port, udp)]
     listeners[0].setName("ice-udp")
+    proxy = (
+        ProxyPolicy(ice.proxy_trusted, metrics, reactor, wiring.throttle)
+        if ice.tcp_proxy_protocol or ice.tls_proxy_protocol
+        else None
+    )
     if ice.tcp:
-        tcp = TCPListener(reactor, ice.ip, ice.port, streams("tcp"))
+        tcp = TCPListener(
+            reactor,
+            ice.ip,
+            ice.port,
+            streams("tcp"),
+            proxy=proxy if ice.tcp_proxy_protocol else None,
+        )
         tcp.setName("ice-tcp")
         listeners.append(tcp)
     if ice.tls_port is not None and ice.cert is not None and ice.key is not None:
         ice_tls = ServerTLS(ice.cert, ice.key)
         wiring.root.reload_hooks.append(ice_tls.reload)
-        tls = TCPListener(reactor, ice.ip, ice.tls_port, streams("tls"), tls=ice_tls)
+        tls = TCPListener(
+            reactor,
+            ice.ip,
+            ice.tls_port,
+            streams("tls"),
+            tls=ice_tls,
+            proxy=proxy if ice.tls_proxy_protocol else None,
+        )
         tls.setName("ice-tls")
         listeners.append(tls)
     for listener in listeners:

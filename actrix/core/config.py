@@ -146,6 +146,16 @@ def _read_ice(t: Table) -> IceBind:
     key = t.path("key")
     if tls_port >= 0 and (cert is None or key is None):
         t.error("tls_port", "needs bind.ice.cert and bind.ice.key")
+    tcp_proxy = t.boolean("tcp_proxy_protocol", False)
+    tls_proxy = t.boolean("tls_proxy_protocol", False)
+    trusted = t.string_list("proxy_trusted")
+    for entry in trusted:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            t.error("proxy_trusted", f"{entry!r} is not an IP network")
+    if (tcp_proxy or tls_proxy) and not trusted:
+        t.error("proxy_trusted", "PROXY protocol is on but no network is trusted")
     return IceBind(
         domain_name=t.string("domain_name", required=True),
         ip=t.ip("ip"),
@@ -154,6 +164,9 @@ def _read_ice(t: Table) -> IceBind:
         tls_port=None if tls_port < 0 else tls_port,
         cert=cert,
         key=key,
+        tcp_proxy_protocol=tcp_proxy,
+        tls_proxy_protocol=tls_proxy,
+        proxy_trusted=trusted,
     )
 
 

@@ -103,6 +103,10 @@ class IceBind:
     tls_port: int | None = None
     cert: Path | None = None
     key: Path | None = None
+    # PROXY protocol v2 per stream listener, from proxy_trusted sources only.
+    tcp_proxy_protocol: bool = False
+    tls_proxy_protocol: bool = False
+    proxy_trusted: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -28,6 +28,8 @@ class TurnMetrics:
         self.bandwidth_dropped_out = 0  # over turn.user/realm_bandwidth, to peers
         self.bandwidth_dropped_in = 0  # the same, to clients
         self.allocations_closed: Counter[str] = Counter()  # by reason
+        # PROXY v2 on TCP/TLS listeners: accepted, local, or why closed.
+        self.proxy_headers: Counter[str] = Counter()
         self.auth_failures: Counter[str] = Counter()
         # Authenticated requests by (password algorithm, integrity attribute).
         self.authenticated: Counter[tuple[str, str]] = Counter()
@@ -107,6 +109,15 @@ class TurnMetrics:
         over.add_metric(["to_peer"], self.bandwidth_dropped_out)
         over.add_metric(["to_client"], self.bandwidth_dropped_in)
         yield over
+        proxy = CounterMetricFamily(
+            "actrix_turn_proxy_headers",
+            "PROXY protocol v2 on the TCP/TLS listeners: accepted, local, or the"
+            " reason a connection was closed",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(self.proxy_headers.items()):
+            proxy.add_metric([outcome], count)
+        yield proxy
         closed = CounterMetricFamily(
             "actrix_turn_allocations_closed",
             "Allocations deleted, by reason",

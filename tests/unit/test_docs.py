@@ -52,3 +52,9 @@ class DocsTests(SynchronousTestCase):
             self.assertIn(f"turn.{key}", self.readme)
             self.assertIn(f"# {key} = ", self.example)
         self.assertIn("actrix turn drain", self.readme)
+
+    def test_proxy_protocol_keys_documented(self) -> None:
+        """The PROXY v2 listener keys are in the README and the example config."""
+        for key in ("tcp_proxy_protocol", "tls_proxy_protocol", "proxy_trusted"):
+            self.assertIn(f"bind.ice.{key}", self.readme)
+            self.assertIn(f"# {key} = ", self.example)

@@ -236,6 +236,22 @@ class ConfigTests(SynchronousTestCase):
             _data("[turn]\nredirect_above = -1"), "turn.redirect_above: must be >="
         )
 
+    def test_proxy_protocol_needs_trusted_networks(self) -> None:
+        """PROXY protocol on a listener requires valid proxy_trusted networks."""
+        s = self.parse(
+            "[bind.ice]\ntcp_proxy_protocol = true\nproxy_trusted = ['10.0.0.0/8']"
+        )
+        self.assertTrue(s.bind.ice.tcp_proxy_protocol)
+        self.assertFalse(s.bind.ice.tls_proxy_protocol)
+        self.assert_problem(
+            _data("[bind.ice]\ntls_proxy_protocol = true"),
+            "bind.ice.proxy_trusted: PROXY protocol is on but no network is trusted",
+        )
+        self.assert_problem(
+            _data("[bind.ice]\nproxy_trusted = ['lb.example']"),
+            "bind.ice.proxy_trusted: 'lb.example' is not an IP network",
+        )
+
     def test_filter_level(self) -> None:
         """The first filter_level item must be a known level."""
         s = self.parse("[observability]\nfilter_level = 'debug,actrix=info'")

@@ -73,6 +73,8 @@ PASSWORD_ALGORITHM: Final = 0x001D
 USERHASH: Final = 0x001E
 XOR_MAPPED_ADDRESS: Final = 0x0020
 RESERVATION_TOKEN: Final = 0x0022
+ADDITIONAL_ADDRESS_FAMILY: Final = 0x8000
+ADDRESS_ERROR_CODE: Final = 0x8001
 PASSWORD_ALGORITHMS: Final = 0x8002
 ALTERNATE_DOMAIN: Final = 0x8003
 SOFTWARE: Final = 0x8022
@@ -486,6 +488,20 @@ def encode_error_code(code: int, reason: str | None = None) -> bytes:
     """ERROR-CODE value (class/number and UTF-8 reason phrase)."""
     text = REASONS.get(code, "Error") if reason is None else reason
     return struct.pack("!HBB", 0, code // 100, code % 100) + text.encode()
+
+
+def encode_address_error_code(family: int, code: int) -> bytes:
+    """ADDRESS-ERROR-CODE value (RFC 8656 §18.13): family, then as ERROR-CODE."""
+    reason = REASONS.get(code, "Error").encode()
+    return bytes((family, 0, code // 100, code % 100)) + reason
+
+
+def decode_address_error_code(value: bytes) -> tuple[int, int]:
+    """(family, code) of an ADDRESS-ERROR-CODE value. Raises DecodeError."""
+    if len(value) < 4:
+        raise DecodeError("ADDRESS-ERROR-CODE shorter than 4 bytes")
+    code, _ = decode_error_code(b"\x00\x00" + value[2:])
+    return value[0], code
 
 
 def decode_error_code(value: bytes) -> tuple[int, str]:

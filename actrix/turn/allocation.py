@@ -116,6 +116,7 @@ class Allocation:
     """A relayed transport address held for one client 5-tuple."""
 
     __slots__ = (
+        "address_error",
         "bytes_in",
         "bytes_out",
         "caps",
@@ -132,6 +133,7 @@ class Allocation:
         "permissions",
         "principal",
         "relay",
+        "relay6",
         "relay_address",
         "relay_port",
         "transaction_id",
@@ -167,10 +169,27 @@ class Allocation:
         self.packets_out = self.bytes_out = 0  # client -> peer payload
         self.packets_in = self.bytes_in = 0  # peer -> client payload
         self.caps: Caps | None = None
+        # RFC 8656 dual-stack: the IPv6 relay next to the IPv4 one, or the
+        # ADDRESS-ERROR-CODE given when it could not be made (0: none).
+        self.relay6: SecondRelay | None = None
+        self.address_error = 0
+
+    def relay_for(self, peer_ip: str) -> RelayProtocol | None:
+        """The relay socket that reaches ``peer_ip`` (the IPv6 one of a dual)."""
+        second = self.relay6
+        if second is not None and ":" in peer_ip:
+            return second.protocol
+        return self.relay
+
+    def holds_family(self, family: int) -> bool:
+        """Whether one of the relayed addresses is of ``family``."""
+        return self.family == family or (
+            self.relay6 is not None and family == 0x02  # IPv6
+        )
 
     def send_to_peer(self, payload: bytes, peer: tuple[str, int]) -> None:
         """Write one datagram out of the relay socket (permission already checked)."""
-        relay = self.relay
+        relay = self.relay_for(peer[0])
         if relay is not None:
             relay.sendto(payload, peer)
 
@@ -184,6 +203,22 @@ class Allocation:
             del expiry[number]
             peer = self.channels.pop(number)
             self.peer_channels.pop(peer, None)
+
+
+class SecondRelay:
+    """The IPv6 relayed address of an RFC 8656 dual-stack allocation."""
+
+    __slots__ = ("address", "listening", "protocol")
+
+    def __init__(
+        self,
+        protocol: RelayProtocol,
+        listening: IListeningPort,
+        address: tuple[str, int],
+    ) -> None:
+        self.protocol = protocol
+        self.listening = listening
+        self.address = address
 
 
 def drop_datagram(data: bytes, address: Any) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -31,6 +31,7 @@ from actrix.turn.allocation import (
     Allocation,
     ClientLink,
     RelayOpener,
+    SecondRelay,
 )
 from actrix.turn.authn import Grant
 from actrix.turn.bandwidth import Bandwidth
@@ -136,6 +137,7 @@ class Allocator:
             raise Reject(420, [codec.DONT_FRAGMENT])
         family = self._requested_family(message)
         token = attrs.get(codec.RESERVATION_TOKEN)
+        dual = self._wants_dual(message, token)
         even = attrs.get(codec.EVEN_PORT)
         if token is not None and (
             even is not None or codec.REQUESTED_ADDRESS_FAMILY in attrs
@@ -164,6 +166,8 @@ class Allocator:
             message.transaction_id,
         )
         new_token = self._bind_relay(allocation, token, even is not None, reserve, now)
+        if dual:
+            self._bind_second_relay(allocation)
         allocation.created_at = now
         realm = (
             f"actr:{cred.realm_id}"
@@ -174,6 +178,7 @@ class Allocator:
         self._allocations[link.allocation_key] = allocation
         self._quotas.allocated(cred.principal)
         self._metrics.allocations_total += 1
+        self._count_family(allocation)
         if self._responses.debug:
             log.debug(
                 "allocation {relay} for {client} ({principal})",
@@ -192,9 +197,48 @@ class Allocator:
         key: bytes,
     ) -> None:
         remaining = max(0, int(allocation.expires_at - self._clock.seconds()))
+        addresses = [allocation.relay_address]
+        if allocation.relay6 is not None:
+            addresses.append(allocation.relay6.address)
         self._responses.allocate_success(
-            message, link, allocation.relay_address, remaining, key, token
+            message, link, addresses, remaining, key, token, allocation.address_error
         )
+
+    def _count_family(self, allocation: Allocation) -> None:
+        metrics = self._metrics
+        if allocation.relay6 is not None:
+            metrics.allocation_families["dual"] += 1
+        elif allocation.family == codec.FAMILY_IPV6:
+            metrics.allocation_families["ipv6"] += 1
+        else:
+            metrics.allocation_families["ipv4"] += 1
+        if allocation.address_error:
+            metrics.address_errors[allocation.address_error] += 1
+
+    def _wants_dual(self, message: Message, token: bytes | None) -> bool:
+        """ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §7.2): IPv6 only, alone, no token."""
+        value = message.attrs.get(codec.ADDITIONAL_ADDRESS_FAMILY)
+        if value is None:
+            return False
+        if codec.REQUESTED_ADDRESS_FAMILY in message.attrs or token is not None:
+            raise Reject(400)
+        if codec.decode_address_family(value) != codec.FAMILY_IPV6:
+            raise Reject(400)
+        return True
+
+    def _bind_second_relay(self, allocation: Allocation) -> None:
+        """The IPv6 half of a dual allocation; failing it is ADDRESS-ERROR-CODE."""
+        ipv6 = self._config.relay_ipv6_ip
+        if not ipv6:
+            allocation.address_error = 440
+            return
+        protocol = RelayProtocol(allocation, self._metrics)
+        try:
+            port, listening = self._relays.open(ipv6, protocol, False)
+        except NoRelayPort:
+            allocation.address_error = 508
+            return
+        allocation.relay6 = SecondRelay(protocol, listening, (ipv6, port))
 
     def _requested_family(self, message: Message) -> int:
         value = message.attrs.get(codec.REQUESTED_ADDRESS_FAMILY)
@@ -258,7 +302,9 @@ class Allocator:
         self, message: Message, link: ClientLink, alloc: Allocation, key: bytes
     ) -> None:
         family = message.attrs.get(codec.REQUESTED_ADDRESS_FAMILY)
-        if family is not None and codec.decode_address_family(family) != alloc.family:
+        if family is not None and not alloc.holds_family(
+            codec.decode_address_family(family)
+        ):
             raise Reject(443)
         value = message.attrs.get(codec.LIFETIME)
         if value is not None and codec.decode_u32(value) == 0:
@@ -278,8 +324,8 @@ class Allocator:
         peers = []
         for value in (first, *message.extra_peers):
             ip, port = codec.decode_xor_address(value, txid)
-            is_v6 = ":" in ip
-            if is_v6 != (alloc.family == codec.FAMILY_IPV6):
+            family = codec.FAMILY_IPV6 if ":" in ip else codec.FAMILY_IPV4
+            if not alloc.holds_family(family):
                 raise Reject(443)
             peers.append((ip, port))
         return peers
@@ -351,9 +397,19 @@ class Allocator:
         alloc.relay = alloc.relay_port = None
         if relay is not None:
             relay.allocation = None
-        if listening is None:
+        closing = []
+        if listening is not None:
+            closing.append(self._relays.close(listening, alloc.relay_address[1]))
+        second, alloc.relay6 = alloc.relay6, None
+        if second is not None:
+            second.protocol.allocation = None
+            closing.append(self._relays.close(second.listening, second.address[1]))
+        waits = [d for d in closing if d is not None]
+        if not waits:
             return None
-        return self._relays.close(listening, alloc.relay_address[1])
+        if len(waits) == 1:
+            return waits[0]
+        return DeferredList(waits, consumeErrors=True)
 
     def _log_traffic(self, alloc: Allocation, why: str) -> None:
         link = alloc.link
@@ -366,10 +422,18 @@ class Allocator:
             principal=alloc.principal,
             client=f"{link.address[0]}:{link.address[1]}",
             transport=link.transport_name,
-            relay=f"{alloc.relay_address[0]}:{alloc.relay_address[1]}",
+            relay=_relays_text(alloc),
             duration=round(self._clock.seconds() - alloc.created_at, 1),
             packets_out=alloc.packets_out,
             bytes_out=alloc.bytes_out,
             packets_in=alloc.packets_in,
             bytes_in=alloc.bytes_in,
         )
+
+
+def _relays_text(alloc: Allocation) -> str:
+    text = f"{alloc.relay_address[0]}:{alloc.relay_address[1]}"
+    second = alloc.relay6
+    if second is not None:
+        text += f" + [{second.address[0]}]:{second.address[1]}"
+    return text

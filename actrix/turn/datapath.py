@@ -78,6 +78,8 @@ class DataPath:
             self._metrics.malformed += 1
             return
         relay = allocation.relay
+        if allocation.relay6 is not None:
+            relay = allocation.relay_for(peer[0])
         if relay is not None:
             metrics = self._metrics
             caps = allocation.caps

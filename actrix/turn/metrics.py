@@ -28,6 +28,10 @@ class TurnMetrics:
         self.bandwidth_dropped_out = 0  # over turn.user/realm_bandwidth, to peers
         self.bandwidth_dropped_in = 0  # the same, to clients
         self.allocations_closed: Counter[str] = Counter()  # by reason
+        # Allocations by relayed family (ipv4, ipv6, dual) and RFC 8656
+        # ADDRESS-ERROR-CODEs given for the IPv6 half of a dual request.
+        self.allocation_families: Counter[str] = Counter()
+        self.address_errors: Counter[int] = Counter()
         # PROXY v2 on TCP/TLS listeners: accepted, local, or why closed.
         self.proxy_headers: Counter[str] = Counter()
         self.auth_failures: Counter[str] = Counter()
@@ -109,6 +113,22 @@ class TurnMetrics:
         over.add_metric(["to_peer"], self.bandwidth_dropped_out)
         over.add_metric(["to_client"], self.bandwidth_dropped_in)
         yield over
+        families = CounterMetricFamily(
+            "actrix_turn_allocations_by_family",
+            "Allocations created by relayed address family (dual: RFC 8656)",
+            labels=["family"],
+        )
+        for family, count in sorted(self.allocation_families.items()):
+            families.add_metric([family], count)
+        yield families
+        address_errors = CounterMetricFamily(
+            "actrix_turn_address_errors",
+            "ADDRESS-ERROR-CODEs given for the IPv6 half of dual allocations",
+            labels=["code"],
+        )
+        for code, count in sorted(self.address_errors.items()):
+            address_errors.add_metric([str(code)], count)
+        yield address_errors
         proxy = CounterMetricFamily(
             "actrix_turn_proxy_headers",
             "PROXY protocol v2 on the TCP/TLS listeners: accepted, local, or the"

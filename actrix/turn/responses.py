@@ -149,20 +149,31 @@ class Responses:
         self,
         message: Message,
         link: ClientLink,
-        relay_address: tuple[str, int],
+        relay_addresses: list[tuple[str, int]],
         remaining: int,
         key: bytes,
         token: bytes | None,
+        address_error: int = 0,
     ) -> None:
-        """The Allocate success: relayed and mapped addresses, lifetime, token."""
+        """The Allocate success: relayed and mapped addresses, lifetime, token.
+
+        A dual-stack allocation (RFC 8656) has two XOR-RELAYED-ADDRESS (IPv4
+        first), or one and an IPv6 ADDRESS-ERROR-CODE when the second failed.
+        """
         txid = message.transaction_id
-        relay_ip, relay_port = relay_address
         ip, port = link.address[0], link.address[1]
         attrs = [
-            (
-                codec.XOR_RELAYED_ADDRESS,
-                codec.encode_xor_address(relay_ip, relay_port, txid),
-            ),
+            (codec.XOR_RELAYED_ADDRESS, codec.encode_xor_address(r_ip, r_port, txid))
+            for r_ip, r_port in relay_addresses
+        ]
+        if address_error:
+            attrs.append(
+                (
+                    codec.ADDRESS_ERROR_CODE,
+                    codec.encode_address_error_code(codec.FAMILY_IPV6, address_error),
+                )
+            )
+        attrs += [
             (codec.LIFETIME, codec.encode_u32(remaining)),
             (codec.XOR_MAPPED_ADDRESS, codec.encode_xor_address(ip, port, txid)),
         ]

@@ -154,10 +154,17 @@ class TurnUdpClient(DatagramProtocol):
         return reply
 
     async def allocate(
-        self, *, sha256: bool = False, hashed: bool = False
+        self,
+        *,
+        sha256: bool = False,
+        hashed: bool = False,
+        extra: Iterable[tuple[int, bytes]] = (),
     ) -> codec.Message:
         """401 for a nonce, then the authenticated Allocate; returns the answer."""
-        transport = [(codec.REQUESTED_TRANSPORT, codec.encode_requested_transport())]
+        transport = [
+            (codec.REQUESTED_TRANSPORT, codec.encode_requested_transport()),
+            *extra,
+        ]
         challenge = await self.request(codec.METHOD_ALLOCATE, transport, auth=False)
         self.nonce = challenge.attrs[codec.NONCE]
         return await self.request(
@@ -366,6 +373,47 @@ class ActrCredentialTests(TestCase):
         # The daemon keeps serving the valid actor.
         client = daemon.client(username, password)
         self.assertIsNone(_error_code(await client.allocate()))
+
+
+class DualStackTests(TestCase):
+    timeout = 30
+
+    async def test_dual_allocation_relays_to_an_ipv6_peer(self) -> None:
+        """ADDITIONAL-ADDRESS-FAMILY over real UDP: IPv4 + IPv6 relays, v6 echo."""
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        try:
+            probe.bind(("::1", 0))
+        except OSError as e:
+            raise SkipTest(f"no IPv6 loopback: {e}") from e
+        finally:
+            probe.close()
+        daemon = _Daemon(
+            self,
+            overrides=(
+                '[turn]\nrelay_ipv6_ip = "::1"\n'
+                'peer_allow = ["127.0.0.1/32", "::1/128"]\n'
+            ),
+        )
+        username, password = await daemon.register()
+        client = daemon.client(username, password)
+        extra = (codec.ADDITIONAL_ADDRESS_FAMILY, codec.encode_address_family(2))
+        reply = await client.allocate(extra=[extra])
+        self.assertIsNone(_error_code(reply))
+        local = ("127.0.0.1", client.transport.getHost().port)
+        allocation = daemon.turn.allocations[local]
+        assert allocation.relay6 is not None
+        self.assertEqual(allocation.relay6.address[0], "::1")
+        port = UdpReactor.listenUDP(0, _Peer(), interface="::1")
+        self.addCleanup(port.stopListening)
+        peer6 = ("::1", port.getHost().port)
+        self.assertIsNone(_error_code(await client.bind(0x4001, peer6)))
+        client.transport.write(codec.encode_channel_data(0x4001, b"six"), daemon.ice)
+        echoed = await _wait(client.channel_data.get())
+        self.assertEqual(echoed, codec.encode_channel_data(0x4001, b"six"))
+        samples = await daemon.metrics()
+        self.assertEqual(
+            samples["actrix_turn_allocations_by_family_total{family=dual}"], 1
+        )
 
 
 class DrainTests(TestCase):

@@ -360,6 +360,14 @@ def _build_ice(wiring: Wiring) -> None:
             relay_bind_ip="0.0.0.0" if ":" in ice.ip else ice.ip,  # noqa: S104
             software=turn.software,
             drain_probe=turn_drain_flag(wiring.settings.sqlite_path).exists,
+            tcp_openers=(
+                lambda ip, port, factory: reactor.listenTCP(
+                    port, factory, interface=ip
+                ),
+                lambda host, port, factory, bind_ip, timeout: reactor.connectTCP(
+                    host, port, factory, timeout=timeout, bindAddress=(bind_ip, 0)
+                ),
+            ),
         )
         wiring.root.add_session_service(service)
         wiring.health_details["turn"] = service.health

@@ -285,6 +285,7 @@ def _read_turn(t: Table) -> TurnConfig:
         allocation_log=t.boolean("allocation_log", True),
         alternate_servers=t.server_list("alternate_servers"),
         redirect_above=t.integer("redirect_above", 0, minimum=0),
+        tcp_relay=t.boolean("tcp_relay", True),
     )
 
 

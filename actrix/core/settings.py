@@ -154,6 +154,7 @@ class TurnConfig:
     allocation_log: bool = True  # one info line per deleted allocation (accounting)
     alternate_servers: tuple[str, ...] = ()  # "ip:port" for ALTERNATE-SERVER (300)
     redirect_above: int = 0  # redirect new allocations beyond this many; 0: never
+    tcp_relay: bool = True  # RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP)
 
     @property
     def rest_secrets(self) -> tuple[Secret, ...]:

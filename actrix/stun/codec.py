@@ -42,6 +42,9 @@ METHOD_SEND: Final = 0x006
 METHOD_DATA: Final = 0x007
 METHOD_CREATE_PERMISSION: Final = 0x008
 METHOD_CHANNEL_BIND: Final = 0x009
+METHOD_CONNECT: Final = 0x00A  # RFC 6062
+METHOD_CONNECTION_BIND: Final = 0x00B
+METHOD_CONNECTION_ATTEMPT: Final = 0x00C
 
 # Message types used on the hot paths.
 BINDING_REQUEST: Final = 0x0001
@@ -73,6 +76,7 @@ PASSWORD_ALGORITHM: Final = 0x001D
 USERHASH: Final = 0x001E
 XOR_MAPPED_ADDRESS: Final = 0x0020
 RESERVATION_TOKEN: Final = 0x0022
+CONNECTION_ID: Final = 0x002A
 ADDITIONAL_ADDRESS_FAMILY: Final = 0x8000
 ADDRESS_ERROR_CODE: Final = 0x8001
 PASSWORD_ALGORITHMS: Final = 0x8002
@@ -110,12 +114,14 @@ KNOWN_REQUIRED: Final = frozenset(
         MESSAGE_INTEGRITY_SHA256,
         PASSWORD_ALGORITHM,
         USERHASH,
+        CONNECTION_ID,
     }
 )
 
 FAMILY_IPV4: Final = 0x01
 FAMILY_IPV6: Final = 0x02
 TRANSPORT_UDP: Final = 17
+TRANSPORT_TCP: Final = 6
 
 CHANNEL_MIN: Final = 0x4000
 # RFC 5766 §11 allows 0x4000-0x7FFF; RFC 8656 later narrowed it to 0x4FFF, but
@@ -134,6 +140,8 @@ REASONS: Final = {
     441: "Wrong Credentials",
     442: "Unsupported Transport Protocol",
     443: "Peer Address Family Mismatch",
+    446: "Connection Already Exists",
+    447: "Connection Timeout or Failure",
     486: "Allocation Quota Reached",
     500: "Server Error",
     508: "Insufficient Capacity",

@@ -22,6 +22,7 @@ from twisted.internet.protocol import DatagramProtocol
 if TYPE_CHECKING:
     from actrix.turn.bandwidth import Caps
     from actrix.turn.datapath import RelayProtocol
+    from actrix.turn.tcprelay import TcpAllocation
 
 PERMISSION_LIFETIME: Final = 300.0  # RFC 5766 §8
 CHANNEL_LIFETIME: Final = 600.0  # RFC 5766 §11
@@ -136,6 +137,7 @@ class Allocation:
         "relay6",
         "relay_address",
         "relay_port",
+        "tcp",
         "transaction_id",
         "username",
     )
@@ -173,6 +175,7 @@ class Allocation:
         # ADDRESS-ERROR-CODE given when it could not be made (0: none).
         self.relay6: SecondRelay | None = None
         self.address_error = 0
+        self.tcp: TcpAllocation | None = None  # RFC 6062 TCP relay
 
     def relay_for(self, peer_ip: str) -> RelayProtocol | None:
         """The relay socket that reaches ``peer_ip`` (the IPv6 one of a dual)."""

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from actrix.core.config import TurnConfig
+from actrix.core.logthrottle import LogThrottle
 from actrix.stun import codec
 from actrix.stun.codec import Message
 from actrix.turn.allocation import (
@@ -42,6 +43,13 @@ from actrix.turn.quotas import Quotas
 from actrix.turn.relayports import NoRelayPort, RelayPorts
 from actrix.turn.responses import Reject, Responses
 from actrix.turn.shedding import LoadShedding
+from actrix.turn.tcprelay import (
+    PeerConnection,
+    TcpConnect,
+    TcpListen,
+    TcpRelays,
+    connection_attempt,
+)
 
 log = Logger()
 
@@ -62,8 +70,11 @@ class Allocator:
         relay_bind_ip: str,
         bandwidth: Bandwidth,
         shedding: LoadShedding,
+        tcp_openers: tuple[TcpListen, TcpConnect] | None = None,
+        log_throttle: LogThrottle | None = None,
     ) -> None:
         self._config = config
+        self._log_throttle = log_throttle or LogThrottle(clock)
         self._bandwidth = bandwidth
         self._shedding = shedding
         self._clock = clock
@@ -74,6 +85,16 @@ class Allocator:
         self._peers = peers
         self._relay_bind_ip = relay_bind_ip
         self._relays = RelayPorts(config.relay_port_range, open_relay, metrics)
+        self._tcp: TcpRelays | None = None
+        if tcp_openers is not None:
+            self._tcp = TcpRelays(
+                clock,
+                self._relays.pool,
+                tcp_openers[0],
+                tcp_openers[1],
+                metrics,
+                _announce,
+            )
 
     def handle(self, message: Message, link: ClientLink, grant: Grant) -> None:
         """One authenticated request. Raises Reject or codec.DecodeError.
@@ -84,6 +105,9 @@ class Allocator:
         method = message.method
         if method == codec.METHOD_ALLOCATE:
             self._allocate(message, link, grant)
+            return
+        if method == codec.METHOD_CONNECTION_BIND:
+            self._connection_bind(message, link, grant)
             return
         allocation = self._allocations.get(link.allocation_key)
         if allocation is None:
@@ -97,7 +121,11 @@ class Allocator:
             self._refresh(message, link, allocation, key)
         elif method == codec.METHOD_CREATE_PERMISSION:
             self._create_permission(message, link, allocation, key)
+        elif method == codec.METHOD_CONNECT:
+            self._connect(message, link, allocation, key)
         else:
+            if allocation.tcp is not None:
+                raise Reject(400)  # RFC 6062 §4: no channels on TCP allocations
             self._channel_bind(message, link, allocation, key)
 
     def sweep(self, now: float) -> None:
@@ -108,6 +136,16 @@ class Allocator:
             elif allocation.permissions or allocation.channel_expiry:
                 allocation.expire(now)
         self._relays.sweep(now)
+
+    @property
+    def free_ports(self) -> int:
+        """Relay ports not in use (UDP and TCP relays share the pool)."""
+        return len(self._relays.pool)
+
+    @property
+    def tcp_connections(self) -> int:
+        """RFC 6062 peer connections open or waiting for ConnectionBind."""
+        return 0 if self._tcp is None else self._tcp.open_count
 
     def close_all(self) -> list[Deferred[Any]]:
         """Delete every allocation and reservation (shutdown)."""
@@ -131,8 +169,21 @@ class Allocator:
         transport = attrs.get(codec.REQUESTED_TRANSPORT)
         if transport is None:
             raise Reject(400)
-        if codec.decode_requested_transport(transport) != codec.TRANSPORT_UDP:
+        protocol = codec.decode_requested_transport(transport)
+        tcp = protocol == codec.TRANSPORT_TCP and self._tcp is not None
+        if protocol != codec.TRANSPORT_UDP and not tcp:
             raise Reject(442)
+        if (
+            tcp
+            and (
+                link.transport_name == "udp"  # RFC 6062 §5.1
+                or codec.EVEN_PORT in attrs
+                or codec.RESERVATION_TOKEN in attrs
+                or codec.ADDITIONAL_ADDRESS_FAMILY in attrs
+                or attrs.get(codec.REQUESTED_ADDRESS_FAMILY, b"\x01")[:1] != b"\x01"
+            )
+        ):
+            raise Reject(400)
         if codec.DONT_FRAGMENT in attrs:
             raise Reject(420, [codec.DONT_FRAGMENT])
         family = self._requested_family(message)
@@ -165,7 +216,13 @@ class Allocator:
             now + lifetime,
             message.transaction_id,
         )
-        new_token = self._bind_relay(allocation, token, even is not None, reserve, now)
+        if tcp:
+            new_token = None
+            self._bind_tcp_relay(allocation)
+        else:
+            new_token = self._bind_relay(
+                allocation, token, even is not None, reserve, now
+            )
         if dual:
             self._bind_second_relay(allocation)
         allocation.created_at = now
@@ -214,6 +271,66 @@ class Allocator:
             metrics.allocation_families["ipv4"] += 1
         if allocation.address_error:
             metrics.address_errors[allocation.address_error] += 1
+
+    def _bind_tcp_relay(self, allocation: Allocation) -> None:
+        assert self._tcp is not None  # noqa: S101 (checked by the caller)
+        tcp = self._tcp.open(self._relay_bind_ip, allocation)
+        if tcp is None:
+            raise Reject(508)
+        allocation.tcp = tcp
+        allocation.relay_address = (self._config.advertised_ip, tcp.port)
+
+    def _connect(
+        self, message: Message, link: ClientLink, alloc: Allocation, key: bytes
+    ) -> None:
+        """RFC 6062 §5.2: open a TCP connection from the relay to a peer."""
+        if alloc.tcp is None or self._tcp is None:
+            raise Reject(400)
+        peer = self._peer_addresses(message, alloc)[0]
+        self._check_peer(alloc, peer[0])
+        alloc.permissions[peer[0]] = self._clock.seconds() + PERMISSION_LIFETIME
+
+        def answer(connection: PeerConnection) -> None:
+            if connection.closed:
+                self._responses.error(message, link, 447, key)
+                return
+            value = codec.encode_u32(connection.connection_id)
+            self._responses.success(message, link, [(codec.CONNECTION_ID, value)], key)
+
+        if not self._tcp.connect(alloc, peer, self._relay_bind_ip, answer):
+            raise Reject(446)
+
+    def _connection_bind(
+        self, message: Message, link: ClientLink, grant: Grant
+    ) -> None:
+        """RFC 6062 §5.4: make this new connection the data pipe of a peer's."""
+        if self._tcp is None or link.transport_name == "udp":
+            raise Reject(400)
+        if link.allocation_key in self._allocations:
+            raise Reject(400)  # a control connection cannot become a data one
+        value = message.attrs.get(codec.CONNECTION_ID)
+        if value is None:
+            raise Reject(400)
+        connection = self._tcp.take_unbound(codec.decode_u32(value))
+        if connection is None:
+            self._metrics.tcp_connections["bind_unknown"] += 1
+            suppressed = self._log_throttle.admit(link.address[0], "bind_unknown")
+            if suppressed is not None:
+                log.warn(
+                    "ConnectionBind from {client} for an unknown or expired"
+                    " connection id ({suppressed} similar lines suppressed)",
+                    client=link.address[0],
+                    suppressed=suppressed,
+                )
+            raise Reject(400)
+        allocation = connection.allocation
+        if allocation is None or allocation.username != grant.credential.username:
+            connection.close()
+            raise Reject(441)
+        self._responses.success(message, link, [], grant.key)
+        data_link: Any = link  # a TurnStreamProtocol (transport_name tcp/tls)
+        connection.bind(data_link)
+        self._metrics.tcp_connections["bound"] += 1
 
     def _wants_dual(self, message: Message, token: bytes | None) -> bool:
         """ADDITIONAL-ADDRESS-FAMILY (RFC 8656 §7.2): IPv6 only, alone, no token."""
@@ -400,6 +517,8 @@ class Allocator:
         closing = []
         if listening is not None:
             closing.append(self._relays.close(listening, alloc.relay_address[1]))
+        if alloc.tcp is not None and self._tcp is not None:
+            closing.append(self._tcp.close(alloc))
         second, alloc.relay6 = alloc.relay6, None
         if second is not None:
             second.protocol.allocation = None
@@ -437,3 +556,10 @@ def _relays_text(alloc: Allocation) -> str:
     if second is not None:
         text += f" + [{second.address[0]}]:{second.address[1]}"
     return text
+
+
+def _announce(connection: PeerConnection) -> None:
+    """ConnectionAttempt on the control connection for an accepted peer."""
+    allocation = connection.allocation
+    if allocation is not None:
+        allocation.link.send(connection_attempt(connection))

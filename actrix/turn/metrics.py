@@ -32,6 +32,9 @@ class TurnMetrics:
         # ADDRESS-ERROR-CODEs given for the IPv6 half of a dual request.
         self.allocation_families: Counter[str] = Counter()
         self.address_errors: Counter[int] = Counter()
+        # RFC 6062 peer connections: connect_ok, connect_failed, accepted,
+        # refused_no_permission, bound, bind_timeout, bind_unknown.
+        self.tcp_connections: Counter[str] = Counter()
         # PROXY v2 on TCP/TLS listeners: accepted, local, or why closed.
         self.proxy_headers: Counter[str] = Counter()
         self.auth_failures: Counter[str] = Counter()
@@ -129,6 +132,14 @@ class TurnMetrics:
         for code, count in sorted(self.address_errors.items()):
             address_errors.add_metric([str(code)], count)
         yield address_errors
+        tcp = CounterMetricFamily(
+            "actrix_turn_tcp_connections",
+            "RFC 6062 TCP relay peer connections by event",
+            labels=["event"],
+        )
+        for event, count in sorted(self.tcp_connections.items()):
+            tcp.add_metric([event], count)
+        yield tcp
         proxy = CounterMetricFamily(
             "actrix_turn_proxy_headers",
             "PROXY protocol v2 on the TCP/TLS listeners: accepted, local, or the"

@@ -52,6 +52,7 @@ from actrix.turn.peers import PeerPolicy
 from actrix.turn.quotas import Quotas
 from actrix.turn.responses import Reject, Responses
 from actrix.turn.shedding import LoadShedding
+from actrix.turn.tcprelay import TcpConnect, TcpListen
 
 SWEEP_INTERVAL: Final = 1.0
 
@@ -61,6 +62,8 @@ _TURN_METHODS: Final = frozenset(
         codec.METHOD_REFRESH,
         codec.METHOD_CREATE_PERMISSION,
         codec.METHOD_CHANNEL_BIND,
+        codec.METHOD_CONNECT,
+        codec.METHOD_CONNECTION_BIND,
     }
 )
 
@@ -83,6 +86,7 @@ class TurnService(Service):
         peers: PeerPolicy | None = None,
         sweep_interval: float = SWEEP_INTERVAL,
         drain_probe: Callable[[], bool] | None = None,
+        tcp_openers: tuple[TcpListen, TcpConnect] | None = None,
     ) -> None:
         self._clock = clock
         self.clock = clock
@@ -136,6 +140,8 @@ class TurnService(Service):
             relay_bind_ip,
             Bandwidth(clock, config.user_bandwidth, config.realm_bandwidth),
             self.shedding,
+            tcp_openers if config.tcp_relay else None,
+            log_throttle,
         )
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = clock
@@ -155,11 +161,17 @@ class TurnService(Service):
 
     # -- lifecycle -------------------------------------------------------
 
+    @property
+    def tcp_connections(self) -> int:
+        """RFC 6062 peer connections alive (tests check nothing leaks)."""
+        return self._allocator.tcp_connections
+
     def health(self) -> dict[str, Any]:
         """The TURN part of ``/health``: draining and allocations now."""
         return {
             "draining": self.shedding.draining,
             "allocations": len(self.data.allocations),
+            "relay_ports_free": self._allocator.free_ports,
         }
 
     def startService(self) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -29,6 +30,7 @@ from tests.daemon import make_settings, start_daemon
 
 HERE = Path(__file__).parent
 TIMEOUT = 60
+_POOL = 65535 - 49152 + 1  # the default relay_port_range
 
 
 def _tool(name: str) -> str:
@@ -154,6 +156,22 @@ class UclientTests(TestCase):
         turn: Any = daemon.root.sessions.getServiceNamed("turn")
         self.assertGreater(turn.metrics.rest_secret_matches[1], 0)
         self.assertEqual(turn.metrics.rest_secret_matches[0], 0)
+
+    async def test_uclient_tcp_relay(self) -> None:
+        """uclient -T: RFC 6062 TCP allocations, Connect/ConnectionBind both ways."""
+        daemon = await self._uclient("-t", "-T", "-u", "alice", "-w", "alice-password")
+        turn: Any = daemon.root.sessions.getServiceNamed("turn")
+        events = turn.metrics.tcp_connections
+        self.assertGreater(events["bound"], 0)
+        self.assertEqual(events["bound"], events["connect_ok"] + events["accepted"])
+        # Everything comes back: allocations, peer connections, relay ports.
+        for _ in range(50):
+            if not turn.allocations and turn.health()["relay_ports_free"] == _POOL:
+                break
+            await deferLater(reactor, 0.1)
+        self.assertEqual(turn.allocations, {})
+        self.assertEqual(turn.health()["relay_ports_free"], _POOL)
+        self.assertEqual(turn.tcp_connections, 0)
 
     async def test_uclient_tcp_static_user(self) -> None:
         """uclient relays over TCP with the static user."""

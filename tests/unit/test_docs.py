@@ -48,6 +48,7 @@ class DocsTests(SynchronousTestCase):
             "allocation_log",
             "alternate_servers",
             "redirect_above",
+            "tcp_relay",
         ):
             self.assertIn(f"turn.{key}", self.readme)
             self.assertIn(f"# {key} = ", self.example)

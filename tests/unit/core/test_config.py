@@ -235,6 +235,8 @@ class ConfigTests(SynchronousTestCase):
         self.assert_problem(
             _data("[turn]\nredirect_above = -1"), "turn.redirect_above: must be >="
         )
+        self.assertTrue(s.turn.tcp_relay)
+        self.assertFalse(self.parse("[turn]\ntcp_relay = false").turn.tcp_relay)
 
     def test_proxy_protocol_needs_trusted_networks(self) -> None:
         """PROXY protocol on a listener requires valid proxy_trusted networks."""

@@ -104,6 +104,7 @@ class Harness:
         realms: RealmDirectory | None = None,
         software: str = "actrix-test",
         drain_probe: Any = None,
+        tcp_openers: Any = None,
     ) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
@@ -127,6 +128,7 @@ class Harness:
             relay_bind_ip="0.0.0.0",
             software=software,
             drain_probe=drain_probe,
+            tcp_openers=tcp_openers,
         )
         self.service.startService()
 

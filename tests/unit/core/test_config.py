@@ -217,7 +217,7 @@ class ConfigTests(SynchronousTestCase):
         )
         s = self.parse("[turn]\nuser_bandwidth = 125000\nrealm_bandwidth = 0")
         self.assertEqual(s.turn.user_bandwidth, 125000)
-        self.assertTrue(s.turn.allocation_log)
+        self.assertFalse(s.turn.allocation_log)
         self.assert_problem(
             _data("[turn]\nrealm_bandwidth = -1"), "turn.realm_bandwidth: must be >="
         )

@@ -139,7 +139,7 @@ class TrafficLogTests(SynchronousTestCase):
     def test_deletion_logs_one_accounting_line(self) -> None:
         """The line names principal, client, relay, duration and traffic both ways."""
         events = _capture_events(self)
-        harness = Harness()
+        harness = Harness(turn_config(allocation_log=True))
         client = harness.client()
         relay = relayed_address(client.allocate())
         client.bind(0x4001, PEER)
@@ -162,10 +162,10 @@ class TrafficLogTests(SynchronousTestCase):
         self.assertNotIn("alice-password", formatEvent(event))
         self.assertEqual(harness.metrics.allocations_closed["refresh_0"], 1)
 
-    def test_expiry_is_counted_and_log_can_be_off(self) -> None:
-        """With turn.allocation_log off nothing is logged; the reason is counted."""
+    def test_expiry_is_counted_and_log_is_off_by_default(self) -> None:
+        """By default (allocation_log off) nothing is logged; reasons are counted."""
         events = _capture_events(self)
-        harness = Harness(turn_config(allocation_log=False))
+        harness = Harness()
         harness.client().allocate()
         harness.clock.advance(4000)
         self.assertEqual(harness.service.allocations, {})

@@ -304,12 +304,9 @@ class DebugLogTests(SynchronousTestCase):
         self.assertEqual(len(lines), 2)
         self.assertIn("error 401 to 0x003", lines[0])
         self.assertIn("(user:alice)", lines[1])
-        # The deletion is the accounting line, at info level whatever the level.
-        closed = [
-            formatEvent(e) for e in events if "allocation closed" in formatEvent(e)
-        ]
-        self.assertEqual(len(closed), 1)
-        self.assertIn("closed (refresh 0): user:alice", closed[0])
+        # The deletion writes no debug line (turn.allocation_log is its line).
+        closed = [e for e in events if "allocation closed" in formatEvent(e)]
+        self.assertEqual(closed, [])
 
 
 class PermissionTests(SynchronousTestCase):

@@ -20,7 +20,7 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 
 if TYPE_CHECKING:
-    from actrix.turn.bandwidth import Caps
+    from actrix.turn.bandwidth import Meter
     from actrix.turn.datapath import RelayProtocol
     from actrix.turn.tcprelay import TcpAllocation
 
@@ -118,9 +118,6 @@ class Allocation:
 
     __slots__ = (
         "address_error",
-        "bytes_in",
-        "bytes_out",
-        "caps",
         "channel_expiry",
         "channels",
         "created_at",
@@ -128,8 +125,7 @@ class Allocation:
         "expires_at",
         "family",
         "link",
-        "packets_in",
-        "packets_out",
+        "meter",
         "peer_channels",
         "permissions",
         "principal",
@@ -166,11 +162,9 @@ class Allocation:
         self.relay: RelayProtocol | None = None
         self.relay_port: IListeningPort | None = None
         self.denied_logged: set[str] | None = None
-        # Accounting (the traffic line at deletion) and bandwidth caps.
+        # Bandwidth caps and traffic counts (None: neither is configured).
         self.created_at = 0.0  # set by the allocator
-        self.packets_out = self.bytes_out = 0  # client -> peer payload
-        self.packets_in = self.bytes_in = 0  # peer -> client payload
-        self.caps: Caps | None = None
+        self.meter: Meter | None = None
         # RFC 8656 dual-stack: the IPv6 relay next to the IPv4 one, or the
         # ADDRESS-ERROR-CODE given when it could not be made (0: none).
         self.relay6: SecondRelay | None = None

@@ -35,7 +35,7 @@ from actrix.turn.allocation import (
     SecondRelay,
 )
 from actrix.turn.authn import Grant
-from actrix.turn.bandwidth import Bandwidth
+from actrix.turn.bandwidth import Bandwidth, Meter
 from actrix.turn.datapath import DataPath, RelayProtocol
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.peers import PeerPolicy
@@ -231,7 +231,9 @@ class Allocator:
             if cred.realm_id is not None
             else f"stun:{self._config.realm}"
         )
-        allocation.caps = self._bandwidth.acquire(cred.principal, realm)
+        allocation.meter = self._bandwidth.acquire(
+            cred.principal, realm, self._config.allocation_log
+        )
         self._allocations[link.allocation_key] = allocation
         self._quotas.allocated(cred.principal)
         self._metrics.allocations_total += 1
@@ -504,11 +506,11 @@ class Allocator:
             return None
         del self._allocations[key]
         self._quotas.released(alloc.principal)
-        self._bandwidth.release(alloc.caps)
-        alloc.caps = None
+        meter, alloc.meter = alloc.meter, None
+        self._bandwidth.release(meter)
         self._metrics.allocations_closed[why.replace(" ", "_")] += 1
-        if self._config.allocation_log:
-            self._log_traffic(alloc, why)
+        if self._config.allocation_log and meter is not None:
+            self._log_traffic(alloc, why, meter)
         alloc.link.allocation_deleted()
         relay, listening = alloc.relay, alloc.relay_port
         alloc.relay = alloc.relay_port = None
@@ -530,7 +532,7 @@ class Allocator:
             return waits[0]
         return DeferredList(waits, consumeErrors=True)
 
-    def _log_traffic(self, alloc: Allocation, why: str) -> None:
+    def _log_traffic(self, alloc: Allocation, why: str, meter: Meter) -> None:
         link = alloc.link
         log.info(
             "TURN allocation closed ({why}): {principal} from {client} over"
@@ -543,10 +545,10 @@ class Allocator:
             transport=link.transport_name,
             relay=_relays_text(alloc),
             duration=round(self._clock.seconds() - alloc.created_at, 1),
-            packets_out=alloc.packets_out,
-            bytes_out=alloc.bytes_out,
-            packets_in=alloc.packets_in,
-            bytes_in=alloc.bytes_in,
+            packets_out=meter.packets_out,
+            bytes_out=meter.bytes_out,
+            packets_in=meter.packets_in,
+            bytes_in=meter.bytes_in,
         )
 
 

@@ -1,4 +1,4 @@
-"""Relay bandwidth caps per user and per realm: token buckets shared by allocations.
+"""Relay metering: bandwidth caps per user and realm, and per-allocation counts.
 
 ``turn.user_bandwidth`` caps the relayed payload bytes per second of one
 principal (static user, REST name or actr actor) over all its allocations,
@@ -8,9 +8,11 @@ token bucket of ``rate`` bytes per second holding at most one second's worth.
 A datagram the buckets cannot pay for is dropped (and counted by the data
 path), as an overloaded link would drop it.
 
-An allocation holds a :class:`Caps` (or None when no cap is configured, so
-the relay hot path pays one ``is None`` test); buckets are reference-counted
-by the allocations that hold them and forgotten with the last one.
+An allocation holds a :class:`Meter` when a cap applies or
+``turn.allocation_log`` wants its packet and byte counts; otherwise None, so
+by default the relay hot path pays one ``is None`` test per datagram. Buckets
+are reference-counted by the allocations that hold them and forgotten with
+the last one.
 """
 
 from __future__ import annotations
@@ -42,18 +44,43 @@ class TokenBucket:
         return self.tokens
 
 
-class Caps:
-    """The buckets one allocation's relayed bytes are paid from."""
+class Meter:
+    """Counts one allocation's relayed payload and pays it from its buckets."""
 
-    __slots__ = ("_seconds", "buckets")
+    __slots__ = (
+        "_seconds",
+        "buckets",
+        "bytes_in",
+        "bytes_out",
+        "packets_in",
+        "packets_out",
+    )
 
     def __init__(
         self, seconds: Callable[[], float], buckets: tuple[TokenBucket, ...]
     ) -> None:
         self._seconds = seconds
         self.buckets = buckets
+        self.packets_out = self.bytes_out = 0  # client -> peer
+        self.packets_in = self.bytes_in = 0  # peer -> client
 
-    def admit(self, size: int) -> bool:
+    def to_peer(self, size: int) -> bool:
+        """Count a datagram to a peer; False (not counted) when over a cap."""
+        if self.buckets and not self._admit(size):
+            return False
+        self.packets_out += 1
+        self.bytes_out += size
+        return True
+
+    def to_client(self, size: int) -> bool:
+        """Count a datagram to the client; False (not counted) when over a cap."""
+        if self.buckets and not self._admit(size):
+            return False
+        self.packets_in += 1
+        self.bytes_in += size
+        return True
+
+    def _admit(self, size: int) -> bool:
         """Pay ``size`` bytes from every bucket, or from none and refuse."""
         now = self._seconds()
         for bucket in self.buckets:
@@ -78,22 +105,27 @@ class Bandwidth:
         """Whether any cap is configured."""
         return bool(self._user_rate or self._realm_rate)
 
-    def acquire(self, principal: str, realm: str) -> Caps | None:
-        """The caps of a new allocation of ``principal`` in ``realm`` (None: none)."""
+    def acquire(
+        self, principal: str, realm: str, account: bool = False
+    ) -> Meter | None:
+        """The meter of a new allocation of ``principal`` in ``realm``.
+
+        None when no cap applies and ``account`` (count the traffic) is off.
+        """
         buckets = []
         if self._user_rate:
             buckets.append(self._bucket(f"user\0{principal}", self._user_rate))
         if self._realm_rate:
             buckets.append(self._bucket(f"realm\0{realm}", self._realm_rate))
-        if not buckets:
+        if not buckets and not account:
             return None
-        return Caps(self._clock.seconds, tuple(buckets))
+        return Meter(self._clock.seconds, tuple(buckets))
 
-    def release(self, caps: Caps | None) -> None:
-        """An allocation holding ``caps`` is gone."""
-        if caps is None:
+    def release(self, meter: Meter | None) -> None:
+        """An allocation holding ``meter`` is gone."""
+        if meter is None:
             return
-        for bucket in caps.buckets:
+        for bucket in meter.buckets:
             bucket.holders -= 1
             if bucket.holders <= 0:
                 self._buckets.pop(bucket.key, None)

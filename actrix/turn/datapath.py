@@ -8,9 +8,9 @@ TCP/TLS connection object) and both client-to-peer entry points; the
 allocator only adds and removes entries. :class:`RelayProtocol` is the
 peer-to-client direction, one per relay socket. Everything is synchronous:
 no authentication (that is for requests only), no Deferreds, one write.
-Each relayed datagram is counted on its allocation (the traffic line at
-deletion) and, when bandwidth caps are configured, paid for from the
-allocation's :class:`~actrix.turn.bandwidth.Caps` or dropped and counted.
+When bandwidth caps or the traffic line are configured, each relayed
+datagram goes through the allocation's :class:`~actrix.turn.bandwidth.Meter`
+(counted, or dropped over a cap); otherwise that costs one ``is None`` test.
 """
 
 from __future__ import annotations
@@ -82,13 +82,11 @@ class DataPath:
             relay = allocation.relay_for(peer[0])
         if relay is not None:
             metrics = self._metrics
-            caps = allocation.caps
-            if caps is not None and not caps.admit(length):
+            meter = allocation.meter
+            if meter is not None and not meter.to_peer(length):
                 metrics.bandwidth_dropped_out += 1
                 return
             relay.sendto(data[4 : 4 + length], peer)
-            allocation.packets_out += 1
-            allocation.bytes_out += length
             metrics.relayed_packets_out += 1
             metrics.relayed_bytes_out += length
 
@@ -111,13 +109,11 @@ class DataPath:
             self._refuse_send(allocation, peer[0])
             return
         size = len(data)
-        caps = allocation.caps
-        if caps is not None and not caps.admit(size):
+        meter = allocation.meter
+        if meter is not None and not meter.to_peer(size):
             self._metrics.bandwidth_dropped_out += 1
             return
         allocation.send_to_peer(data, peer)
-        allocation.packets_out += 1
-        allocation.bytes_out += size
         self._metrics.relayed_packets_out += 1
         self._metrics.relayed_bytes_out += size
 
@@ -166,8 +162,8 @@ class RelayProtocol(DatagramProtocol):
             self._metrics.dropped_no_permission += 1
             return
         size = len(data)
-        caps = allocation.caps
-        if caps is not None and not caps.admit(size):
+        meter = allocation.meter
+        if meter is not None and not meter.to_client(size):
             self._metrics.bandwidth_dropped_in += 1
             return
         channel = allocation.peer_channels.get(addr)
@@ -181,8 +177,6 @@ class RelayProtocol(DatagramProtocol):
         else:
             return  # an IPv6 peer's jumbo datagram cannot be framed: drop it
         link.deliver(frame)
-        allocation.packets_in += 1
-        allocation.bytes_in += size
         metrics = self._metrics
         metrics.relayed_packets_in += 1
         metrics.relayed_bytes_in += size

@@ -116,11 +116,13 @@ class BandwidthTests(SynchronousTestCase):
                 harness.relays.peer_sends(port, b"z" * 100, PEER)
         self.assertEqual(harness.metrics.relayed_packets_in, 2)
 
-    def test_no_cap_means_no_caps_object(self) -> None:
-        """Without caps an allocation carries None (the hot path's one test)."""
+    def test_no_cap_means_no_meter(self) -> None:
+        """Without caps or the traffic line an allocation has no meter (one test)."""
         harness, client, _ = self._relaying()
         allocation = harness.service.allocations[client.link.address]
-        self.assertIsNone(allocation.caps)
+        self.assertIsNone(allocation.meter)
+        harness, client, _ = self._relaying(allocation_log=True)
+        self.assertIsNotNone(harness.service.allocations[client.link.address].meter)
 
     def test_buckets_are_forgotten_with_the_last_allocation(self) -> None:
         """Buckets do not outlive the allocations holding them."""

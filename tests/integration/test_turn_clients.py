@@ -68,6 +68,19 @@ class _Daemon:
         return int(self.root.listener(name).bound_port)
 
 
+def _sockets() -> list[str]:
+    """This process's open socket descriptors (the daemon runs in it)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.append(f"{name}:{target}")
+    return found
+
+
 async def _run(executable: str, *args: str) -> tuple[str, int]:
     out, err, code = await getProcessOutputAndValue(
         executable, args, env=dict(os.environ), reactor=reactor
@@ -158,20 +171,40 @@ class UclientTests(TestCase):
         self.assertEqual(turn.metrics.rest_secret_matches[0], 0)
 
     async def test_uclient_tcp_relay(self) -> None:
-        """uclient -T: RFC 6062 TCP allocations, Connect/ConnectionBind both ways."""
-        daemon = await self._uclient("-t", "-T", "-u", "alice", "-w", "alice-password")
+        """uclient -T: RFC 6062 TCP allocations, Connect/ConnectionBind both ways.
+
+        Afterwards every allocation, peer connection, relay port and socket
+        the relaying used has come back.
+        """
+        tool = _tool("turnutils_uclient")
+        daemon = _Daemon(self)
         turn: Any = daemon.root.sessions.getServiceNamed("turn")
+        sockets_before = len(_sockets())
+        out, code = await _run(
+            tool,
+            *("-y", "-n", "20", "-l", "120", "-t", "-T"),
+            *("-u", "alice", "-w", "alice-password"),
+            *("-p", str(daemon.port("ice-tcp")), "127.0.0.1"),
+        )
+        self.assertEqual(code, 0, out)
+        self.assertIn("Total lost packets 0 (0.000000%)", out)
         events = turn.metrics.tcp_connections
         self.assertGreater(events["bound"], 0)
         self.assertEqual(events["bound"], events["connect_ok"] + events["accepted"])
-        # Everything comes back: allocations, peer connections, relay ports.
         for _ in range(50):
-            if not turn.allocations and turn.health()["relay_ports_free"] == _POOL:
+            if (
+                not turn.allocations
+                and turn.health()["relay_ports_free"] == _POOL
+                and len(_sockets()) == sockets_before
+            ):
                 break
             await deferLater(reactor, 0.1)
         self.assertEqual(turn.allocations, {})
         self.assertEqual(turn.health()["relay_ports_free"], _POOL)
         self.assertEqual(turn.tcp_connections, 0)
+        # No socket left behind (the realm DB and thread pipes are opened on
+        # first use, so only sockets are compared).
+        self.assertEqual(len(_sockets()), sockets_before, _sockets())
 
     async def test_uclient_tcp_static_user(self) -> None:
         """uclient relays over TCP with the static user."""

@@ -30,6 +30,7 @@ from actrix.core import realms, roomtokens
 from actrix.core.config import ConfigError, PostgresConfig, Settings, load_config
 from actrix.core.ice import rest_credential
 from actrix.core.interfaces import RealmInfo
+from actrix.core.settings import turn_drain_flag
 from actrix.core.storage import StorageError, connect_sync, ensure_directory, migrate
 
 DEFAULT_CONFIG = "/etc/actrix/config.toml"
@@ -485,6 +486,29 @@ def cmd_turn_credential(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def cmd_turn_drain(args: argparse.Namespace, out: TextIO) -> int:
+    """Create (or with --cancel remove) the drain flag the daemon polls each second."""
+    settings = _settings(args)
+    flag = turn_drain_flag(settings.sqlite_path)
+    try:
+        if args.cancel:
+            flag.unlink(missing_ok=True)
+        else:
+            ensure_directory(settings.sqlite_path)
+            flag.touch()
+    except (OSError, StorageError) as e:
+        _fail(f"cannot {'remove' if args.cancel else 'create'} {flag}: {e}")
+    if args.cancel:
+        out.write(f"TURN drain cancelled ({flag} removed)\n")
+    else:
+        out.write(
+            f"TURN draining ({flag} created): within a second the daemon sends new"
+            " allocations to turn.alternate_servers (or answers 508); existing ones"
+            " run on. Watch `actrix status` (turn.allocations) reach 0.\n"
+        )
+    return 0
+
+
 def cmd_ks_generate_kek(args: argparse.Namespace, out: TextIO) -> int:
     kek = secrets.token_bytes(32)
     out.write(kek.hex() if args.format == "hex" else base64.b64encode(kek).decode())
@@ -521,7 +545,11 @@ def cmd_status(args: argparse.Namespace, out: TextIO) -> int:
             f" up {body.get('uptime_seconds')} s, services:"
             f" {', '.join(body.get('services', []))})\n"
         )
-    return 0 if body.get("status") == "ok" else 1
+        turn = body.get("turn")
+        if isinstance(turn, dict):
+            state = "draining" if turn.get("draining") else "accepting"
+            out.write(f"turn: {state}, {turn.get('allocations')} allocations\n")
+    return 0 if body.get("status") in ("ok", "draining") else 1
 
 
 # ---------------------------------------------------------------------------
@@ -635,6 +663,15 @@ def _parser() -> argparse.ArgumentParser:
         "--no-overlap", action="store_true", help="drop the old secret at once"
     )
     p.set_defaults(func=cmd_room_secret)
+
+    turn = sub.add_parser("turn", help="operate the TURN server").add_subparsers(
+        dest="turn_command", required=True
+    )
+    p = with_config(
+        turn.add_parser("drain", help="stop new allocations here; existing ones run on")
+    )
+    p.add_argument("--cancel", action="store_true", help="accept allocations again")
+    p.set_defaults(func=cmd_turn_drain)
 
     p = sub.add_parser("ks-generate-kek", help="print a random 32-byte KS KEK")
     p.add_argument("--format", choices=("hex", "base64"), default="hex")

@@ -33,9 +33,10 @@ from actrix.core.interfaces import (
 from actrix.core.listen import TCPListener
 from actrix.core.logthrottle import LogThrottle
 from actrix.core.metrics import MetricsRegistry, MetricsResource
+from actrix.core.proxyproto import ProxyPolicy
 from actrix.core.realms import STORE as REALM_STORE
 from actrix.core.realms import RealmCache
-from actrix.core.settings import EXAMPLE_SHARED_KEY
+from actrix.core.settings import EXAMPLE_SHARED_KEY, turn_drain_flag
 from actrix.core.storage import StorageError, open_store
 from actrix.core.tls import ServerTLS, TLSConfigError
 from actrix.root import ActrixService
@@ -76,6 +77,7 @@ class Wiring:
     identity_issuer: IdentityIssuer | None = None
     credential_validator: CredentialValidator | None = None
     health_checks: dict[str, Any] = attrs.Factory(dict)
+    health_details: dict[str, Any] = attrs.Factory(dict)
 
 
 class StartupError(Exception):
@@ -128,7 +130,11 @@ def _build(settings: Settings, reactor: Any) -> ActrixService:
     wiring.site.mount(
         "health",
         HealthResource(
-            reactor, settings.name, settings.enabled_services, wiring.health_checks
+            reactor,
+            settings.name,
+            settings.enabled_services,
+            wiring.health_checks,
+            wiring.health_details,
         ),
     )
     wiring.site.mount(
@@ -347,7 +353,7 @@ def _build_ice(wiring: Wiring) -> None:
             reactor,
             turn.realm,
             users=turn.users,
-            rest_secret=turn.static_auth_secret,
+            rest_secrets=turn.rest_secrets,
             validator=wiring.credential_validator,
             realms=wiring.realms,
         )
@@ -360,8 +366,18 @@ def _build_ice(wiring: Wiring) -> None:
             relay_opener(reactor),
             relay_bind_ip="0.0.0.0" if ":" in ice.ip else ice.ip,  # noqa: S104
             software=turn.software,
+            drain_probe=turn_drain_flag(wiring.settings.sqlite_path).exists,
+            tcp_openers=(
+                lambda ip, port, factory: reactor.listenTCP(
+                    port, factory, interface=ip
+                ),
+                lambda host, port, factory, bind_ip, timeout: reactor.connectTCP(
+                    host, port, factory, timeout=timeout, bindAddress=(bind_ip, 0)
+                ),
+            ),
         )
         wiring.root.add_session_service(service)
+        wiring.health_details["turn"] = service.health
         udp = TurnUdpProtocol(service, responder)
 
         def streams(name: str) -> Any:
@@ -378,14 +394,32 @@ def _build_ice(wiring: Wiring) -> None:
     listener = IceUDPListener if turn_on else UDPListener
     listeners: list[Any] = [listener(reactor, ice.ip, ice.port, udp)]
     listeners[0].setName("ice-udp")
+    proxy = (
+        ProxyPolicy(ice.proxy_trusted, metrics, reactor, wiring.throttle)
+        if ice.tcp_proxy_protocol or ice.tls_proxy_protocol
+        else None
+    )
     if ice.tcp:
-        tcp = TCPListener(reactor, ice.ip, ice.port, streams("tcp"))
+        tcp = TCPListener(
+            reactor,
+            ice.ip,
+            ice.port,
+            streams("tcp"),
+            proxy=proxy if ice.tcp_proxy_protocol else None,
+        )
         tcp.setName("ice-tcp")
         listeners.append(tcp)
     if ice.tls_port is not None and ice.cert is not None and ice.key is not None:
         ice_tls = ServerTLS(ice.cert, ice.key)
         wiring.root.reload_hooks.append(ice_tls.reload)
-        tls = TCPListener(reactor, ice.ip, ice.tls_port, streams("tls"), tls=ice_tls)
+        tls = TCPListener(
+            reactor,
+            ice.ip,
+            ice.tls_port,
+            streams("tls"),
+            tls=ice_tls,
+            proxy=proxy if ice.tls_proxy_protocol else None,
+        )
         tls.setName("ice-tls")
         listeners.append(tls)
     for listener in listeners:

@@ -10,6 +10,8 @@ process (raw non-blocking sockets + epoll, so the generator stays cheap):
   (in this process), with RTT p50/p99 and loss;
 * senddata: the same with Send indications out and Data indications back;
 * relay1000: the relay phase with 1000-byte ChannelData;
+* tcprelay: the relay phase with the clients on TCP (32 connections, padded
+  ChannelData frames, 100 bytes, 8 in flight; the relays stay UDP);
 * flood: one allocation relays 100-byte ChannelData at a fixed 2 000/s via the
   echo peer while another process floods the same server port with Binding
   requests from one source address as fast as it can; reports the relayed
@@ -421,13 +423,25 @@ CREATE_PERMISSION = codec.message_type(
 )
 
 
+def _tcp(connect: tuple[str, int], source: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((source, 0))
+    sock.connect(connect)
+    sock.setblocking(False)
+    return sock
+
+
 def _relay_client(
-    port: int, peer_addr: tuple[str, int], channel: bool
+    port: int, peer_addr: tuple[str, int], channel: bool, tcp: bool = False
 ) -> socket.socket:
     """An allocation with a ChannelBind (or a CreatePermission) for ``peer_addr``."""
     while True:
         # A fresh source address: earlier runs' allocations are still there.
-        sock = _udp(("127.0.0.1", port), _fresh_source())
+        if tcp:
+            sock = _tcp(("127.0.0.1", port), _fresh_source())
+        else:
+            sock = _udp(("127.0.0.1", port), _fresh_source())
         try:
             nonce, _relay = _allocate_sync(sock, [])
         except OSError as e:  # a 5-tuple the server still holds: take another
@@ -479,11 +493,17 @@ def bench_relay(
     size: int = 100,
     channel: bool = True,
     prefix: str = "relay",
+    tcp: bool = False,
 ) -> dict[str, float]:
-    """32 allocations x 8 in flight through an echo peer; RTT and loss."""
+    """32 allocations x 8 in flight through an echo peer; RTT and loss.
+
+    With ``tcp`` the clients speak over TCP: ChannelData frames are padded
+    to 4 bytes and the received stream is cut back into frames here.
+    """
     peer = _udp()
     peer_addr = peer.getsockname()
-    clients = [_relay_client(port, peer_addr, channel) for _ in range(32)]
+    clients = [_relay_client(port, peer_addr, channel, tcp) for _ in range(32)]
+    buffers = [b"" for _ in clients]
     poller = select.epoll()
     by_fd = {s.fileno(): (i, s) for i, s in enumerate(clients)}
     poller.register(peer.fileno(), select.EPOLLIN)
@@ -532,9 +552,17 @@ def bench_relay(
             i, s = by_fd[fd]
             while True:
                 try:
-                    data = s.recv(4096)
+                    data = s.recv(4096 if not tcp else 65536)
                 except BlockingIOError:
                     break
+                if tcp:
+                    for frame in _frames(buffers, i, data):
+                        _, n, sent = _STAMP.unpack_from(frame, 4)
+                        if outstanding[i].pop(n, None) is not None:
+                            rtts.append(time.perf_counter() - sent)
+                            if not draining:
+                                send(i)
+                    continue
                 if not channel:  # a Data indication: take its DATA
                     data = codec.decode(data).attrs[codec.DATA]
                     _, n, sent = _STAMP.unpack_from(data)
@@ -567,6 +595,21 @@ def bench_relay(
         f"{prefix}_loss_pct": 100.0 * lost / total if total else 0.0,
         "ops": 2 * measured,
     }
+
+
+def _frames(buffers: list[bytes], i: int, data: bytes) -> list[bytes]:
+    """Complete padded ChannelData frames of client ``i``'s TCP stream."""
+    buffer = buffers[i] + data
+    frames = []
+    while len(buffer) >= 4:
+        length = (buffer[2] << 8) | buffer[3]
+        total = 4 + length + (-length & 3)
+        if len(buffer) < total:
+            break
+        frames.append(buffer[: 4 + length])
+        buffer = buffer[total:]
+    buffers[i] = buffer
+    return frames
 
 
 def _flood(port: int, seconds: float, counter: Any) -> None:
@@ -723,6 +766,13 @@ PHASES: list[tuple[str, str, Phase]] = [
         "relay1000_rtps",
         lambda s, a: bench_relay(s.port, a.seconds, a.count, 1000, prefix="relay1000"),
     ),
+    (
+        "tcprelay",
+        "tcprelay_rtps",
+        lambda s, a: bench_relay(
+            s.port, a.seconds, a.count, prefix="tcprelay", tcp=True
+        ),
+    ),
     # The worst of the repeats: loss is what the phase is about.
     ("flood", "-flood_relay_loss_pct", lambda s, a: bench_flood(s.port, a.seconds)),
     ("rss", "", lambda s, a: bench_rss(s, a.allocations, 120)),
@@ -786,7 +836,7 @@ def main() -> None:
     parser.add_argument("--allocations", type=int, default=10_000)
     parser.add_argument(
         "--phases",
-        default="binding,alloc,relay,senddata,relay1000,flood,rss",
+        default="binding,alloc,relay,senddata,relay1000,tcprelay,flood,rss",
         help="comma-separated",
     )
     args = parser.parse_args()

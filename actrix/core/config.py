@@ -158,6 +158,16 @@ def _read_ice(t: Table) -> IceBind:
     key = t.path("key")
     if tls_port >= 0 and (cert is None or key is None):
         t.error("tls_port", "needs bind.ice.cert and bind.ice.key")
+    tcp_proxy = t.boolean("tcp_proxy_protocol", False)
+    tls_proxy = t.boolean("tls_proxy_protocol", False)
+    trusted = t.string_list("proxy_trusted")
+    for entry in trusted:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            t.error("proxy_trusted", f"{entry!r} is not an IP network")
+    if (tcp_proxy or tls_proxy) and not trusted:
+        t.error("proxy_trusted", "PROXY protocol is on but no network is trusted")
     return IceBind(
         domain_name=t.string("domain_name", required=True),
         ip=t.ip("ip"),
@@ -166,6 +176,9 @@ def _read_ice(t: Table) -> IceBind:
         tls_port=None if tls_port < 0 else tls_port,
         cert=cert,
         key=key,
+        tcp_proxy_protocol=tcp_proxy,
+        tls_proxy_protocol=tls_proxy,
+        proxy_trusted=trusted,
     )
 
 
@@ -213,6 +226,32 @@ def _read_turn_users(t: Table) -> tuple[TurnUser, ...]:
     return tuple(result)
 
 
+_PASSWORD_ALGORITHMS: Final = {"sha256": 2, "md5": 1}
+
+
+def _read_password_algorithms(t: Table) -> tuple[int, ...]:
+    names = (
+        t.string_list("password_algorithms")
+        if t.has("password_algorithms")
+        else (
+            "sha256",
+            "md5",
+        )
+    )
+    numbers = []
+    for name in names:
+        number = _PASSWORD_ALGORITHMS.get(name)
+        if number is None:
+            t.error("password_algorithms", f"{name!r} is not one of sha256, md5")
+        elif number in numbers:
+            t.error("password_algorithms", f"{name!r} listed twice")
+        else:
+            numbers.append(number)
+    if not names:
+        t.error("password_algorithms", "must name at least one algorithm")
+    return tuple(numbers) or (2, 1)
+
+
 def _read_turn(t: Table) -> TurnConfig:
     peer_allow = t.string_list("peer_allow")
     for entry in peer_allow:
@@ -230,12 +269,14 @@ def _read_turn(t: Table) -> TurnConfig:
                 t.error("relay_ipv6_ip", "not an IPv6 address")
         except ValueError:
             t.error("relay_ipv6_ip", "not an IP address")
+    rest_secrets = t.secret_list("static_auth_secret")
     return TurnConfig(
         advertised_ip=t.string("advertised_ip", required=True),
         advertised_port=t.port("advertised_port", required=False, default=3478),
         relay_port_range=_parse_port_range(t, "relay_port_range"),
         realm=t.string("realm", "actor-rtc.local", required=True),
-        static_auth_secret=t.secret("static_auth_secret"),
+        static_auth_secrets=rest_secrets,
+        static_auth_secret=rest_secrets[0] if rest_secrets else None,
         users=_read_turn_users(t),
         peer_allow=peer_allow,
         software=software,
@@ -249,6 +290,14 @@ def _read_turn(t: Table) -> TurnConfig:
         relay_ipv6_ip=relay6,
         stream_idle_timeout=t.number("stream_idle_timeout", 30.0, minimum=1.0),
         request_rate_per_ip=t.integer("request_rate_per_ip", 2000, minimum=0),
+        password_algorithms=_read_password_algorithms(t),
+        userhash=t.boolean("userhash", True),
+        user_bandwidth=t.integer("user_bandwidth", 0, minimum=0),
+        realm_bandwidth=t.integer("realm_bandwidth", 0, minimum=0),
+        allocation_log=t.boolean("allocation_log", False),
+        alternate_servers=t.server_list("alternate_servers"),
+        redirect_above=t.integer("redirect_above", 0, minimum=0),
+        tcp_relay=t.boolean("tcp_relay", True),
     )
 
 

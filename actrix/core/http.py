@@ -182,7 +182,13 @@ class KleinGuard(Resource):
 
 
 class HealthResource(Resource):
-    """``GET /health``: status, version, enabled services, uptime."""
+    """``GET /health``: status, version, enabled services, uptime.
+
+    ``details`` adds one object per service (TURN: ``draining``,
+    ``allocations``); a service whose object says ``"draining": true`` makes
+    the status ``draining`` (unless something failed: ``degraded``) and is
+    listed under ``draining``. The HTTP status stays 200.
+    """
 
     isLeaf = True
 
@@ -192,6 +198,7 @@ class HealthResource(Resource):
         name: str,
         services: tuple[str, ...],
         checks: dict[str, Callable[[], bool]] | None = None,
+        details: dict[str, Callable[[], dict[str, Any]]] | None = None,
     ) -> None:
         super().__init__()
         self._clock = clock
@@ -199,11 +206,15 @@ class HealthResource(Resource):
         self._name = name
         self._services = services
         self._checks = checks or {}
+        self._details = details or {}
 
     def render_GET(self, request: Request) -> bytes:
         failed = sorted(k for k, check in self._checks.items() if not check())
-        body = {
-            "status": "degraded" if failed else "ok",
+        details = {name: detail() for name, detail in self._details.items()}
+        draining = sorted(n for n, d in details.items() if d.get("draining"))
+        status = "degraded" if failed else "draining" if draining else "ok"
+        body: dict[str, Any] = {
+            "status": status,
             "version": actrix.__version__,
             "name": self._name,
             "services": list(self._services),
@@ -211,6 +222,9 @@ class HealthResource(Resource):
         }
         if failed:
             body["failed"] = failed
+        if draining:
+            body["draining"] = draining
+        body.update(details)
         return json_response(request, 200, body)
 
 

@@ -32,6 +32,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from actrix.core.logthrottle import LogThrottle
+from actrix.core.proxyproto import ProxyHeaderFactory, ProxyPolicy
 from actrix.core.tls import ServerTLS
 
 log = Logger()
@@ -213,7 +214,8 @@ class TCPListener(_Listener):
     """A TCP (optionally TLS) listener for a protocol factory.
 
     ``max_per_ip`` caps the open connections of one source address (refused
-    connections are closed at accept, before TLS).
+    connections are closed at accept, before TLS). ``proxy`` turns on PROXY
+    protocol v2 (:mod:`actrix.core.proxyproto`) for its trusted sources.
     """
 
     def __init__(
@@ -225,18 +227,23 @@ class TCPListener(_Listener):
         tls: ServerTLS | None = None,
         backlog: int = 1024,
         max_per_ip: int | None = None,
+        proxy: ProxyPolicy | None = None,
     ) -> None:
         super().__init__(reactor, interface, port_number)
         self.factory = factory
         self.tls = tls
+        self.proxy = proxy
         self.backlog = backlog
         self.max_per_ip = max_per_ip
         self.per_ip: PerIpConnections | None = None
 
     def _bind(self) -> IListeningPort:
-        factory: ServerFactory[Any] | TLSMemoryBIOFactory = self.factory
+        factory: Any = self.factory
         if self.tls is not None:
             factory = TLSMemoryBIOFactory(self.tls, False, self.factory)
+        if self.proxy is not None:
+            # Outside TLS: the balancer's header precedes the ClientHello.
+            factory = ProxyHeaderFactory(factory, self.proxy, self.name or "listener")
         reactor: Any = self._reactor
         clock: IReactorTime = self._reactor
         if not IReactorFDSet.providedBy(reactor):

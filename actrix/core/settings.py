@@ -105,6 +105,10 @@ class IceBind:
     tls_port: int | None = None
     cert: Path | None = None
     key: Path | None = None
+    # PROXY protocol v2 per stream listener, from proxy_trusted sources only.
+    tcp_proxy_protocol: bool = False
+    tls_proxy_protocol: bool = False
+    proxy_trusted: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -126,6 +130,7 @@ class TurnConfig:
     advertised_port: int
     relay_port_range: tuple[int, int]
     realm: str
+    # The REST secret new credentials are minted with (the first listed).
     static_auth_secret: Secret | None = None
     users: tuple[TurnUser, ...] = ()
     peer_allow: tuple[str, ...] = ()
@@ -140,6 +145,28 @@ class TurnConfig:
     relay_ipv6_ip: str | None = None
     stream_idle_timeout: float = 30.0
     request_rate_per_ip: int = 2000  # STUN requests/s per source IP on UDP; 0: no limit
+    # RFC 8489 PASSWORD-ALGORITHM numbers offered, in preference order
+    # (2 = SHA-256, 1 = MD5); RFC 5389 clients always use MD5.
+    password_algorithms: tuple[int, ...] = (2, 1)
+    userhash: bool = True  # accept USERHASH (RFC 8489 §14.4) in place of USERNAME
+    # Every REST secret accepted (rotation: new first, old ones until they age out).
+    static_auth_secrets: tuple[Secret, ...] = ()
+    user_bandwidth: int = 0  # relayed bytes/s per principal, both ways; 0: no cap
+    realm_bandwidth: int = 0  # relayed bytes/s per realm; 0: no cap
+    # One info line per deleted allocation (accounting); ~100 µs each with the
+    # JSON observer, which doubles an Allocate/Refresh-0 cycle: off by default.
+    allocation_log: bool = False
+    alternate_servers: tuple[str, ...] = ()  # "ip:port" for ALTERNATE-SERVER (300)
+    redirect_above: int = 0  # redirect new allocations beyond this many; 0: never
+    tcp_relay: bool = True  # RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP)
+
+    @property
+    def rest_secrets(self) -> tuple[Secret, ...]:
+        """The REST secrets accepted, the minting one first."""
+        if self.static_auth_secrets:
+            return self.static_auth_secrets
+        secret = self.static_auth_secret
+        return () if secret is None else (secret,)
 
 
 @attrs.frozen
@@ -378,3 +405,11 @@ class Settings:
     def site_bind(self) -> HttpBind | HttpsBind | None:
         """The table the HTTP(S) site listens with (``bind.https`` or ``bind.http``)."""
         return self.bind.https if self.uses_https else self.bind.http
+
+
+TURN_DRAIN_FLAG = "turn.draining"
+
+
+def turn_drain_flag(sqlite_path: Path) -> Path:
+    """The file whose existence drains TURN (``actrix turn drain`` creates it)."""
+    return sqlite_path / TURN_DRAIN_FLAG

@@ -165,6 +165,34 @@ class Table:
             return None
         return Secret(value)
 
+    def secret_list(self, name: str) -> tuple[Secret, ...]:
+        """One secret string or a non-empty list of them (rotation: newest first)."""
+        value = self._get(name, False)
+        if value is _MISSING:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) for v in value)
+        ):
+            self.error(name, "expected a string or a non-empty list of strings")
+            return ()
+        if not all(value):
+            self.error(name, "secrets must not be empty")
+        return tuple(Secret(v) for v in value)
+
+    def server_list(self, name: str) -> tuple[str, ...]:
+        """A list of ``ip:port`` / ``[ipv6]:port`` strings (:func:`parse_server`)."""
+        servers = self.string_list(name)
+        for entry in servers:
+            try:
+                parse_server(entry)
+            except ValueError:
+                self.error(name, f"{entry!r} is not ip:port or [ipv6]:port")
+        return servers
+
     def string_list(self, name: str) -> tuple[str, ...]:
         value = self._get(name, False)
         if value is _MISSING:
@@ -226,3 +254,28 @@ def read_table(
     result = reader(table)
     table.finish()
     return result
+
+
+DEFAULT_STUN_PORT: Final = 3478
+
+
+def parse_server(text: str) -> tuple[str, int]:
+    """``ip:port`` or ``[ipv6]:port`` (port optional, 3478) as (ip, port).
+
+    Raises:
+        ValueError: not an IP literal with a port in 1-65535.
+    """
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError(f"{text!r} is not [ipv6]:port")
+        port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host, port_text = text, ""
+    ip = ipaddress.ip_address(host)
+    port = int(port_text) if port_text else DEFAULT_STUN_PORT
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{text!r}: port out of range")
+    return str(ip), port

@@ -1,11 +1,13 @@
-"""STUN (RFC 5389) and TURN (RFC 5766/6156) wire format: messages and ChannelData.
+"""STUN (RFC 5389/8489) and TURN (RFC 5766/6156) wire format: messages and ChannelData.
 
 :func:`decode` turns one datagram (or one TCP frame) into a :class:`Message`
 whose attributes stay as raw value bytes in a dict (first occurrence wins, as
 RFC 5389 §15 asks); the typed accessors below parse a value on demand. Every
 parsing problem raises :class:`DecodeError` and nothing else. :func:`encode`
 builds a message from already-encoded attribute values, adding
-MESSAGE-INTEGRITY (HMAC-SHA1, long-term key) and FINGERPRINT when asked.
+MESSAGE-INTEGRITY (HMAC-SHA1) or MESSAGE-INTEGRITY-SHA256 (RFC 8489 §14.6)
+and FINGERPRINT when asked. Long-term keys come from MD5 or SHA-256 (RFC 8489
+§18.5, PASSWORD-ALGORITHM); USERHASH is RFC 8489 §14.4.
 Hot paths use precompiled :class:`struct.Struct` objects only.
 """
 
@@ -40,6 +42,9 @@ METHOD_SEND: Final = 0x006
 METHOD_DATA: Final = 0x007
 METHOD_CREATE_PERMISSION: Final = 0x008
 METHOD_CHANNEL_BIND: Final = 0x009
+METHOD_CONNECT: Final = 0x00A  # RFC 6062
+METHOD_CONNECTION_BIND: Final = 0x00B
+METHOD_CONNECTION_ATTEMPT: Final = 0x00C
 
 # Message types used on the hot paths.
 BINDING_REQUEST: Final = 0x0001
@@ -66,13 +71,26 @@ REQUESTED_ADDRESS_FAMILY: Final = 0x0017
 EVEN_PORT: Final = 0x0018
 REQUESTED_TRANSPORT: Final = 0x0019
 DONT_FRAGMENT: Final = 0x001A
+MESSAGE_INTEGRITY_SHA256: Final = 0x001C
+PASSWORD_ALGORITHM: Final = 0x001D
+USERHASH: Final = 0x001E
 XOR_MAPPED_ADDRESS: Final = 0x0020
 RESERVATION_TOKEN: Final = 0x0022
+CONNECTION_ID: Final = 0x002A
+ADDITIONAL_ADDRESS_FAMILY: Final = 0x8000
+ADDRESS_ERROR_CODE: Final = 0x8001
+PASSWORD_ALGORITHMS: Final = 0x8002
+ALTERNATE_DOMAIN: Final = 0x8003
 SOFTWARE: Final = 0x8022
+ALTERNATE_SERVER: Final = 0x8023
 FINGERPRINT: Final = 0x8028
 
+# PASSWORD-ALGORITHM numbers (RFC 8489 §18.5).
+ALGORITHM_MD5: Final = 0x0001
+ALGORITHM_SHA256: Final = 0x0002
+
 # Comprehension-required attributes this codec knows (RFC 5389 §15, 5766 §14,
-# 6156). Unknown ones in 0x0000-0x7FFF make a request fail with 420.
+# 6156, 8489). Unknown ones in 0x0000-0x7FFF make a request fail with 420.
 KNOWN_REQUIRED: Final = frozenset(
     {
         MAPPED_ADDRESS,
@@ -93,12 +111,17 @@ KNOWN_REQUIRED: Final = frozenset(
         DONT_FRAGMENT,
         XOR_MAPPED_ADDRESS,
         RESERVATION_TOKEN,
+        MESSAGE_INTEGRITY_SHA256,
+        PASSWORD_ALGORITHM,
+        USERHASH,
+        CONNECTION_ID,
     }
 )
 
 FAMILY_IPV4: Final = 0x01
 FAMILY_IPV6: Final = 0x02
 TRANSPORT_UDP: Final = 17
+TRANSPORT_TCP: Final = 6
 
 CHANNEL_MIN: Final = 0x4000
 # RFC 5766 §11 allows 0x4000-0x7FFF; RFC 8656 later narrowed it to 0x4FFF, but
@@ -117,6 +140,8 @@ REASONS: Final = {
     441: "Wrong Credentials",
     442: "Unsupported Transport Protocol",
     443: "Peer Address Family Mismatch",
+    446: "Connection Already Exists",
+    447: "Connection Timeout or Failure",
     486: "Allocation Quota Reached",
     500: "Server Error",
     508: "Insufficient Capacity",
@@ -130,6 +155,7 @@ _U16 = struct.Struct("!H")
 _ADDR4 = struct.Struct("!xBH4s")
 _ADDR6 = struct.Struct("!xBH16s")
 _MI_ATTR_HEADER: Final = _ATTR_HEADER.pack(MESSAGE_INTEGRITY, 20)
+_MI256_ATTR_HEADER: Final = _ATTR_HEADER.pack(MESSAGE_INTEGRITY_SHA256, 32)
 _FP_ATTR_HEADER: Final = _ATTR_HEADER.pack(FINGERPRINT, 4)
 _PADDING: Final = (b"", b"\x00\x00\x00", b"\x00\x00", b"\x00")
 _COOKIE_HIGH: Final = MAGIC_COOKIE >> 16
@@ -157,9 +183,11 @@ class Message:
     """A decoded STUN message.
 
     ``attrs`` maps attribute type to raw value (first occurrence); attributes
-    after MESSAGE-INTEGRITY other than FINGERPRINT are ignored (RFC 5389 §15.4).
-    ``integrity_offset`` is where MESSAGE-INTEGRITY starts (or -1) so the key
-    can be checked later against ``raw``. ``extra_peers`` holds the values of
+    after MESSAGE-INTEGRITY other than MESSAGE-INTEGRITY-SHA256 and
+    FINGERPRINT are ignored, and after MESSAGE-INTEGRITY-SHA256 all but
+    FINGERPRINT (RFC 8489 §14.5, §14.6). ``integrity_offset`` and
+    ``integrity256_offset`` are where those two start (or -1) so the key can
+    be checked later against ``raw``. ``extra_peers`` holds the values of
     repeated XOR-PEER-ADDRESS attributes (never mutate it).
     """
 
@@ -167,6 +195,7 @@ class Message:
         "attrs",
         "extra_peers",
         "fingerprint",
+        "integrity256_offset",
         "integrity_offset",
         "msg_type",
         "raw",
@@ -183,12 +212,14 @@ class Message:
         integrity_offset: int,
         fingerprint: bool,
         raw: bytes,
+        integrity256_offset: int = -1,
     ) -> None:
         self.msg_type = msg_type
         self.transaction_id = transaction_id
         self.attrs = attrs
         self.unknown = unknown
         self.integrity_offset = integrity_offset
+        self.integrity256_offset = integrity256_offset
         self.fingerprint = fingerprint
         self.raw = raw
         self.extra_peers: list[bytes] = _NO_PEERS
@@ -252,6 +283,7 @@ def decode(data: bytes, max_attributes: int = MAX_ATTRIBUTES) -> Message:
     unknown: list[int] = []
     extra_peers: list[bytes] = []
     integrity_offset = -1
+    integrity256_offset = -1
     fingerprint = False
     offset = HEADER_SIZE
     unpack_attr = _ATTR_HEADER.unpack_from
@@ -272,8 +304,15 @@ def decode(data: bytes, max_attributes: int = MAX_ATTRIBUTES) -> Message:
                 raise DecodeError("FINGERPRINT is not 4 bytes")
             _check_fingerprint(data, offset)
             fingerprint = True
+        elif integrity256_offset >= 0:
+            pass  # RFC 8489 §14.6: only FINGERPRINT may follow
+        elif attr_type == MESSAGE_INTEGRITY_SHA256:
+            # RFC 8489 §14.6: 16 to 32 bytes, a multiple of 4.
+            if not 16 <= attr_len <= 32 or attr_len & 3:
+                raise DecodeError("MESSAGE-INTEGRITY-SHA256 has a bad length")
+            integrity256_offset = offset
         elif integrity_offset >= 0:
-            pass  # RFC 5389 §15.4: ignore everything after MESSAGE-INTEGRITY
+            pass  # RFC 8489 §14.5: ignore the rest after MESSAGE-INTEGRITY
         else:
             if attr_type == MESSAGE_INTEGRITY:
                 if attr_len != 20:
@@ -290,7 +329,14 @@ def decode(data: bytes, max_attributes: int = MAX_ATTRIBUTES) -> Message:
     if offset != size:
         raise DecodeError("attribute padding runs past the message")
     message = Message(
-        msg_type, txid, attrs, unknown, integrity_offset, fingerprint, data
+        msg_type,
+        txid,
+        attrs,
+        unknown,
+        integrity_offset,
+        fingerprint,
+        data,
+        integrity256_offset,
     )
     if extra_peers:
         message.extra_peers = extra_peers
@@ -338,10 +384,13 @@ def encode(
     *,
     key: bytes | None = None,
     fingerprint: bool = False,
+    sha256: bool = False,
 ) -> bytes:
     """Serialise a message; MESSAGE-INTEGRITY with ``key`` and FINGERPRINT appended.
 
-    Attribute values are given already encoded; padding is added here.
+    With ``sha256`` the integrity attribute is MESSAGE-INTEGRITY-SHA256 (the
+    whole 32-byte HMAC) instead. Attribute values are given already encoded;
+    padding is added here.
     """
     parts = []
     pack_attr = _ATTR_HEADER.pack
@@ -352,7 +401,11 @@ def encode(
         if n & 3:
             parts.append(_PADDING[n & 3])
     body = b"".join(parts)
-    if key is not None:
+    if key is not None and sha256:
+        length = len(body) + 36
+        head = _HEADER.pack(msg_type, length, MAGIC_COOKIE, transaction_id)
+        body = body + _MI256_ATTR_HEADER + hmac.digest(key, head + body, "sha256")
+    elif key is not None:
         length = len(body) + 24
         head = _HEADER.pack(msg_type, length, MAGIC_COOKIE, transaction_id)
         body = body + _MI_ATTR_HEADER + hmac.digest(key, head + body, "sha1")
@@ -443,6 +496,20 @@ def encode_error_code(code: int, reason: str | None = None) -> bytes:
     """ERROR-CODE value (class/number and UTF-8 reason phrase)."""
     text = REASONS.get(code, "Error") if reason is None else reason
     return struct.pack("!HBB", 0, code // 100, code % 100) + text.encode()
+
+
+def encode_address_error_code(family: int, code: int) -> bytes:
+    """ADDRESS-ERROR-CODE value (RFC 8656 §18.13): family, then as ERROR-CODE."""
+    reason = REASONS.get(code, "Error").encode()
+    return bytes((family, 0, code // 100, code % 100)) + reason
+
+
+def decode_address_error_code(value: bytes) -> tuple[int, int]:
+    """(family, code) of an ADDRESS-ERROR-CODE value. Raises DecodeError."""
+    if len(value) < 4:
+        raise DecodeError("ADDRESS-ERROR-CODE shorter than 4 bytes")
+    code, _ = decode_error_code(b"\x00\x00" + value[2:])
+    return value[0], code
 
 
 def decode_error_code(value: bytes) -> tuple[int, str]:

@@ -20,7 +20,9 @@ from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import DatagramProtocol
 
 if TYPE_CHECKING:
+    from actrix.turn.bandwidth import Meter
     from actrix.turn.datapath import RelayProtocol
+    from actrix.turn.tcprelay import TcpAllocation
 
 PERMISSION_LIFETIME: Final = 300.0  # RFC 5766 §8
 CHANNEL_LIFETIME: Final = 600.0  # RFC 5766 §11
@@ -115,19 +117,23 @@ class Allocation:
     """A relayed transport address held for one client 5-tuple."""
 
     __slots__ = (
+        "address_error",
         "channel_expiry",
         "channels",
+        "created_at",
         "denied_logged",
         "expires_at",
         "family",
-        "key",
         "link",
+        "meter",
         "peer_channels",
         "permissions",
         "principal",
         "relay",
+        "relay6",
         "relay_address",
         "relay_port",
+        "tcp",
         "transaction_id",
         "username",
     )
@@ -137,7 +143,6 @@ class Allocation:
         link: ClientLink,
         username: str,
         principal: str,
-        key: bytes,
         relay_address: tuple[str, int],
         family: int,
         expires_at: float,
@@ -146,7 +151,6 @@ class Allocation:
         self.link = link
         self.username = username
         self.principal = principal
-        self.key = key
         self.relay_address = relay_address
         self.family = family
         self.expires_at = expires_at
@@ -158,10 +162,31 @@ class Allocation:
         self.relay: RelayProtocol | None = None
         self.relay_port: IListeningPort | None = None
         self.denied_logged: set[str] | None = None
+        # Bandwidth caps and traffic counts (None: neither is configured).
+        self.created_at = 0.0  # set by the allocator
+        self.meter: Meter | None = None
+        # RFC 8656 dual-stack: the IPv6 relay next to the IPv4 one, or the
+        # ADDRESS-ERROR-CODE given when it could not be made (0: none).
+        self.relay6: SecondRelay | None = None
+        self.address_error = 0
+        self.tcp: TcpAllocation | None = None  # RFC 6062 TCP relay
+
+    def relay_for(self, peer_ip: str) -> RelayProtocol | None:
+        """The relay socket that reaches ``peer_ip`` (the IPv6 one of a dual)."""
+        second = self.relay6
+        if second is not None and ":" in peer_ip:
+            return second.protocol
+        return self.relay
+
+    def holds_family(self, family: int) -> bool:
+        """Whether one of the relayed addresses is of ``family``."""
+        return self.family == family or (
+            self.relay6 is not None and family == 0x02  # IPv6
+        )
 
     def send_to_peer(self, payload: bytes, peer: tuple[str, int]) -> None:
         """Write one datagram out of the relay socket (permission already checked)."""
-        relay = self.relay
+        relay = self.relay_for(peer[0])
         if relay is not None:
             relay.sendto(payload, peer)
 
@@ -175,6 +200,22 @@ class Allocation:
             del expiry[number]
             peer = self.channels.pop(number)
             self.peer_channels.pop(peer, None)
+
+
+class SecondRelay:
+    """The IPv6 relayed address of an RFC 8656 dual-stack allocation."""
+
+    __slots__ = ("address", "listening", "protocol")
+
+    def __init__(
+        self,
+        protocol: RelayProtocol,
+        listening: IListeningPort,
+        address: tuple[str, int],
+    ) -> None:
+        self.protocol = protocol
+        self.listening = listening
+        self.address = address
 
 
 def drop_datagram(data: bytes, address: Any) -> None:

@@ -1,12 +1,21 @@
 """TURN long-term credentials: actr tokens, coturn REST secrets and static users.
 
-The key of every scheme is RFC 5389's MD5(username ":" realm ":" password); the
-request's MESSAGE-INTEGRITY is then checked with it by the service.
+Every scheme yields both long-term keys of RFC 8489 §9.2.2, MD5 and SHA-256
+of ``username ":" realm ":" password``; the request's PASSWORD-ALGORITHM picks
+one and its MESSAGE-INTEGRITY(-SHA256) is then checked with it by
+:mod:`actrix.turn.authn`. A request may name its user by USERHASH (RFC 8489
+§14.4) instead: :meth:`TurnAuth.username_for_hash` maps the hashes of the
+static users and of every username that has authenticated by name recently
+(bounded) back to the name; a REST or actr username nobody has used by name
+yet cannot be recovered from its hash.
 
 * static ``turn.users``: the key is computed once at start;
 * REST (``turn.static_auth_secret``, coturn's ``use-auth-secret``): username
   ``<expiry>:<name>``, password base64(HMAC-SHA1(secret, username)); cheap, so
-  computed per request;
+  computed per request. Several secrets may be configured for rotation
+  (coturn's repeated ``static-auth-secret``): :meth:`TurnAuth.lookup` gives
+  the first one's credential and :meth:`TurnAuth.rest_alternatives` the
+  others', tried in order when the integrity check fails;
 * actr (turn-auth.md §2-4): username = base122(realm_id ‖ key_id ‖ ECIES token),
   password = hex PSK. The token is validated by the shared
   :class:`~actrix.core.interfaces.CredentialValidator` (KS lookup, decryption
@@ -33,7 +42,8 @@ from twisted.internet.interfaces import IReactorTime
 from actrix.core import base122
 from actrix.core.config import Secret, TurnUser
 from actrix.core.interfaces import CredentialError, CredentialValidator, RealmDirectory
-from actrix.stun.codec import long_term_key
+from actrix.stun.codec import ALGORITHM_SHA256, long_term_key
+from actrix.stun.credentials import long_term_key_sha256, userhash
 
 CACHE_SIZE: Final = 4096
 NEGATIVE_TTL: Final = 10.0
@@ -55,17 +65,39 @@ class AuthFailure(Exception):
 
 
 class Credential:
-    """A usable long-term key and whom it belongs to (for quotas)."""
+    """Usable long-term keys and whom they belong to (for quotas)."""
 
-    __slots__ = ("expires_at", "key", "principal", "realm_id")
+    __slots__ = (
+        "expires_at",
+        "key",
+        "key_sha256",
+        "principal",
+        "realm_id",
+        "secret_index",
+        "username",
+    )
 
     def __init__(
-        self, key: bytes, principal: str, expires_at: float, realm_id: int | None
+        self,
+        username: str,
+        realm: str,
+        password: str,
+        principal: str,
+        expires_at: float,
+        realm_id: int | None,
+        secret_index: int = -1,
     ) -> None:
-        self.key = key
+        self.username = username
+        self.secret_index = secret_index  # which REST secret; -1: not REST
+        self.key = long_term_key(username, realm, password)
+        self.key_sha256 = long_term_key_sha256(username, realm, password)
         self.principal = principal
         self.expires_at = expires_at
         self.realm_id = realm_id
+
+    def key_for(self, algorithm: int) -> bytes:
+        """The key of a PASSWORD-ALGORITHM (MD5 unless SHA-256)."""
+        return self.key_sha256 if algorithm == ALGORITHM_SHA256 else self.key
 
 
 class TurnAuth:
@@ -77,7 +109,7 @@ class TurnAuth:
         realm: str,
         *,
         users: Iterable[TurnUser] = (),
-        rest_secret: Secret | None = None,
+        rest_secrets: Iterable[Secret] = (),
         validator: CredentialValidator | None = None,
         realms: RealmDirectory | None = None,
         cache_size: int = CACHE_SIZE,
@@ -86,20 +118,41 @@ class TurnAuth:
         self.realm = realm
         self._static = {
             u.name: Credential(
-                long_term_key(u.name, realm, u.password.value),
-                f"user:{u.name}",
-                float("inf"),
-                None,
+                u.name, realm, u.password.value, f"user:{u.name}", float("inf"), None
             )
             for u in users
         }
-        self._rest_secret = rest_secret.encode() if rest_secret is not None else None
+        self._static_hashes = {userhash(name, realm): name for name in self._static}
+        # USERHASH -> username of names seen in requests (bounded, LRU).
+        self._hashes: OrderedDict[bytes, str] = OrderedDict()
+        self._rest_secrets = [secret.encode() for secret in rest_secrets]
         self._validator = validator
         self._realms = realms
         self._cache: OrderedDict[str, Credential] = OrderedDict()
         self._cache_size = cache_size
         # username -> (until, reason, code): never the exception object itself.
         self._negative: OrderedDict[str, tuple[float, str, int]] = OrderedDict()
+
+    def username_for_hash(self, value: bytes) -> str | None:
+        """The username whose USERHASH is ``value``, if we know it."""
+        name = self._static_hashes.get(value)
+        if name is not None:
+            return name
+        name = self._hashes.get(value)
+        if name is not None:
+            self._hashes.move_to_end(value)
+        return name
+
+    def learn_username(self, username: str) -> None:
+        """Remember the USERHASH of a username that authenticated by name."""
+        if username in self._static:
+            return
+        value = userhash(username, self.realm)
+        hashes = self._hashes
+        hashes[value] = username
+        hashes.move_to_end(value)
+        while len(hashes) > self._cache_size:
+            hashes.popitem(last=False)
 
     def lookup(self, username: str, realm: str) -> Credential | None:
         """The credential if it can be had synchronously; None means :meth:`resolve`.
@@ -112,8 +165,8 @@ class TurnAuth:
         static = self._static.get(username)
         if static is not None:
             return static
-        if self._rest_secret is not None and _looks_like_rest(username):
-            return self._rest(username, realm)
+        if self._rest_secrets and _looks_like_rest(username):
+            return self._rest(username, realm, 0)
         now = self._clock.seconds()
         cached = self._cache.get(username)
         if cached is not None:
@@ -174,23 +227,35 @@ class TurnAuth:
             raise AuthFailure("realm_inactive")
         if self._clock.seconds() > claims.expr_time:
             raise AuthFailure("expired")
-        key = long_term_key(username, realm, claims.psk.hex())
         principal = f"actr:{claims.realm_id}:{claims.actor_id}"
-        return Credential(key, principal, float(claims.expr_time), claims.realm_id)
+        return Credential(
+            username,
+            realm,
+            claims.psk.hex(),
+            principal,
+            float(claims.expr_time),
+            claims.realm_id,
+        )
 
-    def _rest(self, username: str, realm: str) -> Credential:
-        assert self._rest_secret is not None  # noqa: S101 (checked by the caller)
+    def rest_alternatives(self, credential: Credential) -> list[Credential]:
+        """The REST credentials of the same username under the other secrets."""
+        if credential.secret_index != 0:
+            return []
+        return [
+            self._rest(credential.username, self.realm, index)
+            for index in range(1, len(self._rest_secrets))
+        ]
+
+    def _rest(self, username: str, realm: str, index: int) -> Credential:
         expiry_text, _, name = username.partition(":")
         expiry = int(expiry_text)
         if expiry < self._clock.seconds():
             raise AuthFailure("expired")
-        mac = hmac.new(self._rest_secret, username.encode(), hashlib.sha1).digest()
+        secret = self._rest_secrets[index]
+        mac = hmac.new(secret, username.encode(), hashlib.sha1).digest()
         password = base64.b64encode(mac).decode("ascii")
         return Credential(
-            long_term_key(username, realm, password),
-            f"rest:{name}",
-            float(expiry),
-            None,
+            username, realm, password, f"rest:{name}", float(expiry), None, index
         )
 
     def _realm_problem(self, realm_id: int | None) -> bool:
@@ -208,6 +273,7 @@ class TurnAuth:
         """Drop every cached key (used on shutdown and in tests)."""
         self._cache.clear()
         self._negative.clear()
+        self._hashes.clear()
 
     @property
     def cached_count(self) -> int:

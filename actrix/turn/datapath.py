@@ -8,6 +8,9 @@ TCP/TLS connection object) and both client-to-peer entry points; the
 allocator only adds and removes entries. :class:`RelayProtocol` is the
 peer-to-client direction, one per relay socket. Everything is synchronous:
 no authentication (that is for requests only), no Deferreds, one write.
+When bandwidth caps or the traffic line are configured, each relayed
+datagram goes through the allocation's :class:`~actrix.turn.bandwidth.Meter`
+(counted, or dropped over a cap); otherwise that costs one ``is None`` test.
 """
 
 from __future__ import annotations
@@ -75,9 +78,15 @@ class DataPath:
             self._metrics.malformed += 1
             return
         relay = allocation.relay
+        if allocation.relay6 is not None:
+            relay = allocation.relay_for(peer[0])
         if relay is not None:
-            relay.sendto(data[4 : 4 + length], peer)
             metrics = self._metrics
+            meter = allocation.meter
+            if meter is not None and not meter.to_peer(length):
+                metrics.bandwidth_dropped_out += 1
+                return
+            relay.sendto(data[4 : 4 + length], peer)
             metrics.relayed_packets_out += 1
             metrics.relayed_bytes_out += length
 
@@ -99,9 +108,14 @@ class DataPath:
         if peer[0] not in allocation.permissions:
             self._refuse_send(allocation, peer[0])
             return
+        size = len(data)
+        meter = allocation.meter
+        if meter is not None and not meter.to_peer(size):
+            self._metrics.bandwidth_dropped_out += 1
+            return
         allocation.send_to_peer(data, peer)
         self._metrics.relayed_packets_out += 1
-        self._metrics.relayed_bytes_out += len(data)
+        self._metrics.relayed_bytes_out += size
 
     def _refuse_send(self, allocation: Allocation, ip: str) -> None:
         self._metrics.dropped_no_permission += 1
@@ -148,6 +162,10 @@ class RelayProtocol(DatagramProtocol):
             self._metrics.dropped_no_permission += 1
             return
         size = len(data)
+        meter = allocation.meter
+        if meter is not None and not meter.to_client(size):
+            self._metrics.bandwidth_dropped_in += 1
+            return
         channel = allocation.peer_channels.get(addr)
         link: ClientLink = allocation.link
         if channel is not None:

@@ -2,7 +2,10 @@
 
 Nonces (RFC 5389 §10.2) carry their own expiry and an HMAC over it and the
 client's IP, so nothing is stored per client: a nonce is valid for
-``turn.nonce_lifetime`` seconds from the client it was given to. The rate
+``turn.nonce_lifetime`` seconds from the client it was given to. They start
+with RFC 8489's nonce cookie when one is configured, and the MAC covers it:
+a nonce whose cookie was stripped or altered on the way (a bid-down) is not
+one of ours. The rate
 limiter is a token bucket per source IP with a bounded table.
 
 :class:`RequestWindow` bounds the STUN requests (Binding, Allocate, ...) one
@@ -28,12 +31,14 @@ from typing import Final
 from twisted.internet.interfaces import IReactorTime
 
 MAX_BUCKETS: Final = 65536
-NONCE_SIZE: Final = 24  # 8 hex digits of expiry + 16 hex digits of MAC
+NONCE_SIZE: Final = (
+    24  # 8 hex digits of expiry + 16 hex digits of MAC, after the cookie
+)
 MAX_VERIFIED_NONCES: Final = 16384
 
 
 class NonceIssuer:
-    """Issues and checks ``<expiry hex><mac>`` nonces bound to a client IP.
+    """Issues and checks ``<cookie><expiry hex><mac>`` nonces bound to a client IP.
 
     The MAC is keyed BLAKE2b truncated to 64 bits (``hashlib.blake2b`` with a
     key is a MAC by design, and one call costs a fraction of an HMAC-SHA256).
@@ -42,17 +47,23 @@ class NonceIssuer:
     """
 
     def __init__(
-        self, clock: IReactorTime, lifetime: float, secret: bytes | None = None
+        self,
+        clock: IReactorTime,
+        lifetime: float,
+        secret: bytes | None = None,
+        cookie: bytes = b"",
     ) -> None:
         self._clock = clock
         self._lifetime = lifetime
         self._secret = secret or os.urandom(16)
+        self._cookie = cookie.decode("ascii")
+        self._size = len(cookie) + NONCE_SIZE
         self._verified: dict[bytes, tuple[str, int]] = {}  # nonce -> (ip, expiry)
 
     def issue(self, ip: str) -> bytes:
         """A fresh nonce for ``ip``."""
         expiry = int(self._clock.seconds() + self._lifetime)
-        head = f"{expiry:08x}"
+        head = f"{self._cookie}{expiry:08x}"
         return (head + self._mac(head, ip)).encode("ascii")
 
     def valid(self, nonce: bytes, ip: str) -> bool:
@@ -60,16 +71,17 @@ class NonceIssuer:
         known = self._verified.get(nonce)
         if known is not None:
             return known[0] == ip and known[1] >= self._clock.seconds()
-        if len(nonce) != NONCE_SIZE:
+        if len(nonce) != self._size:
             return False
+        split = self._size - 16
         try:
             text = nonce.decode("ascii")
-            expiry = int(text[:8], 16)
+            expiry = int(text[split - 8 : split], 16)
         except (UnicodeDecodeError, ValueError):
             return False
         if expiry < self._clock.seconds():
             return False
-        if not hmac.compare_digest(text[8:], self._mac(text[:8], ip)):
+        if not hmac.compare_digest(text[split:], self._mac(text[:split], ip)):
             return False
         if len(self._verified) >= MAX_VERIFIED_NONCES:
             self._verified.clear()

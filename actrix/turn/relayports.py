@@ -63,6 +63,11 @@ class RelayPorts:
         self._metrics = metrics
         self._reservations: dict[bytes, Reservation] = {}
 
+    @property
+    def pool(self) -> PortPool:
+        """The port pool (TCP relays take their ports from it too)."""
+        return self._pool
+
     def open(
         self, bind_ip: str, protocol: RelayProtocol, even: bool
     ) -> tuple[int, Any]:

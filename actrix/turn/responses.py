@@ -2,11 +2,12 @@
 
 Every answer the TURN service gives to a request goes through
 :class:`Responses`: it echoes the request's transaction id and FINGERPRINT
-choice, appends the configured SOFTWARE, signs with the credential's key when
-there is one, counts error codes (``actrix_turn_error_responses``) and writes
-to the request's :class:`~actrix.turn.allocation.ClientLink`. A rule that
-refuses a request raises :class:`Reject`; the service turns it into
-:meth:`Responses.error`.
+choice, appends the configured SOFTWARE, signs with the request's key when
+there is one (MESSAGE-INTEGRITY-SHA256 when the request used it, RFC 8489
+§9.2.4), puts PASSWORD-ALGORITHMS into 401/438 challenges, counts error
+codes (``actrix_turn_error_responses``) and writes to the request's
+:class:`~actrix.turn.allocation.ClientLink`. A rule that refuses a request
+raises :class:`Reject`; the service turns it into :meth:`Responses.error`.
 
 Debug lines cost ~4 µs each even when filtered out, so they are written only
 while :attr:`Responses.debug` is set (the service re-reads the log level on
@@ -33,12 +34,18 @@ _DEBUG_PROBE: Final = {"log_level": LogLevel.debug, "log_namespace": "actrix.tur
 
 
 class Reject(Exception):
-    """Answer the request with ``code`` (and UNKNOWN-ATTRIBUTES when given)."""
+    """Answer the request with ``code`` (UNKNOWN-ATTRIBUTES, other attributes)."""
 
-    def __init__(self, code: int, unknown: Iterable[int] = ()) -> None:
+    def __init__(
+        self,
+        code: int,
+        unknown: Iterable[int] = (),
+        extra: Iterable[tuple[int, bytes]] = (),
+    ) -> None:
         super().__init__(code)
         self.code = code
         self.unknown = list(unknown)
+        self.extra = list(extra)
 
 
 def debug_enabled() -> bool:
@@ -55,9 +62,15 @@ class Responses:
         realm: str,
         nonces: NonceIssuer,
         software: str = "",
+        password_algorithms: bytes = b"",
     ) -> None:
         self._metrics = metrics
         self._realm_attr = realm.encode()
+        self._algorithms: list[tuple[int, bytes]] = (
+            [(codec.PASSWORD_ALGORITHMS, password_algorithms)]
+            if password_algorithms
+            else []
+        )
         self._nonces = nonces
         self._software: list[tuple[int, bytes]] = (
             [(codec.SOFTWARE, software.encode())] if software else []
@@ -82,6 +95,7 @@ class Responses:
             attrs + self._software,
             key=key,
             fingerprint=message.fingerprint,
+            sha256=message.integrity256_offset >= 0,
         )
         link.send(response)
 
@@ -117,14 +131,17 @@ class Responses:
             attrs,
             key=key,
             fingerprint=message.fingerprint,
+            sha256=message.integrity256_offset >= 0,
         )
         link.send(response)
 
     def challenge(self, message: Message, link: ClientLink, code: int) -> None:
-        """401 or 438 with our REALM and a fresh NONCE for the client's address."""
+        """401 or 438 with our REALM, a fresh NONCE for the client's address and
+        the PASSWORD-ALGORITHMS we accept (RFC 8489 §9.2.4)."""
         attrs = [
             (codec.REALM, self._realm_attr),
             (codec.NONCE, self._nonces.issue(link.address[0])),
+            *self._algorithms,
         ]
         self.error(message, link, code, None, (), attrs)
 
@@ -132,20 +149,31 @@ class Responses:
         self,
         message: Message,
         link: ClientLink,
-        relay_address: tuple[str, int],
+        relay_addresses: list[tuple[str, int]],
         remaining: int,
         key: bytes,
         token: bytes | None,
+        address_error: int = 0,
     ) -> None:
-        """The Allocate success: relayed and mapped addresses, lifetime, token."""
+        """The Allocate success: relayed and mapped addresses, lifetime, token.
+
+        A dual-stack allocation (RFC 8656) has two XOR-RELAYED-ADDRESS (IPv4
+        first), or one and an IPv6 ADDRESS-ERROR-CODE when the second failed.
+        """
         txid = message.transaction_id
-        relay_ip, relay_port = relay_address
         ip, port = link.address[0], link.address[1]
         attrs = [
-            (
-                codec.XOR_RELAYED_ADDRESS,
-                codec.encode_xor_address(relay_ip, relay_port, txid),
-            ),
+            (codec.XOR_RELAYED_ADDRESS, codec.encode_xor_address(r_ip, r_port, txid))
+            for r_ip, r_port in relay_addresses
+        ]
+        if address_error:
+            attrs.append(
+                (
+                    codec.ADDRESS_ERROR_CODE,
+                    codec.encode_address_error_code(codec.FAMILY_IPV6, address_error),
+                )
+            )
+        attrs += [
             (codec.LIFETIME, codec.encode_u32(remaining)),
             (codec.XOR_MAPPED_ADDRESS, codec.encode_xor_address(ip, port, txid)),
         ]

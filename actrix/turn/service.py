@@ -10,6 +10,8 @@ own module, and wired here:
 * :mod:`~actrix.turn.allocator` (+ :mod:`~actrix.turn.relayports`):
   allocations, permissions, channels, relay sockets and reservations;
 * :mod:`~actrix.turn.quotas`: allocations per user and in total, per-IP rates;
+* :mod:`~actrix.turn.bandwidth`: relayed bytes/s caps per user and per realm;
+* :mod:`~actrix.turn.shedding`: ALTERNATE-SERVER redirects and draining;
 * :mod:`~actrix.turn.responses`: encoding and sending the answers.
 
 This class owns the sweep timer (an injected clock) and shutdown. Everything
@@ -19,6 +21,7 @@ request is answered when :meth:`TurnAuth.resolve` completes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 from twisted.application.service import Service
@@ -28,18 +31,28 @@ from twisted.internet.task import LoopingCall
 
 from actrix.core.config import TurnConfig
 from actrix.core.logthrottle import LogThrottle
+from actrix.core.toml_table import parse_server
 from actrix.stun import codec
 from actrix.stun.codec import Message
+from actrix.stun.credentials import (
+    FEATURE_PASSWORD_ALGORITHMS,
+    FEATURE_USERNAME_ANONYMITY,
+    encode_password_algorithms,
+    nonce_cookie,
+)
 from actrix.turn.allocation import Allocation, ClientLink, RelayOpener
 from actrix.turn.allocator import Allocator
 from actrix.turn.auth import TurnAuth
 from actrix.turn.authn import RequestAuth
+from actrix.turn.bandwidth import Bandwidth
 from actrix.turn.datapath import DataPath
 from actrix.turn.limits import NonceIssuer
 from actrix.turn.metrics import TurnMetrics
 from actrix.turn.peers import PeerPolicy
 from actrix.turn.quotas import Quotas
 from actrix.turn.responses import Reject, Responses
+from actrix.turn.shedding import LoadShedding
+from actrix.turn.tcprelay import TcpConnect, TcpListen
 
 SWEEP_INTERVAL: Final = 1.0
 
@@ -49,6 +62,8 @@ _TURN_METHODS: Final = frozenset(
         codec.METHOD_REFRESH,
         codec.METHOD_CREATE_PERMISSION,
         codec.METHOD_CHANNEL_BIND,
+        codec.METHOD_CONNECT,
+        codec.METHOD_CONNECTION_BIND,
     }
 )
 
@@ -70,21 +85,48 @@ class TurnService(Service):
         software: str = "",
         peers: PeerPolicy | None = None,
         sweep_interval: float = SWEEP_INTERVAL,
+        drain_probe: Callable[[], bool] | None = None,
+        tcp_openers: tuple[TcpListen, TcpConnect] | None = None,
     ) -> None:
         self._clock = clock
         self.clock = clock
         self.metrics = metrics
         self.request_rate_per_ip = config.request_rate_per_ip
         peers = peers or PeerPolicy(config.peer_allow)
-        nonces = NonceIssuer(clock, config.nonce_lifetime)
+        features = FEATURE_PASSWORD_ALGORITHMS
+        if config.userhash:
+            features |= FEATURE_USERNAME_ANONYMITY
+        nonces = NonceIssuer(
+            clock, config.nonce_lifetime, cookie=nonce_cookie(features)
+        )
         # Refused requests and rejected credentials log a warn line each; a
         # client with a valid nonce could otherwise drive the log volume.
         log_throttle = LogThrottle(clock)
         self.data = DataPath(metrics, peers)
-        self._responses = Responses(metrics, config.realm, nonces, software)
+        self.shedding = LoadShedding(
+            metrics,
+            [parse_server(s) for s in config.alternate_servers],
+            config.redirect_above,
+            drain_probe,
+        )
+        self._responses = Responses(
+            metrics,
+            config.realm,
+            nonces,
+            software,
+            encode_password_algorithms(config.password_algorithms),
+        )
         self._quotas = Quotas(config, clock, self._responses, log_throttle)
         self._authn = RequestAuth(
-            clock, auth, nonces, self._quotas, self._responses, metrics, log_throttle
+            clock,
+            auth,
+            nonces,
+            self._quotas,
+            self._responses,
+            metrics,
+            log_throttle,
+            algorithms=config.password_algorithms,
+            userhash=config.userhash,
         )
         self._allocator = Allocator(
             config,
@@ -96,11 +138,16 @@ class TurnService(Service):
             peers,
             open_relay,
             relay_bind_ip,
+            Bandwidth(clock, config.user_bandwidth, config.realm_bandwidth),
+            self.shedding,
+            tcp_openers if config.tcp_relay else None,
+            log_throttle,
         )
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = clock
         self._sweep_interval = sweep_interval
         metrics.active_allocations = lambda: len(self.data.allocations)
+        metrics.draining = lambda: self.shedding.draining
 
     @property
     def auth(self) -> TurnAuth:
@@ -114,8 +161,22 @@ class TurnService(Service):
 
     # -- lifecycle -------------------------------------------------------
 
+    @property
+    def tcp_connections(self) -> int:
+        """RFC 6062 peer connections alive (tests check nothing leaks)."""
+        return self._allocator.tcp_connections
+
+    def health(self) -> dict[str, Any]:
+        """The TURN part of ``/health``: draining and allocations now."""
+        return {
+            "draining": self.shedding.draining,
+            "allocations": len(self.data.allocations),
+            "relay_ports_free": self._allocator.free_ports,
+        }
+
     def startService(self) -> None:
         super().startService()
+        self.shedding.refresh()
         self._authn.resume = self.handle_message
         self._sweeper.start(self._sweep_interval, now=False)
 
@@ -131,6 +192,7 @@ class TurnService(Service):
     def sweep(self) -> None:
         """Expire allocations, permissions, channels and reservations."""
         self._responses.refresh_debug()
+        self.shedding.refresh()
         self._allocator.sweep(self._clock.seconds())
 
     # -- entry points from the protocols ---------------------------------
@@ -146,18 +208,18 @@ class TurnService(Service):
             self._responses.error(message, link, 400)
             return
         allocated = link.allocation_key in self.data.allocations
-        credential = self._authn.authenticate(message, link, allocated)
-        if credential is None:
+        grant = self._authn.authenticate(message, link, allocated)
+        if grant is None:
             return
         try:
-            self._allocator.handle(message, link, credential)
+            self._allocator.handle(message, link, grant)
         except Reject as reject:
             self._responses.error(
-                message, link, reject.code, credential.key, reject.unknown
+                message, link, reject.code, grant.key, reject.unknown, reject.extra
             )
         except codec.DecodeError:
             self.metrics.malformed += 1
-            self._responses.error(message, link, 400, credential.key)
+            self._responses.error(message, link, 400, grant.key)
 
     def connection_lost(self, link: ClientLink) -> None:
         """A TCP/TLS client went away: its allocation and waiting requests go too.

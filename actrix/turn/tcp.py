@@ -39,6 +39,7 @@ from actrix.stun import codec
 from actrix.stun.protocol import BindingResponder
 from actrix.stun.stream import IDLE_TIMEOUT, STALL_TIMEOUT, StreamConnection
 from actrix.turn.service import TurnService
+from actrix.turn.tcprelay import PeerConnection
 
 __all__ = ["IDLE_TIMEOUT", "STALL_TIMEOUT", "TurnStreamFactory", "TurnStreamProtocol"]
 
@@ -71,6 +72,8 @@ class TurnStreamProtocol(StreamConnection):
         self.kind = f"TURN {transport_name}"
         self.allocation_key = self
         self._deleted_at: float | None = None
+        # RFC 6062: once ConnectionBind succeeded, a raw pipe to this peer.
+        self._spliced: PeerConnection | None = None
 
     def allocation_deleted(self) -> None:
         """The service deleted this connection's allocation: start the bound."""
@@ -87,7 +90,23 @@ class TurnStreamProtocol(StreamConnection):
 
     def _release(self) -> None:
         # Idempotent: called on an abort and again when the loss is reported.
+        spliced, self._spliced = self._spliced, None
+        if spliced is not None:
+            spliced.close()  # the peer side goes with the data connection
         self._service.connection_lost(self)
+
+    def splice(self, peer: PeerConnection) -> None:
+        """RFC 6062 data connection: from now on bytes go straight to ``peer``.
+
+        The idle rule and this protocol's own producer registration end: the
+        peer's transport becomes this transport's producer (and vice versa).
+        """
+        self._spliced = peer
+        self.kind = f"TURN {self.transport_name} data"
+        self._cancel_idle()
+        if self._producing:
+            self._producing = False
+            self.transport.unregisterProducer()
 
     def send(self, data: bytes) -> None:
         self.transport.write(data)
@@ -97,6 +116,10 @@ class TurnStreamProtocol(StreamConnection):
             self.transport.write(data)
 
     def dataReceived(self, data: bytes) -> None:
+        spliced = self._spliced
+        if spliced is not None:
+            spliced.transport.write(data)
+            return
         buffer = self._buffer + data if self._buffer else data
         offset = 0
         total = len(buffer)
@@ -127,6 +150,12 @@ class TurnStreamProtocol(StreamConnection):
             frame = buffer[offset : offset + size]
             offset += size
             if not self._frame(frame):
+                return
+            spliced = self._spliced
+            if spliced is not None:  # ConnectionBind: the rest is peer data
+                self._buffer = b""
+                if offset < total:
+                    spliced.transport.write(buffer[offset:])
                 return
         self._buffer = buffer[offset:]
 

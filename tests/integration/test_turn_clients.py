@@ -18,6 +18,7 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import deferLater
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -29,6 +30,7 @@ from tests.daemon import make_settings, start_daemon
 
 HERE = Path(__file__).parent
 TIMEOUT = 60
+_POOL = 65535 - 49152 + 1  # the default relay_port_range
 
 
 def _tool(name: str) -> str:
@@ -42,7 +44,12 @@ def _tool(name: str) -> str:
 
 
 class _Daemon:
-    def __init__(self, test: TestCase, enable: int = ENABLE_STUN | ENABLE_TURN) -> None:
+    def __init__(
+        self,
+        test: TestCase,
+        enable: int = ENABLE_STUN | ENABLE_TURN,
+        turn_extra: str = "",
+    ) -> None:
         directory = Path(test.mktemp())
         directory.mkdir()
         cert, key = write_self_signed(directory / "tls")
@@ -52,13 +59,26 @@ class _Daemon:
             overrides=(
                 f'[bind.ice]\ntls_port = 0\ncert = "{cert}"\nkey = "{key}"\n'
                 "[turn]\nallocation_rate_per_ip = 1000.0\n"
-                "allocation_burst_per_ip = 1000\n"
+                "allocation_burst_per_ip = 1000\n" + turn_extra
             ),
         )
         self.root: ActrixService = start_daemon(test, settings)
 
     def port(self, name: str) -> int:
         return int(self.root.listener(name).bound_port)
+
+
+def _sockets() -> list[str]:
+    """This process's open socket descriptors (the daemon runs in it)."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            found.append(f"{name}:{target}")
+    return found
 
 
 async def _run(executable: str, *args: str) -> tuple[str, int]:
@@ -117,9 +137,9 @@ class BindingTests(TestCase):
 class UclientTests(TestCase):
     timeout = TIMEOUT
 
-    async def _uclient(self, *args: str) -> None:
+    async def _uclient(self, *args: str, turn_extra: str = "") -> _Daemon:
         tool = _tool("turnutils_uclient")
-        daemon = _Daemon(self)
+        daemon = _Daemon(self, turn_extra=turn_extra)
         port = daemon.port("ice-tcp" if "-t" in args else "ice-udp")
         out, code = await _run(
             tool, "-y", "-n", "20", "-l", "120", "-p", str(port), *args, "127.0.0.1"
@@ -127,6 +147,7 @@ class UclientTests(TestCase):
         self.assertEqual(code, 0, out)
         self.assertIn("Total lost packets 0 (0.000000%)", out)
         self.assertNotIn("error", out.lower())
+        return daemon
 
     async def test_uclient_udp_static_user(self) -> None:
         """uclient relays client to client over UDP with the static user."""
@@ -135,6 +156,55 @@ class UclientTests(TestCase):
     async def test_uclient_udp_rest(self) -> None:
         """uclient relays over UDP with REST (-W) credentials."""
         await self._uclient("-W", "test-rest-secret", "-u", "bob")
+
+    async def test_uclient_rest_with_a_rotated_out_secret(self) -> None:
+        """With two REST secrets listed, uclient -W with the older one relays."""
+        daemon = await self._uclient(
+            "-W",
+            "test-rest-secret",
+            "-u",
+            "bob",
+            turn_extra='static_auth_secret = ["fresh-secret", "test-rest-secret"]\n',
+        )
+        turn: Any = daemon.root.sessions.getServiceNamed("turn")
+        self.assertGreater(turn.metrics.rest_secret_matches[1], 0)
+        self.assertEqual(turn.metrics.rest_secret_matches[0], 0)
+
+    async def test_uclient_tcp_relay(self) -> None:
+        """uclient -T: RFC 6062 TCP allocations, Connect/ConnectionBind both ways.
+
+        Afterwards every allocation, peer connection, relay port and socket
+        the relaying used has come back.
+        """
+        tool = _tool("turnutils_uclient")
+        daemon = _Daemon(self)
+        turn: Any = daemon.root.sessions.getServiceNamed("turn")
+        sockets_before = len(_sockets())
+        out, code = await _run(
+            tool,
+            *("-y", "-n", "20", "-l", "120", "-t", "-T"),
+            *("-u", "alice", "-w", "alice-password"),
+            *("-p", str(daemon.port("ice-tcp")), "127.0.0.1"),
+        )
+        self.assertEqual(code, 0, out)
+        self.assertIn("Total lost packets 0 (0.000000%)", out)
+        events = turn.metrics.tcp_connections
+        self.assertGreater(events["bound"], 0)
+        self.assertEqual(events["bound"], events["connect_ok"] + events["accepted"])
+        for _ in range(50):
+            if (
+                not turn.allocations
+                and turn.health()["relay_ports_free"] == _POOL
+                and len(_sockets()) == sockets_before
+            ):
+                break
+            await deferLater(reactor, 0.1)
+        self.assertEqual(turn.allocations, {})
+        self.assertEqual(turn.health()["relay_ports_free"], _POOL)
+        self.assertEqual(turn.tcp_connections, 0)
+        # No socket left behind (the realm DB and thread pipes are opened on
+        # first use, so only sockets are compared).
+        self.assertEqual(len(_sockets()), sockets_before, _sockets())
 
     async def test_uclient_tcp_static_user(self) -> None:
         """uclient relays over TCP with the static user."""

@@ -44,7 +44,7 @@ from actrix.core.config import (
 from actrix.core.realms import STATUS_SUSPENDED, realms_path, set_realm_status_txn
 from actrix.proto import actr_pb2
 from actrix.root import ActrixService
-from actrix.stun import codec
+from actrix.stun import codec, credentials
 from actrix.stun.protocol import BindingResponder, StunTcpFactory
 from actrix.turn.auth import TurnAuth
 from actrix.turn.metrics import TurnMetrics
@@ -84,6 +84,7 @@ class TurnUdpClient(DatagramProtocol):
         self.server = server
         self.username = username
         self.key = codec.long_term_key(username, REALM, password)
+        self.password = password
         self.nonce = b""
         self.channel_data: DeferredQueue[bytes] = DeferredQueue()
         self._waiting: dict[bytes, Deferred[codec.Message]] = {}
@@ -104,35 +105,71 @@ class TurnUdpClient(DatagramProtocol):
         *,
         txid: bytes | None = None,
         auth: bool = True,
+        sha256: bool = False,
+        hashed: bool = False,
     ) -> codec.Message:
-        """Send one request (with the current nonce) and await its answer."""
+        """Send one request (with the current nonce) and await its answer.
+
+        ``sha256``: RFC 8489 SHA-256 key, PASSWORD-ALGORITHM(S) and
+        MESSAGE-INTEGRITY-SHA256; ``hashed``: USERHASH instead of USERNAME.
+        """
         txid = txid or os.urandom(12)
         attrs = list(attrs)
         key = None
         if auth:
-            attrs += [
-                (codec.USERNAME, self.username.encode()),
-                (codec.REALM, REALM.encode()),
-                (codec.NONCE, self.nonce),
-            ]
+            name = (
+                (codec.USERHASH, credentials.userhash(self.username, REALM))
+                if hashed
+                else (codec.USERNAME, self.username.encode())
+            )
+            attrs += [name, (codec.REALM, REALM.encode()), (codec.NONCE, self.nonce)]
             key = self.key
+            if sha256:
+                key = credentials.long_term_key_sha256(
+                    self.username, REALM, self.password
+                )
+                attrs += [
+                    (
+                        codec.PASSWORD_ALGORITHM,
+                        credentials.encode_password_algorithm(2),
+                    ),
+                    (
+                        codec.PASSWORD_ALGORITHMS,
+                        credentials.encode_password_algorithms([2, 1]),
+                    ),
+                ]
         waiter: Deferred[codec.Message] = Deferred()
         self._waiting[txid] = waiter
         self.transport.write(
             codec.encode(
-                codec.message_type(method, codec.CLASS_REQUEST), txid, attrs, key=key
+                codec.message_type(method, codec.CLASS_REQUEST),
+                txid,
+                attrs,
+                key=key,
+                sha256=sha256,
             ),
             self.server,
         )
         reply: codec.Message = await _wait(waiter)
         return reply
 
-    async def allocate(self) -> codec.Message:
+    async def allocate(
+        self,
+        *,
+        sha256: bool = False,
+        hashed: bool = False,
+        extra: Iterable[tuple[int, bytes]] = (),
+    ) -> codec.Message:
         """401 for a nonce, then the authenticated Allocate; returns the answer."""
-        transport = [(codec.REQUESTED_TRANSPORT, codec.encode_requested_transport())]
+        transport = [
+            (codec.REQUESTED_TRANSPORT, codec.encode_requested_transport()),
+            *extra,
+        ]
         challenge = await self.request(codec.METHOD_ALLOCATE, transport, auth=False)
         self.nonce = challenge.attrs[codec.NONCE]
-        return await self.request(codec.METHOD_ALLOCATE, transport)
+        return await self.request(
+            codec.METHOD_ALLOCATE, transport, sha256=sha256, hashed=hashed
+        )
 
     async def bind(self, channel: int, peer: tuple[str, int]) -> codec.Message:
         txid = os.urandom(12)
@@ -154,12 +191,12 @@ def _error_code(message: codec.Message) -> int | None:
 class _Daemon:
     """KS + AIS + TURN with realm ``REALM_ID`` created before start."""
 
-    def __init__(self, test: TestCase) -> None:
+    def __init__(self, test: TestCase, overrides: str = "") -> None:
         self.test = test
         self.directory = Path(test.mktemp())
         add_realm(self.directory, REALM_ID)
         self.root: ActrixService = start_daemon(
-            test, make_settings(self.directory, enable=ENABLE)
+            test, make_settings(self.directory, enable=ENABLE, overrides=overrides)
         )
         self.http: Any = http_client(test)
         self.base = f"http://127.0.0.1:{http_port(self.root)}"
@@ -299,6 +336,29 @@ class ActrCredentialTests(TestCase):
         refresh = await first.request(codec.METHOD_REFRESH)
         self.assertEqual(_error_code(refresh), 401)
 
+    async def test_actr_credentials_with_sha256_and_userhash(self) -> None:
+        """RFC 8489 over real UDP: SHA-256 key, MI-SHA256, then USERHASH; /metrics."""
+        daemon = _Daemon(self)
+        username, password = await daemon.register()
+        named = daemon.client(username, password)
+        reply = await named.allocate(sha256=True)
+        self.assertIsNone(_error_code(reply))
+        key = credentials.long_term_key_sha256(username, REALM, password)
+        self.assertTrue(credentials.check_integrity_sha256(reply, key))
+        hashed = daemon.client(username, password)
+        reply = await hashed.allocate(sha256=True, hashed=True)
+        self.assertIsNone(_error_code(reply))
+        self.assertTrue(credentials.check_integrity_sha256(reply, key))
+        samples = await daemon.metrics()
+        self.assertEqual(
+            samples[
+                "actrix_turn_authenticated_requests_total"
+                "{algorithm=sha256,integrity=sha256}"
+            ],
+            2,
+        )
+        self.assertEqual(samples["actrix_turn_userhash_requests_total{}"], 1)
+
     async def test_bad_actr_username_is_refused(self) -> None:
         """A token for an unknown key and an undecodable username get 401."""
         daemon = _Daemon(self)
@@ -313,6 +373,83 @@ class ActrCredentialTests(TestCase):
         # The daemon keeps serving the valid actor.
         client = daemon.client(username, password)
         self.assertIsNone(_error_code(await client.allocate()))
+
+
+class DualStackTests(TestCase):
+    timeout = 30
+
+    async def test_dual_allocation_relays_to_an_ipv6_peer(self) -> None:
+        """ADDITIONAL-ADDRESS-FAMILY over real UDP: IPv4 + IPv6 relays, v6 echo."""
+        probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        try:
+            probe.bind(("::1", 0))
+        except OSError as e:
+            raise SkipTest(f"no IPv6 loopback: {e}") from e
+        finally:
+            probe.close()
+        daemon = _Daemon(
+            self,
+            overrides=(
+                '[turn]\nrelay_ipv6_ip = "::1"\n'
+                'peer_allow = ["127.0.0.1/32", "::1/128"]\n'
+            ),
+        )
+        username, password = await daemon.register()
+        client = daemon.client(username, password)
+        extra = (codec.ADDITIONAL_ADDRESS_FAMILY, codec.encode_address_family(2))
+        reply = await client.allocate(extra=[extra])
+        self.assertIsNone(_error_code(reply))
+        local = ("127.0.0.1", client.transport.getHost().port)
+        allocation = daemon.turn.allocations[local]
+        assert allocation.relay6 is not None
+        self.assertEqual(allocation.relay6.address[0], "::1")
+        port = UdpReactor.listenUDP(0, _Peer(), interface="::1")
+        self.addCleanup(port.stopListening)
+        peer6 = ("::1", port.getHost().port)
+        self.assertIsNone(_error_code(await client.bind(0x4001, peer6)))
+        client.transport.write(codec.encode_channel_data(0x4001, b"six"), daemon.ice)
+        echoed = await _wait(client.channel_data.get())
+        self.assertEqual(echoed, codec.encode_channel_data(0x4001, b"six"))
+        samples = await daemon.metrics()
+        self.assertEqual(
+            samples["actrix_turn_allocations_by_family_total{family=dual}"], 1
+        )
+
+
+class DrainTests(TestCase):
+    timeout = 30
+
+    async def test_drain_flag_redirects_and_health_says_draining(self) -> None:
+        """`actrix turn drain`'s flag: 300 to the alternate, /health draining."""
+        daemon = _Daemon(
+            self, overrides='[turn]\nalternate_servers = ["127.0.0.9:3478"]\n'
+        )
+        username, password = await daemon.register()
+        kept = daemon.client(username, password)
+        self.assertIsNone(_error_code(await kept.allocate()))
+        (daemon.directory / "turn.draining").touch()
+        reply: codec.Message | None = None
+        for _ in range(25):
+            await deferLater(reactor, 0.1)
+            reply = await daemon.client(username, password).allocate()
+            if _error_code(reply) is not None:
+                break
+        assert reply is not None
+        self.assertEqual(_error_code(reply), 300)
+        self.assertEqual(
+            codec.decode_address(reply.attrs[codec.ALTERNATE_SERVER]),
+            ("127.0.0.9", 3478),
+        )
+        response = await _wait(daemon.http.get(f"{daemon.base}/health"))
+        health = json.loads(await _wait(response.content()))
+        self.assertEqual(health["status"], "draining")
+        self.assertTrue(health["turn"]["draining"])
+        # The allocations made before the sweep saw the flag are all still there.
+        self.assertEqual(health["turn"]["allocations"], len(daemon.turn.allocations))
+        self.assertIsNone(_error_code(await kept.request(codec.METHOD_REFRESH)))
+        samples = await daemon.metrics()
+        self.assertEqual(samples["actrix_turn_draining{}"], 1)
+        self.assertEqual(samples["actrix_turn_redirected_total{reason=draining}"], 1)
 
 
 class MetricsTests(TestCase):

@@ -282,6 +282,19 @@ class CliTests(SqliteBackend, CliTestBase):
             status=1,
         )
 
+    def test_turn_drain_creates_and_removes_the_flag(self) -> None:
+        """turn drain creates sqlite_path/turn.draining; --cancel removes it."""
+        flag = self.db_dir / "turn.draining"
+        out = self.cli("turn", "drain", "-c", str(self.config))
+        self.assertIn("TURN draining", out)
+        self.assertTrue(flag.exists())
+        self.cli("turn", "drain", "-c", str(self.config))  # idempotent
+        self.assertIn(
+            "cancelled", self.cli("turn", "drain", "--cancel", "-c", str(self.config))
+        )
+        self.assertFalse(flag.exists())
+        self.cli("turn", "drain", "--cancel", "-c", str(self.config))
+
     def test_ks_generate_kek(self) -> None:
         """A KEK is 32 random bytes in hex or base64."""
         self.assertEqual(len(bytes.fromhex(self.cli("ks-generate-kek").strip())), 32)

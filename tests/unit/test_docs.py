@@ -37,3 +37,25 @@ class DocsTests(SynchronousTestCase):
         for key in ("request_timeout", "idle_timeout", "max_connections_per_ip"):
             self.assertIn(f"| `{key}` |", self.readme)
             self.assertIn(f"# {key} = ", self.example)
+
+    def test_turn_keys_documented(self) -> None:
+        """Every TURN key added for issue 15 is in the README and the example config."""
+        for key in (
+            "password_algorithms",
+            "userhash",
+            "user_bandwidth",
+            "realm_bandwidth",
+            "allocation_log",
+            "alternate_servers",
+            "redirect_above",
+            "tcp_relay",
+        ):
+            self.assertIn(f"turn.{key}", self.readme)
+            self.assertIn(f"# {key} = ", self.example)
+        self.assertIn("actrix turn drain", self.readme)
+
+    def test_proxy_protocol_keys_documented(self) -> None:
+        """The PROXY v2 listener keys are in the README and the example config."""
+        for key in ("tcp_proxy_protocol", "tls_proxy_protocol", "proxy_trusted"):
+            self.assertIn(f"bind.ice.{key}", self.readme)
+            self.assertIn(f"# {key} = ", self.example)

@@ -181,6 +181,80 @@ class ConfigTests(SynchronousTestCase):
             "turn.peer_allow: 'nonsense' is not an IP network",
         )
 
+    def test_password_algorithms(self) -> None:
+        """password_algorithms maps names to RFC 8489 numbers in order."""
+        self.assertEqual(self.parse().turn.password_algorithms, (2, 1))
+        s = self.parse("[turn]\npassword_algorithms = ['md5']\nuserhash = false")
+        self.assertEqual(s.turn.password_algorithms, (1,))
+        self.assertFalse(s.turn.userhash)
+        self.assert_problem(
+            _data("[turn]\npassword_algorithms = ['sha1']"),
+            "turn.password_algorithms: 'sha1' is not one of sha256, md5",
+        )
+        self.assert_problem(
+            _data("[turn]\npassword_algorithms = ['md5', 'md5']"),
+            "turn.password_algorithms: 'md5' listed twice",
+        )
+        self.assert_problem(
+            _data("[turn]\npassword_algorithms = []"),
+            "turn.password_algorithms: must name at least one algorithm",
+        )
+
+    def test_rest_secret_list_and_bandwidth_keys(self) -> None:
+        """static_auth_secret takes one secret or a list; caps are >= 0 bytes/s."""
+        s = self.parse("[turn]\nstatic_auth_secret = ['new', 'old']")
+        self.assertEqual([x.value for x in s.turn.rest_secrets], ["new", "old"])
+        minting = s.turn.static_auth_secret
+        assert minting is not None
+        self.assertEqual(minting.value, "new")
+        self.assertEqual(len(self.parse().turn.rest_secrets), 1)
+        self.assert_problem(
+            _data("[turn]\nstatic_auth_secret = []"),
+            "turn.static_auth_secret: expected a string or a non-empty list",
+        )
+        self.assert_problem(
+            _data("[turn]\nstatic_auth_secret = ['ok', '']"),
+            "turn.static_auth_secret: secrets must not be empty",
+        )
+        s = self.parse("[turn]\nuser_bandwidth = 125000\nrealm_bandwidth = 0")
+        self.assertEqual(s.turn.user_bandwidth, 125000)
+        self.assertFalse(s.turn.allocation_log)
+        self.assert_problem(
+            _data("[turn]\nrealm_bandwidth = -1"), "turn.realm_bandwidth: must be >="
+        )
+
+    def test_alternate_servers(self) -> None:
+        """alternate_servers must be IP literals with ports; redirect_above >= 0."""
+        s = self.parse(
+            "[turn]\nalternate_servers = ['203.0.113.1:3478', '[2001:db8::1]:5349']"
+        )
+        self.assertEqual(len(s.turn.alternate_servers), 2)
+        self.assert_problem(
+            _data("[turn]\nalternate_servers = ['turn.example.com:3478']"),
+            "turn.alternate_servers: 'turn.example.com:3478' is not ip:port",
+        )
+        self.assert_problem(
+            _data("[turn]\nredirect_above = -1"), "turn.redirect_above: must be >="
+        )
+        self.assertTrue(s.turn.tcp_relay)
+        self.assertFalse(self.parse("[turn]\ntcp_relay = false").turn.tcp_relay)
+
+    def test_proxy_protocol_needs_trusted_networks(self) -> None:
+        """PROXY protocol on a listener requires valid proxy_trusted networks."""
+        s = self.parse(
+            "[bind.ice]\ntcp_proxy_protocol = true\nproxy_trusted = ['10.0.0.0/8']"
+        )
+        self.assertTrue(s.bind.ice.tcp_proxy_protocol)
+        self.assertFalse(s.bind.ice.tls_proxy_protocol)
+        self.assert_problem(
+            _data("[bind.ice]\ntls_proxy_protocol = true"),
+            "bind.ice.proxy_trusted: PROXY protocol is on but no network is trusted",
+        )
+        self.assert_problem(
+            _data("[bind.ice]\nproxy_trusted = ['lb.example']"),
+            "bind.ice.proxy_trusted: 'lb.example' is not an IP network",
+        )
+
     def test_filter_level(self) -> None:
         """The first filter_level item must be a known level."""
         s = self.parse("[observability]\nfilter_level = 'debug,actrix=info'")

@@ -103,6 +103,8 @@ class Harness:
         validator: CredentialValidator | None = None,
         realms: RealmDirectory | None = None,
         software: str = "actrix-test",
+        drain_probe: Any = None,
+        tcp_openers: Any = None,
     ) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
@@ -113,7 +115,7 @@ class Harness:
             self.clock,
             self.config.realm,
             users=self.config.users,
-            rest_secret=self.config.static_auth_secret,
+            rest_secrets=self.config.rest_secrets,
             validator=validator,
             realms=realms,
         )
@@ -125,6 +127,8 @@ class Harness:
             self.relays,
             relay_bind_ip="0.0.0.0",
             software=software,
+            drain_probe=drain_probe,
+            tcp_openers=tcp_openers,
         )
         self.service.startService()
 

@@ -398,6 +398,7 @@ def _build_signaling(wiring: Wiring) -> None:
     from actrix.core.config import ENABLE_SIGNALING
     from actrix.signaling.analyzer import ProcessAnalyzer
     from actrix.signaling.compat import CompatibilityCache
+    from actrix.signaling.local_directory import LocalDirectory
     from actrix.signaling.metrics import SignalingMetrics
     from actrix.signaling.protoc_pool import ProtocPool
     from actrix.signaling.protocol import SignalingFactory
@@ -430,12 +431,14 @@ def _build_signaling(wiring: Wiring) -> None:
     protoc_pool = ProtocPool(reactor)
     protoc_pool.setName("protoc")
     wiring.root.add_background(protoc_pool)
+    store = SignalingStore(database)
+    directory = LocalDirectory(reactor, store)
     service = SignalingService(
         clock=reactor,
         realms=wiring.realms,
         validator=wiring.credential_validator,
         issuer=issuer,
-        store=SignalingStore(database),
+        store=store,
         compat=CompatibilityCache(
             reactor, ProcessAnalyzer(protoc_pool, reactor, threads=reactor)
         ),
@@ -443,9 +446,10 @@ def _build_signaling(wiring: Wiring) -> None:
         heartbeat_timeout=config.heartbeat_timeout_secs,
         max_acl_principals=config.max_acl_principals,
         reconnect_window=config.reconnect_window_secs,
+        directory=directory,
     )
     rows, specs = load_sync(database, int(reactor.seconds()))
-    service.restore_rows(rows, specs)
+    directory.load(rows, specs)
     wiring.root.add_session_service(service)
     factory = SignalingFactory(service, config, reactor, reactor)
     for timer in service.timers():

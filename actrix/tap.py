@@ -41,7 +41,9 @@ from actrix.core.tls import ServerTLS, TLSConfigError
 from actrix.root import ActrixService
 
 if TYPE_CHECKING:
+    from actrix.core.directory import ActorDirectory
     from actrix.ks.client import KeyServerClient
+    from actrix.signaling.store import SignalingStore
 
 log = Logger()
 
@@ -398,13 +400,11 @@ def _build_signaling(wiring: Wiring) -> None:
     from actrix.core.config import ENABLE_SIGNALING
     from actrix.signaling.analyzer import ProcessAnalyzer
     from actrix.signaling.compat import CompatibilityCache
-    from actrix.signaling.local_directory import LocalDirectory
     from actrix.signaling.metrics import SignalingMetrics
     from actrix.signaling.protoc_pool import ProtocPool
     from actrix.signaling.protocol import SignalingFactory
     from actrix.signaling.resource import build_resource
     from actrix.signaling.service import SignalingService
-    from actrix.signaling.store import STORE, SignalingStore, load_sync
 
     settings, reactor = wiring.settings, wiring.reactor
     config = settings.services.signaling
@@ -424,15 +424,12 @@ def _build_signaling(wiring: Wiring) -> None:
         )
         wiring.root.add_background(client)
         issuer = client
-    database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
-    wiring.root.add_database(database)
+    directory, store = _build_directory(wiring, config.heartbeat_timeout_secs)
     metrics = SignalingMetrics()
     # Spec .proto text is compiled in bounded worker processes, never here.
     protoc_pool = ProtocPool(reactor)
     protoc_pool.setName("protoc")
     wiring.root.add_background(protoc_pool)
-    store = SignalingStore(database)
-    directory = LocalDirectory(reactor, store)
     service = SignalingService(
         clock=reactor,
         realms=wiring.realms,
@@ -448,8 +445,6 @@ def _build_signaling(wiring: Wiring) -> None:
         reconnect_window=config.reconnect_window_secs,
         directory=directory,
     )
-    rows, specs = load_sync(database, int(reactor.seconds()))
-    directory.load(rows, specs)
     wiring.root.add_session_service(service)
     factory = SignalingFactory(service, config, reactor, reactor)
     for timer in service.timers():
@@ -457,6 +452,43 @@ def _build_signaling(wiring: Wiring) -> None:
     wiring.root.add_background(TimerService(30.0, factory.prune_limits))
     wiring.site.mount("signaling", build_resource(factory))
     wiring.metrics.register(metrics)
+
+
+def _build_directory(
+    wiring: Wiring, heartbeat_timeout: float
+) -> tuple[ActorDirectory, SignalingStore | None]:
+    """The actor directory: Redis when ``[redis]`` is configured, else local.
+
+    The local one is the memory registry with its SQLite (or PostgreSQL)
+    write-behind, loaded from the store before anything listens.
+    """
+    from actrix.signaling.local_directory import LocalDirectory
+    from actrix.signaling.store import STORE, SignalingStore, load_sync
+
+    settings, reactor = wiring.settings, wiring.reactor
+    if settings.redis is not None:
+        from actrix.core.redis_client import RedisClient
+        from actrix.core.redis_directory import RedisDirectory, new_node_id
+
+        client = RedisClient(settings.redis)
+        wiring.root.add_background(client)
+        node_id = new_node_id()
+        log.info("signaling directory on Redis as node {node}", node=node_id)
+        shared = RedisDirectory(
+            client,
+            reactor,
+            node_id,
+            heartbeat_timeout,
+            settings.redis.key_prefix,
+        )
+        return shared, None
+    database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
+    wiring.root.add_database(database)
+    store = SignalingStore(database)
+    local = LocalDirectory(reactor, store)
+    rows, specs = load_sync(database, int(reactor.seconds()))
+    local.load(rows, specs)
+    return local, store
 
 
 def _add_http_listener(wiring: Wiring) -> None:

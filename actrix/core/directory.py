@@ -121,15 +121,23 @@ class ActorDirectory(Protocol):
         """Record a Ping; the new entry, or None if the actor is unknown."""
 
     async def set_online(
-        self, key: ActorKey, online: bool, now: float | None = None
+        self,
+        key: ActorKey,
+        online: bool,
+        now: float | None = None,
+        session: int | None = None,
     ) -> ActorEntry | None:
         """Flip the online flag (and, with ``now``, refresh the heartbeat).
 
-        Returns the new entry only when the flag changed.
+        With ``session`` this process's session of that id now holds the
+        actor (a reconnect). Returns the new entry only when the flag changed.
         """
 
     async def remove(self, key: ActorKey) -> ActorEntry | None:
         """Drop an actor; its entry if it had one."""
+
+    async def fetch_spec(self, actr_type: actr_pb2.ActrType, fingerprint: str) -> None:
+        """Make :meth:`client_spec` able to answer this key from memory."""
 
     async def expire(self, now: float, timeout: float) -> list[ActorEntry]:
         """Drop the entries silent for more than ``timeout`` s; returns them."""

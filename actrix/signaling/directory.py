@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from actrix.core.actrid import type_key
+from actrix.core.actrid import normalize_version, type_key
 from actrix.core.interfaces import Claims
 from actrix.proto import signaling_pb2
 from actrix.signaling import messages as m
@@ -118,6 +118,8 @@ class Directory:
         source = envelope.actr_to_server.source
         request = envelope.actr_to_server.route_candidates_request
         target = request.target_type
+        if normalize_version(request.client_fingerprint) is not None:
+            await self._ctx.directory.fetch_spec(target, request.client_fingerprint)
         entries = await self._ctx.directory.of_type(
             source.realm.realm_id, target.manufacturer, target.name
         )

@@ -114,21 +114,30 @@ class LocalDirectory:
         return entry
 
     async def set_online(
-        self, key: ActorKey, online: bool, now: float | None = None
+        self,
+        key: ActorKey,
+        online: bool,
+        now: float | None = None,
+        session: int | None = None,
     ) -> ActorEntry | None:
         entry = self._registry.get(key)
         if entry is None:
             return None
         changed = entry.online != online
-        if not changed and now is None:
+        if not changed and now is None and session is None:
             return None
         entry = attrs.evolve(
             entry,
             online=online,
             last_heartbeat=entry.last_heartbeat if now is None else now,
+            node=self._node_id if session is not None else entry.node,
+            session=entry.session if session is None else session,
         )
         self._registry.add(entry)
         return entry if changed else None
+
+    async def fetch_spec(self, actr_type: actr_pb2.ActrType, fingerprint: str) -> None:
+        """The spec index is all in memory already."""
 
     async def remove(self, key: ActorKey) -> ActorEntry | None:
         entry = self._registry.remove(key)

@@ -117,14 +117,20 @@ class PresenceEvents:
         self._directory = directory
 
     async def set_online(
-        self, key: ActorKey, online: bool, reason: str, now: float | None = None
+        self,
+        key: ActorKey,
+        online: bool,
+        reason: str,
+        now: float | None = None,
+        session: int | None = None,
     ) -> ActorEntry | None:
         """Write an actor's online flag and announce a change (no-op if equal).
 
-        With ``now`` the heartbeat is refreshed as well. Returns the new entry
-        when the flag changed.
+        With ``now`` the heartbeat is refreshed as well, with ``session`` the
+        entry names that session of this process. Returns the new entry when
+        the flag changed.
         """
-        entry = await self._directory.set_online(key, online, now)
+        entry = await self._directory.set_online(key, online, now, session)
         if entry is not None:
             await self.notify(entry.actr_id, up=online, reason=reason)
         return entry

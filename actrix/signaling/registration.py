@@ -194,7 +194,11 @@ class Registration:
             and self._ctx.sessions.bound(key) is session
         ):
             await self._ctx.presence.set_online(
-                key, True, "reconnected", now=self._ctx.clock.seconds()
+                key,
+                True,
+                "reconnected",
+                now=self._ctx.clock.seconds(),
+                session=session.id,
             )
         log.info("actor {actor} reconnected", actor=label)
         return True

@@ -130,6 +130,7 @@ class SignalingService(Service):
             "error": queries.client_error,
         }
         self._all_closed: Deferred[None] | None = None
+        self._writes: set[Deferred[object]] = set()
         self.metrics.open_connections = sessions.__len__
         self.metrics.online_by_realm = directory.online_by_realm
         self.setName("signaling")
@@ -187,14 +188,20 @@ class SignalingService(Service):
         await self._presence_events.set_online(key, False, "disconnected")
         self._went_offline(key)
 
-    @staticmethod
-    def _spawn(work: Coroutine[Any, Any, object], what: str) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, object], what: str) -> None:
         """Run a directory write started by a synchronous caller; log failures.
 
-        With the local directory it completes before this returns.
+        With the local directory it completes before this returns; a shared
+        one's writes are awaited by :meth:`stopService`.
         """
         d = Deferred.fromCoroutine(work)
         d.addErrback(lambda f: log.failure("while {what}", f, what=what))
+        if not d.called:
+            self._writes.add(d)
+            d.addBoth(self._written, d)
+
+    def _written(self, result: object, d: Deferred[object]) -> None:
+        self._writes.discard(d)
 
     # ------------------------------------------------------------------
     # Reconnect window
@@ -403,6 +410,8 @@ class SignalingService(Service):
                 )
                 for session in self._sessions:
                     session.connection.abort()
+        while self._writes:
+            await next(iter(self._writes))
         await self.flush()
 
 

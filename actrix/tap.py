@@ -41,6 +41,7 @@ from actrix.core.tls import ServerTLS, TLSConfigError
 from actrix.root import ActrixService
 
 if TYPE_CHECKING:
+    from actrix.core.bus import Bus
     from actrix.core.directory import ActorDirectory
     from actrix.ks.client import KeyServerClient
     from actrix.signaling.store import SignalingStore
@@ -424,7 +425,7 @@ def _build_signaling(wiring: Wiring) -> None:
         )
         wiring.root.add_background(client)
         issuer = client
-    directory, store = _build_directory(wiring, config.heartbeat_timeout_secs)
+    directory, bus, store = _build_directory(wiring, config.heartbeat_timeout_secs)
     metrics = SignalingMetrics()
     # Spec .proto text is compiled in bounded worker processes, never here.
     protoc_pool = ProtocPool(reactor)
@@ -444,6 +445,7 @@ def _build_signaling(wiring: Wiring) -> None:
         max_acl_principals=config.max_acl_principals,
         reconnect_window=config.reconnect_window_secs,
         directory=directory,
+        bus=bus,
     )
     wiring.root.add_session_service(service)
     factory = SignalingFactory(service, config, reactor, reactor)
@@ -456,7 +458,7 @@ def _build_signaling(wiring: Wiring) -> None:
 
 def _build_directory(
     wiring: Wiring, heartbeat_timeout: float
-) -> tuple[ActorDirectory, SignalingStore | None]:
+) -> tuple[ActorDirectory, Bus | None, SignalingStore | None]:
     """The actor directory: Redis when ``[redis]`` is configured, else local.
 
     The local one is the memory registry with its SQLite (or PostgreSQL)
@@ -467,12 +469,15 @@ def _build_directory(
 
     settings, reactor = wiring.settings, wiring.reactor
     if settings.redis is not None:
+        from actrix.core.redis_bus import RedisBus
         from actrix.core.redis_client import RedisClient
         from actrix.core.redis_directory import RedisDirectory, new_node_id
 
         client = RedisClient(settings.redis)
         wiring.root.add_background(client)
         node_id = new_node_id()
+        bus = RedisBus(client, node_id, reactor)
+        wiring.root.add_background(bus)
         log.info("signaling directory on Redis as node {node}", node=node_id)
         shared = RedisDirectory(
             client,
@@ -481,14 +486,14 @@ def _build_directory(
             heartbeat_timeout,
             settings.redis.key_prefix,
         )
-        return shared, None
+        return shared, bus, None
     database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
     wiring.root.add_database(database)
     store = SignalingStore(database)
     local = LocalDirectory(reactor, store)
     rows, specs = load_sync(database, int(reactor.seconds()))
     local.load(rows, specs)
-    return local, store
+    return local, None, store
 
 
 def _add_http_listener(wiring: Wiring) -> None:

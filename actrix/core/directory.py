@@ -25,6 +25,9 @@ TypeId = tuple[str, str, bool, str]  # manufacturer, name, has version, version
 
 # Types one actor may watch at once; the table is keyed by client input.
 MAX_SUBSCRIPTIONS_PER_ACTOR = 1024
+# How often (s) a shared directory's ``beat`` runs: this process says it is
+# alive and takes over the actors of processes that stopped saying so.
+NODE_BEAT_INTERVAL = 1.0
 
 
 def type_id(actr_type: actr_pb2.ActrType) -> TypeId:
@@ -91,7 +94,14 @@ class ActorDirectory(Protocol):
     def node_id(self) -> str:
         """The id of this process in the directory (its entries carry it)."""
 
+    @property
+    def shared(self) -> bool:
+        """Whether other processes share this directory (actors may be elsewhere)."""
+
     # -- memory only (synchronous) -------------------------------------
+
+    def released(self, key: ActorKey) -> None:
+        """Another process now holds the actor: forget the copy held here."""
 
     def cached(self, key: ActorKey) -> ActorEntry | None:
         """The entry this process holds for ``key``, without asking anyone."""
@@ -141,6 +151,9 @@ class ActorDirectory(Protocol):
 
     async def expire(self, now: float, timeout: float) -> list[ActorEntry]:
         """Drop the entries silent for more than ``timeout`` s; returns them."""
+
+    async def beat(self, now: float) -> list[ActorEntry]:
+        """Keep this process known alive; drop and return dead processes' actors."""
 
     # -- reads ------------------------------------------------------------
 

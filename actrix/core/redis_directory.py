@@ -47,18 +47,24 @@ from actrix.proto import actr_pb2
 log = Logger()
 
 SPEC_TTL: Final = 7 * 24 * 3600
+# A node's liveness key lives this long (s; at most the heartbeat timeout);
+# the signaling service renews it every directory.NODE_BEAT_INTERVAL.
+NODE_TTL: Final = 5.0
 # Specs fetched for route negotiation stay in memory (oldest dropped first).
 MAX_CACHED_SPECS: Final = 1000
 
+# KEYS: entry, realm index, type index, counter, the node's actor set.
+# ARGV: ttl ms, serial, member in the node set, then field/value pairs.
 _REGISTER = Script("""
 local seq = redis.call('INCR', KEYS[4])
 local old = redis.call('HGET', KEYS[1], 'tidx')
 if old then redis.call('ZREM', old, ARGV[2]) end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'seq', seq, 'tidx', KEYS[3], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], 'seq', seq, 'tidx', KEYS[3], unpack(ARGV, 4))
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 redis.call('ZADD', KEYS[2], seq, ARGV[2])
 redis.call('ZADD', KEYS[3], seq, ARGV[2])
+redis.call('SADD', KEYS[5], ARGV[3])
 return seq
 """)
 
@@ -70,33 +76,48 @@ if ARGV[1] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return redis.call('HGETALL', KEYS[1])
 """)
 
-# ARGV: online '1'/'0', ttl ms or '', then field/value pairs.
+# KEYS: entry, the node's actor set (used when ARGV[3] is a member).
+# ARGV: online '1'/'0', ttl ms or '', member or '', then field/value pairs.
 # Returns {previous online flag, fields} or nil.
 _SET_ONLINE = Script("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
 local before = redis.call('HGET', KEYS[1], 'on')
-redis.call('HSET', KEYS[1], 'on', ARGV[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], 'on', ARGV[1], unpack(ARGV, 4))
+if ARGV[3] ~= '' then redis.call('SADD', KEYS[2], ARGV[3]) end
 if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return {before, redis.call('HGETALL', KEYS[1])}
 """)
 
-# KEYS: entry, realm index. ARGV: serial, node or '' (remove only if it holds
-# the actor), session or ''. Returns the removed fields or nil.
+# KEYS: entry, realm index. ARGV: serial, node or '' (remove only if that
+# node holds the actor), session or '' (and on that session), node set prefix,
+# member. Returns the removed fields, nil if there was no entry, or 0 if
+# another node or session holds the actor.
 _REMOVE = Script("""
 local fields = redis.call('HGETALL', KEYS[1])
 if #fields == 0 then
   redis.call('ZREM', KEYS[2], ARGV[1])
   return nil
 end
-if ARGV[2] ~= '' then
-  local holder = redis.call('HMGET', KEYS[1], 'node', 'sess')
-  if holder[1] ~= ARGV[2] or holder[2] ~= ARGV[3] then return nil end
-end
+local holder = redis.call('HMGET', KEYS[1], 'node', 'sess')
+if ARGV[2] ~= '' and holder[1] ~= ARGV[2] then return 0 end
+if ARGV[3] ~= '' and holder[2] ~= ARGV[3] then return 0 end
 local tidx = redis.call('HGET', KEYS[1], 'tidx')
 if tidx then redis.call('ZREM', tidx, ARGV[1]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('DEL', KEYS[1])
+if holder[1] then redis.call('SREM', ARGV[4] .. holder[1], ARGV[5]) end
 return fields
+""")
+
+# KEYS: the nodes set, the node's liveness key, its actor set. ARGV: its id.
+# For the one caller that takes a dead node over: the members of its actor
+# set (which is deleted); for everyone else nil.
+_TAKE_OVER = Script("""
+if redis.call('EXISTS', KEYS[2]) == 1 then return nil end
+if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return nil end
+local members = redis.call('SMEMBERS', KEYS[3])
+redis.call('DEL', KEYS[3])
+return members
 """)
 
 # KEYS: an index. ARGV: the entry key prefix. Every live entry, index order.
@@ -289,6 +310,7 @@ class RedisDirectory:
         self._clock = clock
         self._node_id = node_id
         self._ttl_ms = str(max(1, int(heartbeat_timeout * 1000)))
+        self._node_ttl_ms = str(int(min(heartbeat_timeout, NODE_TTL) * 1000))
         self._p = prefix
         self._local: dict[ActorKey, ActorEntry] = {}
         self._local_subscriptions: dict[ActorKey, int] = {}
@@ -314,14 +336,30 @@ class RedisDirectory:
     def _spec_key(self, token: str) -> str:
         return f"{self._p}spec:{token}"
 
+    def _node_actors_key(self, node: str) -> str:
+        return f"{self._p}n:{node}"
+
+    def _node_alive_key(self, node: str) -> str:
+        return f"{self._p}node:{node}"
+
+    def _remove_args(self, key: ActorKey, node: str, session: str) -> list[str]:
+        return [str(key[1]), node, session, f"{self._p}n:", f"{key[0]}:{key[1]}"]
+
     # -- memory only ------------------------------------------------------
 
     @property
     def node_id(self) -> str:
         return self._node_id
 
+    @property
+    def shared(self) -> bool:
+        return True
+
     def cached(self, key: ActorKey) -> ActorEntry | None:
         return self._local.get(key)
+
+    def released(self, key: ActorKey) -> None:
+        self._local.pop(key, None)
 
     def online_by_realm(self) -> dict[int, int]:
         counts: dict[int, int] = {}
@@ -377,8 +415,9 @@ class RedisDirectory:
                 self._realm_key(key[0]),
                 self._type_key(key[0], t.manufacturer, t.name),
                 f"{self._p}seq",
+                self._node_actors_key(self._node_id),
             ],
-            [self._ttl_ms, str(key[1]), *encode_entry(entry)],
+            [self._ttl_ms, str(key[1]), f"{key[0]}:{key[1]}", *encode_entry(entry)],
         )
         self._local[key] = entry
         if entry.service_spec is not None:
@@ -434,12 +473,19 @@ class RedisDirectory:
         fields: list[bytes | str] = []
         if now is not None:
             fields += ["hb", repr(now)]
+        member = ""
         if session is not None:
             fields += ["node", self._node_id, "sess", str(session)]
+            member = f"{key[0]}:{key[1]}"
         reply = await self._redis.run(
             _SET_ONLINE,
-            [self._entry_key(key)],
-            ["1" if online else "0", "" if now is None else self._ttl_ms, *fields],
+            [self._entry_key(key), self._node_actors_key(self._node_id)],
+            [
+                "1" if online else "0",
+                "" if now is None else self._ttl_ms,
+                member,
+                *fields,
+            ],
         )
         if not reply:
             return None
@@ -453,9 +499,9 @@ class RedisDirectory:
         reply = await self._redis.run(
             _REMOVE,
             [self._entry_key(key), self._realm_key(key[0])],
-            [str(key[1]), "", ""],
+            self._remove_args(key, "", ""),
         )
-        return self._decode(reply)
+        return self._decode(reply) if reply else None
 
     async def expire(self, now: float, timeout: float) -> list[ActorEntry]:
         """Drop this node's actors silent for too long (Redis expires the rest)."""
@@ -467,11 +513,57 @@ class RedisDirectory:
             reply = await self._redis.run(
                 _REMOVE,
                 [self._entry_key(key), self._realm_key(key[0])],
-                [str(key[1]), self._node_id, str(entry.session)],
+                self._remove_args(key, self._node_id, str(entry.session)),
             )
-            if reply or entry.online:
+            # 0: another node or socket holds the actor now; nothing expired.
+            if reply != 0:
                 expired.append(entry)
         return expired
+
+    async def beat(self, now: float) -> list[ActorEntry]:
+        """Say this node is alive; drop the actors of nodes that stopped saying so.
+
+        The liveness key lives :data:`NODE_TTL` seconds (at most the heartbeat
+        timeout), so the actors of a node killed with -9 leave within it, and
+        the caller announces them down. One node takes each dead one over.
+        """
+        nodes = f"{self._p}nodes"
+        await self._redis.command(
+            "SET", self._node_alive_key(self._node_id), "1", "PX", self._node_ttl_ms
+        )
+        await self._redis.command("SADD", nodes, self._node_id)
+        gone: list[ActorEntry] = []
+        for raw in await self._redis.command("SMEMBERS", nodes) or []:
+            node = raw.decode("utf-8", "replace")
+            if node == self._node_id:
+                continue
+            members = await self._redis.run(
+                _TAKE_OVER,
+                [nodes, self._node_alive_key(node), self._node_actors_key(node)],
+                [node],
+            )
+            if members is None:
+                continue
+            log.info(
+                "node {node} stopped; dropping its {count} actors",
+                node=node,
+                count=len(members),
+            )
+            for member in members:
+                try:
+                    realm, serial = (int(x) for x in member.split(b":"))
+                except ValueError:
+                    continue
+                key = (realm, serial)
+                reply = await self._redis.run(
+                    _REMOVE,
+                    [self._entry_key(key), self._realm_key(realm)],
+                    self._remove_args(key, node, ""),
+                )
+                entry = self._decode(reply) if reply else None
+                if entry is not None:
+                    gone.append(entry)
+        return gone
 
     # -- reads ------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
+from actrix.core.bus import Bus
 from actrix.core.directory import ActorDirectory
 from actrix.core.interfaces import RealmDirectory
 from actrix.signaling.metrics import SignalingMetrics
@@ -20,11 +21,12 @@ from actrix.signaling.sessions import Sessions
 
 @attrs.frozen
 class FlowContext:
-    """Clock, realms, actor directory, sessions, presence events and metrics."""
+    """Clock, realms, actor directory, bus, sessions, presence events and metrics."""
 
     clock: IReactorTime
     realms: RealmDirectory
     directory: ActorDirectory
+    bus: Bus
     sessions: Sessions
     presence: PresenceEvents
     metrics: SignalingMetrics

@@ -67,6 +67,17 @@ class LocalDirectory:
     def node_id(self) -> str:
         return self._node_id
 
+    @property
+    def shared(self) -> bool:
+        return False
+
+    def released(self, key: ActorKey) -> None:
+        """No other process can take an actor over."""
+
+    async def beat(self, now: float) -> list[ActorEntry]:
+        """No other processes to watch."""
+        return []
+
     def cached(self, key: ActorKey) -> ActorEntry | None:
         return self._registry.get(key)
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from twisted.internet.interfaces import IReactorTime
 
 from actrix.core.actrid import type_key
+from actrix.core.bus import DELIVER, Bus, BusMessage
 from actrix.core.directory import (
     MAX_SUBSCRIPTIONS_PER_ACTOR,
     ActorDirectory,
@@ -23,7 +24,7 @@ from actrix.core.directory import (
     type_id,
 )
 from actrix.core.interfaces import RealmDirectory
-from actrix.proto import actr_pb2
+from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling import messages as m
 from actrix.signaling.sessions import Sessions
 
@@ -110,11 +111,13 @@ class PresenceEvents:
         realms: RealmDirectory,
         sessions: Sessions,
         directory: ActorDirectory,
+        bus: Bus | None = None,
     ) -> None:
         self._clock = clock
         self._realms = realms
         self._sessions = sessions
         self._directory = directory
+        self._bus = bus
 
     async def set_online(
         self,
@@ -153,7 +156,7 @@ class PresenceEvents:
             ):
                 continue
             session = self._sessions.bound(key)
-            if session is None:
+            if session is None and (self._bus is None or not self._bus.shared):
                 continue
             push, body = m.to_actor(now, subscriber.actr_id)
             if up:
@@ -162,9 +165,29 @@ class PresenceEvents:
                 event = body.actr_down_event
                 event.actor_id.CopyFrom(actr_id)
                 event.reason = reason
-            if self._sessions.send(session, push):
+            if session is not None:
+                if self._sessions.send(session, push):
+                    sent += 1
+            elif await self._send_remote(key, push):
                 sent += 1
         return sent
+
+    async def _send_remote(
+        self, key: ActorKey, push: signaling_pb2.SignalingEnvelope
+    ) -> bool:
+        """Hand an event to the node holding subscriber ``key``'s socket."""
+        assert self._bus is not None  # noqa: S101  # checked by the caller
+        entry = await self._directory.lookup(key)
+        if entry is None or not entry.online or entry.node == self._bus.node_id:
+            return False
+        message = BusMessage(
+            DELIVER,
+            key,
+            entry.session,
+            push.SerializeToString(),
+            origin=self._bus.node_id,
+        )
+        return await self._bus.send(entry.node, message)
 
 
 __all__ = [

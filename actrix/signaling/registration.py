@@ -19,6 +19,7 @@ from typing import Final
 from twisted.logger import Logger
 
 from actrix.core.actrid import actr_id_repr, type_key
+from actrix.core.bus import KICK, BusMessage
 from actrix.core.directory import ActorEntry, ActorKey, Heartbeat
 from actrix.core.interfaces import (
     AclRegistry,
@@ -188,6 +189,11 @@ class Registration:
             )
         self._ctx.sessions.bind(session, actr_id, credential)
         entry = await self._ctx.directory.lookup(key)
+        bus = self._ctx.bus
+        if entry is not None and entry.node not in ("", bus.node_id):
+            # The actor's old socket is on another node: that node closes it.
+            kick = BusMessage(KICK, key, entry.session, origin=bus.node_id)
+            await bus.send(entry.node, kick)
         if (
             entry is not None
             and not session.closed

@@ -37,7 +37,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from actrix.core.directory import ActorDirectory, ActorKey
+from actrix.core.bus import KICK, NEGOTIATE, Bus, BusMessage, LocalBus
+from actrix.core.directory import NODE_BEAT_INTERVAL, ActorDirectory, ActorKey
 from actrix.core.interfaces import (
     Claims,
     CredentialValidator,
@@ -90,8 +91,12 @@ class SignalingService(Service):
         max_acl_principals: int = MAX_ACL_PRINCIPALS,
         reconnect_window: float = RECONNECT_WINDOW,
         directory: ActorDirectory | None = None,
+        bus: Bus | None = None,
     ) -> None:
-        """``directory`` defaults to a :class:`LocalDirectory` over ``store``."""
+        """``directory`` defaults to a :class:`LocalDirectory` over ``store``.
+
+        ``bus`` (default: a :class:`LocalBus`) reaches actors on other nodes.
+        """
         self._clock = clock
         self._departures = Departures(reconnect_window)
         self._departure_call: IDelayedCall | None = None
@@ -101,13 +106,18 @@ class SignalingService(Service):
             directory = LocalDirectory(clock, store)
         self.directory = directory
         directory.on_restored(self._went_offline)
+        if bus is None:
+            bus = LocalBus(directory.node_id)
+        self._bus = bus
+        bus.listen(self._on_bus)
         self._sessions = sessions = Sessions(clock, metrics)
         self._checks = MessageChecks(realms, validator, sessions)
-        self._presence_events = PresenceEvents(clock, realms, sessions, directory)
+        self._presence_events = PresenceEvents(clock, realms, sessions, directory, bus)
         context = FlowContext(
             clock=clock,
             realms=realms,
             directory=directory,
+            bus=bus,
             sessions=sessions,
             presence=self._presence_events,
             metrics=metrics,
@@ -202,6 +212,40 @@ class SignalingService(Service):
 
     def _written(self, result: object, d: Deferred[object]) -> None:
         self._writes.discard(d)
+
+    # ------------------------------------------------------------------
+    # Other nodes
+
+    def _on_bus(self, message: BusMessage) -> None:
+        """A message another node sent for an actor whose socket is here."""
+        if message.kind == NEGOTIATE:
+            self._relays.negotiated_here(message)
+            return
+        session = self._sessions.bound(message.key)
+        if message.kind == KICK:
+            if session is not None and session.id == message.session:
+                self._sessions.detach(session)
+                self.directory.released(message.key)
+                session.connection.close_session(
+                    REPLACED_CODE, "replaced by a new connection"
+                )
+            return
+        if session is None:
+            self.metrics.relays["remote_no_target"] += 1
+            return
+        envelope = signaling_pb2.SignalingEnvelope()
+        envelope.ParseFromString(message.payload)
+        self._sessions.send(session, envelope)
+
+    async def _beat(self) -> None:
+        """Stay known alive; announce the actors of nodes that died as expired."""
+        gone = await self.directory.beat(self._clock.seconds())
+        for entry in gone:
+            if entry.online:
+                await self._presence_events.notify(
+                    entry.actr_id, up=False, reason="expired"
+                )
+            await self.directory.forget_subscriptions(entry.key)
 
     # ------------------------------------------------------------------
     # Reconnect window
@@ -354,8 +398,15 @@ class SignalingService(Service):
         await self.directory.sweep()
 
     def timers(self) -> list[TimerService]:
-        """Write-behind flush (1 s), heartbeat expiry (30 s), TTL sweep (300 s)."""
+        """Write-behind flush (1 s), heartbeat expiry (30 s), TTL sweep (300 s).
+
+        With a shared directory also the node beat (1 s).
+        """
+        beat = []
+        if self.directory.shared:
+            beat = [TimerService(NODE_BEAT_INTERVAL, self._tick, self._beat, "beating")]
         return [
+            *beat,
             TimerService(
                 FLUSH_INTERVAL, self._tick, self.flush, "flushing the registry"
             ),

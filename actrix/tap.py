@@ -474,10 +474,10 @@ def _build_directory(
         from actrix.core.redis_directory import RedisDirectory, new_node_id
 
         client = RedisClient(settings.redis)
-        wiring.root.add_background(client)
+        wiring.root.add_connection(client)
         node_id = new_node_id()
         bus = RedisBus(client, node_id, reactor)
-        wiring.root.add_background(bus)
+        wiring.root.add_connection(bus)
         log.info("signaling directory on Redis as node {node}", node=node_id)
         shared = RedisDirectory(
             client,

@@ -92,6 +92,9 @@ class Bus(Protocol):
     def listen(self, handler: Handler) -> None:
         """Call ``handler`` with every message sent to this node."""
 
+    async def ready(self) -> None:
+        """Return once messages sent to this node reach it (after startup)."""
+
     async def send(self, node: str, message: BusMessage) -> bool:
         """Send to ``node``; False when no process of that node is listening."""
 
@@ -113,6 +116,9 @@ class LocalBus:
 
     def listen(self, handler: Handler) -> None:
         self._handler = handler
+
+    async def ready(self) -> None:
+        """Always: the handler is called in place."""
 
     async def send(self, node: str, message: BusMessage) -> bool:
         if node != self._node_id or self._handler is None:

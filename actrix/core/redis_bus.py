@@ -38,16 +38,25 @@ class _ListenerFactory(txredisapi.SubscriberFactory):  # type: ignore[misc]  # u
         self.charset = None
         self.convertNumbers = False
         self.replyTimeout = None
+        # Connection failures are logged by _not_subscribed; this one would
+        # otherwise end as an unhandled error when stopped while connecting.
+        self.deferred.addErrback(lambda failure: None)
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = super().buildProtocol(addr)
-        protocol.whenConnected().addCallback(self._subscribe)
+        d = protocol.whenConnected()
+        d.addCallback(self._subscribe)
+        d.addErrback(self._not_subscribed)
         return protocol
 
     def _subscribe(self, connection: Any) -> Any:
         d = connection.subscribe(self.bus.channel(self.bus.node_id))
-        d.addErrback(lambda f: log.warn("bus subscribe failed: {e}", e=f.value))
+        d.addCallback(lambda _: self.bus.subscribed())
         return d
+
+    def _not_subscribed(self, failure: Any) -> None:
+        if not self.stopped:
+            log.warn("bus subscribe failed: {error}", error=str(failure.value))
 
 
 class RedisBus(Service):
@@ -59,6 +68,8 @@ class RedisBus(Service):
         self._node_id = node_id
         self._handler: Handler | None = None
         self._factory: _ListenerFactory | None = None
+        self._subscribed = False
+        self._waiting: list[Deferred[None]] = []
         self.setName("redis-bus")
 
     @property
@@ -75,6 +86,23 @@ class RedisBus(Service):
 
     def listen(self, handler: Handler) -> None:
         self._handler = handler
+
+    def subscribed(self) -> None:
+        """The channel subscription is active (first time, or after a reconnect)."""
+        if not self._subscribed:
+            log.info("bus listening on {channel}", channel=self.channel(self.node_id))
+        self._subscribed = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    async def ready(self) -> None:
+        """Wait for the first subscription, so nothing sent here is lost."""
+        if self._subscribed:
+            return
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        await d
 
     def received(self, data: Any) -> None:
         if self._handler is None:

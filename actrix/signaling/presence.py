@@ -176,18 +176,16 @@ class PresenceEvents:
         self, key: ActorKey, push: signaling_pb2.SignalingEnvelope
     ) -> bool:
         """Hand an event to the node holding subscriber ``key``'s socket."""
-        assert self._bus is not None  # noqa: S101  # checked by the caller
+        bus = self._bus
+        if bus is None:
+            return False
         entry = await self._directory.lookup(key)
-        if entry is None or not entry.online or entry.node == self._bus.node_id:
+        if entry is None or not entry.online or entry.node == bus.node_id:
             return False
         message = BusMessage(
-            DELIVER,
-            key,
-            entry.session,
-            push.SerializeToString(),
-            origin=self._bus.node_id,
+            DELIVER, key, entry.session, push.SerializeToString(), origin=bus.node_id
         )
-        return await self._bus.send(entry.node, message)
+        return await bus.send(entry.node, message)
 
 
 __all__ = [

@@ -101,6 +101,8 @@ class Registration:
                 actor=actr_id_repr(actr_id),
             )
             return
+        # Name this node in the directory only once it can hear other nodes.
+        await self._ctx.bus.ready()
         now = self._ctx.clock.seconds()
         await self._ctx.directory.register(
             _new_entry(request, actr_id, now, session.id)
@@ -188,6 +190,7 @@ class Registration:
                 REPLACED_CODE, "replaced by a new connection"
             )
         self._ctx.sessions.bind(session, actr_id, credential)
+        await self._ctx.bus.ready()
         entry = await self._ctx.directory.lookup(key)
         bus = self._ctx.bus
         if entry is not None and entry.node not in ("", bus.node_id):

@@ -11,11 +11,22 @@ of a process killed with -9.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
+import signal
+import socket
+import sys
 from pathlib import Path
+from typing import Any
 
 import attrs
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IProcessTransport
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from actrix import cli
@@ -40,9 +51,11 @@ from tests.pgcluster import PgCluster, storage_toml
 from tests.redisserver import RedisServer
 from tests.signaling_client import SignalingClient
 
+TWISTD = str(Path(sys.executable).parent / "twistd")
 
-class TwoNodeTests(TestCase):
-    """Discovery, routes, relays, roles and presence across two nodes."""
+
+class ClusterCase(TestCase):
+    """Two in-process nodes on the shared PostgreSQL and Redis of one test."""
 
     timeout = 30
 
@@ -51,16 +64,27 @@ class TwoNodeTests(TestCase):
         cluster = PgCluster.get()
         self.pg = cluster.config()
         self.addCleanup(cluster.drop_schemas, self.pg.schema_prefix)
-        config = Path(self.mktemp()).resolve()
-        config.mkdir(parents=True)
-        path = config / "actrix.toml"
-        text = config_text(config / "db", SIGNALING_AIS_KS) + storage_toml(self.pg)
-        path.write_text(text)
+        path = self.config_file()
         out, err = io.StringIO(), io.StringIO()
         argv = ["realm", "add", "-c", str(path), "--id", str(REALM), "--name", "x"]
         self.assertEqual(cli.run(argv, out, err), 0, err.getvalue())
         self.roots = [self.node() for _ in range(2)]
         self.ports = [http_port(root) for root in self.roots]
+
+    def config_file(self, port: int = 0) -> Path:
+        """A node's config file: the shared PostgreSQL and Redis, HTTP on ``port``."""
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir(parents=True)
+        text = config_text(directory / "db", SIGNALING_AIS_KS) + storage_toml(self.pg)
+        text += (
+            f'[redis]\nhost = "{self.redis.host}"\nport = {self.redis.port}\n'
+            f'key_prefix = "{self.redis.key_prefix}"\n'
+        )
+        if port:
+            text = text.replace("port = 0\n", f"port = {port}\n", 1)
+        path = directory / "actrix.toml"
+        path.write_text(text)
+        return path
 
     def node(self) -> ActrixService:
         settings = make_settings(
@@ -87,12 +111,32 @@ class TwoNodeTests(TestCase):
         self.assertTrue(response.HasField("success"), str(response))
         return client
 
+    async def until_discovered(self, client: SignalingClient, name: str) -> None:
+        """Wait until ``client``'s node lists type ``name`` to it.
+
+        ACL rows written by one node reach the others' caches through
+        PostgreSQL notifications, within a second; checks on the other node
+        (discovery, relay ACL, presence) see them after that.
+        """
+        for _ in range(60):
+            reply = await client.call(discovery_request=actr_pb2.DiscoveryRequest())
+            entries = reply.discovery_response.success.entries
+            if name in [e.actr_type.name for e in entries]:
+                return
+            await sleep(0.05)
+        self.fail(f"{name} never became visible")
+
+
+class TwoNodeTests(ClusterCase):
+    """Discovery, routes, relays, roles and presence across two nodes."""
+
     async def test_discovery_routes_and_spec_across_nodes(self) -> None:
         """An actor on node 0 is discovered, routed to and its spec read on node 1."""
         server = await self.registered(
             0, "echo", spec=spec("EchoService"), acl=allow(("acme", "caller"))
         )
         caller = await self.registered(1, "caller")
+        await self.until_discovered(caller, "echo")
         reply = await caller.call(discovery_request=actr_pb2.DiscoveryRequest())
         entries = reply.discovery_response.success.entries
         self.assertEqual([e.actr_type.name for e in entries], ["echo"])
@@ -113,6 +157,8 @@ class TwoNodeTests(TestCase):
         server = await self.registered(0, "svc", acl=allow(("acme", "caller")))
         caller = await self.registered(1, "caller", acl=allow(("acme", "svc")))
         assert server.actr_id is not None and caller.actr_id is not None
+        await self.until_discovered(caller, "svc")
+        await self.until_discovered(server, "caller")
         for i in range(3):
             caller.send_candidate(server.actr_id, f"candidate:{i}")
         received = [(await server.next_push()).actr_relay for _ in range(3)]
@@ -184,6 +230,7 @@ class TwoNodeTests(TestCase):
         # An allow row for watcher -> svc, the way svc's own Register would write it.
         await self.registered(1, "svc", acl=allow(("acme", "watcher")))
         await watcher.next_push()
+        await self.until_discovered(watcher, "svc")
         dead = await self.dead_node(self.redis)
         actr_id = new_actr_id(REALM, 4242, "acme", "svc")
         await dead.register(
@@ -239,3 +286,107 @@ class TwoNodeTests(TestCase):
         relay = (await moved.next_push()).actr_relay
         self.assertEqual(relay.ice_candidate.candidate, "candidate:moved")
         self.assertNotEqual(new_node_id(), new_node_id())
+
+
+class _Output(ProcessProtocol):
+    def __init__(self) -> None:
+        self.ended: Deferred[int] = Deferred()
+
+    def processEnded(self, reason: Failure) -> None:
+        value: Any = reason.value
+        code = getattr(value, "exitCode", None)
+        self.ended.callback(code if code is not None else -(value.signal or 0))
+
+
+class KilledNodeTests(ClusterCase):
+    """A twistd node killed with SIGKILL, and restarted, next to a live node."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.victim_port = int(probe.getsockname()[1])
+        self.victim_config = self.config_file(self.victim_port)
+
+    async def spawn(self) -> IProcessTransport:
+        """Start the twistd node and wait until it takes WebSockets."""
+        proto = _Output()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = str(Path(__file__).parents[2])
+        transport = reactor.spawnProcess(
+            proto,
+            TWISTD,
+            [
+                TWISTD,
+                "--nodaemon",
+                "--pidfile=",
+                "actrix",
+                "-c",
+                str(self.victim_config),
+            ],
+            env=env,
+            path=str(self.victim_config.parent),
+        )
+        self.addCleanup(lambda: proto.ended)
+        self.addCleanup(self.kill, transport)
+        for _ in range(300):
+            try:
+                probe = await SignalingClient.connect(reactor, self.victim_port)
+            except Exception:
+                await sleep(0.05)
+                continue
+            probe.drop()
+            return transport
+        self.fail("the twistd node did not start")
+
+    @staticmethod
+    def kill(transport: IProcessTransport) -> None:
+        with contextlib.suppress(ProcessExitedAlready):
+            transport.signalProcess(signal.SIGKILL)
+
+    async def victim_client(self) -> SignalingClient:
+        client = await SignalingClient.connect(reactor, self.victim_port)
+        self.addCleanup(client.drop)
+        return client
+
+    async def test_kill_9_expires_actors_and_restart_does_not_resurrect(self) -> None:
+        """SIGKILL a node: its actor goes down ('expired') within the liveness TTL.
+
+        The restarted node (same config, new incarnation) does not bring the
+        dead actor back: routes from either node no longer name it.
+        """
+        watcher = await self.registered(0, "watcher")
+        await watcher.call(
+            subscribe_actr_up_request=actr_pb2.SubscribeActrUpRequest(
+                target_type=target("svc")
+            )
+        )
+        transport = await self.spawn()
+        server = await self.victim_client()
+        response = await server.register(
+            REALM, name="svc", acl=allow(("acme", "watcher"), ("acme", "caller"))
+        )
+        self.assertTrue(response.HasField("success"), str(response))
+        up = (await watcher.next_push()).server_to_actr.actr_up_event
+        self.assertEqual(up.actor_id, server.actr_id)
+        # Either in-process node may take the dead one over: both see the ACL.
+        await self.until_discovered(watcher, "svc")
+        await self.until_discovered(await self.registered(1, "watcher"), "svc")
+        self.kill(transport)
+        killed = reactor.seconds()
+        down = (await watcher.next_push(NODE_TTL + 5)).server_to_actr.actr_down_event
+        self.assertEqual((down.actor_id, down.reason), (server.actr_id, "expired"))
+        self.assertLess(reactor.seconds() - killed, NODE_TTL + 3)
+        await self.spawn()
+        restarted = await self.victim_client()
+        response = await restarted.register(REALM, name="caller")
+        self.assertTrue(response.HasField("success"), str(response))
+        for caller in (await self.registered(1, "caller"), restarted):
+            reply = await caller.call(
+                route_candidates_request=actr_pb2.RouteCandidatesRequest(
+                    target_type=target("svc")
+                )
+            )
+            self.assertEqual(
+                list(reply.route_candidates_response.success.candidates), []
+            )

@@ -26,10 +26,11 @@ install: $(STAMP)
 install-test: $(TSTAMP) tools
 
 # Real clients and servers the integration tests drive: coturn's turnutils_*,
-# Debian's chromium (the rooms demo page through Playwright) and PostgreSQL's
+# Debian's chromium (the rooms demo page through Playwright), PostgreSQL's
 # initdb/pg_ctl (the tests start their own throwaway cluster; the package's
-# system cluster is stopped and disabled again). Needs root on a fresh Debian
-# machine; skipped quietly where the tools are already present.
+# system cluster is stopped and disabled again) and redis-server (the tests start
+# their own on a free port; the system instance is disabled). Needs root on a
+# fresh Debian machine; skipped quietly where the tools are already present.
 tools:
 	@command -v turnutils_uclient >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then \
@@ -47,6 +48,11 @@ tools:
 	    pg_lsclusters -h 2>/dev/null | while read -r version name _; do \
 	      pg_ctlcluster "$$version" "$$name" stop >/dev/null 2>&1 || true; done; \
 	  else echo "PostgreSQL missing and not root: PostgreSQL tests will skip (fail under CI=true)"; fi; }
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null; \
+	    systemctl disable --now redis-server >/dev/null 2>&1 || true; \
+	  else echo "redis-server missing and not root: Redis tests will skip (fail under CI=true)"; fi; }
 
 run: $(STAMP)
 	mkdir -p var

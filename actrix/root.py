@@ -31,13 +31,17 @@ class ActrixService(MultiService):
     def __init__(self, reactor: Any) -> None:
         super().__init__()
         self._reactor = reactor
+        # Connections to shared state (Redis) start first and stop last: the
+        # timers and sessions that use them are stopped by then.
+        self.connections = MultiService()
+        self.connections.setName("connections")
         self.background = MultiService()
         self.background.setName("background")
         self.sessions = MultiService()
         self.sessions.setName("sessions")
         self.listeners = MultiService()
         self.listeners.setName("listeners")
-        for group in (self.background, self.sessions, self.listeners):
+        for group in (self.connections, self.background, self.sessions, self.listeners):
             group.setServiceParent(self)
         self.databases: list[Database] = []
         self.reload_hooks: list[Any] = []
@@ -53,6 +57,10 @@ class ActrixService(MultiService):
 
     def add_background(self, service: IService) -> None:
         service.setServiceParent(self.background)
+
+    def add_connection(self, service: IService) -> None:
+        """A client of shared state, stopped after everything that uses it."""
+        service.setServiceParent(self.connections)
 
     def add_database(self, database: Database) -> None:
         self.databases.append(database)
@@ -119,7 +127,8 @@ class ActrixService(MultiService):
 
     async def _stop(self) -> None:
         Service.stopService(self)
-        for group in (self.listeners, self.sessions, self.background):
+        groups = (self.listeners, self.sessions, self.background, self.connections)
+        for group in groups:
             d = group.stopService()
             if d is not None:
                 d.addTimeout(STOP_TIMEOUT, self._reactor)

@@ -42,7 +42,10 @@ from actrix.core.tls import ServerTLS, TLSConfigError
 from actrix.root import ActrixService
 
 if TYPE_CHECKING:
+    from actrix.core.bus import Bus
+    from actrix.core.directory import ActorDirectory
     from actrix.ks.client import KeyServerClient
+    from actrix.signaling.store import SignalingStore
 
 log = Logger()
 
@@ -438,7 +441,6 @@ def _build_signaling(wiring: Wiring) -> None:
     from actrix.signaling.protocol import SignalingFactory
     from actrix.signaling.resource import build_resource
     from actrix.signaling.service import SignalingService
-    from actrix.signaling.store import STORE, SignalingStore, load_sync
 
     settings, reactor = wiring.settings, wiring.reactor
     config = settings.services.signaling
@@ -458,8 +460,7 @@ def _build_signaling(wiring: Wiring) -> None:
         )
         wiring.root.add_background(client)
         issuer = client
-    database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
-    wiring.root.add_database(database)
+    directory, bus, store = _build_directory(wiring, config.heartbeat_timeout_secs)
     metrics = SignalingMetrics()
     # Spec .proto text is compiled in bounded worker processes, never here.
     protoc_pool = ProtocPool(reactor)
@@ -470,7 +471,7 @@ def _build_signaling(wiring: Wiring) -> None:
         realms=wiring.realms,
         validator=wiring.credential_validator,
         issuer=issuer,
-        store=SignalingStore(database),
+        store=store,
         compat=CompatibilityCache(
             reactor, ProcessAnalyzer(protoc_pool, reactor, threads=reactor)
         ),
@@ -478,9 +479,9 @@ def _build_signaling(wiring: Wiring) -> None:
         heartbeat_timeout=config.heartbeat_timeout_secs,
         max_acl_principals=config.max_acl_principals,
         reconnect_window=config.reconnect_window_secs,
+        directory=directory,
+        bus=bus,
     )
-    rows, specs = load_sync(database, int(reactor.seconds()))
-    service.restore_rows(rows, specs)
     wiring.root.add_session_service(service)
     factory = SignalingFactory(service, config, reactor, reactor)
     for timer in service.timers():
@@ -573,6 +574,46 @@ def _build_rooms(wiring: Wiring) -> None:
     wiring.root.add_background(TimerService(1.0, service.check_realms))
     wiring.root.add_background(TimerService(1.0, edge.tick))
     wiring.root.add_background(TimerService(config.cleanup_interval, service.sweep))
+
+
+def _build_directory(
+    wiring: Wiring, heartbeat_timeout: float
+) -> tuple[ActorDirectory, Bus | None, SignalingStore | None]:
+    """The actor directory: Redis when ``[redis]`` is configured, else local.
+
+    The local one is the memory registry with its SQLite (or PostgreSQL)
+    write-behind, loaded from the store before anything listens.
+    """
+    from actrix.signaling.local_directory import LocalDirectory
+    from actrix.signaling.store import STORE, SignalingStore, load_sync
+
+    settings, reactor = wiring.settings, wiring.reactor
+    if settings.redis is not None:
+        from actrix.core.redis_bus import RedisBus
+        from actrix.core.redis_client import RedisClient
+        from actrix.core.redis_directory import RedisDirectory, new_node_id
+
+        client = RedisClient(settings.redis)
+        wiring.root.add_connection(client)
+        node_id = new_node_id()
+        bus = RedisBus(client, node_id, reactor)
+        wiring.root.add_connection(bus)
+        log.info("signaling directory on Redis as node {node}", node=node_id)
+        shared = RedisDirectory(
+            client,
+            reactor,
+            node_id,
+            heartbeat_timeout,
+            settings.redis.key_prefix,
+        )
+        return shared, bus, None
+    database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
+    wiring.root.add_database(database)
+    store = SignalingStore(database)
+    local = LocalDirectory(reactor, store)
+    rows, specs = load_sync(database, int(reactor.seconds()))
+    local.load(rows, specs)
+    return local, None, store
 
 
 def _add_http_listener(wiring: Wiring) -> None:

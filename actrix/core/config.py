@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import attrs
 
+from actrix.core.redis_config import read_redis
 from actrix.core.settings import (
     DEFAULT_IDLE_TIMEOUT,
     DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -705,6 +706,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Setting
         or ObservabilityConfig(),
         services=read_table(top, "services", _read_services) or Services(),
         storage=read_table(top, "storage", read_storage) or StorageConfig(),
+        redis=read_table(top, "redis", read_redis),
         user=top.opt_string("user"),
         group=top.opt_string("group"),
         pid=top.opt_string("pid"),

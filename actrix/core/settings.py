@@ -310,6 +310,34 @@ class StorageConfig:
     postgresql: PostgresConfig | None = None
 
 
+DEFAULT_REDIS_PORT: Final = 6379
+DEFAULT_REDIS_KEY_PREFIX: Final = "actrix:"
+DEFAULT_REDIS_CONNECT_TIMEOUT: Final = 5.0
+DEFAULT_REDIS_REPLY_TIMEOUT: Final = 5.0
+
+
+@attrs.frozen
+class RedisConfig:
+    """``[redis]``: the shared actor directory (absent: one process, in memory).
+
+    ``host`` starting with ``/`` is a unix socket path. The password is a
+    :class:`Secret` whatever its source (``url``, ``password``,
+    ``password_file``, ``password_env``); ``url`` itself is not kept.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_REDIS_PORT
+    db: int = 0
+    password: Secret | None = None
+    key_prefix: str = DEFAULT_REDIS_KEY_PREFIX
+    connect_timeout: float = DEFAULT_REDIS_CONNECT_TIMEOUT
+    reply_timeout: float = DEFAULT_REDIS_REPLY_TIMEOUT
+
+    @property
+    def unix(self) -> bool:
+        return self.host.startswith("/")
+
+
 @attrs.frozen
 class PersistentRoom:
     """A ``[[services.rooms.room]]`` entry: exists from startup, never dropped."""
@@ -371,6 +399,7 @@ class Settings:
     observability: ObservabilityConfig = ObservabilityConfig()
     services: Services = Services()
     storage: StorageConfig = StorageConfig()
+    redis: RedisConfig | None = None
     user: str | None = None
     group: str | None = None
     pid: str | None = None

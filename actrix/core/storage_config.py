@@ -40,7 +40,7 @@ _PG_KEYS: Final = (
 )
 
 
-def _read_pg_password(t: Table) -> Secret | None:
+def read_password(t: Table) -> Secret | None:
     """``password``, ``password_file`` or ``password_env``: at most one of them."""
     given = [k for k in ("password", "password_file", "password_env") if t.has(k)]
     if len(given) > 1:
@@ -96,7 +96,7 @@ def _read_postgres(t: Table) -> PostgresConfig:
         host=t.opt_string("host"),
         port=port,
         user=t.opt_string("user"),
-        password=_read_pg_password(t),
+        password=read_password(t),
         dbname=t.opt_string("dbname"),
         sslmode=sslmode,
         pool_size=t.integer("pool_size", 4, minimum=1, maximum=100),

@@ -11,24 +11,23 @@ from __future__ import annotations
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
+from actrix.core.bus import Bus
+from actrix.core.directory import ActorDirectory
 from actrix.core.interfaces import RealmDirectory
 from actrix.signaling.metrics import SignalingMetrics
-from actrix.signaling.persistence import RegistryPersistence
-from actrix.signaling.presence import PresenceEvents, Subscriptions
-from actrix.signaling.registry import ActorRegistry
+from actrix.signaling.presence import PresenceEvents
 from actrix.signaling.sessions import Sessions
 
 
 @attrs.frozen
 class FlowContext:
-    """Clock, realms, registry, sessions, presence, persistence and metrics."""
+    """Clock, realms, actor directory, bus, sessions, presence events and metrics."""
 
     clock: IReactorTime
     realms: RealmDirectory
-    registry: ActorRegistry
+    directory: ActorDirectory
+    bus: Bus
     sessions: Sessions
-    subscriptions: Subscriptions
     presence: PresenceEvents
-    persistence: RegistryPersistence
     metrics: SignalingMetrics
     heartbeat_timeout: float

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from twisted.logger import Logger
 
-from actrix.core.actrid import type_key
+from actrix.core.actrid import normalize_version, type_key
 from actrix.core.interfaces import Claims
 from actrix.proto import signaling_pb2
 from actrix.signaling import messages as m
@@ -52,7 +52,7 @@ class Directory:
         ok = body.discovery_response.success
         ok.SetInParent()
         seen: set[str] = set()
-        for entry in self._ctx.registry.in_realm(realm_id):
+        for entry in await self._ctx.directory.in_realm(realm_id):
             if len(seen) >= limit:
                 break
             if not entry.online or entry.type_key in seen:
@@ -93,7 +93,7 @@ class Directory:
         reply, body = m.to_actor(
             self._ctx.clock.seconds(), source, envelope.envelope_id
         )
-        for entry in self._ctx.registry.in_realm(realm_id):
+        for entry in await self._ctx.directory.in_realm(realm_id):
             if (
                 entry.online
                 and entry.service_name == name
@@ -118,7 +118,9 @@ class Directory:
         source = envelope.actr_to_server.source
         request = envelope.actr_to_server.route_candidates_request
         target = request.target_type
-        entries = self._ctx.registry.of_type(
+        if normalize_version(request.client_fingerprint) is not None:
+            await self._ctx.directory.fetch_spec(target, request.client_fingerprint)
+        entries = await self._ctx.directory.of_type(
             source.realm.realm_id, target.manufacturer, target.name
         )
         response = await route_candidates(
@@ -126,7 +128,7 @@ class Directory:
             source,
             entries,
             self._ctx.realms.acl_allowed,
-            self._ctx.persistence.client_spec,
+            self._ctx.directory.client_spec,
             self._compat,
             self._ctx.clock.seconds(),
             self._ctx.heartbeat_timeout,
@@ -148,7 +150,7 @@ class Directory:
         reply, body = m.to_actor(
             self._ctx.clock.seconds(), source, envelope.envelope_id
         )
-        if self._ctx.subscriptions.subscribe(target, source):
+        if await self._ctx.directory.subscribe(target, source):
             body.subscribe_actr_up_response.success.SetInParent()
         else:
             self._ctx.metrics.rejections["subscriptions"] += 1
@@ -165,7 +167,7 @@ class Directory:
     ) -> None:
         source = envelope.actr_to_server.source
         target = envelope.actr_to_server.unsubscribe_actr_up_request.target_type
-        if not self._ctx.subscriptions.unsubscribe(target, m.actor_key(source)):
+        if not await self._ctx.directory.unsubscribe(target, m.actor_key(source)):
             log.debug("unsubscribe without a subscription")
         reply, body = m.to_actor(
             self._ctx.clock.seconds(), source, envelope.envelope_id

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from actrix.core.actrid import type_key
+from actrix.core.directory import ActorKey
 from actrix.proto import actr_pb2
 from actrix.signaling import messages as m
-from actrix.signaling.registry import ActorKey, ActorRegistry, SpecIndex, spec_key
+from actrix.signaling.registry import ActorRegistry, SpecIndex, spec_key
 from actrix.signaling.routing import RouteEntry
 from actrix.signaling.store import (
     REGISTRY_TTL,
@@ -115,8 +117,7 @@ class RegistryPersistence:
         for row in rows:
             entry = entry_from_row(row)
             if entry is not None:
-                entry.online = False
-                self._registry.add(entry)
+                self._registry.add(attrs.evolve(entry, online=False))
                 self._went_offline(m.actor_key(entry.actr_id))
 
     async def restore(self, key: ActorKey) -> RouteEntry | None:
@@ -138,8 +139,7 @@ class RegistryPersistence:
         entry = entry_from_row(row)
         if entry is None:
             return None
-        entry.online = False
-        entry.last_heartbeat = self._clock.seconds()
+        entry = attrs.evolve(entry, online=False, last_heartbeat=self._clock.seconds())
         self._registry.add(entry)
         self._went_offline(key)
         return entry

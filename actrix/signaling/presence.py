@@ -10,31 +10,23 @@ rules and pushes the events to the subscribers' sessions.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final
 
 from twisted.internet.interfaces import IReactorTime
 
 from actrix.core.actrid import type_key
+from actrix.core.bus import DELIVER, Bus, BusMessage
+from actrix.core.directory import (
+    MAX_SUBSCRIPTIONS_PER_ACTOR,
+    ActorDirectory,
+    ActorEntry,
+    ActorKey,
+    TypeId,
+    type_id,
+)
 from actrix.core.interfaces import RealmDirectory
-from actrix.proto import actr_pb2
+from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling import messages as m
-from actrix.signaling.routing import RouteEntry
 from actrix.signaling.sessions import Sessions
-
-ActorKey = tuple[int, int]
-TypeId = tuple[str, str, bool, str]
-
-# Types one actor may watch at once; the table is keyed by client input.
-MAX_SUBSCRIPTIONS_PER_ACTOR: Final = 1024
-
-
-def type_id(actr_type: actr_pb2.ActrType) -> TypeId:
-    return (
-        actr_type.manufacturer,
-        actr_type.name,
-        actr_type.HasField("version"),
-        actr_type.version,
-    )
 
 
 class Subscriptions:
@@ -118,46 +110,88 @@ class PresenceEvents:
         clock: IReactorTime,
         realms: RealmDirectory,
         sessions: Sessions,
-        subscriptions: Subscriptions,
+        directory: ActorDirectory,
+        bus: Bus | None = None,
     ) -> None:
         self._clock = clock
         self._realms = realms
         self._sessions = sessions
-        self._subscriptions = subscriptions
+        self._directory = directory
+        self._bus = bus
 
-    def set_online(self, entry: RouteEntry, online: bool, reason: str) -> None:
-        """Flip an entry's online flag and announce the change (no-op if equal)."""
-        if entry.online == online:
-            return
-        entry.online = online
-        self.notify(entry.actr_id, up=online, reason=reason)
+    async def set_online(
+        self,
+        key: ActorKey,
+        online: bool,
+        reason: str,
+        now: float | None = None,
+        session: int | None = None,
+    ) -> ActorEntry | None:
+        """Write an actor's online flag and announce a change (no-op if equal).
 
-    def notify(self, actr_id: actr_pb2.ActrId, up: bool, reason: str) -> int:
+        With ``now`` the heartbeat is refreshed as well, with ``session`` the
+        entry names that session of this process. Returns the new entry when
+        the flag changed.
+        """
+        entry = await self._directory.set_online(key, online, now, session)
+        if entry is not None:
+            await self.notify(entry.actr_id, up=online, reason=reason)
+        return entry
+
+    async def notify(self, actr_id: actr_pb2.ActrId, up: bool, reason: str) -> int:
         """Push the event to every subscriber allowed to see it; how many got it."""
-        subscribers = self._subscriptions.subscribers(actr_id.type)
+        subscribers = await self._directory.subscribers(actr_id.type)
         if not subscribers:
             return 0
         realm_id = actr_id.realm.realm_id
         to_key = type_key(actr_id.type)
         now = self._clock.seconds()
         sent = 0
-        for key, subscriber in subscribers:
+        for subscriber in subscribers:
+            key = subscriber.key
             if key[0] != realm_id:
                 continue
             if not self._realms.acl_allowed(
-                realm_id, type_key(subscriber.type), to_key
+                realm_id, type_key(subscriber.actr_id.type), to_key
             ):
                 continue
             session = self._sessions.bound(key)
-            if session is None:
+            if session is None and (self._bus is None or not self._bus.shared):
                 continue
-            push, body = m.to_actor(now, subscriber)
+            push, body = m.to_actor(now, subscriber.actr_id)
             if up:
                 body.actr_up_event.actor_id.CopyFrom(actr_id)
             else:
                 event = body.actr_down_event
                 event.actor_id.CopyFrom(actr_id)
                 event.reason = reason
-            if self._sessions.send(session, push):
+            if session is not None:
+                if self._sessions.send(session, push):
+                    sent += 1
+            elif await self._send_remote(key, push):
                 sent += 1
         return sent
+
+    async def _send_remote(
+        self, key: ActorKey, push: signaling_pb2.SignalingEnvelope
+    ) -> bool:
+        """Hand an event to the node holding subscriber ``key``'s socket."""
+        bus = self._bus
+        if bus is None:
+            return False
+        entry = await self._directory.lookup(key)
+        if entry is None or not entry.online or entry.node == bus.node_id:
+            return False
+        message = BusMessage(
+            DELIVER, key, entry.session, push.SerializeToString(), origin=bus.node_id
+        )
+        return await bus.send(entry.node, message)
+
+
+__all__ = [
+    "MAX_SUBSCRIPTIONS_PER_ACTOR",
+    "PresenceEvents",
+    "Subscriptions",
+    "TypeId",
+    "type_id",
+]

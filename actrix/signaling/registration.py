@@ -19,6 +19,8 @@ from typing import Final
 from twisted.logger import Logger
 
 from actrix.core.actrid import actr_id_repr, type_key
+from actrix.core.bus import KICK, BusMessage
+from actrix.core.directory import ActorEntry, ActorKey, Heartbeat
 from actrix.core.interfaces import (
     AclRegistry,
     Claims,
@@ -29,8 +31,6 @@ from actrix.core.interfaces import (
 from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling import messages as m
 from actrix.signaling.context import FlowContext
-from actrix.signaling.registry import ActorKey
-from actrix.signaling.routing import RouteEntry
 from actrix.signaling.sessions import REPLACED_CODE, Session
 
 log = Logger()
@@ -95,25 +95,29 @@ class Registration:
         ok = response.success
         actr_id = ok.actr_id
         await self._store_acl(request, actr_id)
-        if session.closed or session.key is not None:
+        if _taken(session):
             log.info(
                 "socket gone before registration of {actor} completed",
                 actor=actr_id_repr(actr_id),
             )
             return
+        # Name this node in the directory only once it can hear other nodes.
+        await self._ctx.bus.ready()
         now = self._ctx.clock.seconds()
-        entry = _new_entry(request, actr_id, now)
-        self._ctx.registry.add(entry)
-        self._ctx.persistence.save(entry)
-        if entry.service_spec is not None:
-            self._ctx.persistence.save_spec(actr_id.type, entry.service_spec, now)
+        await self._ctx.directory.register(
+            _new_entry(request, actr_id, now, session.id)
+        )
+        if _taken(session):
+            # The socket went while a shared directory was being written.
+            await self._ctx.directory.remove(m.actor_key(actr_id))
+            return
         self._ctx.sessions.bind(session, actr_id, ok.credential)
         reply, body = m.to_actor(now, actr_id, rid)
         body.register_response.success.CopyFrom(ok)
         self._ctx.sessions.send(session, reply)
         self._ctx.metrics.registrations += 1
         log.info("registered {actor}", actor=actr_id_repr(actr_id))
-        self._ctx.presence.notify(actr_id, up=True, reason="registered")
+        await self._ctx.presence.notify(actr_id, up=True, reason="registered")
 
     def _failed(
         self, session: Session, reply_for: str, code: int, message: str, reason: str
@@ -186,16 +190,25 @@ class Registration:
                 REPLACED_CODE, "replaced by a new connection"
             )
         self._ctx.sessions.bind(session, actr_id, credential)
-        entry = self._ctx.registry.get(key)
-        if entry is None:
-            entry = await self._ctx.persistence.restore(key)
+        await self._ctx.bus.ready()
+        entry = await self._ctx.directory.lookup(key)
+        bus = self._ctx.bus
+        if entry is not None and entry.node not in ("", bus.node_id):
+            # The actor's old socket is on another node: that node closes it.
+            kick = BusMessage(KICK, key, entry.session, origin=bus.node_id)
+            await bus.send(entry.node, kick)
         if (
             entry is not None
             and not session.closed
             and self._ctx.sessions.bound(key) is session
         ):
-            entry.last_heartbeat = self._ctx.clock.seconds()
-            self._ctx.presence.set_online(entry, True, "reconnected")
+            await self._ctx.presence.set_online(
+                key,
+                True,
+                "reconnected",
+                now=self._ctx.clock.seconds(),
+                session=session.id,
+            )
         log.info("actor {actor} reconnected", actor=label)
         return True
 
@@ -212,23 +225,23 @@ class Registration:
         ping = envelope.actr_to_server.ping
         key = m.actor_key(source)
         now = self._ctx.clock.seconds()
-        entry = self._ctx.registry.get(key)
-        if entry is None:
-            entry = await self._ctx.persistence.restore(key)
+        directory = self._ctx.directory
+        if directory.cached(key) is None:
+            await directory.lookup(key)
             now = self._ctx.clock.seconds()
+        beat = Heartbeat(
+            availability=ping.availability,
+            power_reserve=ping.power_reserve,
+            mailbox_backlog=ping.mailbox_backlog,
+            sticky_client_ids=tuple(ping.sticky_client_ids),
+        )
+        entry = await directory.heartbeat(key, beat, now)
         if entry is None:
             log.debug(
                 "ping from unregistered actor {actor}", actor=actr_id_repr(source)
             )
-        else:
-            entry.availability = ping.availability
-            entry.power_reserve = ping.power_reserve
-            entry.mailbox_backlog = ping.mailbox_backlog
-            entry.sticky_client_ids = tuple(ping.sticky_client_ids)
-            entry.last_heartbeat = now
-            self._ctx.persistence.heartbeat(key, now)
-            if not entry.online and self._ctx.sessions.bound(key) is session:
-                self._ctx.presence.set_online(entry, True, "heartbeat")
+        elif not entry.online and self._ctx.sessions.bound(key) is session:
+            await self._ctx.presence.set_online(key, True, "heartbeat")
         reply, body = m.to_actor(now, source, envelope.envelope_id)
         pong = body.pong
         pong.seq = int(now)
@@ -251,20 +264,18 @@ class Registration:
         body.unregister_response.success.SetInParent()
         self._ctx.sessions.send(session, reply)
         key = session.key if session.key is not None else m.actor_key(source)
-        self.remove_actor(key, "unregistered")
+        await self.remove_actor(key, "unregistered")
         log.info("unregistered {actor}", actor=actr_id_repr(source))
 
-    def remove_actor(self, key: ActorKey, reason: str) -> None:
-        """Drop an actor from sessions, registry, SQLite and presence."""
+    async def remove_actor(self, key: ActorKey, reason: str) -> None:
+        """Drop an actor from sessions, the directory and presence."""
         session = self._ctx.sessions.bound(key)
         if session is not None:
             self._ctx.sessions.detach(session)
-        entry = self._ctx.registry.remove(key)
-        self._ctx.persistence.delete(key)
-        self._ctx.subscriptions.forget(key)
+        entry = await self._ctx.directory.remove(key)
+        await self._ctx.directory.forget_subscriptions(key)
         if entry is not None and entry.online:
-            entry.online = False
-            self._ctx.presence.notify(entry.actr_id, up=False, reason=reason)
+            await self._ctx.presence.notify(entry.actr_id, up=False, reason=reason)
 
     async def credential_update(
         self,
@@ -312,38 +323,44 @@ class Registration:
     # ------------------------------------------------------------------
     # §10 expiry
 
-    def expire(self) -> int:
+    async def expire(self) -> int:
         """Drop entries silent for longer than the heartbeat timeout."""
         now = self._ctx.clock.seconds()
-        expired = self._ctx.registry.expired(now, self._ctx.heartbeat_timeout)
+        expired = await self._ctx.directory.expire(now, self._ctx.heartbeat_timeout)
         for entry in expired:
-            key = m.actor_key(entry.actr_id)
-            self._ctx.registry.remove(key)
             if entry.online:
-                entry.online = False
-                self._ctx.presence.notify(entry.actr_id, up=False, reason="expired")
+                await self._ctx.presence.notify(
+                    entry.actr_id, up=False, reason="expired"
+                )
         if expired:
             log.info("{count} actors expired", count=len(expired))
-        self._forget_orphan_subscriptions()
+        await self._forget_orphan_subscriptions()
         return len(expired)
 
-    def _forget_orphan_subscriptions(self) -> None:
+    async def _forget_orphan_subscriptions(self) -> None:
         """Drop subscriptions of actors with neither an entry nor a socket.
 
         Such an actor expired (or its socket closed after its entry expired),
         or it subscribed from an unbound socket; nothing else would ever
         remove its subscriptions.
         """
-        for key in self._ctx.subscriptions.actors():
-            if self._ctx.registry.get(key) is None and not self._ctx.sessions.is_bound(
-                key
-            ):
-                self._ctx.subscriptions.forget(key)
+        directory = self._ctx.directory
+        for key in await directory.subscribed_actors():
+            if directory.cached(key) is None and not self._ctx.sessions.is_bound(key):
+                await directory.forget_subscriptions(key)
+
+
+def _taken(session: Session) -> bool:
+    """The socket closed or got bound while a registration was waiting."""
+    return session.closed or session.key is not None
 
 
 def _new_entry(
-    request: actr_pb2.RegisterRequest, actr_id: actr_pb2.ActrId, now: float
-) -> RouteEntry:
+    request: actr_pb2.RegisterRequest,
+    actr_id: actr_pb2.ActrId,
+    now: float,
+    session_id: int,
+) -> ActorEntry:
     spec: actr_pb2.ServiceSpec | None = None
     if request.HasField("service_spec"):
         spec = actr_pb2.ServiceSpec()
@@ -355,7 +372,7 @@ def _new_entry(
         if spec is not None
         else f"{actr_id.type.manufacturer}/{actr_id.type.name}"
     )
-    return RouteEntry(
+    return ActorEntry(
         actr_id=own_id,
         type_key=type_key(actr_id.type),
         service_name=name,
@@ -363,6 +380,7 @@ def _new_entry(
         ws_address=request.ws_address if request.HasField("ws_address") else None,
         last_heartbeat=now,
         online=True,
+        session=session_id,
     )
 
 

@@ -1,9 +1,9 @@
 """The in-memory actor registry and the in-memory index of the proto spec store.
 
-:class:`ActorRegistry` is the one narrow class through which the service reads
-and changes registered actors (a Redis-backed one can replace it later). Its
-entries are :class:`~actrix.signaling.routing.RouteEntry` value objects, mutated
-in place by heartbeats. :class:`SpecIndex` answers the synchronous client-spec
+:class:`ActorRegistry` is the in-memory table behind
+:class:`~actrix.signaling.local_directory.LocalDirectory`. Its entries are
+frozen :class:`~actrix.core.directory.ActorEntry` value objects; a change
+replaces the entry. :class:`SpecIndex` answers the synchronous client-spec
 lookups of route negotiation from memory.
 """
 
@@ -13,11 +13,11 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
 from actrix.core.actrid import normalize_version
+from actrix.core.directory import ActorKey
 from actrix.proto import actr_pb2
 from actrix.signaling.routing import RouteEntry
 from actrix.signaling.store import SPEC_TTL, SpecKey, SpecRow
 
-ActorKey = tuple[int, int]  # (realm_id, serial)
 _TypeBucket = tuple[int, str, str]  # (realm_id, manufacturer, name)
 
 # A lookup extends a spec's life; writing that back is skipped unless it moves

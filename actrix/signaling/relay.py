@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from typing import Final
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from actrix.core.actrid import actr_id_repr, type_key
+from actrix.core.bus import DELIVER, NEGOTIATE, BusMessage
 from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling import messages as m
 from actrix.signaling.checks import MessageChecks
@@ -39,6 +41,8 @@ class Relays:
         self._ctx = context
         self._checks = checks
         self._ids = m.EnvelopeIds()
+        # Fixed for the process: with a local bus no actor is anywhere else.
+        self._shared = context.bus.shared
 
     def relay_now(
         self, session: Session, envelope: signaling_pb2.SignalingEnvelope
@@ -51,10 +55,13 @@ class Relays:
         claims = self._checks.cached_claims(relay.credential, source.realm.realm_id)
         if claims is None:
             return False
-        if self._checks.identity_ok(
+        if not self._checks.identity_ok(
             session, envelope, source, claims, m.SOURCE_MISMATCH
         ):
-            self._deliver(session, envelope)
+            return True
+        if self._elsewhere(session, envelope):
+            return False  # the directory (network) says where the target is
+        self._deliver(session, envelope)
         return True
 
     async def relay(
@@ -68,8 +75,111 @@ class Relays:
         claims = await self._checks.authenticate(
             session, envelope, source, relay.credential, m.SOURCE_MISMATCH
         )
-        if claims is not None:
+        if claims is None:
+            return
+        if self._elsewhere(session, envelope):
+            await self._deliver_remote(session, envelope)
+        else:
             self._deliver(session, envelope)
+
+    def _elsewhere(
+        self, session: Session, envelope: signaling_pb2.SignalingEnvelope
+    ) -> bool:
+        """The target may be on another node: no local socket, directory shared."""
+        return (
+            self._shared
+            and session.key is not None
+            and self._ctx.sessions.bound(m.actor_key(envelope.actr_relay.target))
+            is None
+        )
+
+    async def _deliver_remote(
+        self, session: Session, envelope: signaling_pb2.SignalingEnvelope
+    ) -> None:
+        """Like :meth:`_deliver` for a target held by another node (§6 checks kept).
+
+        The sender gets the same answers as in one process: nothing for an
+        unknown or offline target, 403 for the ACL or a role mismatch.
+        """
+        relay = envelope.actr_relay
+        source, target = relay.source, relay.target
+        key = m.actor_key(target)
+        entry = await self._ctx.directory.lookup(key)
+        bus = self._ctx.bus
+        if (
+            entry is None
+            or not entry.online
+            or entry.node == bus.node_id
+            or self._ctx.sessions.bound(key) is not None
+        ):
+            self._deliver(session, envelope)  # unknown, offline, or back here
+            return
+        from_key = (
+            session.type_key if session.actor == source else type_key(source.type)
+        )
+        if not self._ctx.realms.acl_allowed(
+            source.realm.realm_id, from_key, entry.type_key
+        ):
+            self._ctx.sessions.reply_error(
+                session, envelope, source, 403, m.ACL_DENIED, "acl"
+            )
+            return
+        payload = relay.WhichOneof("payload")
+        if payload == "role_negotiation":
+            if not self._roles_named(session, envelope):
+                return
+            first = getattr(relay.role_negotiation, "from")
+            first_exact = self._ctx.sessions.exact(first)
+            message = BusMessage(
+                NEGOTIATE,
+                key,
+                entry.session,
+                envelope.SerializeToString(),
+                origin=bus.node_id,
+                flag=first_exact is not None and first_exact.answers,
+            )
+        else:
+            m.restamp(envelope, self._ctx.clock.seconds(), new_id=self._ids())
+            relay.credential.encrypted_token = b""
+            relay.credential.token_key_id = 0
+            message = BusMessage(
+                DELIVER, key, entry.session, envelope.SerializeToString(), bus.node_id
+            )
+        if await bus.send(entry.node, message):
+            self._ctx.metrics.relays["remote"] += 1
+        else:
+            self._ctx.metrics.relays["send_failed"] += 1
+
+    def negotiated_here(self, message: BusMessage) -> None:
+        """Another node's actor negotiates roles with our actor ``message.key``.
+
+        Decide as :meth:`_negotiate_roles` would, push the assignment to our
+        party and send the other one back to the node it came from.
+        """
+        envelope = signaling_pb2.SignalingEnvelope()
+        envelope.ParseFromString(message.payload)
+        relay = envelope.actr_relay
+        negotiation = relay.role_negotiation
+        first, second = getattr(negotiation, "from"), negotiation.to
+        second_exact = self._ctx.sessions.exact(second)
+        second_fixed = second_exact is not None and second_exact.answers
+        first_offers = _first_offers(first, second, message.flag, second_fixed)
+        now = self._ctx.clock.seconds()
+        party = self._ctx.sessions.bound(m.actor_key(second))
+        if party is not None:
+            push = _assignment(now, first, second, not first_offers, message.flag)
+            self._ctx.sessions.send(party, push, "role_assignment")
+        back = _assignment(now, first, second, first_offers, second_fixed)
+        answer = BusMessage(
+            DELIVER,
+            m.actor_key(first),
+            0,
+            back.SerializeToString(),
+            origin=self._ctx.bus.node_id,
+        )
+        self._ctx.metrics.relays["role_assignment"] += 1
+        d = Deferred.fromCoroutine(self._ctx.bus.send(message.origin, answer))
+        d.addErrback(lambda f: log.failure("sending a role assignment back", f))
 
     def _realms_ok(
         self,
@@ -136,12 +246,7 @@ class Relays:
         relay = envelope.actr_relay
         negotiation = relay.role_negotiation
         first, second = getattr(negotiation, "from"), negotiation.to
-        if m.actor_key(first) != m.actor_key(relay.source) or m.actor_key(
-            second
-        ) != m.actor_key(relay.target):
-            self._ctx.sessions.reply_error(
-                session, envelope, relay.source, 403, ROLE_MISMATCH, "role_mismatch"
-            )
+        if not self._roles_named(session, envelope):
             return
         # Roles come from the connection bound to the full ActrId; delivery
         # goes to the actor's socket matched on realm_id + serial_number.
@@ -150,10 +255,7 @@ class Relays:
         second_exact = sessions.exact(second)
         first_fixed = first_exact is not None and first_exact.answers
         second_fixed = second_exact is not None and second_exact.answers
-        if first_fixed != second_fixed:
-            first_offers = not first_fixed
-        else:
-            first_offers = _order(first) < _order(second)
+        first_offers = _first_offers(first, second, first_fixed, second_fixed)
         now = self._ctx.clock.seconds()
         for party, offers, fixed in (
             (sessions.bound(m.actor_key(first)), first_offers, second_fixed),
@@ -161,16 +263,55 @@ class Relays:
         ):
             if party is None:
                 continue
-            push = m.new_envelope(now)
-            out = push.actr_relay
-            out.source.CopyFrom(first)
-            out.target.CopyFrom(second)
-            out.credential.encrypted_token = b""
-            out.credential.token_key_id = 0
-            out.role_assignment.is_offerer = offers
-            out.role_assignment.remote_fixed = fixed
+            push = _assignment(now, first, second, offers, fixed)
             sessions.send(party, push, "role_assignment")
         self._ctx.metrics.relays["role_assignment"] += 1
+
+    def _roles_named(
+        self, session: Session, envelope: signaling_pb2.SignalingEnvelope
+    ) -> bool:
+        """A role negotiation's from/to must be the relay's source/target."""
+        relay = envelope.actr_relay
+        negotiation = relay.role_negotiation
+        first, second = getattr(negotiation, "from"), negotiation.to
+        if m.actor_key(first) != m.actor_key(relay.source) or m.actor_key(
+            second
+        ) != m.actor_key(relay.target):
+            self._ctx.sessions.reply_error(
+                session, envelope, relay.source, 403, ROLE_MISMATCH, "role_mismatch"
+            )
+            return False
+        return True
+
+
+def _first_offers(
+    first: actr_pb2.ActrId,
+    second: actr_pb2.ActrId,
+    first_fixed: bool,
+    second_fixed: bool,
+) -> bool:
+    """§6.3: the side that only answers never offers; else the lower id offers."""
+    if first_fixed != second_fixed:
+        return not first_fixed
+    return _order(first) < _order(second)
+
+
+def _assignment(
+    now: float,
+    first: actr_pb2.ActrId,
+    second: actr_pb2.ActrId,
+    offers: bool,
+    remote_fixed: bool,
+) -> signaling_pb2.SignalingEnvelope:
+    push = m.new_envelope(now)
+    out = push.actr_relay
+    out.source.CopyFrom(first)
+    out.target.CopyFrom(second)
+    out.credential.encrypted_token = b""
+    out.credential.token_key_id = 0
+    out.role_assignment.is_offerer = offers
+    out.role_assignment.remote_fixed = remote_fixed
+    return push
 
 
 def _order(actr_id: actr_pb2.ActrId) -> tuple[int, int, str, str]:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 
-import attrs
 from twisted.logger import Logger
 
 from actrix.core.actrid import actr_id_repr, normalize_version, type_key
+from actrix.core.directory import ActorEntry
 from actrix.proto import actr_pb2
 from actrix.signaling.compat import CompatibilityCache, CompatibilityError
 
@@ -38,22 +38,8 @@ _LEVEL_ORDER = {
 }
 
 
-@attrs.define(slots=True)
-class RouteEntry:
-    """One registered actor as route selection sees it (mutated in place on Ping)."""
-
-    actr_id: actr_pb2.ActrId
-    type_key: str
-    service_name: str
-    service_spec: actr_pb2.ServiceSpec | None
-    ws_address: str | None
-    availability: int | None = None
-    power_reserve: float | None = None
-    mailbox_backlog: float | None = None
-    sticky_client_ids: tuple[str, ...] = ()
-    last_heartbeat: float = 0.0
-    online: bool = True
-    location: tuple[float, float] | None = None  # (latitude, longitude) in degrees
+# The registry entry route selection reads is the directory port's value object.
+RouteEntry = ActorEntry
 
 
 def haversine_km(a: tuple[float, float], b: tuple[float, float]) -> float:

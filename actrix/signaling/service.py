@@ -13,8 +13,9 @@ The flows live in their own modules: :mod:`.registration` (Register, URL
 identity, Ping, Unregister, CredentialUpdate, expiry), :mod:`.checks` (realm,
 credential and identity checks), :mod:`.directory` (Discovery, GetServiceSpec,
 RouteCandidates, presence subscriptions), :mod:`.relay` (relays and role
-negotiation), :mod:`.presence` (ActrUp/ActrDown events) and
-:mod:`.persistence` (write-behind and restore).
+negotiation), :mod:`.presence` (ActrUp/ActrDown events). Every flow reads and writes
+registered actors only through the :class:`~actrix.core.directory.ActorDirectory`
+port (:mod:`.local_directory` by default).
 
 Safety fixes over the original (signaling.md §11): the credential's actor id
 must equal ``source`` on every actor message and relay, and a relay's source
@@ -26,7 +27,7 @@ role negotiation's ``from``/``to`` must be the relay's source/target.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final
 
 from twisted.application.internet import TimerService
@@ -36,6 +37,8 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from actrix.core.bus import KICK, NEGOTIATE, Bus, BusMessage, LocalBus
+from actrix.core.directory import NODE_BEAT_INTERVAL, ActorDirectory, ActorKey
 from actrix.core.interfaces import (
     Claims,
     CredentialValidator,
@@ -48,19 +51,14 @@ from actrix.signaling.checks import MessageChecks
 from actrix.signaling.compat import CompatibilityCache
 from actrix.signaling.context import FlowContext
 from actrix.signaling.directory import Directory
+from actrix.signaling.local_directory import LocalDirectory
 from actrix.signaling.metrics import SignalingMetrics
-from actrix.signaling.persistence import RegistryPersistence
-from actrix.signaling.presence import PresenceEvents, Subscriptions
+from actrix.signaling.presence import PresenceEvents
 from actrix.signaling.registration import MAX_ACL_PRINCIPALS, Registration
-from actrix.signaling.registry import (
-    ActorKey,
-    ActorRegistry,
-    Departures,
-    SpecIndex,
-)
+from actrix.signaling.registry import Departures
 from actrix.signaling.relay import Relays
 from actrix.signaling.sessions import REPLACED_CODE, Connection, Session, Sessions
-from actrix.signaling.store import RegistryRow, SignalingStore, SpecRow, WriteBehind
+from actrix.signaling.store import SignalingStore
 
 log = Logger()
 
@@ -92,54 +90,62 @@ class SignalingService(Service):
         heartbeat_timeout: float = HEARTBEAT_TIMEOUT,
         max_acl_principals: int = MAX_ACL_PRINCIPALS,
         reconnect_window: float = RECONNECT_WINDOW,
+        directory: ActorDirectory | None = None,
+        bus: Bus | None = None,
     ) -> None:
+        """``directory`` defaults to a :class:`LocalDirectory` over ``store``.
+
+        ``bus`` (default: a :class:`LocalBus`) reaches actors on other nodes.
+        """
         self._clock = clock
         self._departures = Departures(reconnect_window)
         self._departure_call: IDelayedCall | None = None
         self._timing = False
         self.metrics = metrics = metrics or SignalingMetrics()
-        self.registry = ActorRegistry()
-        self.specs = SpecIndex()
-        self.presence = Subscriptions()
+        if directory is None:
+            directory = LocalDirectory(clock, store)
+        self.directory = directory
+        directory.on_restored(self._went_offline)
+        if bus is None:
+            bus = LocalBus(directory.node_id)
+        self._bus = bus
+        bus.listen(self._on_bus)
         self._sessions = sessions = Sessions(clock, metrics)
-        self._persistence = RegistryPersistence(
-            clock, store, self.registry, self.specs, self._went_offline
-        )
         self._checks = MessageChecks(realms, validator, sessions)
-        self._presence_events = PresenceEvents(clock, realms, sessions, self.presence)
+        self._presence_events = PresenceEvents(clock, realms, sessions, directory, bus)
         context = FlowContext(
             clock=clock,
             realms=realms,
-            registry=self.registry,
+            directory=directory,
+            bus=bus,
             sessions=sessions,
-            subscriptions=self.presence,
             presence=self._presence_events,
-            persistence=self._persistence,
             metrics=metrics,
             heartbeat_timeout=heartbeat_timeout,
         )
         self._registration = registration = Registration(
             context, validator, issuer, realms, max_acl_principals
         )
-        directory = Directory(context, compat)
+        queries = Directory(context, compat)
         self._relays = Relays(context, self._checks)
         self._actor_handlers: dict[str, ActorHandler] = {
             "ping": registration.ping,
             "unregister_request": registration.unregister,
             "credential_update_request": registration.credential_update,
-            "discovery_request": directory.discovery,
-            "get_service_spec_request": directory.service_spec,
-            "route_candidates_request": directory.route_candidates,
-            "subscribe_actr_up_request": directory.subscribe,
-            "unsubscribe_actr_up_request": directory.unsubscribe,
-            "error": directory.client_error,
+            "discovery_request": queries.discovery,
+            "get_service_spec_request": queries.service_spec,
+            "route_candidates_request": queries.route_candidates,
+            "subscribe_actr_up_request": queries.subscribe,
+            "unsubscribe_actr_up_request": queries.unsubscribe,
+            "error": queries.client_error,
         }
         self._all_closed: Deferred[None] | None = None
+        self._writes: set[Deferred[object]] = set()
         self.metrics.open_connections = sessions.__len__
-        self.metrics.online_by_realm = self.registry.online_by_realm
+        self.metrics.online_by_realm = directory.online_by_realm
         self.setName("signaling")
 
-    # The AIS client and the write-behind buffer (tests swap them).
+    # The AIS client (tests swap it).
 
     @property
     def _issuer(self) -> IdentityIssuer | None:
@@ -148,14 +154,6 @@ class SignalingService(Service):
     @_issuer.setter
     def _issuer(self, issuer: IdentityIssuer | None) -> None:
         self._registration.issuer = issuer
-
-    @property
-    def _pending(self) -> WriteBehind:
-        return self._persistence.pending
-
-    @_pending.setter
-    def _pending(self, pending: WriteBehind) -> None:
-        self._persistence.pending = pending
 
     # ------------------------------------------------------------------
     # Session lifecycle (called by the protocol)
@@ -190,14 +188,64 @@ class SignalingService(Service):
         session.closed = True
         session.backlog = None
         key = self._sessions.close(session)
-        if key is not None:
-            entry = self.registry.get(key)
-            if entry is not None:
-                self._presence_events.set_online(entry, False, "disconnected")
-                self._went_offline(key)
+        if key is not None and self.directory.cached(key) is not None:
+            self._spawn(self._went_away(key), "marking an actor offline")
         if not self._sessions and self._all_closed is not None:
             d, self._all_closed = self._all_closed, None
             d.callback(None)
+
+    async def _went_away(self, key: ActorKey) -> None:
+        await self._presence_events.set_online(key, False, "disconnected")
+        self._went_offline(key)
+
+    def _spawn(self, work: Coroutine[Any, Any, object], what: str) -> None:
+        """Run a directory write started by a synchronous caller; log failures.
+
+        With the local directory it completes before this returns; a shared
+        one's writes are awaited by :meth:`stopService`.
+        """
+        d = Deferred.fromCoroutine(work)
+        d.addErrback(lambda f: log.failure("while {what}", f, what=what))
+        if not d.called:
+            self._writes.add(d)
+            d.addBoth(self._written, d)
+
+    def _written(self, result: object, d: Deferred[object]) -> None:
+        self._writes.discard(d)
+
+    # ------------------------------------------------------------------
+    # Other nodes
+
+    def _on_bus(self, message: BusMessage) -> None:
+        """A message another node sent for an actor whose socket is here."""
+        if message.kind == NEGOTIATE:
+            self._relays.negotiated_here(message)
+            return
+        session = self._sessions.bound(message.key)
+        if message.kind == KICK:
+            if session is not None and session.id == message.session:
+                self._sessions.detach(session)
+                self.directory.released(message.key)
+                session.connection.close_session(
+                    REPLACED_CODE, "replaced by a new connection"
+                )
+            return
+        if session is None:
+            self.metrics.relays["remote_no_target"] += 1
+            return
+        envelope = signaling_pb2.SignalingEnvelope()
+        envelope.ParseFromString(message.payload)
+        self._sessions.send(session, envelope)
+
+    async def _beat(self) -> None:
+        """Stay known alive; announce the actors of nodes that died as expired."""
+        gone = await self.directory.beat(self._clock.seconds())
+        for entry in gone:
+            if entry.online:
+                await self._presence_events.notify(
+                    entry.actr_id, up=False, reason="expired"
+                )
+            await self.directory.forget_subscriptions(entry.key)
 
     # ------------------------------------------------------------------
     # Reconnect window
@@ -219,10 +267,13 @@ class SignalingService(Service):
         self._departure_call = None
         removed = 0
         for key in self._departures.due(self._clock.seconds()):
-            entry = self.registry.get(key)
+            entry = self.directory.cached(key)
             if entry is None or entry.online or self._sessions.is_bound(key):
                 continue
-            self._registration.remove_actor(key, "disconnected")
+            self._spawn(
+                self._registration.remove_actor(key, "disconnected"),
+                "removing a disconnected actor",
+            )
             removed += 1
         if removed:
             log.info("{count} disconnected actors removed", count=removed)
@@ -332,36 +383,37 @@ class SignalingService(Service):
         self, actr_type: actr_pb2.ActrType, fingerprint: str
     ) -> actr_pb2.ServiceSpec | None:
         """Spec store lookup for route negotiation; extends the spec's TTL."""
-        return self._persistence.client_spec(actr_type, fingerprint)
+        return self.directory.client_spec(actr_type, fingerprint)
 
-    def restore_rows(
-        self, rows: Iterable[RegistryRow], specs: Iterable[SpecRow] = ()
-    ) -> None:
-        """Load persisted entries at startup; they stay offline until reconnected."""
-        self._persistence.load(rows, specs)
-
-    def sweep_heartbeats(self) -> int:
+    async def sweep_heartbeats(self) -> int:
         """Drop entries silent for longer than the heartbeat timeout (§10)."""
-        return self._registration.expire()
+        return await self._registration.expire()
 
     async def flush(self) -> None:
         """Write the pending registry and spec changes (one transaction)."""
-        await self._persistence.flush()
+        await self.directory.flush()
 
     async def sweep_store(self) -> None:
-        """Delete expired SQLite rows and in-memory specs."""
-        await self._persistence.sweep()
+        """Delete expired stored entries and specs."""
+        await self.directory.sweep()
 
     def timers(self) -> list[TimerService]:
-        """Write-behind flush (1 s), heartbeat expiry (30 s), TTL sweep (300 s)."""
+        """Write-behind flush (1 s), heartbeat expiry (30 s), TTL sweep (300 s).
+
+        With a shared directory also the node beat (1 s).
+        """
+        beat = []
+        if self.directory.shared:
+            beat = [TimerService(NODE_BEAT_INTERVAL, self._tick, self._beat, "beating")]
         return [
+            *beat,
             TimerService(
                 FLUSH_INTERVAL, self._tick, self.flush, "flushing the registry"
             ),
             TimerService(
                 HEARTBEAT_SWEEP_INTERVAL,
                 self._tick,
-                self._sweep_heartbeats_async,
+                self._sweep_heartbeats,
                 "expiring heartbeats",
             ),
             TimerService(
@@ -377,8 +429,8 @@ class SignalingService(Service):
         d.addErrback(lambda f: log.failure("while {what}", f, what=what))
         return d
 
-    async def _sweep_heartbeats_async(self) -> None:
-        self.sweep_heartbeats()
+    async def _sweep_heartbeats(self) -> None:
+        await self.sweep_heartbeats()
 
     def startService(self) -> None:
         super().startService()
@@ -409,6 +461,8 @@ class SignalingService(Service):
                 )
                 for session in self._sessions:
                     session.connection.abort()
+        while self._writes:
+            await next(iter(self._writes))
         await self.flush()
 
 

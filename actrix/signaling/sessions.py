@@ -8,6 +8,7 @@ the one place that serializes an envelope onto a socket (and counts it).
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterator
 from typing import Final, Protocol
@@ -15,10 +16,10 @@ from typing import Final, Protocol
 from twisted.internet.interfaces import IReactorTime
 
 from actrix.core.actrid import actr_id_repr, type_key
+from actrix.core.directory import ActorKey
 from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling import messages as m
 from actrix.signaling.metrics import SignalingMetrics
-from actrix.signaling.registry import ActorKey
 
 REPLACED_CODE: Final = 4000  # close code of a socket superseded by a reconnect
 
@@ -52,6 +53,7 @@ class Session:
         "closed",
         "connection",
         "credential",
+        "id",
         "ip",
         "key",
         "label",
@@ -60,8 +62,13 @@ class Session:
     )
 
     def __init__(
-        self, connection: Connection, ip: str, webrtc_role: str | None
+        self,
+        connection: Connection,
+        ip: str,
+        webrtc_role: str | None,
+        session_id: int = 0,
     ) -> None:
+        self.id = session_id  # unique within this process (directory entries)
         self.connection = connection
         self.ip = ip
         self.webrtc_role = webrtc_role
@@ -87,6 +94,7 @@ class Sessions:
         self._metrics = metrics
         self._open: set[Session] = set()
         self._bound: dict[ActorKey, Session] = {}
+        self._ids = itertools.count(1)
 
     def __len__(self) -> int:
         return len(self._open)
@@ -95,7 +103,7 @@ class Sessions:
         return iter(list(self._open))
 
     def open(self, connection: Connection, ip: str, webrtc_role: str | None) -> Session:
-        session = Session(connection, ip, webrtc_role)
+        session = Session(connection, ip, webrtc_role, next(self._ids))
         self._open.add(session)
         self._metrics.connections_total += 1
         return session

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import attrs
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import deferLater
@@ -17,6 +18,7 @@ from twisted.trial.unittest import TestCase
 from actrix.core.config import Settings
 from actrix.proto import actr_pb2
 from tests.daemon import add_realm, http_port, make_settings, start_daemon
+from tests.redisserver import RedisServer
 from tests.signaling_client import SignalingClient
 
 REALM = 101
@@ -97,6 +99,18 @@ class SignalingDaemonCase(TestCase):
         self.assertTrue(
             reply.message.startswith(prefix), f"{reply.message!r} !~ {prefix!r}"
         )
+
+
+class OnRedis(SignalingDaemonCase):
+    """The same daemon with its actor directory on the suite's redis-server.
+
+    Mixed in before a test class, it runs that class's flows against a
+    RedisDirectory (under a key prefix of its own) instead of the local one.
+    """
+
+    def make_settings(self) -> Settings:
+        settings = super().make_settings()
+        return attrs.evolve(settings, redis=RedisServer.get().config())
 
 
 class RegisterTests(SignalingDaemonCase):
@@ -346,3 +360,11 @@ class HealthTests(SignalingDaemonCase):
         self.assertIn('actrix_signaling_actors{realm="101"} 1.0', text)
         self.assertIn('actrix_signaling_messages_in_total{flow="ping"} 1.0', text)
         self.assertIn('actrix_signaling_messages_out_total{flow="pong"} 1.0', text)
+
+
+class RegisterOnRedisTests(OnRedis, RegisterTests):
+    """Register with the directory on Redis."""
+
+
+class UnregisterOnRedisTests(OnRedis, UnregisterTests):
+    """Unregister with the directory on Redis."""

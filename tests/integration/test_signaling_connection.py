@@ -20,6 +20,7 @@ from tests.integration.test_signaling import (
     NO_LIMITS,
     REALM,
     SIGNALING_AIS_KS,
+    OnRedis,
     SignalingDaemonCase,
     allow,
     sleep,
@@ -368,3 +369,7 @@ timeout_seconds = 2
         client = await self.client()
         response = await client.register(REALM)
         self.assert_error(response.error, 500, "Failed to call AIS: ")
+
+
+class UrlIdentityOnRedisTests(OnRedis, UrlIdentityTests):
+    """URL-identity reconnects against a RedisDirectory."""

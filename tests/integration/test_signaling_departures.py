@@ -83,10 +83,10 @@ reconnect_window_secs = {WINDOW}
         self.assertIn(row_key(*key), self.stored_rows())
         await server.close()
         await sleep(0.1)
-        self.assertIsNotNone(self.service().registry.get(key))
+        self.assertIsNotNone(self.service().directory.cached(key))
         self.assertEqual(await self.answers(caller), (0, 0, False))
         await sleep(WINDOW + 1.3)  # the window, then one flush
-        self.assertIsNone(self.service().registry.get(key))
+        self.assertIsNone(self.service().directory.cached(key))
         self.assertNotIn(row_key(*key), self.stored_rows())
         late = await SignalingClient.reconnect(reactor, self.port, server)
         self.addCleanup(late.drop)

@@ -6,6 +6,7 @@ from actrix.proto import actr_pb2
 from tests.integration.test_signaling import (
     OTHER_REALM,
     REALM,
+    OnRedis,
     SignalingDaemonCase,
     allow,
     sleep,
@@ -290,3 +291,23 @@ class PresenceTests(SignalingDaemonCase):
         await self.registered(name="svc", acl=allow(("acme", "watcher")))
         await sleep(0.2)
         self.assertEqual(len(watcher.pushes), 0)
+
+
+# The same flows, answered by a RedisDirectory (signaling.md §5.6-§5.9 must not
+# depend on where the directory lives).
+
+
+class DiscoveryOnRedisTests(OnRedis, DiscoveryTests):
+    """Discovery from a RedisDirectory."""
+
+
+class ServiceSpecOnRedisTests(OnRedis, ServiceSpecTests):
+    """GetServiceSpec from a RedisDirectory."""
+
+
+class RouteCandidateOnRedisTests(OnRedis, RouteCandidateTests):
+    """Route candidates from a RedisDirectory."""
+
+
+class PresenceOnRedisTests(OnRedis, PresenceTests):
+    """Presence subscriptions and events through a RedisDirectory."""

@@ -8,6 +8,7 @@ from actrix.proto import actr_pb2, webrtc_pb2
 from tests.integration.test_signaling import (
     OTHER_REALM,
     REALM,
+    OnRedis,
     SignalingDaemonCase,
     allow,
     sleep,
@@ -244,3 +245,11 @@ class RoleNegotiationTests(SignalingDaemonCase):
         self.assertEqual(reply.error.code, 403)
         await sleep(0.1)
         self.assertEqual(len(second.pushes) + len(third.pushes), 0)
+
+
+class RelayOnRedisTests(OnRedis, RelayTests):
+    """Relays between actors registered in a RedisDirectory."""
+
+
+class RoleNegotiationOnRedisTests(OnRedis, RoleNegotiationTests):
+    """Role negotiation between actors registered in a RedisDirectory."""

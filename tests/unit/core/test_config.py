@@ -600,3 +600,70 @@ class StorageConfigTests(SynchronousTestCase):
             "storage.backend: must be 'sqlite' or 'postgresql'",
             self.problems('backend = "postgres"'),
         )
+
+
+class RedisConfigTests(SynchronousTestCase):
+    """``[redis]``: absent by default; a URL or separate keys, errors by key."""
+
+    def parse(self, redis: str) -> Settings:
+        return parse_config(_data("[redis]\n" + redis))
+
+    def problems(self, redis: str) -> str:
+        with self.assertRaises(ConfigError) as cm:
+            self.parse(redis)
+        return "\n".join(cm.exception.problems)
+
+    def test_no_table_means_no_redis(self) -> None:
+        """Without [redis] the directory stays in this process."""
+        self.assertIsNone(parse_config(_data()).redis)
+
+    def test_url_and_keys(self) -> None:
+        """The URL gives host, port, db and password; a separate key wins."""
+        redis = self.parse(
+            'url = "redis://:p%40ss@cache.example:6380/3"\nkey_prefix = "prod:"'
+        ).redis
+        assert redis is not None and redis.password is not None
+        self.assertEqual(
+            (redis.host, redis.port, redis.db, redis.key_prefix),
+            ("cache.example", 6380, 3, "prod:"),
+        )
+        self.assertEqual(redis.password.value, "p@ss")
+        self.assertNotIn("p@ss", repr(redis))
+        redis = self.parse('url = "redis://cache.example/3"\nport = 7000\ndb = 1').redis
+        assert redis is not None
+        self.assertEqual((redis.port, redis.db, redis.password), (7000, 1, None))
+
+    def test_unix_socket(self) -> None:
+        """A unix:// URL, or a host starting with '/', is a socket path."""
+        redis = self.parse('url = "unix:///run/redis/redis.sock?db=2"').redis
+        assert redis is not None
+        self.assertEqual(
+            (redis.host, redis.db, redis.unix), ("/run/redis/redis.sock", 2, True)
+        )
+        redis = self.parse('host = "/tmp/r.sock"').redis
+        assert redis is not None
+        self.assertTrue(redis.unix)
+
+    def test_password_from_environment(self) -> None:
+        """password_env is read into a Secret."""
+        os.environ["ACTRIX_TEST_REDIS_PW"] = "from-env"
+        self.addCleanup(os.environ.pop, "ACTRIX_TEST_REDIS_PW", None)
+        redis = self.parse('host = "h"\npassword_env = "ACTRIX_TEST_REDIS_PW"').redis
+        assert redis is not None and redis.password is not None
+        self.assertEqual(redis.password.value, "from-env")
+
+    def test_bad_values_are_named_by_key(self) -> None:
+        """Each mistake has its dotted key; a bad URL is not echoed."""
+        text = self.problems(
+            'url = "http://:hunter22@x"\nport = 0\ndb = 16\nkey_prefix = "a b"\n'
+            'password = "x"\npassword_env = "Y"\nfoo = 1'
+        )
+        self.assertIn("redis.url: scheme must be one of redis, unix", text)
+        self.assertNotIn("hunter22", text)
+        self.assertIn("redis.port: must be >= 1", text)
+        self.assertIn("redis.db: must be <= 15", text)
+        self.assertIn("redis.key_prefix: only ASCII letters", text)
+        self.assertIn("redis.password_env: give only one of", text)
+        self.assertIn("redis.foo: unknown key", text)
+        self.assertIn("redis.url: not a Redis URL", self.problems('url = "redis:///0"'))
+        self.assertIn("redis.host: give redis.url or redis.host", self.problems(""))

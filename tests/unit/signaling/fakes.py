@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -12,9 +12,21 @@ from actrix.core.actrid import actr_id_repr, new_actr_id
 from actrix.core.interfaces import Claims, CredentialError
 from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling.compat import CompatibilityCache, InlineAnalyzer
+from actrix.signaling.local_directory import LocalDirectory
 from actrix.signaling.service import Session, SignalingService
 
 REALM = 7
+
+T = TypeVar("T")
+
+
+def done(work: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that must complete at once (LocalDirectory)."""
+    d = Deferred.fromCoroutine(work)
+    results: list[T] = []
+    d.addCallback(results.append)
+    assert results, "the coroutine waited"
+    return results[0]
 
 
 class FakeRealms:
@@ -190,6 +202,17 @@ class Harness:
             heartbeat_timeout=heartbeat_timeout,
             reconnect_window=reconnect_window,
         )
+
+    @property
+    def local(self) -> LocalDirectory:
+        """The service's directory: the default, a LocalDirectory."""
+        directory = self.service.directory
+        assert isinstance(directory, LocalDirectory)
+        return directory
+
+    def sweep_heartbeats(self) -> int:
+        """Run the heartbeat expiry (it completes at once on a LocalDirectory)."""
+        return done(self.service.sweep_heartbeats())
 
     def open(self, role: str | None = None) -> tuple[Session, FakeConnection]:
         connection = FakeConnection()

@@ -107,7 +107,7 @@ class ReconnectWindowTests(SynchronousTestCase):
     def test_offline_actor_is_in_no_answer(self) -> None:
         """Inside the window a disconnected actor is in no route, list or spec."""
         self.h.service.session_closed(self.svc_session)
-        self.assertIsNotNone(self.h.service.registry.get(self.key()))
+        self.assertIsNotNone(self.h.service.directory.cached(self.key()))
         self.assertEqual(self.answers(), (0, 0, 0, False))
         spec = self.caller_conn.sent[-1].server_to_actr.get_service_spec_response
         self.assertEqual(spec.error.code, 404)
@@ -130,12 +130,12 @@ class ReconnectWindowTests(SynchronousTestCase):
         """At the end of the window the entry is removed and its row deleted."""
         self.h.service.session_closed(self.svc_session)
         self.h.clock.advance(WINDOW - 1)
-        self.assertIsNotNone(self.h.service.registry.get(self.key()))
-        self.assertNotIn(row_key(*self.key()), self.h.service._pending.deletes)
+        self.assertIsNotNone(self.h.service.directory.cached(self.key()))
+        self.assertNotIn(row_key(*self.key()), self.h.local.pending.deletes)
         self.h.clock.advance(1)
-        self.assertIsNone(self.h.service.registry.get(self.key()))
-        self.assertIn(row_key(*self.key()), self.h.service._pending.deletes)
-        self.assertIsNotNone(self.h.service.registry.get((REALM, 2)))
+        self.assertIsNone(self.h.service.directory.cached(self.key()))
+        self.assertIn(row_key(*self.key()), self.h.local.pending.deletes)
+        self.assertIsNotNone(self.h.service.directory.cached((REALM, 2)))
 
     def test_reconnect_inside_window_keeps_actor(self) -> None:
         """A URL-identity reconnect inside the window keeps the actor for good."""
@@ -145,7 +145,7 @@ class ReconnectWindowTests(SynchronousTestCase):
         d = self.h.service.bind_url_identity(session, self.svc, token_for(self.svc))
         self.assertTrue(self.successResultOf(d))
         self.h.clock.advance(WINDOW)
-        entry = self.h.service.registry.get(self.key())
+        entry = self.h.service.directory.cached(self.key())
         assert entry is not None
         self.assertTrue(entry.online)
         self.assertEqual(self.answers(), (1, 1, 1, True))
@@ -160,9 +160,9 @@ class ReconnectWindowTests(SynchronousTestCase):
         )
         self.h.service.session_closed(session)
         self.h.clock.advance(20)
-        self.assertIsNotNone(self.h.service.registry.get(self.key()))
+        self.assertIsNotNone(self.h.service.directory.cached(self.key()))
         self.h.clock.advance(10)
-        self.assertIsNone(self.h.service.registry.get(self.key()))
+        self.assertIsNone(self.h.service.directory.cached(self.key()))
 
     def test_stop_cancels_the_window_timer(self) -> None:
         """Stopping the service leaves no pending timer behind."""
@@ -183,7 +183,7 @@ class RestoredRowTests(SynchronousTestCase):
             type=actr_pb2.ActrType(manufacturer="acme", name="svc"),
         )
         now = h.clock.seconds()
-        h.service.restore_rows(
+        h.local.load(
             [
                 RegistryRow(
                     actor_key=row_key(REALM, 77),
@@ -199,7 +199,7 @@ class RestoredRowTests(SynchronousTestCase):
         )
         h.service.startService()
         self.addCleanup(h.service.stopService)
-        self.assertIsNotNone(h.service.registry.get((REALM, 77)))
+        self.assertIsNotNone(h.service.directory.cached((REALM, 77)))
         h.clock.advance(WINDOW)
-        self.assertIsNone(h.service.registry.get((REALM, 77)))
-        self.assertIn(row_key(REALM, 77), h.service._pending.deletes)
+        self.assertIsNone(h.service.directory.cached((REALM, 77)))
+        self.assertIn(row_key(REALM, 77), h.local.pending.deletes)

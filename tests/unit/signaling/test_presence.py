@@ -7,11 +7,18 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.actrid import new_actr_id, type_key
 from actrix.proto import actr_pb2
+from actrix.signaling.local_directory import LocalDirectory
 from actrix.signaling.metrics import SignalingMetrics
 from actrix.signaling.presence import PresenceEvents, Subscriptions
 from actrix.signaling.routing import RouteEntry
 from actrix.signaling.sessions import Sessions
-from tests.unit.signaling.fakes import REALM, FakeConnection, FakeRealms, token_for
+from tests.unit.signaling.fakes import (
+    REALM,
+    FakeConnection,
+    FakeRealms,
+    done,
+    token_for,
+)
 
 OTHER_REALM = REALM + 1
 
@@ -86,8 +93,10 @@ class PresenceEventTests(SynchronousTestCase):
         self.clock.advance(1_700_000_000)
         self.realms = FakeRealms()
         self.sessions = Sessions(self.clock, SignalingMetrics())
-        self.subs = Subscriptions()
-        self.events = PresenceEvents(self.clock, self.realms, self.sessions, self.subs)
+        self.directory = LocalDirectory(self.clock, None)
+        self.events = PresenceEvents(
+            self.clock, self.realms, self.sessions, self.directory
+        )
         self.actor = new_actr_id(REALM, 99, "acme", "svc")
 
     def watcher(
@@ -98,7 +107,7 @@ class PresenceEventTests(SynchronousTestCase):
         connection = FakeConnection()
         session = self.sessions.open(connection, "127.0.0.1", None)
         self.sessions.bind(session, actr_id, token_for(actr_id))
-        self.subs.subscribe(svc_type(), actr_id)
+        done(self.directory.subscribe(svc_type(), actr_id))
         key = (realm_id, type_key(actr_id.type), "acme:svc")
         self.realms.acl[key] = allowed
         return connection
@@ -106,7 +115,7 @@ class PresenceEventTests(SynchronousTestCase):
     def test_up_event_reaches_allowed_subscriber(self) -> None:
         """An allowed subscriber in the realm gets actr_up_event addressed to it."""
         connection = self.watcher(1)
-        self.assertEqual(self.events.notify(self.actor, up=True, reason="x"), 1)
+        self.assertEqual(done(self.events.notify(self.actor, up=True, reason="x")), 1)
         (push,) = connection.sent
         self.assertFalse(push.HasField("reply_for"))
         self.assertEqual(push.server_to_actr.target.serial_number, 1)
@@ -115,14 +124,14 @@ class PresenceEventTests(SynchronousTestCase):
     def test_down_event_carries_reason(self) -> None:
         """A down event names the actor and why it left."""
         connection = self.watcher(1)
-        self.events.notify(self.actor, up=False, reason="expired")
+        done(self.events.notify(self.actor, up=False, reason="expired"))
         event = connection.sent[0].server_to_actr.actr_down_event
         self.assertEqual((event.actor_id, event.reason), (self.actor, "expired"))
 
     def test_other_realm_subscriber_hears_nothing(self) -> None:
         """Presence never crosses realms, even with an allowing ACL row."""
         connection = self.watcher(1, realm_id=OTHER_REALM)
-        self.assertEqual(self.events.notify(self.actor, up=True, reason="x"), 0)
+        self.assertEqual(done(self.events.notify(self.actor, up=True, reason="x")), 0)
         self.assertEqual(connection.sent, [])
 
     def test_acl_deny_and_missing_row_hear_nothing(self) -> None:
@@ -131,7 +140,7 @@ class PresenceEventTests(SynchronousTestCase):
         unlisted = self.watcher(2)
         del self.realms.acl[(REALM, "acme:w2", "acme:svc")]
         allowed = self.watcher(3)
-        self.assertEqual(self.events.notify(self.actor, up=True, reason="x"), 1)
+        self.assertEqual(done(self.events.notify(self.actor, up=True, reason="x")), 1)
         self.assertEqual((denied.sent, unlisted.sent), ([], []))
         self.assertEqual(len(allowed.sent), 1)
 
@@ -140,7 +149,7 @@ class PresenceEventTests(SynchronousTestCase):
         connection = self.watcher(1)
         (session,) = list(self.sessions)
         self.sessions.close(session)
-        self.assertEqual(self.events.notify(self.actor, up=True, reason="x"), 0)
+        self.assertEqual(done(self.events.notify(self.actor, up=True, reason="x")), 0)
         self.assertEqual(connection.sent, [])
 
     def test_set_online_announces_only_changes(self) -> None:
@@ -154,13 +163,18 @@ class PresenceEventTests(SynchronousTestCase):
             ws_address=None,
             online=True,
         )
-        self.events.set_online(entry, True, "heartbeat")
+        done(self.directory.register(entry))
+        key = entry.key
+        self.assertIsNone(done(self.events.set_online(key, True, "heartbeat")))
         self.assertEqual(connection.sent, [])
-        self.events.set_online(entry, False, "disconnected")
-        self.assertFalse(entry.online)
+        done(self.events.set_online(key, False, "disconnected"))
+        self.assertTrue(entry.online)  # the value object never changes
+        cached = self.directory.cached(key)
+        assert cached is not None
+        self.assertFalse(cached.online)
         self.assertEqual(
             connection.sent[-1].server_to_actr.actr_down_event.reason, "disconnected"
         )
-        self.events.set_online(entry, True, "reconnected")
+        done(self.events.set_online(key, True, "reconnected"))
         self.assertTrue(connection.sent[-1].server_to_actr.HasField("actr_up_event"))
         self.assertEqual(len(connection.sent), 2)

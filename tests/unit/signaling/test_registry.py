@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import attrs
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -113,7 +114,7 @@ class ActorRegistryTests(SynchronousTestCase):
         self.assertEqual(serials(registry.expired(clock.seconds(), TIMEOUT)), [1])
         alive = registry.get((7, 2))
         assert alive is not None
-        alive.last_heartbeat = clock.seconds()
+        registry.add(attrs.evolve(alive, last_heartbeat=clock.seconds()))
         clock.advance(TIMEOUT)
         self.assertEqual(serials(registry.expired(clock.seconds(), TIMEOUT)), [1])
         # Reporting does not remove: the caller decides.

@@ -209,12 +209,12 @@ class ExpiryTests(SynchronousTestCase):
         body.ping.power_reserve = 1.0
         h.service.handle(watcher_session, keep)
         h.clock.advance(101)
-        self.assertEqual(h.service.sweep_heartbeats(), 1)
+        self.assertEqual(h.sweep_heartbeats(), 1)
         down = watcher_conn.sent[-1].server_to_actr.actr_down_event
         self.assertEqual(down.actor_id, actr_id)
         self.assertEqual(down.reason, "expired")
-        self.assertIsNone(h.service.registry.get((REALM, actr_id.serial_number)))
-        self.assertIsNotNone(h.service.registry.get((REALM, watcher.serial_number)))
+        self.assertIsNone(h.service.directory.cached((REALM, actr_id.serial_number)))
+        self.assertIsNotNone(h.service.directory.cached((REALM, watcher.serial_number)))
 
     def test_subscriptions_of_expired_actor_go_when_its_socket_closes(self) -> None:
         """An actor that expired while connected loses its subscriptions after close."""
@@ -227,11 +227,11 @@ class ExpiryTests(SynchronousTestCase):
         )
         h.service.handle(session, envelope)
         h.clock.advance(301)
-        self.assertEqual(h.service.sweep_heartbeats(), 1)
-        self.assertEqual(len(h.service.presence), 1)  # still connected
+        self.assertEqual(h.sweep_heartbeats(), 1)
+        self.assertEqual(h.service.directory.subscription_count(), 1)  # still connected
         h.service.session_closed(session)
-        h.service.sweep_heartbeats()
-        self.assertEqual(len(h.service.presence), 0)
+        h.sweep_heartbeats()
+        self.assertEqual(h.service.directory.subscription_count(), 0)
 
 
 class RouteExpiryTests(SynchronousTestCase):
@@ -269,7 +269,9 @@ class SubscriptionCapTests(SynchronousTestCase):
                 actr_pb2.ActrType(manufacturer="acme", name=f"svc{i}")
             )
             h.service.handle(session, envelope)
-        self.assertEqual(len(h.service.presence), MAX_SUBSCRIPTIONS_PER_ACTOR)
+        self.assertEqual(
+            h.service.directory.subscription_count(), MAX_SUBSCRIPTIONS_PER_ACTOR
+        )
         refused = connection.sent[-1].server_to_actr.subscribe_actr_up_response
         self.assertEqual(refused.error.code, 429)
         accepted = connection.sent[-2].server_to_actr.subscribe_actr_up_response
@@ -317,15 +319,15 @@ class WriteBehindTests(SynchronousTestCase):
         h = Harness()
         session, _ = h.open()
         actr_id = h.register(session)
-        batch = h.service._pending
+        batch = h.local.pending
         _flush_txn(conn.cursor(), batch)
         rows = _load_rows_txn(conn.cursor(), 0)
         self.assertEqual(len(rows), 1)
         parsed = actr_pb2.ActrId.FromString(rows[0].actr_id)
         self.assertEqual(parsed, actr_id)
-        h.service._pending = type(batch)()
+        h.local.pending = type(batch)()
         envelope, body = h.actor_message(session, actr_id)
         body.unregister_request.actr_id.CopyFrom(actr_id)
         h.service.handle(session, envelope)
-        _flush_txn(conn.cursor(), h.service._pending)
+        _flush_txn(conn.cursor(), h.local.pending)
         self.assertEqual(_load_rows_txn(conn.cursor(), 0), [])

@@ -1,0 +1,154 @@
+"""``RedisBus``: the :class:`~actrix.core.bus.Bus` over Redis pub/sub.
+
+Each node subscribes to one channel, ``{key_prefix}db{N}:node:{node_id}``
+(pub/sub channels ignore the database number, so it is part of the name), on a
+connection of its own that reconnects and resubscribes by itself. Sending is a
+PUBLISH on the shared command connection; its reply says how many nodes heard.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import txredisapi
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
+from twisted.logger import Logger
+
+from actrix.core.bus import BadMessage, BusMessage, Handler
+from actrix.core.redis_client import RedisClient
+
+log = Logger()
+
+
+class _Listener(txredisapi.SubscriberProtocol):  # type: ignore[misc]  # untyped base
+    def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
+        self.factory.bus.received(message)
+
+
+class _ListenerFactory(txredisapi.SubscriberFactory):  # type: ignore[misc]  # untyped
+    protocol = _Listener
+
+    def __init__(self, bus: RedisBus) -> None:
+        super().__init__(isLazy=True)
+        self.bus = bus
+        config = bus.client.config
+        self.password = None if config.password is None else config.password.value
+        self.charset = None
+        self.convertNumbers = False
+        self.replyTimeout = None
+        # Connection failures are logged by _not_subscribed; this one would
+        # otherwise end as an unhandled error when stopped while connecting.
+        self.deferred.addErrback(lambda failure: None)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        d = protocol.whenConnected()
+        d.addCallback(self._subscribe)
+        d.addErrback(self._not_subscribed)
+        return protocol
+
+    def _subscribe(self, connection: Any) -> Any:
+        d = connection.subscribe(self.bus.channel(self.bus.node_id))
+        d.addCallback(lambda _: self.bus.subscribed())
+        return d
+
+    def _not_subscribed(self, failure: Any) -> None:
+        if not self.stopped:
+            log.warn("bus subscribe failed: {error}", error=str(failure.value))
+
+
+class RedisBus(Service):
+    """Publishes to other nodes' channels and listens on this node's one."""
+
+    def __init__(self, client: RedisClient, node_id: str, reactor: Any) -> None:
+        self.client = client
+        self._reactor = reactor
+        self._node_id = node_id
+        self._handler: Handler | None = None
+        self._factory: _ListenerFactory | None = None
+        self._subscribed = False
+        self._waiting: list[Deferred[None]] = []
+        self.setName("redis-bus")
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    @property
+    def shared(self) -> bool:
+        return True
+
+    def channel(self, node: str) -> str:
+        config = self.client.config
+        return f"{config.key_prefix}db{config.db}:node:{node}"
+
+    def listen(self, handler: Handler) -> None:
+        self._handler = handler
+
+    def subscribed(self) -> None:
+        """The channel subscription is active (first time, or after a reconnect)."""
+        if not self._subscribed:
+            log.info("bus listening on {channel}", channel=self.channel(self.node_id))
+        self._subscribed = True
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    async def ready(self) -> None:
+        """Wait for the first subscription, so nothing sent here is lost."""
+        if self._subscribed:
+            return
+        d: Deferred[None] = Deferred()
+        self._waiting.append(d)
+        await d
+
+    def received(self, data: Any) -> None:
+        if self._handler is None:
+            return
+        try:
+            message = BusMessage.decode(data)
+        except BadMessage as e:
+            log.warn("unreadable bus message dropped: {reason}", reason=str(e))
+            return
+        try:
+            self._handler(message)
+        except Exception:
+            log.failure(
+                "while handling a bus message of kind {kind}", kind=message.kind
+            )
+
+    async def send(self, node: str, message: BusMessage) -> bool:
+        heard = await self.client.command(
+            "PUBLISH", self.channel(node), message.encode()
+        )
+        return bool(heard)
+
+    def startService(self) -> None:
+        super().startService()
+        reactor = self._reactor
+        config = self.client.config
+        endpoint: Any
+        if config.unix:
+            endpoint = UNIXClientEndpoint(
+                reactor, config.host, timeout=config.connect_timeout
+            )
+        else:
+            endpoint = TCP4ClientEndpoint(
+                reactor, config.host, config.port, timeout=config.connect_timeout
+            )
+        self._factory = _ListenerFactory(self)
+        self._factory.startConnecting(endpoint)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        factory, self._factory = self._factory, None
+        if factory is None:
+            return Deferred.fromCoroutine(_nothing())
+        d: Deferred[None] = factory.disconnect()
+        return d
+
+
+async def _nothing() -> None:
+    return None

@@ -12,43 +12,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import connectionDone
 
 from actrix.rooms import binary_codec as bc
+from tests.wsclient import ClientClosed, ClientProtocol
 
 TIMEOUT = 5.0
-
-
-class ClientClosed(Exception):
-    """The WebSocket closed (or never opened)."""
-
-    def __init__(self, code: int | None, reason: str | None) -> None:
-        super().__init__(f"closed: {code} {reason}")
-        self.code = code
-        self.reason = reason or ""
-
-
-class _Protocol(WebSocketClientProtocol):
-    client: RoomClient
-
-    def onOpen(self) -> None:
-        self.client._opened(self)
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.client._received(payload, isBinary)
-
-    def connectionLost(self, reason: Any = connectionDone) -> None:
-        super().connectionLost(reason)
-        call: Any = self.closeHandshakeTimeoutCall
-        if call is not None:
-            self.closeHandshakeTimeoutCall = None
-            call.cancel()
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        self.client._closed(code, reason or self.wasNotCleanReason or "")
 
 
 class RoomClient:
@@ -58,7 +29,7 @@ class RoomClient:
 
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
-        self.protocol: _Protocol | None = None
+        self.protocol: ClientProtocol | None = None
         self.frames: list[Any] = []
         self.close_code: int | None = None
         self.closed = False
@@ -70,13 +41,13 @@ class RoomClient:
         factory = WebSocketClientFactory(
             f"ws://{host}:{port}{self.path}", reactor=self.reactor
         )
-        factory.protocol = _Protocol
+        factory.protocol = ClientProtocol
         factory.setProtocolOptions(
             autoPingInterval=0, openHandshakeTimeout=TIMEOUT, maxMessagePayloadSize=0
         )
         endpoint = TCP4ClientEndpoint(self.reactor, host, port, timeout=TIMEOUT)
         protocol = await endpoint.connect(factory)
-        assert isinstance(protocol, _Protocol)
+        assert isinstance(protocol, ClientProtocol)
         protocol.client = self
         self._open.addTimeout(TIMEOUT, self.reactor)
         await self._open
@@ -84,7 +55,7 @@ class RoomClient:
     def decode(self, payload: bytes, is_binary: bool) -> Any:
         return payload
 
-    def _opened(self, protocol: _Protocol) -> None:
+    def _opened(self, protocol: ClientProtocol) -> None:
         self.protocol = protocol
         if not self._open.called:
             self._open.callback(None)

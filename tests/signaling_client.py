@@ -13,46 +13,15 @@ from collections import deque
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.protocol import connectionDone
 
 from actrix.core.actrid import actr_id_repr
 from actrix.proto import actr_pb2, signaling_pb2, webrtc_pb2
+from tests.wsclient import ClientClosed, ClientProtocol
 
 TIMEOUT = 5.0
-
-
-class ClientClosed(Exception):
-    """The WebSocket closed (or never opened); ``code`` and ``reason`` say why."""
-
-    def __init__(self, code: int | None, reason: str | None) -> None:
-        super().__init__(f"closed: {code} {reason}")
-        self.code = code
-        self.reason = reason or ""
-
-
-class _Protocol(WebSocketClientProtocol):
-    client: SignalingClient
-
-    def onOpen(self) -> None:
-        self.client._opened(self)
-
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        self.client._received(payload, isBinary)
-
-    def connectionLost(self, reason: Any = connectionDone) -> None:
-        super().connectionLost(reason)
-        # Autobahn leaves this timer behind when the peer vanishes mid-close.
-        call: Any = self.closeHandshakeTimeoutCall
-        if call is not None:
-            self.closeHandshakeTimeoutCall = None
-            call.cancel()
-
-    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        text = reason or self.wasNotCleanReason or ""
-        self.client._closed(code, text)
 
 
 class SignalingClient:
@@ -60,7 +29,7 @@ class SignalingClient:
 
     def __init__(self, reactor: Any) -> None:
         self.reactor = reactor
-        self.protocol: _Protocol | None = None
+        self.protocol: ClientProtocol | None = None
         self.actr_id: actr_pb2.ActrId | None = None
         self.credential: actr_pb2.AIdCredential | None = None
         self.psk: bytes = b""
@@ -92,11 +61,11 @@ class SignalingClient:
         if query:
             url += "?" + urlencode(query, quote_via=quote)
         factory = WebSocketClientFactory(url, reactor=reactor)
-        factory.protocol = _Protocol
+        factory.protocol = ClientProtocol
         factory.setProtocolOptions(autoPingInterval=0, openHandshakeTimeout=TIMEOUT)
         endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=TIMEOUT)
         protocol = await endpoint.connect(factory)
-        assert isinstance(protocol, _Protocol)
+        assert isinstance(protocol, ClientProtocol)
         protocol.client = client
         opened = client._open
         opened.addTimeout(TIMEOUT, reactor)
@@ -119,7 +88,7 @@ class SignalingClient:
         )
         return client
 
-    def _opened(self, protocol: _Protocol) -> None:
+    def _opened(self, protocol: ClientProtocol) -> None:
         self.protocol = protocol
         if not self._open.called:
             self._open.callback(self)

@@ -25,12 +25,8 @@ from tests.integration.test_signaling import (
     allow,
     sleep,
 )
-from tests.signaling_client import (
-    ClientClosed,
-    SignalingClient,
-    new_envelope,
-    url_identity,
-)
+from tests.signaling_client import SignalingClient, new_envelope, url_identity
+from tests.wsclient import ClientClosed
 
 
 class UrlIdentityTests(SignalingDaemonCase):

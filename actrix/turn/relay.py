@@ -15,6 +15,7 @@ backstop).
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from typing import Final
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -115,24 +116,48 @@ class RelaySocket:
         sock = self.socket
         if sock is None:
             return
-        recvfrom = sock.recvfrom
-        deliver = self.protocol.datagramReceived
-        v6 = self._v6
-        for _ in range(READS_PER_EVENT):
-            try:
-                data, addr = recvfrom(MAX_DATAGRAM)
-            except OSError:
-                # EAGAIN, or an ICMP error queued on the socket: either way
-                # nothing more to read now.
-                return
-            if v6:
-                addr = addr[:2]  # drop flow info and scope id
-            try:
-                deliver(data, addr)
-            except Exception:
-                log.failure("while relaying a datagram from a peer")
-            if self.socket is None:
-                return
+        read_datagrams(
+            sock,
+            self.protocol.datagramReceived,
+            MAX_DATAGRAM,
+            self._v6,
+            READS_PER_EVENT,
+            lambda: self.socket is not None,
+            "while relaying a datagram from a peer",
+        )
+
+
+def read_datagrams(
+    sock: socket.socket,
+    deliver: Callable[[bytes, tuple[str, int]], None],
+    size: int,
+    v6: bool,
+    limit: int,
+    still_open: Callable[[], bool],
+    what: str,
+) -> None:
+    """Hand up to ``limit`` datagrams from ``sock`` to ``deliver``, then yield.
+
+    The one read loop of every TURN datagram socket (relay sockets and both
+    halves of the ICE port): bounded so other sockets get their turn (epoll
+    reports a socket with more to read again), IPv6 addresses cut to (host,
+    port), a failing handler logged without stopping the loop, and no read
+    after the handler closed the socket.
+    """
+    recvfrom = sock.recvfrom
+    for _ in range(limit):
+        try:
+            data, addr = recvfrom(size)
+        except OSError:
+            return  # EAGAIN, or a queued ICMP error: nothing more now
+        if v6:
+            addr = addr[:2]  # drop flow info and scope id
+        try:
+            deliver(data, addr)
+        except Exception:
+            log.failure(what)
+        if not still_open():
+            return
 
 
 def relay_opener(reactor: IReactorFDSet) -> RelayOpener:

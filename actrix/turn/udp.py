@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from actrix.core.listen import UDPListener
+from actrix.turn.relay import read_datagrams
 
 log = Logger()
 
@@ -107,20 +108,15 @@ class _DataSocket:
         sock = self.socket
         if sock is None:
             return
-        recvfrom = sock.recvfrom
-        deliver = self._protocol.datagramReceived
-        v6 = self._v6
-        for _ in range(DATA_READS_PER_TURN):
-            try:
-                data, addr = recvfrom(MAX_DATAGRAM)
-            except OSError:
-                return  # EAGAIN, or a queued ICMP error: nothing more now
-            if v6:
-                addr = addr[:2]
-            try:
-                deliver(data, addr)
-            except Exception:
-                log.failure("while handling a datagram")
+        read_datagrams(
+            sock,
+            self._protocol.datagramReceived,
+            MAX_DATAGRAM,
+            self._v6,
+            DATA_READS_PER_TURN,
+            lambda: self.socket is not None,
+            "while handling a datagram",
+        )
 
     def connectionLost(self, reason: Failure) -> None:
         self.close()
@@ -179,23 +175,15 @@ class IcePort(udp.Port):
     def doRead(self) -> None:
         """At most STUN_READS_PER_TURN datagrams, then other sockets' turn."""
         sock = self.socket
-        recvfrom = sock.recvfrom
-        deliver = self.protocol.datagramReceived
-        size = self.maxPacketSize
-        v6 = self.addressFamily == socket.AF_INET6
-        for _ in range(STUN_READS_PER_TURN):
-            try:
-                data, addr = recvfrom(size)
-            except OSError:
-                return  # EAGAIN, or a queued ICMP error: nothing more now
-            if v6:
-                addr = addr[:2]
-            try:
-                deliver(data, addr)
-            except Exception:
-                log.failure("while handling a datagram")
-            if not self.connected:
-                return  # the protocol stopped the port
+        read_datagrams(
+            sock,
+            self.protocol.datagramReceived,
+            self.maxPacketSize,
+            self.addressFamily == socket.AF_INET6,
+            STUN_READS_PER_TURN,
+            lambda: bool(self.connected),  # the protocol may stop the port
+            "while handling a datagram",
+        )
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         data, self.data_socket = self.data_socket, None

@@ -4,6 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 CONFIG ?= etc/actrix.dev.toml
+# Extra trial options, e.g. TRIAL_ARGS=--temp-directory=/tmp/trial-me when several trees test at once.
+TRIAL_ARGS ?=
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 TSTAMP := $(VENV)/.installed-test-$(shell cat setup.cfg | cksum | cut -d' ' -f1)
 
@@ -67,7 +69,7 @@ typecheck: $(TSTAMP)
 	$(VENV)/bin/mypy actrix tests
 
 trial: $(TSTAMP) tools
-	HYPOTHESIS_PROFILE=ci $(PY) -b -m twisted.trial --random=0 -j2 tests
+	HYPOTHESIS_PROFILE=ci $(PY) -b -m twisted.trial --random=0 -j2 $(TRIAL_ARGS) tests
 
 test: lint typecheck trial
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import treq.client
 from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from actrix.core.config import Settings, parse_config
@@ -168,3 +170,24 @@ async def wait_healthy(test: TestCase, root: ActrixService, seconds: float = 5) 
 
 def random_name() -> str:
     return "t" + secrets.token_hex(4)
+
+
+class ProcessOutput(ProcessProtocol):
+    """Collects a child's stdout and stderr; ``ended`` fires with its exit code.
+
+    A child killed by a signal ends with the negated signal number.
+    """
+
+    def __init__(self) -> None:
+        self.output = b""
+        self.ended: Deferred[int] = Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.output += data
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Failure) -> None:
+        value: Any = reason.value
+        code = getattr(value, "exitCode", None)
+        self.ended.callback(code if code is not None else -(value.signal or 0))

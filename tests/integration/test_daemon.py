@@ -11,16 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from actrix.core.listen import ListenError
 from actrix.tap import build_root_service
 from tests.daemon import (
+    ProcessOutput,
     config_text,
     http_client,
     http_port,
@@ -86,29 +83,8 @@ class InProcessDaemonTests(TestCase):
                 port.stopListening()
 
 
-class _Collect(ProcessProtocol):
-    def __init__(self) -> None:
-        self.output = b""
-        self.ended: Deferred[int] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Failure) -> None:
-        value: Any = reason.value
-        if isinstance(value, ProcessDone | ProcessTerminated):
-            code = (
-                value.exitCode if value.exitCode is not None else -(value.signal or 0)
-            )
-            self.ended.callback(code)
-        else:
-            self.ended.errback(reason)
-
-
-def _spawn(args: list[str], cwd: Path) -> tuple[_Collect, Any]:
-    proto = _Collect()
+def _spawn(args: list[str], cwd: Path) -> tuple[ProcessOutput, Any]:
+    proto = ProcessOutput()
     env = dict(os.environ)
     env["PYTHONPATH"] = str(Path(__file__).parents[2])
     transport = reactor.spawnProcess(

@@ -20,10 +20,8 @@ from typing import Any
 import coincurve
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from actrix import cli
@@ -35,6 +33,7 @@ from actrix.proto import actr_pb2
 from actrix.root import ActrixService
 from tests.daemon import (
     SHARED_KEY,
+    ProcessOutput,
     config_text,
     http_client,
     http_port,
@@ -52,22 +51,6 @@ TWISTD = str(Path(sys.executable).parent / "twistd")
 async def _wait(d: Deferred[Any], seconds: float = 5.0) -> Any:
     d.addTimeout(seconds, reactor)
     return await d
-
-
-class _Output(ProcessProtocol):
-    def __init__(self) -> None:
-        self.output = b""
-        self.ended: Deferred[int] = Deferred()
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason: Failure) -> None:
-        value: Any = reason.value
-        code = getattr(value, "exitCode", None)
-        self.ended.callback(code if code is not None else -(value.signal or 0))
 
 
 class SharedStoreTests(TestCase):
@@ -216,8 +199,8 @@ class SharedStoreTests(TestCase):
         self.assertEqual(codes[-1], 200)
         self.assertEqual(set(codes), {200, 503})
 
-    async def _spawn(self, config: Path) -> tuple[_Output, Any]:
-        proto = _Output()
+    async def _spawn(self, config: Path) -> tuple[ProcessOutput, Any]:
+        proto = ProcessOutput()
         env = dict(os.environ)
         env["PYTHONPATH"] = str(Path(__file__).parents[2])
         transport = reactor.spawnProcess(

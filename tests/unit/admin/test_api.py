@@ -369,3 +369,35 @@ class SeriesAndAuditTests(ApiCase):
         self.assertEqual([e["target"] for e in body["items"]], ["5", "4"])
         _, body, _ = self.call("GET", "/audit?who=viewer", token=self.ro)
         self.assertEqual(body["total"], 0)
+
+
+class ConcurrencyTests(ApiCase):
+    def test_concurrent_patches_of_one_realm(self) -> None:
+        """Two PATCHes of version 1 in flight at once: one 200, one 409."""
+        import json
+
+        import treq
+
+        from actrix.core import realms
+        from tests.backends import HeldDatabase
+        from tests.unit.admin.harness import BASE
+
+        held = HeldDatabase(self.connection(realms.STORE), "sqlite")
+        self.ctx.realm_db = held
+        pending = [
+            self.stub.request(
+                "PATCH",
+                BASE + "/realms/1",
+                data=json.dumps({"version": 1, "name": name}).encode(),
+                headers={"Authorization": [f"Bearer {self.rw}"]},
+            )
+            for name in ("left", "right")
+        ]
+        self.stub.flush()
+        held.release()
+        self.stub.flush()
+        responses = [self.successResultOf(d) for d in pending]
+        self.assertEqual(sorted(r.code for r in responses), [200, 409])
+        for response in responses:
+            self.successResultOf(treq.content(response))
+        self.assertEqual(self.cache.realm(1).name, "left")  # type: ignore[union-attr]

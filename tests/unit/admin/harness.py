@@ -91,9 +91,7 @@ class ApiCase(SqliteBackend):
     revoker_present = True
 
     def settings(self) -> Settings:
-        return make_settings(
-            Path(self.mktemp()), overrides="[admin]\nenabled = true\n"
-        )
+        return make_settings(Path(self.mktemp()), overrides="[admin]\nenabled = true\n")
 
     def setUp(self) -> None:
         self.turn = Harness(
@@ -107,11 +105,18 @@ class ApiCase(SqliteBackend):
         self.cache = RealmCache(self.realm_db, self.clock)
         self.cache.load_sync()
         self.directory = LocalDirectory(self.clock, None)
-        for entry in (actor_entry(1, 0xA1), actor_entry(1, 0xA2, False), actor_entry(2, 0xB1)):
+        for entry in (
+            actor_entry(1, 0xA1),
+            actor_entry(1, 0xA2, False),
+            actor_entry(2, 0xB1),
+        ):
             self.successResultOf(Deferred.fromCoroutine(self.directory.register(entry)))
         config = RoomsConfig(allow_anonymous=True)
         authorizer = Authorizer(
-            FakeRealms(), self.clock, Recorder(), allow_anonymous=True,
+            FakeRealms(),
+            self.clock,
+            Recorder(),
+            allow_anonymous=True,
             anonymous_realm_id=0,
         )
         self.rooms = RoomService(config, self.clock, authorizer, None)
@@ -142,7 +147,7 @@ class ApiCase(SqliteBackend):
             started_at=self.clock.seconds() - 10,
         )
         self.api = AdminApi(self.ctx, self.revoker if self.revoker_present else None)
-        self.stub = StubTreq(
+        self.stub: Any = StubTreq(
             ListenerRoot(
                 AdminRoot(KleinGuard(self.api.app.resource()), Path(self.mktemp()))
             )
@@ -170,7 +175,11 @@ class ApiCase(SqliteBackend):
         sent = dict(headers or {})
         if token is not None:
             sent["Authorization"] = f"Bearer {token}"
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        data = (
+            raw
+            if raw is not None
+            else (None if body is None else json.dumps(body).encode())
+        )
         d = self.stub.request(
             method,
             BASE + path,

@@ -20,8 +20,14 @@ class NodeTests(ApiCase):
         self.assertEqual(body["uptime_secs"], 10)
         self.assertEqual(
             body["services"],
-            {"signaling": True, "stun": True, "turn": True, "ais": True, "ks": True,
-             "rooms": False},
+            {
+                "signaling": True,
+                "stun": True,
+                "turn": True,
+                "ais": True,
+                "ks": True,
+                "rooms": False,
+            },
         )
         self.assertFalse(body["draining"])
 
@@ -56,7 +62,9 @@ class NodeTests(ApiCase):
 class RealmTests(ApiCase):
     def test_list_filter_sort_paginate(self) -> None:
         """GET /realms filters by q and status, sorts and pages server-side."""
-        status, body, _ = self.call("GET", "/realms?sort=name&order=desc", token=self.ro)
+        status, body, _ = self.call(
+            "GET", "/realms?sort=name&order=desc", token=self.ro
+        )
         self.assertEqual(status, 200)
         self.assertEqual([r["name"] for r in body["items"]], ["two", "one"])
         self.assertEqual(body["total"], 2)
@@ -82,7 +90,9 @@ class RealmTests(ApiCase):
         status, got, _ = self.call("GET", "/realms/30", token=self.ro)
         self.assertEqual(got["name"], "three")
         status, patched, _ = self.call(
-            "PATCH", "/realms/30", {"version": 1, "name": "3", "expires_at": 99},
+            "PATCH",
+            "/realms/30",
+            {"version": 1, "name": "3", "expires_at": 99},
             token=self.rw,
         )
         self.assertEqual(
@@ -105,7 +115,9 @@ class RealmTests(ApiCase):
 
     def test_duplicate_id_is_a_conflict(self) -> None:
         """Creating a realm with a taken id answers 409."""
-        status, body, _ = self.call("POST", "/realms", {"name": "x", "id": 1}, token=self.rw)
+        status, body, _ = self.call(
+            "POST", "/realms", {"name": "x", "id": 1}, token=self.rw
+        )
         self.assertEqual((status, body["error"]), (409, "conflict"))
 
     def test_stale_version_is_a_conflict(self) -> None:
@@ -122,7 +134,9 @@ class RealmTests(ApiCase):
         status, body, _ = self.call(
             "POST", "/realms/1/suspend", {"reason": "abuse"}, token=self.rw
         )
-        self.assertEqual((status, body["status"], body["version"]), (200, "Suspended", 2))
+        self.assertEqual(
+            (status, body["status"], body["version"]), (200, "Suspended", 2)
+        )
         self.assertEqual(self.revoker.realms, [(1, "abuse", "Suspended")])
         self.assertEqual(self.cache.realm_problem(1)[:7], "Realm 1")  # type: ignore[index]
         status, body, _ = self.call("POST", "/realms/1/resume", token=self.rw)
@@ -164,8 +178,15 @@ class RealmTests(ApiCase):
 
     def test_limit_bounds(self) -> None:
         """limit must be 1..1000; 10**6 rows is a 400, not a clamp."""
-        for query in ("limit=1000000", "limit=0", "limit=-1", "limit=x", "offset=-3",
-                      "sort=secret", "order=up"):
+        for query in (
+            "limit=1000000",
+            "limit=0",
+            "limit=-1",
+            "limit=x",
+            "offset=-3",
+            "sort=secret",
+            "order=up",
+        ):
             status, body, _ = self.call("GET", f"/realms?{query}", token=self.ro)
             self.assertEqual((status, body["error"]), (400, "bad_request"), query)
         status, _, _ = self.call("GET", "/realms?limit=1000", token=self.ro)
@@ -175,8 +196,12 @@ class RealmTests(ApiCase):
 class AclTests(ApiCase):
     def test_add_list_remove(self) -> None:
         """POST /acl adds an operator rule, GET filters, DELETE removes."""
-        rule = {"realm_id": 1, "from_type": "acme:a", "to_type": "acme:b",
-                "permission": "allow"}
+        rule = {
+            "realm_id": 1,
+            "from_type": "acme:a",
+            "to_type": "acme:b",
+            "permission": "allow",
+        }
         status, made, _ = self.call("POST", "/acl", rule, token=self.rw)
         self.assertEqual(status, 201)
         self.assertEqual(made["source"], "operator")
@@ -193,13 +218,19 @@ class AclTests(ApiCase):
 
     def test_bad_rules(self) -> None:
         """An unknown realm is 404; a bad type or permission 400."""
-        rule = {"realm_id": 9, "from_type": "acme:a", "to_type": "acme:b",
-                "permission": "deny"}
+        rule = {
+            "realm_id": 9,
+            "from_type": "acme:a",
+            "to_type": "acme:b",
+            "permission": "deny",
+        }
         status, body, _ = self.call("POST", "/acl", rule, token=self.rw)
         self.assertEqual((status, body["error"]), (404, "not_found"))
-        for bad in ({**rule, "realm_id": 1, "from_type": "nocolon"},
-                    {**rule, "realm_id": 1, "permission": "maybe"},
-                    {"realm_id": 1}):
+        for bad in (
+            {**rule, "realm_id": 1, "from_type": "nocolon"},
+            {**rule, "realm_id": 1, "permission": "maybe"},
+            {"realm_id": 1},
+        ):
             status, body, _ = self.call("POST", "/acl", bad, token=self.rw)
             self.assertEqual(status, 400, bad)
 
@@ -226,8 +257,9 @@ class ActorTests(ApiCase):
         """GET /actors/{id} with the id URL-encoded; unknown 404, malformed 400."""
         status, body, _ = self.call("GET", f"/actors/{A1}", token=self.ro)
         self.assertEqual((status, body["status"]), (200, "online"))
-        status, body, _ = self.call("GET", "/actors/" + quote("ff@1/acme:camera", safe=""),
-                                    token=self.ro)
+        status, body, _ = self.call(
+            "GET", "/actors/" + quote("ff@1/acme:camera", safe=""), token=self.ro
+        )
         self.assertEqual((status, body["error"]), (404, "not_found"))
         status, body, _ = self.call("GET", "/actors/garbage", token=self.ro)
         self.assertEqual((status, body["error"]), (400, "bad_request"))
@@ -240,8 +272,12 @@ class ActorTests(ApiCase):
         self.assertEqual(status, 200)
         self.assertEqual(
             body,
-            {"revoked": True, "sockets_closed": 1, "allocations_terminated": 2,
-             "room_peers_removed": 3},
+            {
+                "revoked": True,
+                "sockets_closed": 1,
+                "allocations_terminated": 2,
+                "room_peers_removed": 3,
+            },
         )
         self.assertEqual(self.revoker.actors, [("a1@1/acme:camera", "stolen")])
         _, audit, _ = self.call("GET", "/audit?who=ops", token=self.ro)
@@ -251,7 +287,8 @@ class ActorTests(ApiCase):
     def test_revoke_unknown_actor(self) -> None:
         """Revoking an actor nobody knows is 404 and calls nothing."""
         status, body, _ = self.call(
-            "POST", "/actors/" + quote("ff@1/acme:camera", safe="") + "/revoke",
+            "POST",
+            "/actors/" + quote("ff@1/acme:camera", safe="") + "/revoke",
             token=self.rw,
         )
         self.assertEqual((status, body["error"]), (404, "not_found"))
@@ -278,7 +315,9 @@ class RoomTests(ApiCase):
         _, body, _ = self.call("GET", "/rooms", token=self.ro)
         self.assertEqual(body["total"], 1)
         room = body["items"][0]
-        self.assertEqual((room["id"], room["peers"], room["persistent"]), ("lobby", 2, False))
+        self.assertEqual(
+            (room["id"], room["peers"], room["persistent"]), ("lobby", 2, False)
+        )
         status, detail, _ = self.call("GET", "/rooms/lobby", token=self.ro)
         self.assertEqual(status, 200)
         self.assertEqual(
@@ -293,7 +332,7 @@ class RoomTests(ApiCase):
 
     def test_kick_then_close(self) -> None:
         """Kick ends one member's connection (4008); close ends the room."""
-        (first, first_sink), (second, second_sink) = self.sinks
+        (first, first_sink), (_, second_sink) = self.sinks
         status, _, _ = self.call(
             "POST", f"/rooms/lobby/peers/{first.peer_id}/kick", token=self.rw
         )
@@ -351,13 +390,19 @@ class SeriesAndAuditTests(ApiCase):
         self.sampler.sample()
         self.clock.advance(1)
         self.sampler.sample()
-        status, body, _ = self.call("GET", "/metrics/series?resolution=1s", token=self.ro)
+        status, body, _ = self.call(
+            "GET", "/metrics/series?resolution=1s", token=self.ro
+        )
         self.assertEqual((status, body["step"]), (200, 1))
         self.assertEqual(body["series"]["connections"], [3.0, 3.0])
         self.assertEqual(body["series"]["relays_per_sec"], [None, 0.0])
-        status, body, _ = self.call("GET", "/metrics/series?resolution=1m", token=self.ro)
+        status, body, _ = self.call(
+            "GET", "/metrics/series?resolution=1m", token=self.ro
+        )
         self.assertEqual((status, body["step"]), (200, 60))
-        status, body, _ = self.call("GET", "/metrics/series?resolution=5s", token=self.ro)
+        status, body, _ = self.call(
+            "GET", "/metrics/series?resolution=5s", token=self.ro
+        )
         self.assertEqual(status, 400)
 
     def test_audit_pages_newest_first(self) -> None:

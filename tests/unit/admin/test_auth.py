@@ -14,8 +14,11 @@ WRITES = (
     ("DELETE", "/realms/2", None),
     ("POST", "/realms/1/suspend", None),
     ("POST", "/realms/1/resume", None),
-    ("POST", "/acl", {"realm_id": 1, "from_type": "a:b", "to_type": "c:d",
-                      "permission": "allow"}),
+    (
+        "POST",
+        "/acl",
+        {"realm_id": 1, "from_type": "a:b", "to_type": "c:d", "permission": "allow"},
+    ),
     ("DELETE", "/acl/1", None),
     ("POST", "/actors/a1%401%2Facme%3Acamera/revoke", None),
     ("POST", "/rooms/lobby/close", None),
@@ -23,8 +26,18 @@ WRITES = (
     ("POST", "/turn/allocations/x/terminate", None),
     ("POST", "/node/reload", None),
 )
-READS = ("/node", "/node/config", "/realms", "/realms/1", "/acl", "/actors",
-         "/rooms", "/turn/allocations", "/metrics/series", "/audit")
+READS = (
+    "/node",
+    "/node/config",
+    "/realms",
+    "/realms/1",
+    "/acl",
+    "/actors",
+    "/rooms",
+    "/turn/allocations",
+    "/metrics/series",
+    "/audit",
+)
 
 
 class AuthMatrixTests(ApiCase):
@@ -98,20 +111,24 @@ class SessionTests(ApiCase):
         cookie, csrf = self.login(self.rw)
         status, body, _ = self.call("GET", "/session", headers={"Cookie": cookie})
         self.assertEqual((status, body["csrf"]), (200, csrf))
-        for headers in ({"Cookie": cookie},
-                        {"Cookie": cookie, "X-CSRF-Token": "wrong"},
-                        {"Cookie": cookie, "X-CSRF-Token": csrf + "x"}):
+        for headers in (
+            {"Cookie": cookie},
+            {"Cookie": cookie, "X-CSRF-Token": "wrong"},
+            {"Cookie": cookie, "X-CSRF-Token": csrf + "x"},
+        ):
             status, body, _ = self.call("POST", "/realms/1/suspend", headers=headers)
             self.assertEqual((status, body["error"]), (403, "csrf"))
         self.assertEqual(self.cache.realm(1).status, "Normal")  # type: ignore[union-attr]
-        other_cookie, other_csrf = self.login(self.rw)
+        _, other_csrf = self.login(self.rw)
         status, _, _ = self.call(
-            "POST", "/realms/1/suspend",
+            "POST",
+            "/realms/1/suspend",
             headers={"Cookie": cookie, "X-CSRF-Token": other_csrf},
         )
         self.assertEqual(status, 403)
         status, body, _ = self.call(
-            "POST", "/realms/1/suspend",
+            "POST",
+            "/realms/1/suspend",
             headers={"Cookie": cookie, "X-CSRF-Token": csrf},
         )
         self.assertEqual((status, body["status"]), (200, "Suspended"))
@@ -120,7 +137,9 @@ class SessionTests(ApiCase):
         """A read-only login with a right CSRF token still cannot change things."""
         cookie, csrf = self.login(self.ro)
         status, body, _ = self.call(
-            "POST", "/realms/1/suspend", headers={"Cookie": cookie, "X-CSRF-Token": csrf}
+            "POST",
+            "/realms/1/suspend",
+            headers={"Cookie": cookie, "X-CSRF-Token": csrf},
         )
         self.assertEqual((status, body["error"]), (403, "read_only"))
 

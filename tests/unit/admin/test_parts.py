@@ -151,7 +151,9 @@ def _secret_config(directory: Path) -> str:
         "[services.ks]\ntolerance_seconds = 3600",
         f'[services.ks]\ntolerance_seconds = 3600\nkek = "{SECRETS["kek"]}"',
     )
-    return text + f"""
+    return (
+        text
+        + f"""
 [observability.metrics]
 token = "{SECRETS["metrics"]}"
 
@@ -169,6 +171,7 @@ url = "redis://:{SECRETS["redis"]}@127.0.0.1:6379/0"
 [admin]
 enabled = true
 """
+    )
 
 
 class RedactTests(SynchronousTestCase):
@@ -189,7 +192,9 @@ class RedactTests(SynchronousTestCase):
         fresh = attrs.evolve(
             settings,
             observability=attrs.evolve(settings.observability, filter_level="debug"),
-            actrix_shared_key=attrs.evolve(settings.actrix_shared_key, value="other!" * 4),
+            actrix_shared_key=attrs.evolve(
+                settings.actrix_shared_key, value="other!" * 4
+            ),
         )
         self.assertEqual(
             changed_keys(settings, fresh),
@@ -211,10 +216,11 @@ class StaticTests(TestCase):
         (self.dir / "js" / "app.js").write_text("export const a = 1;")
         (self.dir / "style.css").write_text("body{}")
         (self.dir / ".secret").write_text("no")
-        site = Site(ListenerRoot(AdminRoot(Resource(), self.dir)))
+        site: Any = Site(ListenerRoot(AdminRoot(Resource(), self.dir)))
         port = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        self.base = f"http://127.0.0.1:{port.getHost().port}"
+        address: Any = port.getHost()
+        self.base = f"http://127.0.0.1:{address.port}"
         self.client = http_client(self)
 
     async def get(self, path: str) -> tuple[int, bytes, Any]:
@@ -269,7 +275,7 @@ class StaticTests(TestCase):
 class MissingConsoleTests(SynchronousTestCase):
     def test_missing_console_is_404(self) -> None:
         """Without installed console files /admin/ is a clear 404."""
-        stub = StubTreq(ListenerRoot(AdminRoot(Resource(), Path(self.mktemp()))))
+        stub: Any = StubTreq(ListenerRoot(AdminRoot(Resource(), Path(self.mktemp()))))
         d = stub.get("http://127.0.0.1/admin/")
         stub.flush()
         response = self.successResultOf(d)

@@ -24,7 +24,7 @@ from actrix.admin.context import AdminContext, AdminMetrics
 from actrix.admin.ports import Revoker
 from actrix.admin.series import SeriesSampler, read_collectors
 from actrix.admin.sessions import LoginLimiter, Sessions
-from actrix.admin.static import STATIC_DIR, AdminRoot
+from actrix.admin.console import STATIC_DIR, AdminRoot
 from actrix.admin.store import STORE, AdminStore
 from actrix.core.http import KleinGuard
 from actrix.core.settings import Settings

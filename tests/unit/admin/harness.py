@@ -22,7 +22,7 @@ from actrix.admin.api import AdminApi
 from actrix.admin.context import AdminContext
 from actrix.admin.series import SeriesSampler
 from actrix.admin.sessions import LoginLimiter, Sessions
-from actrix.admin.static import AdminRoot, ListenerRoot
+from actrix.admin.console import AdminRoot, ListenerRoot
 from actrix.core import realms
 from actrix.core.directory import ActorEntry
 from actrix.core.http import KleinGuard

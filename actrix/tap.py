@@ -629,8 +629,8 @@ def _build_directory(
 
 def _build_admin(wiring: Wiring) -> None:
     """The admin API and console (``[admin]``): on ``bind.admin`` and/or the site."""
-    from actrix.admin.service import build_admin
     from actrix.admin.console import ListenerRoot
+    from actrix.admin.service import build_admin
 
     settings, reactor = wiring.settings, wiring.reactor
     if not settings.admin.enabled:

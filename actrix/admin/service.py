@@ -20,11 +20,11 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from actrix.admin.api import AdminApi
+from actrix.admin.console import STATIC_DIR, AdminRoot
 from actrix.admin.context import AdminContext, AdminMetrics
 from actrix.admin.ports import Revoker
 from actrix.admin.series import SeriesSampler, read_collectors
 from actrix.admin.sessions import LoginLimiter, Sessions
-from actrix.admin.console import STATIC_DIR, AdminRoot
 from actrix.admin.store import STORE, AdminStore
 from actrix.core.http import KleinGuard
 from actrix.core.settings import Settings

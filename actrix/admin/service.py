@@ -161,6 +161,7 @@ def build_admin(
     if store.active_token_count_sync() == 0:
         log.warn(
             "admin console enabled but no admin token exists; create one with: "
-            "actrix admin-token create --name <you> -c <this config>"
+            "actrix admin-token create --name <you> -c {config}",
+            config=str(settings.source or "<this config>"),
         )
     return AdminParts(root, AdminService(context), database, api, context)

@@ -867,8 +867,7 @@ def main() -> None:
     theirs = results[1] if args.pair else {}
     other = servers[1].name if len(servers) > 1 else ""
     print(
-        f"{'metric':<24}{'actrix':>14}"
-        + (f"{other:>14}{'ratio':>9}" if theirs else "")
+        f"{'metric':<24}{'actrix':>14}" + (f"{other:>14}{'ratio':>9}" if theirs else "")
     )
     result = []
     for key in ours:

@@ -187,3 +187,60 @@ class InProcessAdminTests(TestCase):
         ring = parts._ctx.sampler.seconds.read(0)
         self.assertGreaterEqual(len(ring["series"]["auth_failures_per_sec"]), 2)
         self.assertIn(0.0, ring["series"]["connections"])
+
+
+class LiveActorTests(TestCase):
+    timeout = 30
+
+    async def test_registered_actor_is_listed(self) -> None:
+        """An actor registered over signaling shows in /actors and its realm's count."""
+        import io
+        from urllib.parse import quote
+
+        from actrix.cli import run
+        from tests.signaling_client import SignalingClient
+
+        tmp = Path(self.mktemp()).resolve()
+        add_realm(tmp, 101)
+        settings = make_settings(
+            tmp, enable=25, extra="\n[admin]\nenabled = true\non_main_site = true\n"
+        )
+        config = tmp / "actrix.toml"
+        config.write_text(
+            config_text(tmp, enable=25)
+            + "\n[admin]\nenabled = true\non_main_site = true\n"
+        )
+        root = start_daemon(self, settings)
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(
+            run(
+                ["admin-token", "create", "--name", "ops", "-c", str(config)], out, err
+            ),
+            0,
+            err.getvalue(),
+        )
+        bearer: Any = {"Authorization": f"Bearer {out.getvalue().splitlines()[0]}"}
+        signaling = await SignalingClient.connect(reactor, http_port(root))
+        self.addCleanup(signaling.drop)
+        registered = await signaling.register(101)
+        self.assertTrue(registered.HasField("success"), str(registered))
+        base = f"http://127.0.0.1:{http_port(root)}/admin/api/v1"
+        client = http_client(self)
+        response = await client.get(base + "/actors?realm_id=101", headers=bearer)
+        listed = await _json(response)
+        self.assertEqual(listed["total"], 1, listed)
+        actor = listed["items"][0]
+        self.assertEqual((actor["status"], actor["realm_id"]), ("online", 101))
+        response = await client.get(
+            base + "/actors/" + quote(actor["id"], safe=""), headers=bearer
+        )
+        self.assertEqual((await _json(response))["id"], actor["id"])
+        response = await client.get(base + "/realms/101", headers=bearer)
+        self.assertEqual((await _json(response))["actors_online"], 1)
+        response = await client.post(
+            base + "/actors/" + quote(actor["id"], safe="") + "/revoke", headers=bearer
+        )
+        # No Revoker in this build: the endpoint says so and changes nothing.
+        self.assertEqual(
+            (response.code, (await _json(response))["error"]), (503, "unavailable")
+        )

@@ -244,3 +244,55 @@ class LiveActorTests(TestCase):
         self.assertEqual(
             (response.code, (await _json(response))["error"]), (503, "unavailable")
         )
+
+
+class AdminTlsTests(TestCase):
+    timeout = 30
+
+    async def test_tls_listener_and_secure_cookie(self) -> None:
+        """bind.admin with cert/key serves TLS (verified against the cert); its
+        login cookie is Secure, also in dev, and a wrong token is 401."""
+        import io
+        import ssl
+        import urllib.error
+        import urllib.request
+
+        from twisted.internet.threads import deferToThread
+
+        from actrix.cli import run
+        from tests.certs import write_self_signed
+
+        tmp = Path(self.mktemp()).resolve()
+        cert, key = write_self_signed(tmp / "tls")
+        extra = (
+            "\n[admin]\nenabled = true\n\n[bind.admin]\nport = 0\n"
+            f"cert = '{cert}'\nkey = '{key}'\n"
+        )
+        config = tmp / "actrix.toml"
+        config.write_text(config_text(tmp / "db") + extra)
+        root = start_daemon(self, make_settings(tmp / "db", extra=extra))
+        out, err = io.StringIO(), io.StringIO()
+        args = ["admin-token", "create", "--name", "ops", "-c", str(config)]
+        self.assertEqual(run(args, out, err), 0, err.getvalue())
+        token = out.getvalue().splitlines()[0]
+        port = int(root.listener("admin").bound_port)
+        context = ssl.create_default_context(cafile=str(cert))
+
+        def login(text: str) -> tuple[int, str, str]:
+            request = urllib.request.Request(
+                f"https://127.0.0.1:{port}/admin/api/v1/login",
+                data=json.dumps({"token": text}).encode(),
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, context=context) as answer:  # noqa: S310
+                    return answer.status, answer.headers["set-cookie"], ""
+            except urllib.error.HTTPError as e:
+                return e.code, "", e.read().decode()
+
+        code, _, body = await deferToThread(login, "adm_000000000000_wrong")
+        self.assertEqual(code, 401)
+        self.assertIn("unauthorized", body)
+        code, cookie, _ = await deferToThread(login, token)
+        self.assertEqual(code, 200)
+        self.assertIn("; Secure", cookie)

@@ -162,13 +162,19 @@ return 1
 """)
 
 
-def new_node_id() -> str:
-    """This process's id in the directory: host, pid and a fresh random part.
+def node_name(configured: str | None = None, worker: int | None = None) -> str:
+    """The node's name: ``cluster.node_id`` or host name and pid, plus the worker."""
+    name = configured or f"{socket.gethostname()}-{os.getpid()}"
+    return name if worker is None else f"{name}-w{worker}"
+
+
+def new_node_id(name: str | None = None) -> str:
+    """This process's id in the directory: its name and a fresh random part.
 
     A new one on every start (the node's incarnation), so entries a dead
     process left behind never look like this process's own.
     """
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+    return f"{name or node_name()}-{secrets.token_hex(4)}"
 
 
 class CorruptEntry(Exception):

@@ -55,6 +55,8 @@ from actrix.core.config import ENABLE_STUN, ENABLE_TURN, Settings
 
 log = Logger()
 
+# The worker's command: this Python's twistd, whatever script started us.
+TWISTD: Final = "from twisted.scripts.twistd import run; run()"
 READY_FD: Final = 3
 FIRST_SOCKET_FD: Final = 4
 READY_LINE: Final = b"ready\n"
@@ -307,8 +309,8 @@ class WorkerSupervisor(Service):
         source = self._settings.source
         return [
             sys.executable,
-            "-m",
-            "twisted",
+            "-c",
+            TWISTD,
             "--nodaemon",
             "--pidfile=",
             *self._twistd_args,

@@ -130,7 +130,7 @@ class WorkersTests(TestCase):
         return await proto.answer
 
     async def test_two_workers_share_restart_and_stop(self) -> None:
-        """Actors on both workers relay both ways; kill -9 restarts; SIGTERM ends all."""
+        """Actors on both workers relay both ways; kill -9 restarts; SIGTERM: exit 0."""
         supervisor = TwistdProcess.spawn(self, self.config)
         await supervisor.wait_for(r"2 workers running", 60)
         pids = {}

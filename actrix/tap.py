@@ -638,10 +638,14 @@ def _build_directory(
     settings, reactor = wiring.settings, wiring.reactor
     if settings.redis is not None:
         from actrix.core.redis_bus import RedisBus
-        from actrix.core.redis_client import RedisClient
+        from actrix.core.redis_client import RedisClient, tls_options
         from actrix.core.redis_directory import RedisDirectory, new_node_id, node_name
 
-        client = RedisClient(settings.redis)
+        try:
+            tls_options(settings.redis)  # a missing or bad CA file stops startup
+        except (OSError, ValueError) as e:
+            raise StartupError(f"redis.tls_ca: {e}") from e
+        client = RedisClient(settings.redis, reactor)
         wiring.root.add_connection(client)
         worker = wiring.worker
         name = node_name(
@@ -657,7 +661,17 @@ def _build_directory(
             node_id,
             heartbeat_timeout,
             settings.redis.key_prefix,
+            name=settings.cluster.node_id
+            and node_name(
+                settings.cluster.node_id, None if worker is None else worker.index
+            ),
         )
+        from actrix.core.cluster_status import ClusterStatus
+
+        status = ClusterStatus(client, shared, bus, name)
+        wiring.health_checks["redis"] = status.redis_up
+        wiring.health_details["cluster"] = status.health
+        wiring.metrics.register(status)
         return shared, bus, None
     database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
     wiring.root.add_database(database)

@@ -87,12 +87,20 @@ class Subscriber:
     actr_id: actr_pb2.ActrId
 
 
+class DirectoryUnavailable(Exception):
+    """The shared directory cannot be reached now (Redis down): try again later."""
+
+
 class ActorDirectory(Protocol):
     """Registered actors, presence subscriptions and actor -> (node, session)."""
 
     @property
     def node_id(self) -> str:
         """The id of this process in the directory (its entries carry it)."""
+
+    @property
+    def available(self) -> bool:
+        """Whether writes may succeed now (False: refuse new registrations)."""
 
     @property
     def shared(self) -> bool:

@@ -13,11 +13,15 @@ from typing import Any
 import txredisapi
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    UNIXClientEndpoint,
+    wrapClientTLS,
+)
 from twisted.logger import Logger
 
 from actrix.core.bus import BadMessage, BusMessage, Handler
-from actrix.core.redis_client import RedisClient
+from actrix.core.redis_client import RedisClient, tls_options
 
 log = Logger()
 
@@ -70,6 +74,11 @@ class RedisBus(Service):
         self._factory: _ListenerFactory | None = None
         self._subscribed = False
         self._waiting: list[Deferred[None]] = []
+        # Cross-node deliveries (metrics): published and heard, published to
+        # a channel nobody listened on, received here.
+        self.sent = 0
+        self.unheard = 0
+        self.received_count = 0
         self.setName("redis-bus")
 
     @property
@@ -105,6 +114,7 @@ class RedisBus(Service):
         await d
 
     def received(self, data: Any) -> None:
+        self.received_count += 1
         if self._handler is None:
             return
         try:
@@ -123,6 +133,10 @@ class RedisBus(Service):
         heard = await self.client.command(
             "PUBLISH", self.channel(node), message.encode()
         )
+        if heard:
+            self.sent += 1
+        else:
+            self.unheard += 1
         return bool(heard)
 
     def startService(self) -> None:
@@ -135,9 +149,12 @@ class RedisBus(Service):
                 reactor, config.host, timeout=config.connect_timeout
             )
         else:
-            endpoint = TCP4ClientEndpoint(
+            endpoint = HostnameEndpoint(
                 reactor, config.host, config.port, timeout=config.connect_timeout
             )
+            options = tls_options(config)
+            if options is not None:
+                endpoint = wrapClientTLS(options, endpoint)
         self._factory = _ListenerFactory(self)
         self._factory.startConnecting(endpoint)
 

@@ -5,6 +5,13 @@ reactor, no thread, no asyncio bridge), maintained, with reconnection, AUTH,
 SELECT, unix sockets and pub/sub. The connection is lazy: commands issued
 before it is up wait for it, and it reconnects by itself when Redis returns.
 
+The client knows whether Redis answers (:attr:`RedisClient.up`, checked every
+second): while it does not, :meth:`RedisClient.command` fails at once with
+:class:`~actrix.core.directory.DirectoryUnavailable` instead of queueing, the
+outage is logged once a minute, and the return is logged once; txredisapi
+reconnects by itself, so nothing needs a restart. Every round trip is timed
+into ``actrix_redis_round_trip_seconds``.
+
 One connection (pool size 1) on purpose: commands of this process then reach
 Redis in the order they were issued, so a write is always seen by the read
 issued after it, and Redis pipelines them on the socket anyway. Replies are
@@ -13,18 +20,40 @@ raw bytes (no charset, no number conversion): entries hold protobuf bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
 
 import attrs
 import txredisapi
+from prometheus_client import Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from actrix.core.directory import DirectoryUnavailable
 from actrix.core.settings import RedisConfig
 
 log = Logger()
+
+CHECK_INTERVAL: Final = 1.0
+OUTAGE_LOG_INTERVAL: Final = 60.0
+RTT_BUCKETS: Final = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
 
 Arg = bytes | str | int | float
 
@@ -45,10 +74,39 @@ class Script:
 class RedisClient(Service):
     """A lazy txredisapi connection; stopping the service disconnects it."""
 
-    def __init__(self, config: RedisConfig) -> None:
+    def __init__(self, config: RedisConfig, reactor: Any = None) -> None:
         self.config = config
+        self._reactor = reactor
         self._handler: Any = None
+        # None until the first connection succeeds or fails.
+        self._up: bool | None = None
+        self._down_since = 0.0
+        self._outage_logged = 0.0
+        self._check: LoopingCall | None = None
+        self._last_error = ""
+        self.round_trip = Histogram(
+            "actrix_redis_round_trip_seconds",
+            "Time from sending a Redis command to its reply",
+            buckets=RTT_BUCKETS,
+            registry=None,
+        )
         self.setName("redis")
+
+    @property
+    def where(self) -> str:
+        config = self.config
+        return config.host if config.unix else f"{config.host}:{config.port}"
+
+    @property
+    def up(self) -> bool:
+        """Whether a connection is open (also before the first check ran)."""
+        handler = self._handler
+        return handler is not None and handler._factory.size > 0
+
+    @property
+    def available(self) -> bool:
+        """Whether commands are worth sending: up, or still connecting at start."""
+        return self.up or self._up is None
 
     def _connect(self) -> Any:
         config = self.config
@@ -73,6 +131,7 @@ class RedisClient(Service):
                 poolsize=1,
                 charset=None,
                 password=password,
+                ssl_context_factory=tls_options(config),
                 connectTimeout=config.connect_timeout,
                 replyTimeout=config.reply_timeout,
                 convertNumbers=False,
@@ -82,6 +141,49 @@ class RedisClient(Service):
         handler._factory.deferred.addErrback(_connect_failed, self)
         return handler
 
+    def check(self) -> None:
+        """Note whether Redis answers; log an outage once a minute, a return once."""
+        up = self.up
+        now = self._now()
+        if up:
+            if self._up is False:
+                log.info(
+                    "Redis at {where} reachable again after {seconds:.0f} s",
+                    where=self.where,
+                    seconds=now - self._down_since,
+                )
+            self._up = True
+            return
+        if self._up is not False:
+            self._up = False
+            self._down_since = now
+            self._outage_logged = 0.0
+        if now - self._outage_logged >= OUTAGE_LOG_INTERVAL or not self._outage_logged:
+            self._outage_logged = now
+            log.warn(
+                "Redis at {where} unreachable for {seconds:.0f} s{error}: new"
+                " registrations are refused, actors connected here are still served",
+                where=self.where,
+                seconds=now - self._down_since,
+                error=f" ({self._last_error})" if self._last_error else "",
+            )
+
+    def connect_failed(self, reason: str) -> None:
+        """The first connection failed (refused, timed out, wrong password)."""
+        self._last_error = reason
+        if self.running:
+            self.check()
+
+    def _now(self) -> float:
+        return float(self._reactor.seconds()) if self._reactor else time.monotonic()
+
+    def collect(self) -> Iterator[Metric]:
+        """``actrix_redis_up`` and the round-trip histogram."""
+        gauge = GaugeMetricFamily("actrix_redis_up", "1 while Redis answers")
+        gauge.add_metric([], 1.0 if self.up else 0.0)
+        yield gauge
+        yield from self.round_trip.collect()
+
     @property
     def handler(self) -> Any:
         if self._handler is None:
@@ -89,9 +191,23 @@ class RedisClient(Service):
         return self._handler
 
     async def command(self, *args: Arg) -> Any:
-        """Run one Redis command; its reply (bytes, int, list or None)."""
+        """Run one Redis command; its reply (bytes, int, list or None).
+
+        Raises:
+            DirectoryUnavailable: Redis is known to be down, or the connection
+                broke before the reply.
+        """
+        if self._up is False and not self.up:
+            raise DirectoryUnavailable("Redis is unreachable")
+        # A duration, not a time of day: the monotonic clock.
+        started = time.perf_counter()
         d: Deferred[Any] = self.handler.execute_command(*args)
-        return await d
+        try:
+            reply = await d
+        except txredisapi.ConnectionError as e:
+            raise DirectoryUnavailable(f"Redis connection lost: {e}") from e
+        self.round_trip.observe(time.perf_counter() - started)
+        return reply
 
     async def run(
         self, script: Script, keys: Sequence[Arg], args: Sequence[Arg]
@@ -108,15 +224,20 @@ class RedisClient(Service):
         super().startService()
         log.info(
             "connecting to Redis at {where} db {db}",
-            where=self.config.host
-            if self.config.unix
-            else f"{self.config.host}:{self.config.port}",
+            where=self.where,
             db=self.config.db,
         )
         _ = self.handler
+        if self._reactor is not None:
+            self._check = LoopingCall(self.check)
+            self._check.clock = self._reactor
+            self._check.start(CHECK_INTERVAL, now=False)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
+        check, self._check = self._check, None
+        if check is not None and check.running:
+            check.stop()
         handler, self._handler = self._handler, None
         if handler is None:
             return Deferred.fromCoroutine(_nothing())
@@ -124,10 +245,25 @@ class RedisClient(Service):
         return d
 
 
+def tls_options(config: RedisConfig) -> Any:
+    """The client TLS options for ``redis.tls`` (None without TLS).
+
+    The server's certificate must name ``redis.host`` and chain to
+    ``redis.tls_ca`` (a PEM file) or, without one, to the system's CAs.
+    """
+    if not config.tls:
+        return None
+    from twisted.internet.ssl import Certificate, optionsForClientTLS, platformTrust
+
+    trust: Any = platformTrust()
+    if config.tls_ca is not None:
+        trust = Certificate.loadPEM(config.tls_ca.read_bytes())
+    return optionsForClientTLS(config.host, trustRoot=trust)
+
+
 async def _nothing() -> None:
     return None
 
 
 def _connect_failed(failure: Any, client: RedisClient) -> None:
-    if client.running:
-        log.warn("Redis connection failed: {error}", error=str(failure.value))
+    client.connect_failed(str(failure.value))

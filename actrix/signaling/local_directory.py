@@ -71,6 +71,11 @@ class LocalDirectory:
     def shared(self) -> bool:
         return False
 
+    @property
+    def available(self) -> bool:
+        """Always: memory and a local store."""
+        return True
+
     def released(self, key: ActorKey) -> None:
         """No other process can take an actor over."""
 

@@ -48,8 +48,14 @@ class RedisServer:
         self.socket_path = str(self.root / "redis.sock")
         self.password = password
         self._prefixes = itertools.count(1)
+        self._binary = binary
+        atexit.register(self.stop)
+        self.start()
+
+    def start(self) -> None:
+        """Start the server process (again, after :meth:`halt`: same port)."""
         argv = [
-            binary,
+            self._binary,
             "--port",
             str(self.port),
             "--bind",
@@ -69,19 +75,30 @@ class RedisServer:
             "--logfile",
             str(self.root / "server.log"),
         ]
-        if password is not None:
-            argv += ["--requirepass", password]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
         self._process = subprocess.Popen(  # noqa: S603  # fixed argv
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         self.pid = self._process.pid
-        atexit.register(self.stop)
         deadline = time.monotonic() + START_TIMEOUT
         while not self._answers():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise OSError(f"redis-server did not start (port {self.port})")
             time.sleep(0.02)
+
+    def halt(self) -> None:
+        """Stop the server process by its PID (its data is lost: no persistence)."""
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGKILL)
+            self._process.wait(timeout=10)
 
     def _answers(self) -> bool:
         try:
@@ -122,17 +139,18 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server by its PID and delete its files."""
-        try:
-            os.kill(self.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        else:
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self._process.wait(timeout=10)
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    @classmethod
+    def private(cls, password: str | None = None) -> RedisServer:
+        """A server of the calling test's own (it may stop it); stop it at cleanup.
+
+        Raises:
+            SkipTest: as :meth:`get`.
+        """
+        shared = cls.get()
+        return cls(shared._binary, password)
 
     def config(self, *, unix: bool = False, **overrides: object) -> RedisConfig:
         """Settings for a fresh key prefix (no other test uses it)."""

@@ -163,7 +163,12 @@ class RedisBus(Service):
         factory, self._factory = self._factory, None
         if factory is None:
             return Deferred.fromCoroutine(_nothing())
+        connected = factory.size > 0
         d: Deferred[None] = factory.disconnect()
+        if not connected:
+            # Not connected (Redis down): nothing to wait for.
+            d.addErrback(lambda failure: None)
+            return Deferred.fromCoroutine(_nothing())
         return d
 
 

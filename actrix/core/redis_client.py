@@ -29,7 +29,7 @@ import txredisapi
 from prometheus_client import Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -84,6 +84,8 @@ class RedisClient(Service):
         self._outage_logged = 0.0
         self._check: LoopingCall | None = None
         self._last_error = ""
+        # Commands waiting for a reply: cancelled when the service stops.
+        self._pending: set[Deferred[Any]] = set()
         self.round_trip = Histogram(
             "actrix_redis_round_trip_seconds",
             "Time from sending a Redis command to its reply",
@@ -105,7 +107,11 @@ class RedisClient(Service):
 
     @property
     def available(self) -> bool:
-        """Whether commands are worth sending: up, or still connecting at start."""
+        """Whether commands are worth sending: up, or still connecting at start.
+
+        Commands sent while connecting wait for the connection; once it was
+        up (or failed), a closed connection makes them fail at once.
+        """
         return self.up or self._up is None
 
     def _connect(self) -> Any:
@@ -138,8 +144,14 @@ class RedisClient(Service):
             )
         # A failed first connection (refused, wrong password, stopped while
         # connecting) is reported here once instead of as an unhandled error.
-        handler._factory.deferred.addErrback(_connect_failed, self)
+        handler._factory.deferred.addCallbacks(
+            self._connected, _connect_failed, errbackArgs=(self,)
+        )
         return handler
+
+    def _connected(self, result: object) -> None:
+        if self._up is None:
+            self._up = True
 
     def check(self) -> None:
         """Note whether Redis answers; log an outage once a minute, a return once."""
@@ -197,15 +209,21 @@ class RedisClient(Service):
             DirectoryUnavailable: Redis is known to be down, or the connection
                 broke before the reply.
         """
-        if self._up is False and not self.up:
+        if not self.available:
             raise DirectoryUnavailable("Redis is unreachable")
         # A duration, not a time of day: the monotonic clock.
         started = time.perf_counter()
         d: Deferred[Any] = self.handler.execute_command(*args)
+        if self._up is None and self._reactor is not None and not d.called:
+            # Still connecting: queued until the connection is up, or fails.
+            d.addTimeout(self.config.connect_timeout, self._reactor)
+        self._pending.add(d)
         try:
             reply = await d
-        except txredisapi.ConnectionError as e:
-            raise DirectoryUnavailable(f"Redis connection lost: {e}") from e
+        except (txredisapi.ConnectionError, CancelledError, TimeoutError) as e:
+            raise DirectoryUnavailable(f"Redis unreachable: {e!r}") from e
+        finally:
+            self._pending.discard(d)
         self.round_trip.observe(time.perf_counter() - started)
         return reply
 
@@ -238,10 +256,18 @@ class RedisClient(Service):
         check, self._check = self._check, None
         if check is not None and check.running:
             check.stop()
+        for pending in list(self._pending):
+            pending.cancel()
         handler, self._handler = self._handler, None
         if handler is None:
             return Deferred.fromCoroutine(_nothing())
+        connected = handler._factory.size > 0
         d: Deferred[None] = handler.disconnect()
+        if not connected:
+            # Nothing to close (Redis down, or a refused password): txredisapi's
+            # Deferred would wait for a connection that never comes.
+            d.addErrback(lambda failure: None)
+            return Deferred.fromCoroutine(_nothing())
         return d
 
 

@@ -87,6 +87,20 @@ class Subscriber:
     actr_id: actr_pb2.ActrId
 
 
+@attrs.frozen
+class Location:
+    """Where an actor's socket is: what a relay to it needs, and no more."""
+
+    node: str
+    session: int
+    online: bool
+    type_key: str
+
+    @classmethod
+    def of(cls, entry: ActorEntry) -> Location:
+        return cls(entry.node, entry.session, entry.online, entry.type_key)
+
+
 class DirectoryUnavailable(Exception):
     """The shared directory cannot be reached now (Redis down): try again later."""
 
@@ -167,6 +181,9 @@ class ActorDirectory(Protocol):
 
     async def lookup(self, key: ActorKey) -> ActorEntry | None:
         """The actor's entry, from memory or (restored offline) from the store."""
+
+    async def locate(self, key: ActorKey) -> Location | None:
+        """Where the actor's socket is (cheaper than :meth:`lookup` when shared)."""
 
     async def in_realm(self, realm_id: int) -> Sequence[ActorEntry]:
         """Every entry of a realm, in registration order."""

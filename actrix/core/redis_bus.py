@@ -21,12 +21,16 @@ from twisted.internet.endpoints import (
 from twisted.logger import Logger
 
 from actrix.core.bus import BadMessage, BusMessage, Handler
-from actrix.core.redis_client import RedisClient, tls_options
+from actrix.core.redis_client import RedisClient, no_delay, tls_options
 
 log = Logger()
 
 
 class _Listener(txredisapi.SubscriberProtocol):  # type: ignore[misc]  # untyped base
+    def connectionMade(self) -> Any:
+        no_delay(self.transport)
+        return super().connectionMade()
+
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
         self.factory.bus.received(message)
 

@@ -20,6 +20,7 @@ raw bytes (no charset, no number conversion): entries hold protobuf bytes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Final
@@ -69,6 +70,27 @@ class Script:
         import hashlib
 
         return hashlib.sha1(self.source.encode()).hexdigest()  # noqa: S324  # Redis' id
+
+
+def no_delay(transport: Any) -> None:
+    """TCP_NODELAY on a Redis connection (under TLS: on the TCP beneath it).
+
+    txredisapi leaves Nagle's algorithm on: a command written while an earlier
+    one is unacknowledged would wait for that reply's ACK, so pipelined
+    commands went one per round trip. A unix socket has no such option.
+    """
+    for candidate in (transport, getattr(transport, "transport", None)):
+        set_no_delay = getattr(candidate, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            with contextlib.suppress(OSError):
+                set_no_delay(True)
+            return
+
+
+class _Protocol(txredisapi.RedisProtocol):  # type: ignore[misc]  # untyped base
+    def connectionMade(self) -> Any:
+        no_delay(self.transport)
+        return super().connectionMade()
 
 
 class RedisClient(Service):
@@ -144,6 +166,8 @@ class RedisClient(Service):
             )
         # A failed first connection (refused, wrong password, stopped while
         # connecting) is reported here once instead of as an unhandled error.
+        # Every connection the pool makes (and remakes) sets TCP_NODELAY.
+        handler._factory.protocol = _Protocol
         handler._factory.deferred.addCallbacks(
             self._connected, _connect_failed, errbackArgs=(self,)
         )

@@ -39,6 +39,7 @@ from actrix.core.directory import (
     ActorEntry,
     ActorKey,
     Heartbeat,
+    Location,
     Subscriber,
     type_id,
 )
@@ -212,16 +213,19 @@ class RedisDirectory:
         try:
             return decode_entry(reply)
         except CorruptEntry as e:
-            # Every read of an index meets the same bad hash: once a minute.
-            dropped = self._throttle.admit("redis", "corrupt entry")
-            if dropped is not None:
-                log.warn(
-                    "unreadable directory entry skipped: {reason}"
-                    " ({dropped} more since the last line)",
-                    reason=str(e),
-                    dropped=dropped,
-                )
+            self._decode_failed(str(e))
             return None
+
+    def _decode_failed(self, reason: str) -> None:
+        # Every read of an index meets the same bad hash: once a minute.
+        dropped = self._throttle.admit("redis", "corrupt entry")
+        if dropped is not None:
+            log.warn(
+                "unreadable directory entry skipped: {reason}"
+                " ({dropped} more since the last line)",
+                reason=reason,
+                dropped=dropped,
+            )
 
     # -- writes -----------------------------------------------------------
 
@@ -450,6 +454,28 @@ class RedisDirectory:
     async def lookup(self, key: ActorKey) -> ActorEntry | None:
         reply = await self._redis.command("HGETALL", self._entry_key(key))
         return self._remember(self._decode(reply))
+
+    async def locate(self, key: ActorKey) -> Location | None:
+        """Four fields of the hash (HMGET), not the whole entry: the relay path."""
+        held = self._local.get(key)
+        if held is not None:
+            return Location.of(held)
+        reply = await self._redis.command(
+            "HMGET", self._entry_key(key), "node", "sess", "on", "tk"
+        )
+        if not reply or reply[0] is None:
+            return None
+        try:
+            node, session, online, tk = reply
+            return Location(
+                bytes(node).decode("utf-8"),
+                int(session),
+                online == b"1",
+                bytes(tk).decode("utf-8"),
+            )
+        except (TypeError, ValueError) as e:
+            self._decode_failed(str(e))
+            return None
 
     async def _read_index(self, index: str, realm_id: int) -> list[ActorEntry]:
         """The live entries an index names, in its order (one round trip)."""

@@ -59,3 +59,15 @@ class DocsTests(SynchronousTestCase):
         for key in ("tcp_proxy_protocol", "tls_proxy_protocol", "proxy_trusted"):
             self.assertIn(f"bind.ice.{key}", self.readme)
             self.assertIn(f"# {key} = ", self.example)
+
+    def test_cluster_keys_documented(self) -> None:
+        """The [cluster] keys and Redis TLS keys are in the README and the example."""
+        for key in ("workers", "node_id"):
+            self.assertIn(f"# {key} = ", self.example)
+            self.assertIn(f"{key} = ", self.readme)
+        for key in ("tls", "tls_ca"):
+            self.assertIn(f"# {key} = ", self.example)
+        self.assertIn("## Scaling out", self.readme)
+        self.assertIn("--workers", self.readme)
+        self.assertIn("actrix_cluster_actors", self.readme)
+        self.assertIn("actrix_redis_round_trip_seconds", self.readme)

@@ -46,7 +46,7 @@ from actrix.core.settings import EXAMPLE_SHARED_KEY, MAX_WORKERS, turn_drain_fla
 from actrix.core.storage import StorageError, open_store
 from actrix.core.tls import ServerTLS, TLSConfigError
 from actrix.root import ActrixService
-from actrix.workers import WorkerRole, decode_inherited
+from actrix.workers import SupervisorError, WorkerRole, decode_inherited
 
 if TYPE_CHECKING:
     from actrix.core.bus import Bus
@@ -720,7 +720,12 @@ def makeService(options: Options) -> IService:
         )
     worker: WorkerRole | None = options.worker
     if worker is None and settings.cluster.workers > 1:
-        return _supervisor(settings, reactor)
+        from actrix.workers import build_supervisor
+
+        try:
+            return build_supervisor(settings, reactor)
+        except SupervisorError as e:
+            raise SystemExit(f"actrix: {e}") from e
     try:
         root = build_root_service(settings, reactor, worker)
     except StartupError as e:
@@ -735,44 +740,6 @@ def makeService(options: Options) -> IService:
     reactor.callWhenRunning(root.install_signal_handlers)
     reactor.callWhenRunning(root.settle_heap)
     return root
-
-
-def _supervisor(settings: Settings, reactor: Any) -> IService:
-    """``workers > 1``: the process that owns the sockets and runs the workers."""
-    import os
-    import signal
-    import sys
-
-    from actrix.workers import SupervisorError, WorkerSupervisor, twistd_logger_args
-
-    supervisor = WorkerSupervisor(settings, reactor, twistd_logger_args(sys.argv))
-    try:
-        # Bind now, so a busy port ends startup with one line, not a traceback.
-        supervisor.open()
-    except SupervisorError as e:
-        raise SystemExit(f"actrix: {e}") from e
-
-    def install_signal_handlers() -> None:
-        def stop(signum: int, frame: object) -> None:
-            log.info("received signal {signum}, stopping the workers", signum=signum)
-            reactor.callFromThread(reactor.stop)
-
-        def reload(signum: int, frame: object) -> None:
-            reactor.callFromThread(supervisor.forward, signal.SIGHUP)
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGHUP, reload)
-
-    def exit_status() -> None:
-        if supervisor.failed:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(1)
-
-    reactor.callWhenRunning(install_signal_handlers)
-    reactor.addSystemEventTrigger("after", "shutdown", exit_status)
-    return supervisor
 
 
 def _log_level_reloader(path: Path) -> Any:

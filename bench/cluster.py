@@ -58,7 +58,9 @@ from signaling import (  # noqa: E402  # after the path setup
 )
 from signaling_load import REALM  # noqa: E402
 
-TWISTD = str(Path(sys.executable).parent / "twistd")
+TWISTD = os.environ.get(
+    "ACTRIX_BENCH_TWISTD", str(Path(sys.executable).parent / "twistd")
+)
 DEPLOYMENTS = ("one", "workers2", "nodes2")
 
 

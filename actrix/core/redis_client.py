@@ -173,6 +173,19 @@ class RedisClient(Service):
         )
         return handler
 
+    def _connection(self) -> Any:
+        """The open connection itself, or the pool handler that waits for one.
+
+        The handler takes a connection from its queue for every command
+        (an inlineCallbacks round of Deferreds); with one connection there is
+        nothing to choose, so commands go straight to it while it is open.
+        """
+        handler = self.handler
+        pool = handler._factory.pool
+        if pool and pool[0].connected:
+            return pool[0]
+        return handler
+
     def _connected(self, result: object) -> None:
         if self._up is None:
             self._up = True
@@ -237,7 +250,7 @@ class RedisClient(Service):
             raise DirectoryUnavailable("Redis is unreachable")
         # A duration, not a time of day: the monotonic clock.
         started = time.perf_counter()
-        d: Deferred[Any] = self.handler.execute_command(*args)
+        d: Deferred[Any] = self._connection().execute_command(*args)
         if self._up is None and self._reactor is not None and not d.called:
             # Still connecting: queued until the connection is up, or fails.
             d.addTimeout(self.config.connect_timeout, self._reactor)

@@ -62,6 +62,9 @@ NODE_TTL: Final = 5.0
 # Specs fetched for route negotiation stay in memory (oldest dropped first).
 MAX_CACHED_SPECS: Final = 1000
 DUPLICATE_LOG_INTERVAL: Final = 60.0
+# Where an online actor of another node is, as last read by a relay (s, count).
+LOCATION_TTL: Final = 1.0
+MAX_CACHED_LOCATIONS: Final = 10000
 
 
 def node_name(configured: str | None = None, worker: int | None = None) -> str:
@@ -113,6 +116,7 @@ class RedisDirectory:
         self._duplicate_logged = -DUPLICATE_LOG_INTERVAL
         # What the last beat saw: live node ids and their actor counts.
         self.nodes: dict[str, int] = {}
+        self._locations: dict[ActorKey, tuple[Location, float]] = {}
         self._clock = clock
         self._node_id = node_id
         self._ttl_ms = str(max(1, int(heartbeat_timeout * 1000)))
@@ -174,6 +178,7 @@ class RedisDirectory:
 
     def released(self, key: ActorKey) -> None:
         self._local.pop(key, None)
+        self._locations.pop(key, None)
 
     def online_by_realm(self) -> dict[int, int]:
         counts: dict[int, int] = {}
@@ -456,10 +461,23 @@ class RedisDirectory:
         return self._remember(self._decode(reply))
 
     async def locate(self, key: ActorKey) -> Location | None:
-        """Four fields of the hash (HMGET), not the whole entry: the relay path."""
+        """Where the actor is: four fields of the hash (HMGET), for the relay path.
+
+        An online actor of another node is remembered for
+        :data:`LOCATION_TTL`, so a stream of relays to it costs one Redis
+        command each (the PUBLISH), not two. Within that second a relay to an
+        actor that just went offline or moved reaches its old node, which
+        drops it: what the sender sees of an offline target anyway.
+        """
         held = self._local.get(key)
         if held is not None:
             return Location.of(held)
+        now = self._clock.seconds()
+        cached = self._locations.get(key)
+        if cached is not None:
+            if cached[1] > now:
+                return cached[0]
+            del self._locations[key]
         reply = await self._redis.command(
             "HMGET", self._entry_key(key), "node", "sess", "on", "tk"
         )
@@ -467,7 +485,7 @@ class RedisDirectory:
             return None
         try:
             node, session, online, tk = reply
-            return Location(
+            location = Location(
                 bytes(node).decode("utf-8"),
                 int(session),
                 online == b"1",
@@ -476,6 +494,11 @@ class RedisDirectory:
         except (TypeError, ValueError) as e:
             self._decode_failed(str(e))
             return None
+        if location.online and location.node != self._node_id:
+            self._locations[key] = (location, now + LOCATION_TTL)
+            while len(self._locations) > MAX_CACHED_LOCATIONS:
+                del self._locations[next(iter(self._locations))]
+        return location
 
     async def _read_index(self, index: str, realm_id: int) -> list[ActorEntry]:
         """The live entries an index names, in its order (one round trip)."""

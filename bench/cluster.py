@@ -92,6 +92,7 @@ class Deployment:
         from tests.daemon import config_text
 
         self.name = name
+        self.redis_pid = None if redis is None else int(redis.pid)
         self.processes: list[subprocess.Popen[bytes]] = []
         count = 2 if name == "nodes2" else 1
         self.ports = [free_port() for _ in range(count)]
@@ -318,6 +319,8 @@ def bench_cycle(deployment: Deployment, options: argparse.Namespace) -> dict[str
 def bench_hold(deployment: Deployment, options: argparse.Namespace) -> dict[str, Any]:
     workers = options.load_workers
     base = deployment.rss_kb()
+    redis_pid = deployment.redis_pid
+    redis_base = 0 if redis_pid is None else rss_kb(redis_pid)
     procs = [
         spawn(
             "hold",
@@ -334,12 +337,17 @@ def bench_hold(deployment: Deployment, options: argparse.Namespace) -> dict[str,
             raise RuntimeError(f"hold worker failed: {line}")
     time.sleep(2)
     loaded = deployment.rss_kb()
+    redis_loaded = 0 if redis_pid is None else rss_kb(redis_pid)
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.close()
     collect(procs)
     held = options.actors // workers * workers
-    return {"actors": held, "kb_per_actor": round((loaded - base) / held, 2)}
+    return {
+        "actors": held,
+        "kb_per_actor": round((loaded - base) / held, 2),
+        "redis_kb_per_actor": round((redis_loaded - redis_base) / held, 2),
+    }
 
 
 def main() -> None:
@@ -427,6 +435,7 @@ def print_summary(
         ("paced relay p50 ms", "paced", "p50_ms"),
         ("paced relay p99 ms", "paced", "p99_ms"),
         ("RSS per actor, KB (all server processes)", "hold", "kb_per_actor"),
+        ("  redis-server memory per actor, KB", "hold", "redis_kb_per_actor"),
     ]
 
     def show(value: float | None) -> str:

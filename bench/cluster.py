@@ -346,7 +346,9 @@ def bench_hold(deployment: Deployment, options: argparse.Namespace) -> dict[str,
     return {
         "actors": held,
         "kb_per_actor": round((loaded - base) / held, 2),
-        "redis_kb_per_actor": round((redis_loaded - redis_base) / held, 2),
+        "redis_kb_per_actor": None
+        if redis_pid is None
+        else round((redis_loaded - redis_base) / held, 2),
     }
 
 

@@ -42,11 +42,18 @@ class RedisServer:
     _instance: ClassVar[RedisServer | None] = None
     _failure: ClassVar[str | None] = None
 
-    def __init__(self, binary: str, password: str | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        password: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="actrix-redis-"))
         self.port = _free_port()
         self.socket_path = str(self.root / "redis.sock")
         self.password = password
+        # (certificate, key): TCP is TLS only (the unix socket stays plain).
+        self.tls = tls
         self._prefixes = itertools.count(1)
         self._binary = binary
         atexit.register(self.stop)
@@ -77,6 +84,21 @@ class RedisServer:
         ]
         if self.password is not None:
             argv += ["--requirepass", self.password]
+        if self.tls is not None:
+            cert, key = self.tls
+            argv[argv.index("--port") + 1] = "0"
+            argv += [
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(cert),
+                "--tls-key-file",
+                str(key),
+                "--tls-ca-cert-file",
+                str(cert),
+                "--tls-auth-clients",
+                "no",
+            ]
         self._process = subprocess.Popen(  # noqa: S603  # fixed argv
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
@@ -102,9 +124,16 @@ class RedisServer:
 
     def _answers(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
-                s.sendall(b"PING\r\n")
-                reply = s.recv(64)
+            if self.tls is None:
+                with socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    reply = s.recv(64)
+            else:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(0.5)
+                    s.connect(self.socket_path)
+                    s.sendall(b"PING\r\n")
+                    reply = s.recv(64)
         except OSError:
             return False
         return reply.startswith((b"+PONG", b"-NOAUTH"))
@@ -143,14 +172,16 @@ class RedisServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
     @classmethod
-    def private(cls, password: str | None = None) -> RedisServer:
+    def private(
+        cls, password: str | None = None, tls: tuple[Path, Path] | None = None
+    ) -> RedisServer:
         """A server of the calling test's own (it may stop it); stop it at cleanup.
 
         Raises:
             SkipTest: as :meth:`get`.
         """
         shared = cls.get()
-        return cls(shared._binary, password)
+        return cls(shared._binary, password, tls)
 
     def config(self, *, unix: bool = False, **overrides: object) -> RedisConfig:
         """Settings for a fresh key prefix (no other test uses it)."""
@@ -162,5 +193,8 @@ class RedisServer:
         }
         if self.password is not None:
             values["password"] = Secret(self.password)
+        if self.tls is not None and not unix:
+            values["tls"] = True
+            values["tls_ca"] = self.tls[0]
         values.update(overrides)
         return RedisConfig(**values)  # type: ignore[arg-type]  # test overrides

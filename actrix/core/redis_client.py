@@ -31,8 +31,10 @@ from prometheus_client import Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from actrix.core.directory import DirectoryUnavailable
 from actrix.core.settings import RedisConfig
@@ -91,6 +93,14 @@ class _Protocol(txredisapi.RedisProtocol):  # type: ignore[misc]  # untyped base
     def connectionMade(self) -> Any:
         no_delay(self.transport)
         return super().connectionMade()
+
+    def connectionLost(self, reason: Failure) -> Any:
+        # txredisapi keeps why a connection failed (a TLS certificate the CA
+        # did not sign, a reset) to itself; the outage line says it.
+        client = getattr(self.factory, "actrix_client", None)
+        if client is not None:
+            client.connection_lost(reason)
+        return super().connectionLost(reason)
 
 
 class RedisClient(Service):
@@ -168,6 +178,7 @@ class RedisClient(Service):
         # connecting) is reported here once instead of as an unhandled error.
         # Every connection the pool makes (and remakes) sets TCP_NODELAY.
         handler._factory.protocol = _Protocol
+        handler._factory.actrix_client = self
         handler._factory.deferred.addCallbacks(
             self._connected, _connect_failed, errbackArgs=(self,)
         )
@@ -195,6 +206,7 @@ class RedisClient(Service):
         up = self.up
         now = self._now()
         if up:
+            self._last_error = ""
             if self._up is False:
                 log.info(
                     "Redis at {where} reachable again after {seconds:.0f} s",
@@ -216,6 +228,11 @@ class RedisClient(Service):
                 seconds=now - self._down_since,
                 error=f" ({self._last_error})" if self._last_error else "",
             )
+
+    def connection_lost(self, reason: Failure) -> None:
+        """A connection closed: keep why, unless it was a clean close."""
+        if not reason.check(ConnectionDone):
+            self._last_error = str(reason.value) or type(reason.value).__name__
 
     def connect_failed(self, reason: str) -> None:
         """The first connection failed (refused, timed out, wrong password)."""

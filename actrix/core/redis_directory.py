@@ -21,7 +21,6 @@ in memory for the synchronous :meth:`RedisDirectory.cached`.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -33,7 +32,6 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from actrix.core import redis_scripts as scripts
-from actrix.core.actrid import normalize_version
 from actrix.core.directory import (
     MAX_SUBSCRIPTIONS_PER_ACTOR,
     ActorEntry,
@@ -41,7 +39,6 @@ from actrix.core.directory import (
     Heartbeat,
     Location,
     Subscriber,
-    type_id,
 )
 from actrix.core.logthrottle import LogThrottle
 from actrix.core.redis_client import RedisClient
@@ -50,6 +47,9 @@ from actrix.core.redis_entries import (
     beat_fields,
     decode_entry,
     encode_entry,
+    hex_text,
+    spec_token,
+    type_token,
 )
 from actrix.proto import actr_pb2
 
@@ -82,22 +82,6 @@ def new_node_id(name: str | None = None) -> str:
     return f"{name or node_name()}-{secrets.token_hex(4)}"
 
 
-def _hex(text: str) -> str:
-    return text.encode("utf-8").hex()
-
-
-def _type_token(actr_type: actr_pb2.ActrType) -> str:
-    return json.dumps(type_id(actr_type), separators=(",", ":")).encode().hex()
-
-
-def _spec_token(actr_type: actr_pb2.ActrType, fingerprint: str) -> str:
-    version = normalize_version(
-        actr_type.version if actr_type.HasField("version") else None
-    )
-    key = [actr_type.manufacturer, actr_type.name, version or "", fingerprint]
-    return json.dumps(key, separators=(",", ":")).encode().hex()
-
-
 class RedisDirectory:
     """Registered actors and presence subscriptions shared through Redis."""
 
@@ -124,6 +108,9 @@ class RedisDirectory:
         self._p = prefix
         self._local: dict[ActorKey, ActorEntry] = {}
         self._local_subscriptions: dict[ActorKey, int] = {}
+        # What actors connected here watch (type token -> their ActrId bytes):
+        # written back with the actor's entry when Redis lost them.
+        self._watching: dict[ActorKey, dict[str, bytes]] = {}
         self._specs: dict[str, tuple[actr_pb2.ServiceSpec, float]] = {}
 
     # -- keys -------------------------------------------------------------
@@ -135,7 +122,7 @@ class RedisDirectory:
         return f"{self._p}r:{realm_id}"
 
     def _type_key(self, realm_id: int, manufacturer: str, name: str) -> str:
-        return f"{self._p}t:{realm_id}:{_hex(manufacturer)}:{_hex(name)}"
+        return f"{self._p}t:{realm_id}:{hex_text(manufacturer)}:{hex_text(name)}"
 
     def _subs_key(self, token: str) -> str:
         return f"{self._p}s:{token}"
@@ -191,7 +178,7 @@ class RedisDirectory:
     def client_spec(
         self, actr_type: actr_pb2.ActrType, fingerprint: str
     ) -> actr_pb2.ServiceSpec | None:
-        found = self._specs.get(_spec_token(actr_type, fingerprint))
+        found = self._specs.get(spec_token(actr_type, fingerprint))
         if found is None or found[1] <= self._clock.seconds():
             return None
         return found[0]
@@ -259,7 +246,7 @@ class RedisDirectory:
     async def _save_spec(
         self, actr_type: actr_pb2.ActrType, spec: actr_pb2.ServiceSpec
     ) -> None:
-        token = _spec_token(actr_type, spec.fingerprint)
+        token = spec_token(actr_type, spec.fingerprint)
         await self._redis.command(
             "SET",
             self._spec_key(token),
@@ -270,7 +257,7 @@ class RedisDirectory:
 
     async def fetch_spec(self, actr_type: actr_pb2.ActrType, fingerprint: str) -> None:
         """Load one spec from Redis so :meth:`client_spec` answers it (TTL renewed)."""
-        token = _spec_token(actr_type, fingerprint)
+        token = spec_token(actr_type, fingerprint)
         data = await self._redis.command("GETEX", self._spec_key(token), "EX", SPEC_TTL)
         if not data:
             self._specs.pop(token, None)
@@ -319,6 +306,8 @@ class RedisDirectory:
             await self._write(held)
             if held.service_spec is not None:
                 await self._save_spec(held.actr_id.type, held.service_spec)
+            for token, subscriber in list(self._watching.get(key, {}).items()):
+                await self._write_subscription(key, token, subscriber)
             log.debug(
                 "actor {realm}:{serial} written back to the directory",
                 realm=key[0],
@@ -526,19 +515,23 @@ class RedisDirectory:
         self, target: actr_pb2.ActrType, subscriber: actr_pb2.ActrId
     ) -> bool:
         key = (subscriber.realm.realm_id, subscriber.serial_number)
-        token = _type_token(target)
+        token = type_token(target)
+        added = await self._write_subscription(
+            key, token, subscriber.SerializeToString()
+        )
+        if added:
+            self._watching.setdefault(key, {})[token] = subscriber.SerializeToString()
+            await self._count_local(key)
+        return bool(added)
+
+    async def _write_subscription(
+        self, key: ActorKey, token: str, subscriber: bytes
+    ) -> bool:
         added = await self._redis.run(
             scripts.SUBSCRIBE,
             [self._subs_key(token), self._watching_key(key)],
-            [
-                f"{key[0]}:{key[1]}",
-                subscriber.SerializeToString(),
-                token,
-                MAX_SUBSCRIPTIONS_PER_ACTOR,
-            ],
+            [f"{key[0]}:{key[1]}", subscriber, token, MAX_SUBSCRIPTIONS_PER_ACTOR],
         )
-        if added:
-            await self._count_local(key)
         return bool(added)
 
     async def _count_local(self, key: ActorKey) -> None:
@@ -551,7 +544,12 @@ class RedisDirectory:
     async def unsubscribe(
         self, target: actr_pb2.ActrType, subscriber: ActorKey
     ) -> bool:
-        token = _type_token(target)
+        token = type_token(target)
+        watched = self._watching.get(subscriber)
+        if watched is not None:
+            watched.pop(token, None)
+            if not watched:
+                del self._watching[subscriber]
         removed = await self._redis.run(
             scripts.UNSUBSCRIBE,
             [self._subs_key(token), self._watching_key(subscriber)],
@@ -563,6 +561,7 @@ class RedisDirectory:
 
     async def forget_subscriptions(self, subscriber: ActorKey) -> None:
         self._local_subscriptions.pop(subscriber, None)
+        self._watching.pop(subscriber, None)
         await self._redis.run(
             scripts.FORGET,
             [self._watching_key(subscriber)],
@@ -571,7 +570,7 @@ class RedisDirectory:
 
     async def subscribers(self, actr_type: actr_pb2.ActrType) -> list[Subscriber]:
         reply = await self._redis.command(
-            "HGETALL", self._subs_key(_type_token(actr_type))
+            "HGETALL", self._subs_key(type_token(actr_type))
         )
         found: list[Subscriber] = []
         for i in range(0, len(reply or []), 2):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from actrix.core.directory import ActorEntry, Heartbeat
+from actrix.core.actrid import normalize_version
+from actrix.core.directory import ActorEntry, Heartbeat, type_id
 from actrix.proto import actr_pb2
 
 
@@ -120,3 +121,22 @@ def decode_entry(reply: Sequence[bytes]) -> ActorEntry:
         )
     except Exception as e:
         raise CorruptEntry(str(e)) from e
+
+
+# Key parts: types and specs named in keys, hex-encoded (any text is safe).
+
+
+def hex_text(text: str) -> str:
+    return text.encode("utf-8").hex()
+
+
+def type_token(actr_type: actr_pb2.ActrType) -> str:
+    return json.dumps(type_id(actr_type), separators=(",", ":")).encode().hex()
+
+
+def spec_token(actr_type: actr_pb2.ActrType, fingerprint: str) -> str:
+    version = normalize_version(
+        actr_type.version if actr_type.HasField("version") else None
+    )
+    key = [actr_type.manufacturer, actr_type.name, version or "", fingerprint]
+    return json.dumps(key, separators=(",", ":")).encode().hex()

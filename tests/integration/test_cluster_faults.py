@@ -103,6 +103,12 @@ class RedisRestartTests(FaultCase):
         b.send_candidate(a.actr_id, "candidate:before")
         relay = (await a.next_push()).actr_relay
         self.assertEqual(relay.ice_candidate.candidate, "candidate:before")
+        reply = await b.call(
+            subscribe_actr_up_request=actr_pb2.SubscribeActrUpRequest(
+                target_type=target("newcomer")
+            )
+        )
+        self.assertTrue(reply.subscribe_actr_up_response.HasField("success"))
 
         server.halt()
         for _ in range(60):
@@ -134,8 +140,14 @@ class RedisRestartTests(FaultCase):
                 break
             await sleep(0.1)
         self.assertEqual(len(self.lines("reachable again")), 1)
-        # A's next Ping writes its entry back: found again by routes.
+        # A's next Ping writes its entry back: found again by routes; B's
+        # writes back its presence subscription too.
         self.assertTrue((await a.ping()).HasField("pong"))
+        self.assertTrue((await b.ping()).HasField("pong"))
+        newcomer, ok = await self.register(port, "newcomer", allow(("acme", "caller")))
+        self.assertTrue(ok.HasField("success"), str(ok))
+        up = (await b.next_push()).server_to_actr.actr_up_event
+        self.assertEqual(up.actor_id, newcomer.actr_id)
         reply = await b.call(
             route_candidates_request=actr_pb2.RouteCandidatesRequest(
                 target_type=target("svc")

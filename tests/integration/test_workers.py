@@ -184,6 +184,29 @@ class WorkersTests(TestCase):
             self.assertFalse(running(pid), f"worker {pid} still running")
 
 
+class WorkerStartFailureTests(TestCase):
+    """A worker that cannot start stops the supervisor: status 1, one line."""
+
+    timeout = 60
+
+    async def test_worker_failing_at_start_ends_the_supervisor(self) -> None:
+        """A Redis CA file that is missing: the worker exits, the supervisor too."""
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir(parents=True)
+        add_realm(directory / "db", REALM)
+        extra = (
+            '[redis]\nhost = "127.0.0.1"\ntls = true\n'
+            f'tls_ca = "{directory / "missing-ca.pem"}"\n'
+            "[cluster]\nworkers = 2\n"
+        )
+        config = write_config(directory, free_port(), 0, extra, enable=25)
+        supervisor = TwistdProcess.spawn(self, config)
+        self.assertEqual(await supervisor.ended, 1)
+        self.assertEqual(supervisor.count("worker 0 failed to start; stopping"), 1)
+        self.assertEqual(supervisor.count("redis.tls_ca:"), 1)
+        self.assertEqual(supervisor.count("worker 1 started"), 0)
+
+
 class WorkersConfigTests(SynchronousTestCase):
     """workers > 1 needs Redis: ``actrix check`` and ``--workers`` say so."""
 

@@ -706,19 +706,21 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor  # the one place the global reactor is named
 
     settings: Settings = options.settings
+    worker: WorkerRole | None = options.worker
     for warning in settings.warnings:
         log.warn("{warning}", warning=warning)
     actrix_logging.set_level(settings.observability.level)
     if settings.observability.log.output == "file":
         actrix_logging.add_file_output(
-            settings.observability.log.path, settings.observability.log.rotate
+            settings.observability.log.path,
+            settings.observability.log.rotate,
+            "actrix.log" if worker is None else f"actrix-w{worker.index}.log",
         )
     if settings.env != "dev" and settings.actrix_shared_key.value == EXAMPLE_SHARED_KEY:
         raise SystemExit(
             "actrix: actrix_shared_key is still the example value; set your own "
             "(openssl rand -hex 32)"
         )
-    worker: WorkerRole | None = options.worker
     if worker is None and settings.cluster.workers > 1:
         from actrix.workers import build_supervisor
 

@@ -21,8 +21,10 @@ Why descriptors and not ``SO_REUSEPORT`` for every worker:
   whose classic BPF program steers by the first byte (requests vs ChannelData,
   :mod:`actrix.turn.udp`); so STUN/TURN (UDP, TCP, TLS and the relay ports)
   run in worker 0 only, which keeps allocations, relay port ranges and
-  quotas exactly as in one process. The README's "Scaling out" gives the
-  figures behind that choice.
+  quotas exactly as in one process. Measured: relaying costs 6.7 µs of CPU
+  per datagram in one process, while per-user quotas counted in Redis would
+  put Redis commands (22-98 µs of client CPU each here) on every Allocate,
+  whose whole cycle costs 106 µs today (README, "Scaling out").
 
 Workers start one after another (each runs the store migrations before it
 listens, so they never race) and each reports ``ready`` on descriptor 3. A

@@ -17,7 +17,13 @@ from twisted.python import usage
 
 from actrix.core import logging as actrix_logging
 from actrix.core.auth import NonceVerifier
-from actrix.core.config import ConfigError, KsClientConfig, Settings, load_config
+from actrix.core.config import (
+    ConfigError,
+    KsClientConfig,
+    Settings,
+    check_cluster,
+    load_config,
+)
 from actrix.core.http import (
     HealthResource,
     KleinGuard,
@@ -36,10 +42,11 @@ from actrix.core.metrics import MetricsRegistry, MetricsResource
 from actrix.core.proxyproto import ProxyPolicy
 from actrix.core.realms import STORE as REALM_STORE
 from actrix.core.realms import RealmCache
-from actrix.core.settings import EXAMPLE_SHARED_KEY, turn_drain_flag
+from actrix.core.settings import EXAMPLE_SHARED_KEY, MAX_WORKERS, turn_drain_flag
 from actrix.core.storage import StorageError, open_store
 from actrix.core.tls import ServerTLS, TLSConfigError
 from actrix.root import ActrixService
+from actrix.workers import SupervisorError, WorkerRole, decode_inherited
 
 if TYPE_CHECKING:
     from actrix.core.bus import Bus
@@ -51,8 +58,11 @@ log = Logger()
 
 
 class Options(usage.Options):
-    optParameters: ClassVar[list[list[str]]] = [
-        ["config", "c", "/etc/actrix/config.toml", "TOML configuration file"]
+    optParameters: ClassVar[list[list[str | None]]] = [
+        ["config", "c", "/etc/actrix/config.toml", "TOML configuration file"],
+        ["workers", None, None, "worker processes (overrides cluster.workers)"],
+        ["worker", None, None, "internal: run as this worker of a supervisor"],
+        ["inherit", None, None, "internal: listening sockets a worker adopts"],
     ]
 
     def postOptions(self) -> None:
@@ -60,6 +70,25 @@ class Options(usage.Options):
             self.settings = load_config(Path(self["config"]))
         except ConfigError as e:
             raise usage.UsageError("\n".join(e.problems)) from e
+        self.worker: WorkerRole | None = None
+        if self["workers"] is not None:
+            self._override_workers(self["workers"])
+        if self["worker"] is not None:
+            try:
+                self.worker = WorkerRole(
+                    int(self["worker"]), decode_inherited(self["inherit"] or "")
+                )
+            except ValueError as e:
+                raise usage.UsageError(f"--worker/--inherit: {e}") from e
+
+    def _override_workers(self, text: str) -> None:
+        if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+            raise usage.UsageError(f"--workers: 1 to {MAX_WORKERS}")
+        cluster = attrs.evolve(self.settings.cluster, workers=int(text))
+        self.settings = attrs.evolve(self.settings, cluster=cluster)
+        problems = check_cluster(self.settings)
+        if problems:
+            raise usage.UsageError("\n".join(problems))
 
 
 @attrs.define
@@ -86,25 +115,41 @@ class Wiring:
     directory: Any = None
     room_service: Any = None
     turn_service: Any = None
+    worker: WorkerRole | None = None
 
 
 class StartupError(Exception):
     """The daemon cannot be built from this configuration (one-line message)."""
 
 
-def build_root_service(settings: Settings, reactor: Any) -> ActrixService:
+def build_root_service(
+    settings: Settings, reactor: Any, worker: WorkerRole | None = None
+) -> ActrixService:
     """Assemble the daemon: databases migrated, services built, listeners added.
+
+    A ``worker`` of a supervisor (:mod:`actrix.workers`) adopts the listening
+    sockets it inherited instead of binding, and runs STUN/TURN only if it is
+    worker 0.
 
     Raises:
         StartupError: a database, TLS file or service cannot be set up.
     """
     try:
-        return _build(settings, reactor)
+        root = _build(settings, reactor, worker)
     except (StorageError, TLSConfigError) as e:
         raise StartupError(str(e)) from e
+    if worker is not None:
+        for name, fds in worker.sockets.items():
+            try:
+                root.listener(name).inherited = fds
+            except KeyError as e:
+                raise StartupError(f"worker: no listener {name!r} to adopt") from e
+    return root
 
 
-def _build(settings: Settings, reactor: Any) -> ActrixService:
+def _build(
+    settings: Settings, reactor: Any, worker: WorkerRole | None
+) -> ActrixService:
     root = ActrixService(reactor)
     realm_db = open_store(settings.storage, settings.sqlite_path, REALM_STORE, reactor)
     root.add_database(realm_db)
@@ -134,6 +179,7 @@ def _build(settings: Settings, reactor: Any) -> ActrixService:
         throttle=LogThrottle(reactor),
         tls=tls,
         realm_db=realm_db,
+        worker=worker,
     )
     _build_services(wiring)
     wiring.site.mount(
@@ -341,6 +387,8 @@ def _build_ice(wiring: Wiring) -> None:
     settings = wiring.settings
     turn_on = settings.enabled(ENABLE_TURN)
     if not (turn_on or settings.enabled(ENABLE_STUN)):
+        return
+    if wiring.worker is not None and not wiring.worker.serves_ice:
         return
     from actrix.stun.protocol import BindingResponder, StunTcpFactory, StunUdpProtocol
     from actrix.turn.metrics import TurnMetrics
@@ -601,12 +649,20 @@ def _build_directory(
     settings, reactor = wiring.settings, wiring.reactor
     if settings.redis is not None:
         from actrix.core.redis_bus import RedisBus
-        from actrix.core.redis_client import RedisClient
-        from actrix.core.redis_directory import RedisDirectory, new_node_id
+        from actrix.core.redis_client import RedisClient, tls_options
+        from actrix.core.redis_directory import RedisDirectory, new_node_id, node_name
 
-        client = RedisClient(settings.redis)
+        try:
+            tls_options(settings.redis)  # a missing or bad CA file stops startup
+        except (OSError, ValueError) as e:
+            raise StartupError(f"redis.tls_ca: {e}") from e
+        client = RedisClient(settings.redis, reactor)
         wiring.root.add_connection(client)
-        node_id = new_node_id()
+        worker = wiring.worker
+        name = node_name(
+            settings.cluster.node_id, None if worker is None else worker.index
+        )
+        node_id = new_node_id(name)
         bus = RedisBus(client, node_id, reactor)
         wiring.root.add_connection(bus)
         log.info("signaling directory on Redis as node {node}", node=node_id)
@@ -616,7 +672,17 @@ def _build_directory(
             node_id,
             heartbeat_timeout,
             settings.redis.key_prefix,
+            name=settings.cluster.node_id
+            and node_name(
+                settings.cluster.node_id, None if worker is None else worker.index
+            ),
         )
+        from actrix.core.cluster_status import ClusterStatus
+
+        status = ClusterStatus(client, shared, bus, name)
+        wiring.health_checks["redis"] = status.redis_up
+        wiring.health_details["cluster"] = status.health
+        wiring.metrics.register(status)
         return shared, bus, None
     database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
     wiring.root.add_database(database)
@@ -685,22 +751,36 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor  # the one place the global reactor is named
 
     settings: Settings = options.settings
+    worker: WorkerRole | None = options.worker
     for warning in settings.warnings:
         log.warn("{warning}", warning=warning)
     actrix_logging.set_level(settings.observability.level)
     if settings.observability.log.output == "file":
         actrix_logging.add_file_output(
-            settings.observability.log.path, settings.observability.log.rotate
+            settings.observability.log.path,
+            settings.observability.log.rotate,
+            "actrix.log" if worker is None else f"actrix-w{worker.index}.log",
         )
     if settings.env != "dev" and settings.actrix_shared_key.value == EXAMPLE_SHARED_KEY:
         raise SystemExit(
             "actrix: actrix_shared_key is still the example value; set your own "
             "(openssl rand -hex 32)"
         )
+    if worker is None and settings.cluster.workers > 1:
+        from actrix.workers import build_supervisor
+
+        try:
+            return build_supervisor(settings, reactor)
+        except SupervisorError as e:
+            raise SystemExit(f"actrix: {e}") from e
     try:
-        root = build_root_service(settings, reactor)
+        root = build_root_service(settings, reactor, worker)
     except StartupError as e:
         raise SystemExit(f"actrix: {e}") from e
+    if worker is not None:
+        from actrix.workers import become_worker
+
+        become_worker(reactor)
     root.exit_on_listen_error = True
     if settings.source is not None:
         root.reload_hooks.append(_log_level_reloader(settings.source))

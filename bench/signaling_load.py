@@ -108,10 +108,11 @@ def _allow(name: str) -> Any:
 
 
 async def make_pairs(
-    reactor: Any, port: int, pairs: int, kind: str
+    reactor: Any, port: int, pairs: int, kind: str, sender_port: int | None = None
 ) -> list[tuple[Any, Any]]:
     """``pairs`` sender/receiver pairs: registered (receiver allows sender) on
-    actrix, paired by ``?pair=`` on the minimal relay."""
+    actrix, paired by ``?pair=`` on the minimal relay. ``sender_port``: the
+    senders connect there (another node of a cluster: ``bench/cluster.py``)."""
     from tests.signaling_client import SignalingClient
 
     made: list[tuple[Any, Any]] = []
@@ -120,8 +121,10 @@ async def make_pairs(
         if kind == "actrix":
             receiver = await SignalingClient.connect(reactor, port)
             await receiver.register(REALM, name="receiver", acl=_allow("sender"))
-            sender = await SignalingClient.connect(reactor, port)
-            await sender.register(REALM, name="sender")
+            sender = await SignalingClient.connect(reactor, sender_port or port)
+            response = await sender.register(REALM, name="sender")
+            if not response.HasField("success"):
+                raise RuntimeError(f"register failed: {response}")
         else:
             query = {"pair": f"{os.getpid()}-{i}"}
             receiver = await SignalingClient.connect(reactor, port, query, path="/")
@@ -142,6 +145,8 @@ async def relay(
     window: int,
     rate: float,
     kind: str,
+    sender_port: int | None = None,
+    settle: float = 0.0,
 ) -> dict[str, Any]:
     """Pairs of actors relaying SDP/ICE; one-way latency per message.
 
@@ -157,7 +162,11 @@ async def relay(
     from twisted.internet.threads import deferToThread
 
     latencies: list[float] = []
-    clients = await make_pairs(reactor, port, pairs, kind)
+    clients = await make_pairs(reactor, port, pairs, kind, sender_port)
+    if settle:
+        # In a cluster the receivers' ACL rows reach the other processes'
+        # realm caches within a second (they poll the shared store).
+        await deferLater(reactor, settle, lambda: None)
     links = [RelayPair(sender, receiver, latencies) for sender, receiver in clients]
     # Warm-up, not measured: each sender's first relay costs the server one
     # token decryption; later ones hit its token cache.

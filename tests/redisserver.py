@@ -42,14 +42,27 @@ class RedisServer:
     _instance: ClassVar[RedisServer | None] = None
     _failure: ClassVar[str | None] = None
 
-    def __init__(self, binary: str, password: str | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        password: str | None = None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="actrix-redis-"))
         self.port = _free_port()
         self.socket_path = str(self.root / "redis.sock")
         self.password = password
+        # (certificate, key): TCP is TLS only (the unix socket stays plain).
+        self.tls = tls
         self._prefixes = itertools.count(1)
+        self._binary = binary
+        atexit.register(self.stop)
+        self.start()
+
+    def start(self) -> None:
+        """Start the server process (again, after :meth:`halt`: same port)."""
         argv = [
-            binary,
+            self._binary,
             "--port",
             str(self.port),
             "--bind",
@@ -69,13 +82,27 @@ class RedisServer:
             "--logfile",
             str(self.root / "server.log"),
         ]
-        if password is not None:
-            argv += ["--requirepass", password]
+        if self.password is not None:
+            argv += ["--requirepass", self.password]
+        if self.tls is not None:
+            cert, key = self.tls
+            argv[argv.index("--port") + 1] = "0"
+            argv += [
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(cert),
+                "--tls-key-file",
+                str(key),
+                "--tls-ca-cert-file",
+                str(cert),
+                "--tls-auth-clients",
+                "no",
+            ]
         self._process = subprocess.Popen(  # noqa: S603  # fixed argv
             argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         self.pid = self._process.pid
-        atexit.register(self.stop)
         deadline = time.monotonic() + START_TIMEOUT
         while not self._answers():
             if self._process.poll() is not None or time.monotonic() > deadline:
@@ -83,11 +110,30 @@ class RedisServer:
                 raise OSError(f"redis-server did not start (port {self.port})")
             time.sleep(0.02)
 
+    def halt(self) -> None:
+        """Stop the server process by its PID (its data is lost: no persistence)."""
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGKILL)
+            self._process.wait(timeout=10)
+
     def _answers(self) -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
-                s.sendall(b"PING\r\n")
-                reply = s.recv(64)
+            if self.tls is None:
+                with socket.create_connection(("127.0.0.1", self.port), 0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    reply = s.recv(64)
+            else:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.settimeout(0.5)
+                    s.connect(self.socket_path)
+                    s.sendall(b"PING\r\n")
+                    reply = s.recv(64)
         except OSError:
             return False
         return reply.startswith((b"+PONG", b"-NOAUTH"))
@@ -122,17 +168,20 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server by its PID and delete its files."""
-        try:
-            os.kill(self.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        else:
-            try:
-                self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.pid, signal.SIGKILL)
-                self._process.wait(timeout=10)
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)
+
+    @classmethod
+    def private(
+        cls, password: str | None = None, tls: tuple[Path, Path] | None = None
+    ) -> RedisServer:
+        """A server of the calling test's own (it may stop it); stop it at cleanup.
+
+        Raises:
+            SkipTest: as :meth:`get`.
+        """
+        shared = cls.get()
+        return cls(shared._binary, password, tls)
 
     def config(self, *, unix: bool = False, **overrides: object) -> RedisConfig:
         """Settings for a fresh key prefix (no other test uses it)."""
@@ -144,5 +193,8 @@ class RedisServer:
         }
         if self.password is not None:
             values["password"] = Secret(self.password)
+        if self.tls is not None and not unix:
+            values["tls"] = True
+            values["tls_ca"] = self.tls[0]
         values.update(overrides)
         return RedisConfig(**values)  # type: ignore[arg-type]  # test overrides

@@ -18,7 +18,7 @@ from typing import Any, Final
 import attrs
 
 from actrix.core.admin_config import admin_problems, read_admin, read_admin_bind
-from actrix.core.redis_config import read_redis
+from actrix.core.redis_config import read_cluster, read_redis
 from actrix.core.services_config import read_services
 from actrix.core.settings import (
     DEFAULT_IDLE_TIMEOUT,
@@ -37,6 +37,7 @@ from actrix.core.settings import (
     AisClientConfig,
     AisConfig,
     Bind,
+    ClusterConfig,
     ConfigError,
     ConnectionRateLimit,
     HttpBind,
@@ -358,7 +359,25 @@ def _read_observability(t: Table) -> ObservabilityConfig:
     )
 
 
+def check_cluster(s: Settings) -> list[str]:
+    """Problems of ``[cluster]`` with the rest (also after ``--workers``)."""
+    workers = s.cluster.workers
+    problems = []
+    if workers > 1 and s.redis is None:
+        problems.append(
+            f"cluster.workers: {workers} workers share the actor directory and "
+            "the bus through Redis; add a [redis] table (or set workers = 1)"
+        )
+    if workers > 1 and s.enabled(ENABLE_ROOMS):
+        problems.append(
+            "cluster.workers: rooms keep their membership in one process; "
+            "run rooms (enable bit 32) with workers = 1"
+        )
+    return problems
+
+
 def _check_rules(s: Settings, problems: list[str], warnings: list[str]) -> None:
+    problems.extend(check_cluster(s))
     key = s.actrix_shared_key.value
     if "default" in key.lower() or "change" in key.lower():
         problems.append(
@@ -495,6 +514,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Setting
         storage=read_table(top, "storage", read_storage) or StorageConfig(),
         redis=read_table(top, "redis", read_redis),
         admin=read_table(top, "admin", read_admin) or AdminConfig(),
+        cluster=read_table(top, "cluster", read_cluster) or ClusterConfig(),
         user=top.opt_string("user"),
         group=top.opt_string("group"),
         pid=top.opt_string("pid"),

@@ -87,12 +87,34 @@ class Subscriber:
     actr_id: actr_pb2.ActrId
 
 
+@attrs.frozen
+class Location:
+    """Where an actor's socket is: what a relay to it needs, and no more."""
+
+    node: str
+    session: int
+    online: bool
+    type_key: str
+
+    @classmethod
+    def of(cls, entry: ActorEntry) -> Location:
+        return cls(entry.node, entry.session, entry.online, entry.type_key)
+
+
+class DirectoryUnavailable(Exception):
+    """The shared directory cannot be reached now (Redis down): try again later."""
+
+
 class ActorDirectory(Protocol):
     """Registered actors, presence subscriptions and actor -> (node, session)."""
 
     @property
     def node_id(self) -> str:
         """The id of this process in the directory (its entries carry it)."""
+
+    @property
+    def available(self) -> bool:
+        """Whether writes may succeed now (False: refuse new registrations)."""
 
     @property
     def shared(self) -> bool:
@@ -159,6 +181,9 @@ class ActorDirectory(Protocol):
 
     async def lookup(self, key: ActorKey) -> ActorEntry | None:
         """The actor's entry, from memory or (restored offline) from the store."""
+
+    async def locate(self, key: ActorKey) -> Location | None:
+        """Where the actor's socket is (cheaper than :meth:`lookup` when shared)."""
 
     async def in_realm(self, realm_id: int) -> Sequence[ActorEntry]:
         """Every entry of a realm, in registration order."""

@@ -42,8 +42,22 @@ class ListenError(Exception):
     """A listener could not bind; the message names the address."""
 
 
+def adopted_socket(fd: int) -> socket.socket:
+    """The socket of an inherited descriptor (family and type read from it).
+
+    The socket object owns ``fd`` from then on (closing it closes ``fd``).
+    """
+    sock = socket.socket(fileno=fd)
+    sock.setblocking(False)
+    sock.set_inheritable(False)
+    return sock
+
+
 class _Listener(Service):
     port: IListeningPort | None = None
+    # Descriptors of sockets a worker supervisor opened for this listener
+    # (actrix.workers): the listener adopts them instead of binding.
+    inherited: tuple[int, ...] = ()
 
     def __init__(self, reactor: Any, interface: str, port_number: int) -> None:
         self._reactor = reactor
@@ -53,10 +67,17 @@ class _Listener(Service):
     def _bind(self) -> IListeningPort:
         raise NotImplementedError
 
+    def _adopt(self, fds: tuple[int, ...]) -> IListeningPort:
+        raise NotImplementedError
+
     def privilegedStartService(self) -> None:
         from twisted.internet.error import CannotListenError
 
         super().privilegedStartService()
+        if self.inherited:
+            fds, self.inherited = self.inherited, ()
+            self.port = self._adopt(fds)
+            return
         try:
             self.port = self._bind()
         except CannotListenError as e:
@@ -209,6 +230,15 @@ class AcceptingPort(tcp.Port):
         super().__init__(port, factory, backlog, interface, reactor)
         self.per_ip = per_ip
 
+    def adopt(self, sock: socket.socket) -> None:
+        """Listen on ``sock``, a listening socket other processes share.
+
+        Stopping closes this process's descriptor only: the socket is not
+        shut down, so the other processes keep accepting on it.
+        """
+        self._preexistingSocket = sock
+        self.startListening()
+
 
 class TCPListener(_Listener):
     """A TCP (optionally TLS) listener for a protocol factory.
@@ -237,15 +267,38 @@ class TCPListener(_Listener):
         self.max_per_ip = max_per_ip
         self.per_ip: PerIpConnections | None = None
 
-    def _bind(self) -> IListeningPort:
+    def _wrapped_factory(self) -> Any:
         factory: Any = self.factory
         if self.tls is not None:
             factory = TLSMemoryBIOFactory(self.tls, False, self.factory)
         if self.proxy is not None:
             # Outside TLS: the balancer's header precedes the ClientHello.
             factory = ProxyHeaderFactory(factory, self.proxy, self.name or "listener")
+        return factory
+
+    def _accepting_port(self, factory: Any, port_number: int | None) -> AcceptingPort:
+        if self.max_per_ip is not None:
+            self.per_ip = PerIpConnections(
+                self.max_per_ip, self._reactor, self.name or "listener"
+            )
+        return AcceptingPort(
+            port_number,  # type: ignore[arg-type]  # None: adopted, never bound
+            factory,
+            self.backlog,
+            self.interface,
+            self._reactor,
+            self.per_ip,
+        )
+
+    def _adopt(self, fds: tuple[int, ...]) -> IListeningPort:
+        (fd,) = fds
+        port = self._accepting_port(self._wrapped_factory(), None)
+        port.adopt(adopted_socket(fd))
+        return port
+
+    def _bind(self) -> IListeningPort:
+        factory = self._wrapped_factory()
         reactor: Any = self._reactor
-        clock: IReactorTime = self._reactor
         if not IReactorFDSet.providedBy(reactor):
             # A reactor without file descriptors (a test double) has no
             # sockets to tune; its own listenTCP is all there is.
@@ -256,18 +309,7 @@ class TCPListener(_Listener):
                 interface=self.interface,
             )
             return port
-        if self.max_per_ip is not None:
-            self.per_ip = PerIpConnections(
-                self.max_per_ip, clock, self.name or "listener"
-            )
-        accepting = AcceptingPort(
-            self.port_number,
-            factory,
-            self.backlog,
-            self.interface,
-            reactor,
-            self.per_ip,
-        )
+        accepting = self._accepting_port(factory, self.port_number)
         accepting.startListening()
         return accepting
 
@@ -294,4 +336,14 @@ class UDPListener(_Listener):
             interface=self.interface,
             maxPacketSize=self.max_packet_size,
         )
+        return port
+
+    def _adopt(self, fds: tuple[int, ...]) -> IListeningPort:
+        sock = adopted_socket(fds[0])
+        try:
+            port: IListeningPort = self._reactor.adoptDatagramPort(
+                sock.fileno(), sock.family, self.protocol, self.max_packet_size
+            )
+        finally:
+            sock.close()  # the port holds its own duplicate
         return port

@@ -59,19 +59,27 @@ def console_observer(out: IO[str] | None = None) -> ILogObserver:
     )
 
 
-def file_observer(directory: Path, rotate: bool) -> ILogObserver:
-    """Text log in ``directory/actrix.log``, rotated daily when asked."""
+def file_observer(
+    directory: Path, rotate: bool, name: str = "actrix.log"
+) -> ILogObserver:
+    """Text log in ``directory/actrix.log`` (or ``name``), rotated daily when asked."""
     directory.mkdir(parents=True, exist_ok=True)
     logfile: IO[str]
     if rotate:
-        logfile = DailyLogFile("actrix.log", str(directory))  # type: ignore[assignment]  # file-like
+        logfile = DailyLogFile(name, str(directory))  # type: ignore[assignment]  # file-like
     else:
-        logfile = LogFile("actrix.log", str(directory), rotateLength=None)  # type: ignore[assignment]  # file-like
+        logfile = LogFile(name, str(directory), rotateLength=None)  # type: ignore[assignment]  # file-like
     return FilteringLogObserver(textFileLogObserver(logfile), [LEVELS])
 
 
-def add_file_output(directory: Path, rotate: bool) -> ILogObserver:
-    """Start writing log events to files as the config asks; returns the observer."""
-    observer = file_observer(directory, rotate)
+def add_file_output(
+    directory: Path, rotate: bool, name: str = "actrix.log"
+) -> ILogObserver:
+    """Start writing log events to files as the config asks; returns the observer.
+
+    Each process rotates its own file: a worker of a supervisor writes
+    ``actrix-wN.log`` next to the supervisor's ``actrix.log``.
+    """
+    observer = file_observer(directory, rotate, name)
     globalLogPublisher.addObserver(observer)
     return observer

@@ -13,16 +13,24 @@ from typing import Any
 import txredisapi
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, UNIXClientEndpoint
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    UNIXClientEndpoint,
+    wrapClientTLS,
+)
 from twisted.logger import Logger
 
 from actrix.core.bus import BadMessage, BusMessage, Handler
-from actrix.core.redis_client import RedisClient
+from actrix.core.redis_client import RedisClient, no_delay, tls_options
 
 log = Logger()
 
 
 class _Listener(txredisapi.SubscriberProtocol):  # type: ignore[misc]  # untyped base
+    def connectionMade(self) -> Any:
+        no_delay(self.transport)
+        return super().connectionMade()
+
     def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
         self.factory.bus.received(message)
 
@@ -70,6 +78,11 @@ class RedisBus(Service):
         self._factory: _ListenerFactory | None = None
         self._subscribed = False
         self._waiting: list[Deferred[None]] = []
+        # Cross-node deliveries (metrics): published and heard, published to
+        # a channel nobody listened on, received here.
+        self.sent = 0
+        self.unheard = 0
+        self.received_count = 0
         self.setName("redis-bus")
 
     @property
@@ -105,6 +118,7 @@ class RedisBus(Service):
         await d
 
     def received(self, data: Any) -> None:
+        self.received_count += 1
         if self._handler is None:
             return
         try:
@@ -123,6 +137,10 @@ class RedisBus(Service):
         heard = await self.client.command(
             "PUBLISH", self.channel(node), message.encode()
         )
+        if heard:
+            self.sent += 1
+        else:
+            self.unheard += 1
         return bool(heard)
 
     def startService(self) -> None:
@@ -135,9 +153,12 @@ class RedisBus(Service):
                 reactor, config.host, timeout=config.connect_timeout
             )
         else:
-            endpoint = TCP4ClientEndpoint(
+            endpoint = HostnameEndpoint(
                 reactor, config.host, config.port, timeout=config.connect_timeout
             )
+            options = tls_options(config)
+            if options is not None:
+                endpoint = wrapClientTLS(options, endpoint)
         self._factory = _ListenerFactory(self)
         self._factory.startConnecting(endpoint)
 
@@ -146,7 +167,12 @@ class RedisBus(Service):
         factory, self._factory = self._factory, None
         if factory is None:
             return Deferred.fromCoroutine(_nothing())
+        connected = factory.size > 0
         d: Deferred[None] = factory.disconnect()
+        if not connected:
+            # Not connected (Redis down): nothing to wait for.
+            d.addErrback(lambda failure: None)
+            return Deferred.fromCoroutine(_nothing())
         return d
 
 

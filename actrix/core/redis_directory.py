@@ -21,7 +21,6 @@ in memory for the synchronous :meth:`RedisDirectory.cached`.
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -32,16 +31,26 @@ import attrs
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from actrix.core.actrid import normalize_version
+from actrix.core import redis_scripts as scripts
 from actrix.core.directory import (
     MAX_SUBSCRIPTIONS_PER_ACTOR,
     ActorEntry,
     ActorKey,
     Heartbeat,
+    Location,
     Subscriber,
-    type_id,
 )
-from actrix.core.redis_client import RedisClient, Script
+from actrix.core.logthrottle import LogThrottle
+from actrix.core.redis_client import RedisClient
+from actrix.core.redis_entries import (
+    CorruptEntry,
+    beat_fields,
+    decode_entry,
+    encode_entry,
+    hex_text,
+    spec_token,
+    type_token,
+)
 from actrix.proto import actr_pb2
 
 log = Logger()
@@ -52,247 +61,25 @@ SPEC_TTL: Final = 7 * 24 * 3600
 NODE_TTL: Final = 5.0
 # Specs fetched for route negotiation stay in memory (oldest dropped first).
 MAX_CACHED_SPECS: Final = 1000
-
-# KEYS: entry, realm index, type index, counter, the node's actor set.
-# ARGV: ttl ms, serial, member in the node set, then field/value pairs.
-_REGISTER = Script("""
-local seq = redis.call('INCR', KEYS[4])
-local old = redis.call('HGET', KEYS[1], 'tidx')
-if old then redis.call('ZREM', old, ARGV[2]) end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'seq', seq, 'tidx', KEYS[3], unpack(ARGV, 4))
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], seq, ARGV[2])
-redis.call('ZADD', KEYS[3], seq, ARGV[2])
-redis.call('SADD', KEYS[5], ARGV[3])
-return seq
-""")
-
-# ARGV: ttl ms, then field/value pairs. The entry's new fields, or nil.
-_UPDATE = Script("""
-if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-if ARGV[1] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return redis.call('HGETALL', KEYS[1])
-""")
-
-# KEYS: entry, the node's actor set (used when ARGV[3] is a member).
-# ARGV: online '1'/'0', ttl ms or '', member or '', then field/value pairs.
-# Returns {previous online flag, fields} or nil.
-_SET_ONLINE = Script("""
-if redis.call('EXISTS', KEYS[1]) == 0 then return nil end
-local before = redis.call('HGET', KEYS[1], 'on')
-redis.call('HSET', KEYS[1], 'on', ARGV[1], unpack(ARGV, 4))
-if ARGV[3] ~= '' then redis.call('SADD', KEYS[2], ARGV[3]) end
-if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return {before, redis.call('HGETALL', KEYS[1])}
-""")
-
-# KEYS: entry, realm index. ARGV: serial, node or '' (remove only if that
-# node holds the actor), session or '' (and on that session), node set prefix,
-# member. Returns the removed fields, nil if there was no entry, or 0 if
-# another node or session holds the actor.
-_REMOVE = Script("""
-local fields = redis.call('HGETALL', KEYS[1])
-if #fields == 0 then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return nil
-end
-local holder = redis.call('HMGET', KEYS[1], 'node', 'sess')
-if ARGV[2] ~= '' and holder[1] ~= ARGV[2] then return 0 end
-if ARGV[3] ~= '' and holder[2] ~= ARGV[3] then return 0 end
-local tidx = redis.call('HGET', KEYS[1], 'tidx')
-if tidx then redis.call('ZREM', tidx, ARGV[1]) end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DEL', KEYS[1])
-if holder[1] then redis.call('SREM', ARGV[4] .. holder[1], ARGV[5]) end
-return fields
-""")
-
-# KEYS: the nodes set, the node's liveness key, its actor set. ARGV: its id.
-# For the one caller that takes a dead node over: the members of its actor
-# set (which is deleted); for everyone else nil.
-_TAKE_OVER = Script("""
-if redis.call('EXISTS', KEYS[2]) == 1 then return nil end
-if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return nil end
-local members = redis.call('SMEMBERS', KEYS[3])
-redis.call('DEL', KEYS[3])
-return members
-""")
-
-# KEYS: an index. ARGV: the entry key prefix. Every live entry, index order.
-_READ_INDEX = Script("""
-local out = {}
-for _, serial in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local fields = redis.call('HGETALL', ARGV[1] .. serial)
-  if #fields == 0 then
-    redis.call('ZREM', KEYS[1], serial)
-  else
-    out[#out + 1] = fields
-  end
-end
-return out
-""")
-
-# KEYS: subscribers of the type, types of the actor.
-# ARGV: member, ActrId bytes, type token, cap.
-_SUBSCRIBE = Script("""
-if redis.call('SISMEMBER', KEYS[2], ARGV[3]) == 0
-   and redis.call('SCARD', KEYS[2]) >= tonumber(ARGV[4]) then
-  return 0
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[3])
-return 1
-""")
-
-_UNSUBSCRIBE = Script("""
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('SREM', KEYS[2], ARGV[2])
-return 1
-""")
-
-# KEYS: types of the actor. ARGV: subscription key prefix, member.
-_FORGET = Script("""
-for _, token in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  redis.call('HDEL', ARGV[1] .. token, ARGV[2])
-end
-redis.call('DEL', KEYS[1])
-return 1
-""")
+DUPLICATE_LOG_INTERVAL: Final = 60.0
+# Where an online actor of another node is, as last read by a relay (s, count).
+LOCATION_TTL: Final = 1.0
+MAX_CACHED_LOCATIONS: Final = 10000
 
 
-def new_node_id() -> str:
-    """This process's id in the directory: host, pid and a fresh random part.
+def node_name(configured: str | None = None, worker: int | None = None) -> str:
+    """The node's name: ``cluster.node_id`` or host name and pid, plus the worker."""
+    name = configured or f"{socket.gethostname()}-{os.getpid()}"
+    return name if worker is None else f"{name}-w{worker}"
+
+
+def new_node_id(name: str | None = None) -> str:
+    """This process's id in the directory: its name and a fresh random part.
 
     A new one on every start (the node's incarnation), so entries a dead
     process left behind never look like this process's own.
     """
-    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-class CorruptEntry(Exception):
-    """A hash in Redis is not a readable directory entry."""
-
-
-def _hex(text: str) -> str:
-    return text.encode("utf-8").hex()
-
-
-def _type_token(actr_type: actr_pb2.ActrType) -> str:
-    return json.dumps(type_id(actr_type), separators=(",", ":")).encode().hex()
-
-
-def _spec_token(actr_type: actr_pb2.ActrType, fingerprint: str) -> str:
-    version = normalize_version(
-        actr_type.version if actr_type.HasField("version") else None
-    )
-    key = [actr_type.manufacturer, actr_type.name, version or "", fingerprint]
-    return json.dumps(key, separators=(",", ":")).encode().hex()
-
-
-def _opt(value: float | int | None) -> str:
-    return "" if value is None else repr(value)
-
-
-def encode_entry(entry: ActorEntry) -> list[bytes | str]:
-    """Field/value pairs of an entry's hash (without ``seq`` and ``tidx``)."""
-    spec = b"" if entry.service_spec is None else entry.service_spec.SerializeToString()
-    location = "" if entry.location is None else json.dumps(list(entry.location))
-    return [
-        "id",
-        entry.actr_id.SerializeToString(),
-        "tk",
-        entry.type_key,
-        "name",
-        entry.service_name,
-        "spec",
-        spec,
-        "hasspec",
-        "1" if entry.service_spec is not None else "0",
-        "ws",
-        "" if entry.ws_address is None else entry.ws_address,
-        "hasws",
-        "1" if entry.ws_address is not None else "0",
-        "av",
-        _opt(entry.availability),
-        "pr",
-        _opt(entry.power_reserve),
-        "mb",
-        _opt(entry.mailbox_backlog),
-        "sticky",
-        json.dumps(list(entry.sticky_client_ids)),
-        "hb",
-        repr(entry.last_heartbeat),
-        "on",
-        "1" if entry.online else "0",
-        "loc",
-        location,
-        "node",
-        entry.node,
-        "sess",
-        str(entry.session),
-    ]
-
-
-def _beat_fields(beat: Heartbeat, now: float) -> list[bytes | str]:
-    return [
-        "av",
-        repr(beat.availability),
-        "pr",
-        repr(beat.power_reserve),
-        "mb",
-        repr(beat.mailbox_backlog),
-        "sticky",
-        json.dumps(list(beat.sticky_client_ids)),
-        "hb",
-        repr(now),
-    ]
-
-
-def decode_entry(reply: Sequence[bytes]) -> ActorEntry:
-    """The entry of an HGETALL reply.
-
-    Raises:
-        CorruptEntry: a field is missing or unreadable.
-    """
-    try:
-        fields = {
-            reply[i].decode("ascii"): reply[i + 1] for i in range(0, len(reply), 2)
-        }
-        actr_id = actr_pb2.ActrId()
-        actr_id.ParseFromString(fields["id"])
-        spec: actr_pb2.ServiceSpec | None = None
-        if fields["hasspec"] == b"1":
-            spec = actr_pb2.ServiceSpec()
-            spec.ParseFromString(fields["spec"])
-        location = None
-        if fields["loc"]:
-            lat, lon = json.loads(fields["loc"])
-            location = (float(lat), float(lon))
-        sticky = json.loads(fields["sticky"])
-        if not isinstance(sticky, list) or not all(isinstance(s, str) for s in sticky):
-            raise ValueError("sticky")
-        return ActorEntry(
-            actr_id=actr_id,
-            type_key=fields["tk"].decode("utf-8"),
-            service_name=fields["name"].decode("utf-8"),
-            service_spec=spec,
-            ws_address=fields["ws"].decode("utf-8")
-            if fields["hasws"] == b"1"
-            else None,
-            availability=int(fields["av"]) if fields["av"] else None,
-            power_reserve=float(fields["pr"]) if fields["pr"] else None,
-            mailbox_backlog=float(fields["mb"]) if fields["mb"] else None,
-            sticky_client_ids=tuple(sticky),
-            last_heartbeat=float(fields["hb"]),
-            online=fields["on"] == b"1",
-            location=location,
-            node=fields["node"].decode("utf-8"),
-            session=int(fields["sess"]),
-        )
-    except Exception as e:
-        raise CorruptEntry(str(e)) from e
+    return f"{name or node_name()}-{secrets.token_hex(4)}"
 
 
 class RedisDirectory:
@@ -305,8 +92,15 @@ class RedisDirectory:
         node_id: str,
         heartbeat_timeout: float,
         prefix: str,
+        name: str | None = None,
     ) -> None:
         self._redis = client
+        self._name = name
+        self._throttle = LogThrottle(clock)
+        self._duplicate_logged = -DUPLICATE_LOG_INTERVAL
+        # What the last beat saw: live node ids and their actor counts.
+        self.nodes: dict[str, int] = {}
+        self._locations: dict[ActorKey, tuple[Location, float]] = {}
         self._clock = clock
         self._node_id = node_id
         self._ttl_ms = str(max(1, int(heartbeat_timeout * 1000)))
@@ -314,6 +108,9 @@ class RedisDirectory:
         self._p = prefix
         self._local: dict[ActorKey, ActorEntry] = {}
         self._local_subscriptions: dict[ActorKey, int] = {}
+        # What actors connected here watch (type token -> their ActrId bytes):
+        # written back with the actor's entry when Redis lost them.
+        self._watching: dict[ActorKey, dict[str, bytes]] = {}
         self._specs: dict[str, tuple[actr_pb2.ServiceSpec, float]] = {}
 
     # -- keys -------------------------------------------------------------
@@ -325,7 +122,7 @@ class RedisDirectory:
         return f"{self._p}r:{realm_id}"
 
     def _type_key(self, realm_id: int, manufacturer: str, name: str) -> str:
-        return f"{self._p}t:{realm_id}:{_hex(manufacturer)}:{_hex(name)}"
+        return f"{self._p}t:{realm_id}:{hex_text(manufacturer)}:{hex_text(name)}"
 
     def _subs_key(self, token: str) -> str:
         return f"{self._p}s:{token}"
@@ -355,11 +152,20 @@ class RedisDirectory:
     def shared(self) -> bool:
         return True
 
+    @property
+    def available(self) -> bool:
+        return self._redis.available
+
     def cached(self, key: ActorKey) -> ActorEntry | None:
         return self._local.get(key)
 
+    def local_count(self) -> int:
+        """Actors whose socket is on this process."""
+        return len(self._local)
+
     def released(self, key: ActorKey) -> None:
         self._local.pop(key, None)
+        self._locations.pop(key, None)
 
     def online_by_realm(self) -> dict[int, int]:
         counts: dict[int, int] = {}
@@ -372,7 +178,7 @@ class RedisDirectory:
     def client_spec(
         self, actr_type: actr_pb2.ActrType, fingerprint: str
     ) -> actr_pb2.ServiceSpec | None:
-        found = self._specs.get(_spec_token(actr_type, fingerprint))
+        found = self._specs.get(spec_token(actr_type, fingerprint))
         if found is None or found[1] <= self._clock.seconds():
             return None
         return found[0]
@@ -399,17 +205,34 @@ class RedisDirectory:
         try:
             return decode_entry(reply)
         except CorruptEntry as e:
-            log.warn("unreadable directory entry skipped: {reason}", reason=str(e))
+            self._decode_failed(str(e))
             return None
+
+    def _decode_failed(self, reason: str) -> None:
+        # Every read of an index meets the same bad hash: once a minute.
+        dropped = self._throttle.admit("redis", "corrupt entry")
+        if dropped is not None:
+            log.warn(
+                "unreadable directory entry skipped: {reason}"
+                " ({dropped} more since the last line)",
+                reason=reason,
+                dropped=dropped,
+            )
 
     # -- writes -----------------------------------------------------------
 
     async def register(self, entry: ActorEntry) -> None:
         entry = attrs.evolve(entry, node=self._node_id)
+        await self._write(entry)
+        self._local[entry.key] = entry
+        if entry.service_spec is not None:
+            await self._save_spec(entry.actr_id.type, entry.service_spec)
+
+    async def _write(self, entry: ActorEntry) -> None:
         key = entry.key
         t = entry.actr_id.type
         await self._redis.run(
-            _REGISTER,
+            scripts.REGISTER,
             [
                 self._entry_key(key),
                 self._realm_key(key[0]),
@@ -419,14 +242,11 @@ class RedisDirectory:
             ],
             [self._ttl_ms, str(key[1]), f"{key[0]}:{key[1]}", *encode_entry(entry)],
         )
-        self._local[key] = entry
-        if entry.service_spec is not None:
-            await self._save_spec(t, entry.service_spec)
 
     async def _save_spec(
         self, actr_type: actr_pb2.ActrType, spec: actr_pb2.ServiceSpec
     ) -> None:
-        token = _spec_token(actr_type, spec.fingerprint)
+        token = spec_token(actr_type, spec.fingerprint)
         await self._redis.command(
             "SET",
             self._spec_key(token),
@@ -437,7 +257,7 @@ class RedisDirectory:
 
     async def fetch_spec(self, actr_type: actr_pb2.ActrType, fingerprint: str) -> None:
         """Load one spec from Redis so :meth:`client_spec` answers it (TTL renewed)."""
-        token = _spec_token(actr_type, fingerprint)
+        token = spec_token(actr_type, fingerprint)
         data = await self._redis.command("GETEX", self._spec_key(token), "EX", SPEC_TTL)
         if not data:
             self._specs.pop(token, None)
@@ -456,11 +276,45 @@ class RedisDirectory:
     async def heartbeat(
         self, key: ActorKey, beat: Heartbeat, now: float
     ) -> ActorEntry | None:
+        """Refresh the entry and its TTL.
+
+        While Redis is down the beat lands on the copy held here, so actors
+        connected to this process stay served; when Redis answers again
+        without the entry (it restarted, or the TTL ran out meanwhile) the
+        entry held here is written back, and the actor is found again.
+        """
+        held = self._local.get(key)
+        if held is not None:
+            held = attrs.evolve(
+                held,
+                availability=beat.availability,
+                power_reserve=beat.power_reserve,
+                mailbox_backlog=beat.mailbox_backlog,
+                sticky_client_ids=beat.sticky_client_ids,
+                last_heartbeat=now,
+            )
+        if not self._redis.available:
+            if held is not None:
+                self._local[key] = held
+            return held
         reply = await self._redis.run(
-            _UPDATE,
+            scripts.UPDATE,
             [self._entry_key(key)],
-            [self._ttl_ms, *_beat_fields(beat, now)],
+            [self._ttl_ms, *beat_fields(beat, now)],
         )
+        if not reply and held is not None and held.node == self._node_id:
+            await self._write(held)
+            if held.service_spec is not None:
+                await self._save_spec(held.actr_id.type, held.service_spec)
+            for token, subscriber in list(self._watching.get(key, {}).items()):
+                await self._write_subscription(key, token, subscriber)
+            log.debug(
+                "actor {realm}:{serial} written back to the directory",
+                realm=key[0],
+                serial=key[1],
+            )
+            self._local[key] = held
+            return held
         return self._remember(self._decode(reply))
 
     async def set_online(
@@ -478,7 +332,7 @@ class RedisDirectory:
             fields += ["node", self._node_id, "sess", str(session)]
             member = f"{key[0]}:{key[1]}"
         reply = await self._redis.run(
-            _SET_ONLINE,
+            scripts.SET_ONLINE,
             [self._entry_key(key), self._node_actors_key(self._node_id)],
             [
                 "1" if online else "0",
@@ -497,7 +351,7 @@ class RedisDirectory:
     async def remove(self, key: ActorKey) -> ActorEntry | None:
         self._local.pop(key, None)
         reply = await self._redis.run(
-            _REMOVE,
+            scripts.REMOVE,
             [self._entry_key(key), self._realm_key(key[0])],
             self._remove_args(key, "", ""),
         )
@@ -511,7 +365,7 @@ class RedisDirectory:
             key = entry.key
             self._local.pop(key, None)
             reply = await self._redis.run(
-                _REMOVE,
+                scripts.REMOVE,
                 [self._entry_key(key), self._realm_key(key[0])],
                 self._remove_args(key, self._node_id, str(entry.session)),
             )
@@ -532,17 +386,21 @@ class RedisDirectory:
             "SET", self._node_alive_key(self._node_id), "1", "PX", self._node_ttl_ms
         )
         await self._redis.command("SADD", nodes, self._node_id)
+        await self._claim_name(now)
         gone: list[ActorEntry] = []
+        live = {self._node_id: len(self._local)}
         for raw in await self._redis.command("SMEMBERS", nodes) or []:
             node = raw.decode("utf-8", "replace")
             if node == self._node_id:
                 continue
             members = await self._redis.run(
-                _TAKE_OVER,
+                scripts.TAKE_OVER,
                 [nodes, self._node_alive_key(node), self._node_actors_key(node)],
                 [node],
             )
             if members is None:
+                count = await self._redis.command("SCARD", self._node_actors_key(node))
+                live[node] = int(count or 0)
                 continue
             log.info(
                 "node {node} stopped; dropping its {count} actors",
@@ -556,14 +414,34 @@ class RedisDirectory:
                     continue
                 key = (realm, serial)
                 reply = await self._redis.run(
-                    _REMOVE,
+                    scripts.REMOVE,
                     [self._entry_key(key), self._realm_key(realm)],
                     self._remove_args(key, node, ""),
                 )
                 entry = self._decode(reply) if reply else None
                 if entry is not None:
                     gone.append(entry)
+        self.nodes = live
         return gone
+
+    async def _claim_name(self, now: float) -> None:
+        """Hold ``cluster.node_id``; say (once a minute) when another node has it."""
+        if self._name is None:
+            return
+        holder = await self._redis.run(
+            scripts.CLAIM_NAME,
+            [f"{self._p}name:{self._name}"],
+            [self._node_id, self._node_ttl_ms],
+        )
+        if holder and now - self._duplicate_logged >= DUPLICATE_LOG_INTERVAL:
+            self._duplicate_logged = now
+            log.error(
+                "cluster.node_id {name} is also the name of running node {other};"
+                " give every node its own (this one runs on as {node})",
+                name=self._name,
+                other=bytes(holder).decode("utf-8", "replace"),
+                node=self._node_id,
+            )
 
     # -- reads ------------------------------------------------------------
 
@@ -571,10 +449,50 @@ class RedisDirectory:
         reply = await self._redis.command("HGETALL", self._entry_key(key))
         return self._remember(self._decode(reply))
 
+    async def locate(self, key: ActorKey) -> Location | None:
+        """Where the actor is: four fields of the hash (HMGET), for the relay path.
+
+        An online actor of another node is remembered for
+        :data:`LOCATION_TTL`, so a stream of relays to it costs one Redis
+        command each (the PUBLISH), not two. Within that second a relay to an
+        actor that just went offline or moved reaches its old node, which
+        drops it: what the sender sees of an offline target anyway.
+        """
+        held = self._local.get(key)
+        if held is not None:
+            return Location.of(held)
+        now = self._clock.seconds()
+        cached = self._locations.get(key)
+        if cached is not None:
+            if cached[1] > now:
+                return cached[0]
+            del self._locations[key]
+        reply = await self._redis.command(
+            "HMGET", self._entry_key(key), "node", "sess", "on", "tk"
+        )
+        if not reply or reply[0] is None:
+            return None
+        try:
+            node, session, online, tk = reply
+            location = Location(
+                bytes(node).decode("utf-8"),
+                int(session),
+                online == b"1",
+                bytes(tk).decode("utf-8"),
+            )
+        except (TypeError, ValueError) as e:
+            self._decode_failed(str(e))
+            return None
+        if location.online and location.node != self._node_id:
+            self._locations[key] = (location, now + LOCATION_TTL)
+            while len(self._locations) > MAX_CACHED_LOCATIONS:
+                del self._locations[next(iter(self._locations))]
+        return location
+
     async def _read_index(self, index: str, realm_id: int) -> list[ActorEntry]:
         """The live entries an index names, in its order (one round trip)."""
         prefix = f"{self._p}a:{realm_id}:"
-        replies = await self._redis.run(_READ_INDEX, [index], [prefix])
+        replies = await self._redis.run(scripts.READ_INDEX, [index], [prefix])
         entries = []
         for reply in replies or []:
             entry = self._decode(reply)
@@ -597,19 +515,23 @@ class RedisDirectory:
         self, target: actr_pb2.ActrType, subscriber: actr_pb2.ActrId
     ) -> bool:
         key = (subscriber.realm.realm_id, subscriber.serial_number)
-        token = _type_token(target)
-        added = await self._redis.run(
-            _SUBSCRIBE,
-            [self._subs_key(token), self._watching_key(key)],
-            [
-                f"{key[0]}:{key[1]}",
-                subscriber.SerializeToString(),
-                token,
-                MAX_SUBSCRIPTIONS_PER_ACTOR,
-            ],
+        token = type_token(target)
+        added = await self._write_subscription(
+            key, token, subscriber.SerializeToString()
         )
         if added:
+            self._watching.setdefault(key, {})[token] = subscriber.SerializeToString()
             await self._count_local(key)
+        return bool(added)
+
+    async def _write_subscription(
+        self, key: ActorKey, token: str, subscriber: bytes
+    ) -> bool:
+        added = await self._redis.run(
+            scripts.SUBSCRIBE,
+            [self._subs_key(token), self._watching_key(key)],
+            [f"{key[0]}:{key[1]}", subscriber, token, MAX_SUBSCRIPTIONS_PER_ACTOR],
+        )
         return bool(added)
 
     async def _count_local(self, key: ActorKey) -> None:
@@ -622,9 +544,14 @@ class RedisDirectory:
     async def unsubscribe(
         self, target: actr_pb2.ActrType, subscriber: ActorKey
     ) -> bool:
-        token = _type_token(target)
+        token = type_token(target)
+        watched = self._watching.get(subscriber)
+        if watched is not None:
+            watched.pop(token, None)
+            if not watched:
+                del self._watching[subscriber]
         removed = await self._redis.run(
-            _UNSUBSCRIBE,
+            scripts.UNSUBSCRIBE,
             [self._subs_key(token), self._watching_key(subscriber)],
             [f"{subscriber[0]}:{subscriber[1]}", token],
         )
@@ -634,15 +561,16 @@ class RedisDirectory:
 
     async def forget_subscriptions(self, subscriber: ActorKey) -> None:
         self._local_subscriptions.pop(subscriber, None)
+        self._watching.pop(subscriber, None)
         await self._redis.run(
-            _FORGET,
+            scripts.FORGET,
             [self._watching_key(subscriber)],
             [f"{self._p}s:", f"{subscriber[0]}:{subscriber[1]}"],
         )
 
     async def subscribers(self, actr_type: actr_pb2.ActrType) -> list[Subscriber]:
         reply = await self._redis.command(
-            "HGETALL", self._subs_key(_type_token(actr_type))
+            "HGETALL", self._subs_key(type_token(actr_type))
         )
         found: list[Subscriber] = []
         for i in range(0, len(reply or []), 2):

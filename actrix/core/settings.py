@@ -350,9 +350,28 @@ class RedisConfig:
     connect_timeout: float = DEFAULT_REDIS_CONNECT_TIMEOUT
     reply_timeout: float = DEFAULT_REDIS_REPLY_TIMEOUT
 
+    tls: bool = False
+    tls_ca: Path | None = None
+
     @property
     def unix(self) -> bool:
         return self.host.startswith("/")
+
+
+MAX_WORKERS: Final = 64
+
+
+@attrs.frozen
+class ClusterConfig:
+    """``[cluster]``: worker processes on this box and this node's name.
+
+    ``node_id`` names the node in the shared directory, ``/health`` and logs
+    (default: host name and process id); each process adds a random part, so
+    a restarted process never takes its predecessor's sessions for its own.
+    """
+
+    workers: int = 1
+    node_id: str | None = None
 
 
 @attrs.frozen
@@ -434,6 +453,7 @@ class Settings:
     storage: StorageConfig = StorageConfig()
     redis: RedisConfig | None = None
     admin: AdminConfig = AdminConfig()
+    cluster: ClusterConfig = ClusterConfig()
     user: str | None = None
     group: str | None = None
     pid: str | None = None

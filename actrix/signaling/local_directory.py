@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterable, Sequence
 import attrs
 from twisted.internet.interfaces import IReactorTime
 
-from actrix.core.directory import ActorEntry, ActorKey, Heartbeat, Subscriber
+from actrix.core.directory import (
+    ActorEntry,
+    ActorKey,
+    Heartbeat,
+    Location,
+    Subscriber,
+)
 from actrix.proto import actr_pb2
 from actrix.signaling.persistence import RegistryPersistence
 from actrix.signaling.presence import Subscriptions
@@ -70,6 +76,11 @@ class LocalDirectory:
     @property
     def shared(self) -> bool:
         return False
+
+    @property
+    def available(self) -> bool:
+        """Always: memory and a local store."""
+        return True
 
     def released(self, key: ActorKey) -> None:
         """No other process can take an actor over."""
@@ -168,6 +179,10 @@ class LocalDirectory:
         if entry is None:
             entry = await self._persistence.restore(key)
         return entry
+
+    async def locate(self, key: ActorKey) -> Location | None:
+        entry = await self.lookup(key)
+        return None if entry is None else Location.of(entry)
 
     async def in_realm(self, realm_id: int) -> Sequence[ActorEntry]:
         return list(self._registry.in_realm(realm_id))

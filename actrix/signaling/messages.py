@@ -47,6 +47,10 @@ CONNECTION_MISMATCH: Final = (
     "Source identity mismatch: source is not the actor registered on this connection"
 )
 ALREADY_REGISTERED: Final = "Already registered"
+DIRECTORY_UNAVAILABLE: Final = (
+    "Service unavailable: the actor directory (Redis) cannot be reached; "
+    "try again later"
+)
 AIS_NOT_CONFIGURED: Final = "AIS not configured; registration is unavailable"
 AIS_FAILED: Final = "Failed to call AIS: "
 REFRESH_NOT_CONFIGURED: Final = "AIS service not configured"

@@ -20,7 +20,12 @@ from twisted.logger import Logger
 
 from actrix.core.actrid import actr_id_repr, type_key
 from actrix.core.bus import KICK, BusMessage
-from actrix.core.directory import ActorEntry, ActorKey, Heartbeat
+from actrix.core.directory import (
+    ActorEntry,
+    ActorKey,
+    DirectoryUnavailable,
+    Heartbeat,
+)
 from actrix.core.interfaces import (
     AclRegistry,
     Claims,
@@ -78,6 +83,10 @@ class Registration:
         if self.issuer is None:
             self._failed(session, rid, 500, m.AIS_NOT_CONFIGURED, "ais")
             return
+        if not self._ctx.directory.available:
+            text = m.DIRECTORY_UNAVAILABLE
+            self._failed(session, rid, 503, text, "directory_unavailable")
+            return
         ais_request = actr_pb2.RegisterRequest()
         ais_request.actr_type.CopyFrom(request.actr_type)
         ais_request.realm.CopyFrom(request.realm)
@@ -104,9 +113,14 @@ class Registration:
         # Name this node in the directory only once it can hear other nodes.
         await self._ctx.bus.ready()
         now = self._ctx.clock.seconds()
-        await self._ctx.directory.register(
-            _new_entry(request, actr_id, now, session.id)
-        )
+        try:
+            await self._ctx.directory.register(
+                _new_entry(request, actr_id, now, session.id)
+            )
+        except DirectoryUnavailable:
+            text = m.DIRECTORY_UNAVAILABLE
+            self._failed(session, rid, 503, text, "directory_unavailable")
+            return
         if _taken(session):
             # The socket went while a shared directory was being written.
             await self._ctx.directory.remove(m.actor_key(actr_id))

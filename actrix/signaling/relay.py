@@ -104,7 +104,7 @@ class Relays:
         relay = envelope.actr_relay
         source, target = relay.source, relay.target
         key = m.actor_key(target)
-        entry = await self._ctx.directory.lookup(key)
+        entry = await self._ctx.directory.locate(key)
         bus = self._ctx.bus
         if (
             entry is None

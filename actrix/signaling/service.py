@@ -38,7 +38,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from actrix.core.bus import KICK, NEGOTIATE, Bus, BusMessage, LocalBus
-from actrix.core.directory import NODE_BEAT_INTERVAL, ActorDirectory, ActorKey
+from actrix.core.directory import (
+    NODE_BEAT_INTERVAL,
+    ActorDirectory,
+    ActorKey,
+    DirectoryUnavailable,
+)
 from actrix.core.interfaces import (
     Claims,
     CredentialValidator,
@@ -205,7 +210,7 @@ class SignalingService(Service):
         one's writes are awaited by :meth:`stopService`.
         """
         d = Deferred.fromCoroutine(work)
-        d.addErrback(lambda f: log.failure("while {what}", f, what=what))
+        d.addErrback(self._failed, what)
         if not d.called:
             self._writes.add(d)
             d.addBoth(self._written, d)
@@ -333,7 +338,19 @@ class SignalingService(Service):
     def _handler_failed(
         self, failure: Failure, envelope: signaling_pb2.SignalingEnvelope
     ) -> None:
-        log.failure("while handling {flow}", failure, flow=m.flow_name(envelope))
+        self._failed(failure, f"handling {m.flow_name(envelope)}")
+
+    def _failed(self, failure: Failure, what: str) -> None:
+        """Log a failure once, where it ends; a Redis outage is counted only.
+
+        The Redis client logs an outage once a minute; repeating it for every
+        message that needed the shared directory meanwhile would flood the log.
+        """
+        if failure.check(DirectoryUnavailable):
+            self.metrics.rejections["directory_unavailable"] += 1
+            log.debug("{what}: {error}", what=what, error=str(failure.value))
+            return
+        log.failure("while {what}", failure, what=what)
 
     async def _dispatch(
         self, session: Session, envelope: signaling_pb2.SignalingEnvelope
@@ -421,12 +438,11 @@ class SignalingService(Service):
             ),
         ]
 
-    @staticmethod
     def _tick(
-        work: Callable[[], Coroutine[Any, Any, None]], what: str
+        self, work: Callable[[], Coroutine[Any, Any, None]], what: str
     ) -> Deferred[None]:
         d = Deferred.fromCoroutine(work())
-        d.addErrback(lambda f: log.failure("while {what}", f, what=what))
+        d.addErrback(self._failed, what)
         return d
 
     async def _sweep_heartbeats(self) -> None:

@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from actrix.core.listen import UDPListener
+from actrix.core.listen import UDPListener, adopted_socket
 from actrix.turn.relay import read_datagrams
 
 log = Logger()
@@ -132,6 +132,9 @@ class IcePort(udp.Port):
     """Twisted's UDP port plus a ChannelData socket on the same address."""
 
     data_socket: _DataSocket | None = None
+    # Set by IceUDPListener in a worker: the group's data socket, opened by the
+    # supervisor (actrix.workers) along with the STUN socket.
+    inherited_data: socket.socket | None = None
 
     def createInternetSocket(self) -> socket.socket:
         sock: socket.socket = super().createInternetSocket()
@@ -141,6 +144,11 @@ class IcePort(udp.Port):
 
     def startListening(self) -> None:
         super().startListening()
+        inherited, self.inherited_data = self.inherited_data, None
+        if inherited is not None:
+            self.data_socket = _DataSocket(self.reactor, inherited, self.protocol)
+            self.reactor.addReader(self.data_socket)
+            return
         try:
             self.data_socket = self._open_data_socket()
         except OSError as e:
@@ -206,3 +214,52 @@ class IceUDPListener(UDPListener):
         port.startListening()
         listening: IListeningPort = port
         return listening
+
+    def _adopt(self, fds: tuple[int, ...]) -> IListeningPort:
+        """The STUN socket and (when the kernel steers) the data socket."""
+        sockets = [adopted_socket(fd) for fd in fds]
+        port = IcePort(
+            None,
+            self.protocol,
+            interface=self.interface,
+            maxPacketSize=self.max_packet_size,
+            reactor=self._reactor,
+        )
+        port._preexistingSocket = sockets[0]  # type: ignore[assignment]  # declared None in Twisted
+        if len(sockets) > 1:
+            port.inherited_data = sockets[1]
+        port.startListening()
+        listening: IListeningPort = port
+        return listening
+
+
+def open_ice_sockets(interface: str, port: int) -> list[socket.socket]:
+    """The ICE UDP socket group a worker supervisor hands to its TURN worker.
+
+    The same two sockets :class:`IcePort` binds (STUN first, so it is index 0
+    of the reuseport group, then the data socket with the steering program),
+    or only the first where the kernel refuses the program.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(2):
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.setblocking(False)
+            address = sockets[0].getsockname() if len(sockets) > 1 else None
+            sock.bind(address or (interface, port))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    try:
+        attach_steering(sockets[1])
+    except OSError as e:
+        log.warn("ICE UDP port: one socket only ({error})", error=e)
+        sockets.pop().close()
+    return sockets

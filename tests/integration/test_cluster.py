@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import socket
@@ -38,7 +39,13 @@ from actrix.core.settings import RedisConfig
 from actrix.proto import actr_pb2
 from actrix.root import ActrixService
 from actrix.signaling.sessions import REPLACED_CODE
-from tests.daemon import config_text, http_port, make_settings, start_daemon
+from tests.daemon import (
+    config_text,
+    http_client,
+    http_port,
+    make_settings,
+    start_daemon,
+)
 from tests.integration.test_signaling import (
     NO_LIMITS,
     REALM,
@@ -269,6 +276,45 @@ class TwoNodeTests(ClusterCase):
         )
         self.assertEqual(await directory.beat(float(reactor.seconds())), [])
         return directory
+
+    async def test_health_and_metrics_show_the_cluster(self) -> None:
+        """/health lists both nodes; /metrics counts actors, bus messages, RTTs."""
+        server = await self.registered(0, "svc", acl=allow(("acme", "caller")))
+        caller = await self.registered(1, "caller")
+        assert server.actr_id is not None
+        await self.until_discovered(caller, "svc")
+        caller.send_candidate(server.actr_id, "candidate:metrics")
+        await server.next_push()
+        await sleep(1.5)  # a node beat or two: node list and actor counts
+        client = http_client(self)
+        response = await client.get(f"http://127.0.0.1:{self.ports[1]}/health")
+        body = json.loads(await response.content())
+        cluster = body["cluster"]
+        self.assertEqual(cluster["redis"], "up")
+        self.assertEqual(len(cluster["nodes"]), 2)
+        self.assertIn(cluster["node_id"], cluster["nodes"])
+        self.assertEqual(cluster["actors"], {"local": 1, "remote": 1})
+        response = await client.get(f"http://127.0.0.1:{self.ports[1]}/metrics")
+        text = (await response.content()).decode()
+        for line in (
+            "actrix_cluster_nodes 2.0",
+            'actrix_cluster_actors{where="local"} 1.0',
+            'actrix_cluster_actors{where="remote"} 1.0',
+            'actrix_cluster_bus_messages_total{direction="sent"} 1.0',
+            "actrix_redis_up 1.0",
+        ):
+            self.assertIn(line, text)
+        count = [
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith("actrix_redis_round_trip_seconds_count")
+        ]
+        self.assertTrue(count and count[0] > 0, count)
+        response = await client.get(f"http://127.0.0.1:{self.ports[0]}/metrics")
+        text = (await response.content()).decode()
+        self.assertIn(
+            'actrix_cluster_bus_messages_total{direction="received"} 1.0', text
+        )
 
     async def test_url_identity_reconnect_on_the_other_node(self) -> None:
         """A URL-identity reconnect to node 1 keeps the actor and moves it there.

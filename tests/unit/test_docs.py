@@ -81,3 +81,15 @@ class DocsTests(SynchronousTestCase):
         self.assertIn('curl -s -H "Authorization: Bearer $TOKEN"', self.readme)
         self.assertIn("/realms/1/suspend", self.readme)
         self.assertIn("actrix admin-token create --name", self.readme)
+
+    def test_cluster_keys_documented(self) -> None:
+        """The [cluster] keys and Redis TLS keys are in the README and the example."""
+        for key in ("workers", "node_id"):
+            self.assertIn(f"# {key} = ", self.example)
+            self.assertIn(f"{key} = ", self.readme)
+        for key in ("tls", "tls_ca"):
+            self.assertIn(f"# {key} = ", self.example)
+        self.assertIn("## Scaling out", self.readme)
+        self.assertIn("--workers", self.readme)
+        self.assertIn("actrix_cluster_actors", self.readme)
+        self.assertIn("actrix_redis_round_trip_seconds", self.readme)

@@ -602,6 +602,43 @@ class StorageConfigTests(SynchronousTestCase):
         )
 
 
+class ClusterConfigTests(SynchronousTestCase):
+    """``[cluster]``: workers and node_id, checked against the rest."""
+
+    def test_defaults(self) -> None:
+        """One worker and no configured name."""
+        cluster = parse_config(_data()).cluster
+        self.assertEqual((cluster.workers, cluster.node_id), (1, None))
+
+    def test_workers_and_node_id(self) -> None:
+        """Workers with Redis and without rooms; a node id of safe characters."""
+        data = _data(
+            '[redis]\nhost = "r"\n[cluster]\nworkers = 4\nnode_id = "edge-1.a"'
+        )
+        data["enable"] = 31
+        cluster = parse_config(data).cluster
+        self.assertEqual((cluster.workers, cluster.node_id), (4, "edge-1.a"))
+
+    def test_bad_values_are_named_by_key(self) -> None:
+        """Out of range, bad characters, no Redis, rooms: each named."""
+        for extra, expected in [
+            ("[cluster]\nworkers = 0", "cluster.workers: must be >= 1"),
+            ("[cluster]\nworkers = 65", "cluster.workers: must be <= 64"),
+            ('[cluster]\nnode_id = "a b"', "cluster.node_id: 1 to 64"),
+            ('[cluster]\nnode_id = ""', "cluster.node_id: 1 to 64"),
+            ("[cluster]\nworkers = 2", "add a [redis] table"),
+            ("[cluster]\nbogus = 1", "cluster.bogus: unknown key"),
+        ]:
+            with self.assertRaises(ConfigError) as cm:
+                parse_config(_data(extra))
+            self.assertIn(expected, "\n".join(cm.exception.problems), extra)
+        data = _data('[redis]\nhost = "r"\n[cluster]\nworkers = 2')
+        data["enable"] = 63
+        with self.assertRaises(ConfigError) as cm:
+            parse_config(data)
+        self.assertIn("run rooms (enable bit 32) with workers = 1", str(cm.exception))
+
+
 class RedisConfigTests(SynchronousTestCase):
     """``[redis]``: absent by default; a URL or separate keys, errors by key."""
 
@@ -633,6 +670,21 @@ class RedisConfigTests(SynchronousTestCase):
         assert redis is not None
         self.assertEqual((redis.port, redis.db, redis.password), (7000, 1, None))
 
+    def test_tls(self) -> None:
+        """rediss:// or tls = true turns TLS on; tls_ca needs it and TCP."""
+        redis = self.parse('url = "rediss://cache.example:6380/0"').redis
+        assert redis is not None
+        self.assertEqual((redis.tls, redis.tls_ca), (True, None))
+        redis = self.parse(
+            'host = "cache.example"\ntls = true\ntls_ca = "/ca.pem"'
+        ).redis
+        assert redis is not None
+        self.assertEqual((redis.tls, str(redis.tls_ca)), (True, "/ca.pem"))
+        text = self.problems('host = "cache.example"\ntls_ca = "/ca.pem"')
+        self.assertIn("redis.tls_ca: needs tls = true", text)
+        text = self.problems('host = "/run/r.sock"\ntls = true')
+        self.assertIn("redis.tls: TLS is for TCP connections", text)
+
     def test_unix_socket(self) -> None:
         """A unix:// URL, or a host starting with '/', is a socket path."""
         redis = self.parse('url = "unix:///run/redis/redis.sock?db=2"').redis
@@ -658,7 +710,7 @@ class RedisConfigTests(SynchronousTestCase):
             'url = "http://:hunter22@x"\nport = 0\ndb = 16\nkey_prefix = "a b"\n'
             'password = "x"\npassword_env = "Y"\nfoo = 1'
         )
-        self.assertIn("redis.url: scheme must be one of redis, unix", text)
+        self.assertIn("redis.url: scheme must be one of redis, rediss, unix", text)
         self.assertNotIn("hunter22", text)
         self.assertIn("redis.port: must be >= 1", text)
         self.assertIn("redis.db: must be <= 15", text)

@@ -57,6 +57,13 @@ class LoggingTests(SynchronousTestCase):
             self.emit(actrix_logging.file_observer(directory, rotate))
         self.assertIn("allocation 7 ready", (directory / "actrix.log").read_text())
 
+    def test_worker_file_output(self) -> None:
+        """A worker's file output is a file of its own next to actrix.log."""
+        directory = Path(self.mktemp())
+        self.emit(actrix_logging.file_observer(directory, True, "actrix-w1.log"))
+        self.assertIn("allocation 7 ready", (directory / "actrix-w1.log").read_text())
+        self.assertFalse((directory / "actrix.log").exists())
+
     def test_level_names(self) -> None:
         """Config level names map onto Twisted levels (trace is debug)."""
         self.assertEqual(actrix_logging.level_from_name("trace"), LogLevel.debug)

@@ -1,0 +1,245 @@
+"""``workers = 2`` under a real supervisor: twistd, two workers, one redis-server.
+
+The supervisor owns the sockets; each worker is a twistd process of its own
+with its own node id in the Redis directory. Actors registered through the one
+HTTP port land on both workers, reach each other over the bus, and a worker
+killed with -9 comes back by itself. SIGTERM stops everything with status 0.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import DatagramProtocol
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from actrix import cli
+from actrix.core.redis_client import RedisClient
+from actrix.proto import actr_pb2
+from actrix.stun import codec
+from actrix.tap import Options
+from tests.daemon import add_realm, config_text
+from tests.integration.test_signaling import NO_LIMITS, REALM, allow, sleep
+from tests.integration.test_signaling_directory import target
+from tests.redisserver import RedisServer
+from tests.signaling_client import SignalingClient
+from tests.twistdproc import TwistdProcess, running
+
+SIGNALING_AIS_KS_STUN = 27
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def write_config(
+    directory: Path, http: int, ice: int, extra: str, enable: int = 27
+) -> Path:
+    text = config_text(directory / "db", enable, NO_LIMITS + extra)
+    text = text.replace("port = 0\n", f"port = {http}\n", 1)
+    text = text.replace("port = 0\n", f"port = {ice}\n", 1)
+    path = directory / "actrix.toml"
+    path.write_text(text)
+    return path
+
+
+class _Stun(DatagramProtocol):
+    def __init__(self) -> None:
+        self.answer: Deferred[bytes] = Deferred()
+
+    def datagramReceived(self, datagram: bytes, addr: object) -> None:
+        if not self.answer.called:
+            self.answer.callback(datagram)
+
+
+class WorkersTests(TestCase):
+    """Two workers behind one supervisor, sharing the directory on Redis."""
+
+    timeout = 90
+
+    def setUp(self) -> None:
+        self.redis = RedisServer.get().config()
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir(parents=True)
+        add_realm(directory / "db", REALM)
+        self.http = free_port()
+        self.ice = free_port(socket.SOCK_DGRAM)
+        redis = (
+            f'[redis]\nhost = "{self.redis.host}"\nport = {self.redis.port}\n'
+            f'key_prefix = "{self.redis.key_prefix}"\n'
+            '[cluster]\nworkers = 2\nnode_id = "box1"\n'
+        )
+        self.config = write_config(directory, self.http, self.ice, redis)
+        self.client_redis = RedisClient(self.redis)
+        self.client_redis.startService()
+        self.addCleanup(self.client_redis.stopService)
+
+    async def registered(
+        self, name: str, acl: actr_pb2.Acl | None = None
+    ) -> SignalingClient:
+        for _ in range(100):
+            try:
+                client = await SignalingClient.connect(reactor, self.http)
+            except Exception:
+                await sleep(0.05)
+                continue
+            self.addCleanup(client.drop)
+            response = await client.register(REALM, name=name, acl=acl)
+            self.assertTrue(response.HasField("success"), str(response))
+            return client
+        self.fail("no worker took the connection")
+
+    async def node_of(self, client: SignalingClient) -> str:
+        actr_id = client.actr_id
+        assert actr_id is not None
+        key = f"{self.redis.key_prefix}a:{REALM}:{actr_id.serial_number}"
+        node = await self.client_redis.command("HGET", key, "node")
+        return bytes(node).decode()
+
+    async def on_each_worker(
+        self, name: str, acl: actr_pb2.Acl
+    ) -> dict[str, SignalingClient]:
+        """Register ``name`` actors until both workers hold one."""
+        found: dict[str, SignalingClient] = {}
+        for _ in range(60):
+            client = await self.registered(name, acl)
+            worker = (await self.node_of(client)).split("-")[1]
+            found.setdefault(worker, client)
+            if len(found) == 2:
+                return found
+        self.fail(f"every connection went to {list(found)}")
+
+    async def stun_binding(self) -> bytes:
+        proto = _Stun()
+        port = reactor.listenUDP(0, proto, interface="127.0.0.1")  # type: ignore[attr-defined]  # IReactorUDP
+        self.addCleanup(port.stopListening)
+        port.write(
+            codec.encode(codec.BINDING_REQUEST, b"worker-txid1", []),
+            ("127.0.0.1", self.ice),
+        )
+        proto.answer.addTimeout(5, reactor)
+        return await proto.answer
+
+    async def test_two_workers_share_restart_and_stop(self) -> None:
+        """Actors on both workers relay both ways; kill -9 restarts; SIGTERM: exit 0."""
+        supervisor = TwistdProcess.spawn(self, self.config)
+        await supervisor.wait_for(r"2 workers running", 60)
+        pids = {}
+        for i in range(2):
+            started = await supervisor.wait_for(rf"worker {i} started \(pid (\d+)\)")
+            pids[i] = int(started.group(1))
+        callers = await self.on_each_worker("peer", allow(("acme", "peer")))
+        self.assertEqual(sorted(callers), ["w0", "w1"])
+        first, second = callers["w0"], callers["w1"]
+        assert first.actr_id is not None and second.actr_id is not None
+        for _ in range(60):
+            reply = await first.call(
+                route_candidates_request=actr_pb2.RouteCandidatesRequest(
+                    target_type=target("peer")
+                )
+            )
+            found = reply.route_candidates_response.success.candidates
+            if second.actr_id in found:
+                break
+            await sleep(0.05)
+        first.send_candidate(second.actr_id, "candidate:w0-to-w1")
+        relay = (await second.next_push()).actr_relay
+        self.assertEqual(relay.ice_candidate.candidate, "candidate:w0-to-w1")
+        second.send_candidate(first.actr_id, "candidate:w1-to-w0")
+        back = (await first.next_push()).actr_relay
+        self.assertEqual(back.ice_candidate.candidate, "candidate:w1-to-w0")
+        answer = await self.stun_binding()
+        self.assertEqual(codec.decode(answer).transaction_id, b"worker-txid1")
+
+        mark = supervisor.mark()
+        supervisor_pid = supervisor.pid
+        os.kill(pids[1], signal.SIGKILL)
+        await supervisor.wait_for(
+            rf"worker 1 \(pid {pids[1]}\) killed by signal 9; restarting", start=mark
+        )
+        restarted = await supervisor.wait_for(
+            r"worker 1 started \(pid (\d+)\)", start=mark
+        )
+        new_pid = int(restarted.group(1))
+        self.assertNotEqual(new_pid, pids[1])
+        await supervisor.wait_for(r"bus listening on .*box1-w1-", start=mark)
+        again = await self.on_each_worker("again", allow(("acme", "again")))
+        self.assertEqual(sorted(again), ["w0", "w1"])
+        self.assertEqual(supervisor.count("killed by signal 9"), 1)
+        self.assertTrue(running(supervisor_pid))
+
+        supervisor.signal(signal.SIGTERM)
+        self.assertEqual(await supervisor.ended, 0)
+        await supervisor.wait_for(r"all workers stopped")
+        for pid in (pids[0], new_pid):
+            self.assertFalse(running(pid), f"worker {pid} still running")
+
+
+class WorkerStartFailureTests(TestCase):
+    """A worker that cannot start stops the supervisor: status 1, one line."""
+
+    timeout = 60
+
+    async def test_worker_failing_at_start_ends_the_supervisor(self) -> None:
+        """A Redis CA file that is missing: the worker exits, the supervisor too."""
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir(parents=True)
+        add_realm(directory / "db", REALM)
+        extra = (
+            '[redis]\nhost = "127.0.0.1"\ntls = true\n'
+            f'tls_ca = "{directory / "missing-ca.pem"}"\n'
+            "[cluster]\nworkers = 2\n"
+        )
+        config = write_config(directory, free_port(), 0, extra, enable=25)
+        supervisor = TwistdProcess.spawn(self, config)
+        self.assertEqual(await supervisor.ended, 1)
+        self.assertEqual(supervisor.count("worker 0 failed to start; stopping"), 1)
+        self.assertEqual(supervisor.count("redis.tls_ca:"), 1)
+        self.assertEqual(supervisor.count("worker 1 started"), 0)
+
+
+class WorkersConfigTests(SynchronousTestCase):
+    """workers > 1 needs Redis: ``actrix check`` and ``--workers`` say so."""
+
+    def config(self, extra: str) -> Path:
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir(parents=True)
+        return write_config(directory, 0, 0, extra, enable=25)
+
+    def test_check_refuses_workers_without_redis(self) -> None:
+        """``actrix check`` exits 1 naming cluster.workers and [redis]."""
+        path = self.config("[cluster]\nworkers = 2\n")
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(cli.run(["check", "-c", str(path)], out, err), 1)
+        said = out.getvalue() + err.getvalue()
+        self.assertIn("cluster.workers: 2 workers", said)
+        self.assertIn("[redis]", said)
+
+    def test_workers_option_without_redis_is_a_usage_error(self) -> None:
+        """``twistd actrix --workers 2`` without [redis] is refused before start."""
+        path = self.config("")
+        options = Options()
+        with self.assertRaises(usage.UsageError) as caught:
+            options.parseOptions(["-c", str(path), "--workers", "2"])
+        self.assertIn("cluster.workers: 2 workers", str(caught.exception))
+        options = Options()
+        options.parseOptions(["-c", str(path), "--workers", "1"])
+        self.assertEqual(options.settings.cluster.workers, 1)
+
+    def test_workers_option_overrides_the_config(self) -> None:
+        """``--workers 3`` with [redis] sets cluster.workers; 0 is refused."""
+        path = self.config('[redis]\nhost = "127.0.0.1"\n')
+        options = Options()
+        options.parseOptions(["-c", str(path), "--workers", "3"])
+        self.assertEqual(options.settings.cluster.workers, 3)
+        with self.assertRaises(usage.UsageError):
+            Options().parseOptions(["-c", str(path), "--workers", "0"])

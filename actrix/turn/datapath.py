@@ -57,7 +57,7 @@ class DataPath:
         """Whether the 5-tuple ``key`` holds an allocation."""
         return key in self.allocations
 
-    def channel_data(self, key: Any, data: bytes) -> None:
+    def channel_data(self, data: bytes, key: Any) -> None:
         """Relay one ChannelData message from client ``key`` (UDP padding tolerated).
 
         Dropped (and counted) without an allocation, with a first byte outside
@@ -86,7 +86,10 @@ class DataPath:
             if meter is not None and not meter.to_peer(length):
                 metrics.bandwidth_dropped_out += 1
                 return
-            relay.sendto(data[4 : 4 + length], peer)
+            try:  # noqa: SIM105 (suppress() would add a context manager per packet)
+                relay.sendto(data[4 : 4 + length], peer)
+            except OSError:
+                pass  # a full buffer or an ICMP error: dropped, as UDP would
             metrics.relayed_packets_out += 1
             metrics.relayed_bytes_out += length
 
@@ -156,8 +159,6 @@ class RelayProtocol(DatagramProtocol):
         allocation = self.allocation
         if allocation is None:
             return  # a reserved port (EVEN-PORT R bit) not yet claimed
-        if len(addr) != 2:
-            addr = (addr[0], addr[1])
         if addr[0] not in allocation.permissions:
             self._metrics.dropped_no_permission += 1
             return

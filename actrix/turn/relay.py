@@ -122,7 +122,7 @@ class RelaySocket:
             MAX_DATAGRAM,
             self._v6,
             READS_PER_EVENT,
-            lambda: self.socket is not None,
+            None,  # stopListening closes the socket: the next read fails
             "while relaying a datagram from a peer",
         )
 
@@ -133,7 +133,7 @@ def read_datagrams(
     size: int,
     v6: bool,
     limit: int,
-    still_open: Callable[[], bool],
+    still_open: Callable[[], bool] | None,
     what: str,
 ) -> None:
     """Hand up to ``limit`` datagrams from ``sock`` to ``deliver``, then yield.
@@ -142,21 +142,23 @@ def read_datagrams(
     halves of the ICE port): bounded so other sockets get their turn (epoll
     reports a socket with more to read again), IPv6 addresses cut to (host,
     port), a failing handler logged without stopping the loop, and no read
-    after the handler closed the socket.
+    after the handler closed the socket: ``still_open`` says so, or is None
+    when closing closes ``sock`` itself (a read then fails with EBADF; no
+    call per datagram to find out).
     """
     recvfrom = sock.recvfrom
     for _ in range(limit):
         try:
             data, addr = recvfrom(size)
         except OSError:
-            return  # EAGAIN, or a queued ICMP error: nothing more now
+            return  # EAGAIN, EBADF, or a queued ICMP error: nothing more now
         if v6:
             addr = addr[:2]  # drop flow info and scope id
         try:
             deliver(data, addr)
         except Exception:
             log.failure(what)
-        if not still_open():
+        if still_open is not None and not still_open():
             return
 
 

@@ -161,7 +161,7 @@ class TurnStreamProtocol(StreamConnection):
 
     def _frame(self, frame: bytes) -> bool:
         if frame[0] >= 0x40:
-            self._data.channel_data(self, frame)
+            self._data.channel_data(frame, self)
             return True
         try:
             message = codec.decode(frame)

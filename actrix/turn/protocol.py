@@ -72,9 +72,9 @@ class TurnUdpProtocol(DatagramProtocol):
             if requests is not None and not requests.allow(addr[0]):
                 self._metrics.dropped_requests["rate"] += 1
                 return
-            reply = self._responder.answer_bare(data, addr[0], addr[1])
+            bare = self._responder.answer_bare(data, addr[0], addr[1])
             try:  # noqa: SIM105 (suppress() would add a context manager per packet)
-                self._sendto(reply, addr)
+                self._sendto(bare, addr)
             except OSError:
                 pass  # a full buffer or an ICMP error: dropped, as UDP would
             return

@@ -31,7 +31,6 @@ from twisted.internet.task import LoopingCall
 
 from actrix.core.config import TurnConfig
 from actrix.core.logthrottle import LogThrottle
-from actrix.core.toml_table import parse_server
 from actrix.stun import codec
 from actrix.stun.codec import Message
 from actrix.stun.credentials import (
@@ -105,7 +104,7 @@ class TurnService(Service):
         self.data = DataPath(metrics, peers)
         self.shedding = LoadShedding(
             metrics,
-            [parse_server(s) for s in config.alternate_servers],
+            config.alternate_servers,
             config.redirect_above,
             drain_probe,
         )

@@ -92,7 +92,7 @@ class TurnStreamProtocol(StreamConnection):
         # Idempotent: called on an abort and again when the loss is reported.
         spliced, self._spliced = self._spliced, None
         if spliced is not None:
-            spliced.close()  # the peer side goes with the data connection
+            spliced.finish()  # the peer side goes with the data connection
         self._service.connection_lost(self)
 
     def splice(self, peer: PeerConnection) -> None:

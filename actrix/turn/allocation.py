@@ -22,6 +22,7 @@ from twisted.internet.protocol import DatagramProtocol
 if TYPE_CHECKING:
     from actrix.turn.bandwidth import Meter
     from actrix.turn.datapath import RelayProtocol
+    from actrix.turn.gso import BatchSender
     from actrix.turn.tcprelay import TcpAllocation
 
 PERMISSION_LIFETIME: Final = 300.0  # RFC 5766 §8
@@ -60,6 +61,12 @@ class ClientLink(Protocol):
         a peer must not make us buffer without bound for a slow client.
         """
 
+    def deliver_batch(self, frames: list[bytes]) -> None:
+        """:meth:`deliver` each of ``frames``, in order, in as few writes as it can.
+
+        What one relay socket read at once (see ``RelayProtocol.flush``).
+        """
+
     def allocation_deleted(self) -> None:
         """The service deleted this client's allocation (stream idle bound)."""
 
@@ -88,15 +95,21 @@ def fast_sender(transport: Any) -> Sender:
 class UdpLink:
     """A UDP client: replies go out of the ICE socket to the client's address."""
 
-    __slots__ = ("address", "allocation_key", "sendto")
+    __slots__ = ("address", "allocation_key", "batch", "sendto")
 
     transport_name: Final = "udp"
     pad: Final = False
 
-    def __init__(self, sendto: Sender, address: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        sendto: Sender,
+        address: tuple[str, int],
+        batch: BatchSender | None = None,
+    ) -> None:
         self.sendto = sendto
         self.address = address
         self.allocation_key = address
+        self.batch = batch  # UDP GSO on the ICE socket (None: one sendto each)
 
     def send(self, data: bytes) -> None:
         try:  # noqa: SIM105 (suppress() would add a context manager per packet)
@@ -109,6 +122,14 @@ class UdpLink:
             self.sendto(data, self.address)
         except OSError:
             pass
+
+    def deliver_batch(self, frames: list[bytes]) -> None:
+        batch = self.batch
+        if batch is not None:
+            batch.send(frames, self.address)
+            return
+        for frame in frames:
+            self.deliver(frame)
 
     def allocation_deleted(self) -> None:
         """Nothing to do: a UDP client holds no connection."""

@@ -148,6 +148,10 @@ class RelayProtocol(DatagramProtocol):
         self.allocation = allocation
         self._metrics = metrics
         self.sendto: Sender = drop_datagram
+        # Set by the RelaySocket that reads us: frames wait in _pending until
+        # its read loop ends, then go to the client in one flush().
+        self.batched = False
+        self._pending: list[bytes] = []
 
     def startProtocol(self) -> None:
         self.sendto = fast_sender(self.transport)
@@ -177,10 +181,27 @@ class RelayProtocol(DatagramProtocol):
             frame = data_indication(addr, data)
         else:
             return  # an IPv6 peer's jumbo datagram cannot be framed: drop it
-        link.deliver(frame)
+        if self.batched:
+            self._pending.append(frame)
+        else:
+            link.deliver(frame)
         metrics = self._metrics
         metrics.relayed_packets_in += 1
         metrics.relayed_bytes_in += size
+
+    def flush(self) -> None:
+        """Send what the read loop collected to the client (one GSO send, one write)."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        allocation = self.allocation
+        if allocation is None:
+            return
+        if len(pending) == 1:
+            allocation.link.deliver(pending[0])
+        else:
+            allocation.link.deliver_batch(pending)
 
 
 # A Data indication from an IPv4 peer up to the DATA value: header,

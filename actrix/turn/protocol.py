@@ -27,6 +27,7 @@ from twisted.internet.protocol import DatagramProtocol
 from actrix.stun import codec
 from actrix.stun.protocol import BARE_BINDING_PREFIX, BindingResponder
 from actrix.turn.allocation import Sender, UdpLink, drop_datagram, fast_sender
+from actrix.turn.gso import BatchSender
 from actrix.turn.limits import RequestWindow
 from actrix.turn.service import TurnService
 
@@ -47,6 +48,7 @@ class TurnUdpProtocol(DatagramProtocol):
         self._metrics = service.metrics
         self._responder = responder
         self._sendto: Sender = drop_datagram
+        self._batch: BatchSender | None = None
         limit = service.request_rate_per_ip
         self._requests = RequestWindow(service.clock, limit) if limit else None
 
@@ -54,6 +56,7 @@ class TurnUdpProtocol(DatagramProtocol):
         self._sendto = fast_sender(self.transport)
         sock = getattr(self.transport, "socket", None)
         if isinstance(sock, socket.socket):
+            self._batch = BatchSender(sock)
             # Every client shares this socket: a burst of ChannelData from many
             # allocations overflows the default ~200 KB buffer and is lost.
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
@@ -99,4 +102,4 @@ class TurnUdpProtocol(DatagramProtocol):
                 except OSError:
                     pass
             return
-        self._service.handle_message(message, UdpLink(self._sendto, addr))
+        self._service.handle_message(message, UdpLink(self._sendto, addr, self._batch))

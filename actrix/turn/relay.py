@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from actrix.turn.allocation import RelayOpener
+from actrix.turn.datapath import RelayProtocol
 
 log = Logger()
 
@@ -38,7 +39,7 @@ READS_PER_EVENT: Final = 64  # then yield to other sockets; epoll reports us aga
 class RelaySocket:
     """A bound UDP socket whose datagrams go to ``protocol``; no logging."""
 
-    __slots__ = ("_ip", "_port", "_reactor", "_v6", "protocol", "socket")
+    __slots__ = ("_flush", "_ip", "_port", "_reactor", "_v6", "protocol", "socket")
 
     def __init__(
         self,
@@ -53,6 +54,11 @@ class RelaySocket:
         self._port = port
         self._v6 = ":" in ip
         self.socket: socket.socket | None = None
+        # A TURN relay's datagrams to the client leave in one batch per read.
+        self._flush: Callable[[], None] | None = None
+        if isinstance(protocol, RelayProtocol):
+            protocol.batched = True
+            self._flush = protocol.flush
 
     def startListening(self) -> None:
         """Bind, start reading and connect the protocol.
@@ -125,6 +131,12 @@ class RelaySocket:
             None,  # stopListening closes the socket: the next read fails
             "while relaying a datagram from a peer",
         )
+        flush = self._flush
+        if flush is not None:
+            try:
+                flush()
+            except Exception:
+                log.failure("while relaying datagrams from peers")
 
 
 def read_datagrams(

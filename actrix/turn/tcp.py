@@ -116,6 +116,10 @@ class TurnStreamProtocol(StreamConnection):
         if not self._paused:
             write_now(self.transport, data)
 
+    def deliver_batch(self, frames: list[bytes]) -> None:
+        if not self._paused:
+            write_now(self.transport, b"".join(frames))
+
     def dataReceived(self, data: bytes) -> None:
         spliced = self._spliced
         if spliced is not None:

@@ -65,7 +65,9 @@ class GsoBurstTests(TestCase):
             relayed = codec.decode_xor_address(
                 reply.attrs[codec.XOR_RELAYED_ADDRESS], reply.transaction_id
             )
-            value = codec.encode_xor_address(*peer_address, bytes(12))  # IPv4
+            value = codec.encode_xor_address(
+                peer_address[0], peer_address[1], bytes(12)
+            )
             bound = _request(
                 client,
                 codec.METHOD_CHANNEL_BIND,

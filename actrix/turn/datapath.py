@@ -7,7 +7,10 @@ allocation table (keyed by the client's 5-tuple: its UDP address, or its
 TCP/TLS connection object) and both client-to-peer entry points; the
 allocator only adds and removes entries. :class:`RelayProtocol` is the
 peer-to-client direction, one per relay socket. Everything is synchronous:
-no authentication (that is for requests only), no Deferreds, one write.
+no authentication (that is for requests only), no Deferreds, one write. A
+relay socket read by :class:`~actrix.turn.relay.RelaySocket` collects the
+frames of one read loop and flushes them together: one UDP GSO send per run
+of equal-sized frames (:mod:`actrix.turn.gso`), or one TCP write.
 When bandwidth caps or the traffic line are configured, each relayed
 datagram goes through the allocation's :class:`~actrix.turn.bandwidth.Meter`
 (counted, or dropped over a cap); otherwise that costs one ``is None`` test.

@@ -128,7 +128,26 @@ class TurnStreamProtocol(StreamConnection):
         buffer = self._buffer + data if self._buffer else data
         offset = 0
         total = len(buffer)
+        channel_data = self._data.channel_data
+        allocated: bool | None = None  # looked up once per STUN-free stretch
         while total - offset >= 4:
+            first = buffer[offset]
+            if 0x40 <= first <= 0x7F:  # ChannelData, the hot path: no decoding
+                if allocated is None:
+                    allocated = self._data.has_allocation(self)
+                if not allocated:
+                    # ChannelData before any allocation cannot be TURN (and
+                    # text such as "GET /" would otherwise wait for a huge
+                    # "frame").
+                    self._close("ChannelData without an allocation")
+                    return
+                length = (buffer[offset + 2] << 8) | buffer[offset + 3]
+                size = 4 + length + (-length & 3)
+                if total - offset < size:
+                    break
+                channel_data(buffer[offset : offset + size], self)
+                offset += size
+                continue
             try:
                 size = codec.frame_size(buffer, offset)
             except codec.DecodeError:
@@ -139,16 +158,10 @@ class TurnStreamProtocol(StreamConnection):
                 return
             if (
                 size > codec.MAX_REQUEST_STREAM
-                and buffer[offset] < 0x40
                 and buffer[offset : offset + 2] != _SEND_INDICATION
             ):
                 # Only Send indications carry data; nothing else needs 4 KB.
                 self._close("STUN message too large")
-                return
-            if buffer[offset] >= 0x40 and not self._data.has_allocation(self):
-                # ChannelData before any allocation cannot be TURN (and text
-                # such as "GET /" would otherwise wait for a huge "frame").
-                self._close("ChannelData without an allocation")
                 return
             if total - offset < size:
                 break
@@ -156,6 +169,7 @@ class TurnStreamProtocol(StreamConnection):
             offset += size
             if not self._frame(frame):
                 return
+            allocated = None  # a request may have made or deleted the allocation
             spliced = self._spliced
             if spliced is not None:  # ConnectionBind: the rest is peer data
                 self._buffer = b""
@@ -165,9 +179,7 @@ class TurnStreamProtocol(StreamConnection):
         self._buffer = buffer[offset:]
 
     def _frame(self, frame: bytes) -> bool:
-        if frame[0] >= 0x40:
-            self._data.channel_data(frame, self)
-            return True
+        """One STUN message (ChannelData never gets here)."""
         try:
             message = codec.decode(frame)
         except codec.DecodeError:

@@ -302,7 +302,7 @@ def _read_turn(t: Table) -> TurnConfig:
         user_bandwidth=t.integer("user_bandwidth", 0, minimum=0),
         realm_bandwidth=t.integer("realm_bandwidth", 0, minimum=0),
         allocation_log=t.boolean("allocation_log", False),
-        alternate_servers=t.server_list("alternate_servers"),
+        alternate_servers=t.alternate_servers("alternate_servers"),
         redirect_above=t.integer("redirect_above", 0, minimum=0),
         tcp_relay=t.boolean("tcp_relay", True),
     )

@@ -142,6 +142,17 @@ class TurnUser:
 
 
 @attrs.frozen
+class AlternateServer:
+    """One ``turn.alternate_servers`` entry (RFC 8489 §10 redirects)."""
+
+    address: str  # "ip:port" / "[ipv6]:port" sent as ALTERNATE-SERVER
+    # ALTERNATE-DOMAIN (§14.16) for TLS clients: the name the alternate's
+    # certificate carries. None: a TLS client checks the name it first used.
+    domain: str | None = None
+    tls_port: int = 0  # the port TLS clients are sent to; 0: the address's
+
+
+@attrs.frozen
 class TurnConfig:
     advertised_ip: str
     advertised_port: int
@@ -173,7 +184,7 @@ class TurnConfig:
     # One info line per deleted allocation (accounting); ~100 µs each with the
     # JSON observer, which doubles an Allocate/Refresh-0 cycle: off by default.
     allocation_log: bool = False
-    alternate_servers: tuple[str, ...] = ()  # "ip:port" for ALTERNATE-SERVER (300)
+    alternate_servers: tuple[AlternateServer, ...] = ()  # targets of 300 redirects
     redirect_above: int = 0  # redirect new allocations beyond this many; 0: never
     tcp_relay: bool = True  # RFC 6062 TCP allocations (REQUESTED-TRANSPORT TCP)
 

@@ -8,11 +8,12 @@ pass reports every error. :meth:`Table.finish` reports keys nobody asked for.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from actrix.core.settings import Secret
+from actrix.core.settings import AlternateServer, Secret
 
 T = TypeVar("T")
 
@@ -183,15 +184,45 @@ class Table:
             self.error(name, "secrets must not be empty")
         return tuple(Secret(v) for v in value)
 
-    def server_list(self, name: str) -> tuple[str, ...]:
-        """A list of ``ip:port`` / ``[ipv6]:port`` strings (:func:`parse_server`)."""
-        servers = self.string_list(name)
-        for entry in servers:
+    def alternate_servers(self, name: str) -> tuple[AlternateServer, ...]:
+        """``ip:port`` strings or ``{address, domain, tls_port}`` inline tables."""
+        value = self._get(name, False)
+        if value is _MISSING:
+            return ()
+        if not isinstance(value, list):
+            self.error(name, f"expected an array, got {type_name(value)}")
+            return ()
+        servers = []
+        for i, entry in enumerate(value):
+            if isinstance(entry, str):
+                try:
+                    parse_server(entry)
+                except ValueError:
+                    self.error(name, f"{entry!r} is not ip:port or [ipv6]:port")
+                else:
+                    servers.append(AlternateServer(entry))
+                continue
+            if not isinstance(entry, dict):
+                self.error(
+                    name, f'expected "ip:port" or a table, got {type_name(entry)}'
+                )
+                continue
+            table = Table(entry, self.key(f"{name}[{i}]"), self._problems)
+            address = table.string("address", required=True)
+            domain = table.opt_string("domain")
+            tls_port = table.integer("tls_port", 0, minimum=1, maximum=65535)
+            table.finish()
             try:
-                parse_server(entry)
+                parse_server(address)
             except ValueError:
-                self.error(name, f"{entry!r} is not ip:port or [ipv6]:port")
-        return servers
+                if isinstance(entry.get("address"), str):
+                    table.error("address", f"{address!r} is not ip:port or [ipv6]:port")
+                continue
+            if domain is not None and not is_domain_name(domain):
+                table.error("domain", f"{domain!r} is not a DNS name (A-labels)")
+                continue
+            servers.append(AlternateServer(address, domain, tls_port))
+        return tuple(servers)
 
     def string_list(self, name: str) -> tuple[str, ...]:
         value = self._get(name, False)
@@ -257,6 +288,22 @@ def read_table(
 
 
 DEFAULT_STUN_PORT: Final = 3478
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
+
+
+def is_domain_name(text: str) -> bool:
+    """A DNS name of ASCII labels (IDNs as ``xn--`` A-labels), not an IP.
+
+    RFC 8489 §14.16 caps ALTERNATE-DOMAIN below 128 characters; a DNS name
+    is at most 253.
+    """
+    name = text[:-1] if text.endswith(".") else text
+    if not name or len(name) > 253:
+        return False
+    labels = name.split(".")
+    if all(label.isdigit() for label in labels):
+        return False  # a dotted number is an address, not a name
+    return all(_LABEL.match(label) for label in labels)
 
 
 def parse_server(text: str) -> tuple[str, int]:

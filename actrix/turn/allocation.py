@@ -22,6 +22,7 @@ from twisted.internet.protocol import DatagramProtocol
 if TYPE_CHECKING:
     from actrix.turn.bandwidth import Meter
     from actrix.turn.datapath import RelayProtocol
+    from actrix.turn.gso import BatchSender
     from actrix.turn.tcprelay import TcpAllocation
 
 PERMISSION_LIFETIME: Final = 300.0  # RFC 5766 §8
@@ -60,54 +61,75 @@ class ClientLink(Protocol):
         a peer must not make us buffer without bound for a slow client.
         """
 
+    def deliver_batch(self, frames: list[bytes]) -> None:
+        """:meth:`deliver` each of ``frames``, in order, in as few writes as it can.
+
+        What one relay socket read at once (see ``RelayProtocol.flush``).
+        """
+
     def allocation_deleted(self) -> None:
         """The service deleted this client's allocation (stream idle bound)."""
 
 
 Sender = Callable[[bytes, Any], Any]
+"""Writes one datagram; may raise :class:`OSError` (full buffer, unreachable),
+which every caller catches and treats as a dropped datagram, as UDP would."""
 
 
 def fast_sender(transport: Any) -> Sender:
-    """``sendto`` on the transport's socket, or ``transport.write`` for fakes.
+    """The transport socket's own ``sendto``, or ``transport.write`` for fakes.
 
     Twisted's ``udp.Port.write`` re-parses the address on every call; our
     addresses come from ``recvfrom`` or a decoded attribute, so the hot paths
-    skip that. Send errors (full buffer, unreachable) drop the datagram, as
-    UDP would anyway.
+    call the socket's built-in method directly (no Python frame in between)
+    and catch its :class:`OSError` themselves.
     """
     sock = getattr(transport, "socket", None)
     if not isinstance(sock, socket.socket):
         write: Sender = transport.write
         return write
-    sendto = sock.sendto
-
-    def send(data: bytes, address: Any) -> None:
-        try:  # noqa: SIM105 (suppress() would add a context manager per packet)
-            sendto(data, address)
-        except OSError:
-            pass
-
-    return send
+    sendto: Sender = sock.sendto
+    return sendto
 
 
 class UdpLink:
     """A UDP client: replies go out of the ICE socket to the client's address."""
 
-    __slots__ = ("address", "allocation_key", "sendto")
+    __slots__ = ("address", "allocation_key", "batch", "sendto")
 
     transport_name: Final = "udp"
     pad: Final = False
 
-    def __init__(self, sendto: Sender, address: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        sendto: Sender,
+        address: tuple[str, int],
+        batch: BatchSender | None = None,
+    ) -> None:
         self.sendto = sendto
         self.address = address
         self.allocation_key = address
+        self.batch = batch  # UDP GSO on the ICE socket (None: one sendto each)
 
     def send(self, data: bytes) -> None:
-        self.sendto(data, self.address)
+        try:  # noqa: SIM105 (suppress() would add a context manager per packet)
+            self.sendto(data, self.address)
+        except OSError:
+            pass
 
     def deliver(self, data: bytes) -> None:
-        self.sendto(data, self.address)
+        try:  # noqa: SIM105
+            self.sendto(data, self.address)
+        except OSError:
+            pass
+
+    def deliver_batch(self, frames: list[bytes]) -> None:
+        batch = self.batch
+        if batch is not None:
+            batch.send(frames, self.address)
+            return
+        for frame in frames:
+            self.deliver(frame)
 
     def allocation_deleted(self) -> None:
         """Nothing to do: a UDP client holds no connection."""
@@ -188,7 +210,10 @@ class Allocation:
         """Write one datagram out of the relay socket (permission already checked)."""
         relay = self.relay_for(peer[0])
         if relay is not None:
-            relay.sendto(payload, peer)
+            try:  # noqa: SIM105
+                relay.sendto(payload, peer)
+            except OSError:
+                pass
 
     def expire(self, now: float) -> None:
         """Drop permissions and channel bindings whose time has passed."""

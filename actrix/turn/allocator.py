@@ -197,12 +197,12 @@ class Allocator:
         ):
             raise Reject(400)
         reserve = codec.decode_even_port(even) if even is not None else False
-        shed = self._shedding.check(link.address[0], len(self._allocations))
+        shed = self._shedding.check(
+            link.address[0], len(self._allocations), link.transport_name == "tls"
+        )
         if shed is not None:
-            code, alternate = shed
-            if alternate is None:
-                raise Reject(code)
-            raise Reject(code, extra=[(codec.ALTERNATE_SERVER, alternate)])
+            code, extra = shed
+            raise Reject(code, extra=extra)
         if not self._quotas.allocation_allowed(
             message, link, cred.principal, grant.key
         ):

@@ -27,6 +27,7 @@ from twisted.internet.protocol import DatagramProtocol
 from actrix.stun import codec
 from actrix.stun.protocol import BARE_BINDING_PREFIX, BindingResponder
 from actrix.turn.allocation import Sender, UdpLink, drop_datagram, fast_sender
+from actrix.turn.gso import BatchSender
 from actrix.turn.limits import RequestWindow
 from actrix.turn.service import TurnService
 
@@ -41,9 +42,13 @@ class TurnUdpProtocol(DatagramProtocol):
     def __init__(self, service: TurnService, responder: BindingResponder) -> None:
         self._service = service
         self._channel_data = service.data.channel_data
+        # The ICE port's data socket only ever reads ChannelData (its BPF
+        # program steers by the first byte): it hands them straight here.
+        self.steered_data = self._channel_data
         self._metrics = service.metrics
         self._responder = responder
         self._sendto: Sender = drop_datagram
+        self._batch: BatchSender | None = None
         limit = service.request_rate_per_ip
         self._requests = RequestWindow(service.clock, limit) if limit else None
 
@@ -51,6 +56,7 @@ class TurnUdpProtocol(DatagramProtocol):
         self._sendto = fast_sender(self.transport)
         sock = getattr(self.transport, "socket", None)
         if isinstance(sock, socket.socket):
+            self._batch = BatchSender(sock)
             # Every client shares this socket: a burst of ChannelData from many
             # allocations overflows the default ~200 KB buffer and is lost.
             for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
@@ -61,7 +67,7 @@ class TurnUdpProtocol(DatagramProtocol):
         if not data:
             return
         if data[0] >= 0x40:
-            self._channel_data(addr, data)
+            self._channel_data(data, addr)
             return
         if len(data) == codec.HEADER_SIZE and data[:8] == BARE_BINDING_PREFIX:
             # The most common request, answered without decoding.
@@ -69,7 +75,11 @@ class TurnUdpProtocol(DatagramProtocol):
             if requests is not None and not requests.allow(addr[0]):
                 self._metrics.dropped_requests["rate"] += 1
                 return
-            self._sendto(self._responder.answer_bare(data, addr[0], addr[1]), addr)
+            bare = self._responder.answer_bare(data, addr[0], addr[1])
+            try:  # noqa: SIM105 (suppress() would add a context manager per packet)
+                self._sendto(bare, addr)
+            except OSError:
+                pass  # a full buffer or an ICMP error: dropped, as UDP would
             return
         if codec.is_request(data):
             if len(data) > codec.MAX_REQUEST_UDP:
@@ -87,6 +97,9 @@ class TurnUdpProtocol(DatagramProtocol):
         if message.msg_type == codec.BINDING_REQUEST:
             reply = self._responder.answer(message, addr[0], addr[1])
             if reply is not None:
-                self._sendto(reply, addr)
+                try:  # noqa: SIM105
+                    self._sendto(reply, addr)
+                except OSError:
+                    pass
             return
-        self._service.handle_message(message, UdpLink(self._sendto, addr))
+        self._service.handle_message(message, UdpLink(self._sendto, addr, self._batch))

@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from actrix.turn.allocation import RelayOpener
+from actrix.turn.datapath import RelayProtocol
 
 log = Logger()
 
@@ -38,7 +39,7 @@ READS_PER_EVENT: Final = 64  # then yield to other sockets; epoll reports us aga
 class RelaySocket:
     """A bound UDP socket whose datagrams go to ``protocol``; no logging."""
 
-    __slots__ = ("_ip", "_port", "_reactor", "_v6", "protocol", "socket")
+    __slots__ = ("_flush", "_ip", "_port", "_reactor", "_v6", "protocol", "socket")
 
     def __init__(
         self,
@@ -53,6 +54,11 @@ class RelaySocket:
         self._port = port
         self._v6 = ":" in ip
         self.socket: socket.socket | None = None
+        # A TURN relay's datagrams to the client leave in one batch per read.
+        self._flush: Callable[[], None] | None = None
+        if isinstance(protocol, RelayProtocol):
+            protocol.batched = True
+            self._flush = protocol.flush
 
     def startListening(self) -> None:
         """Bind, start reading and connect the protocol.
@@ -122,9 +128,15 @@ class RelaySocket:
             MAX_DATAGRAM,
             self._v6,
             READS_PER_EVENT,
-            lambda: self.socket is not None,
+            None,  # stopListening closes the socket: the next read fails
             "while relaying a datagram from a peer",
         )
+        flush = self._flush
+        if flush is not None:
+            try:
+                flush()
+            except Exception:
+                log.failure("while relaying datagrams from peers")
 
 
 def read_datagrams(
@@ -133,7 +145,7 @@ def read_datagrams(
     size: int,
     v6: bool,
     limit: int,
-    still_open: Callable[[], bool],
+    still_open: Callable[[], bool] | None,
     what: str,
 ) -> None:
     """Hand up to ``limit`` datagrams from ``sock`` to ``deliver``, then yield.
@@ -142,21 +154,23 @@ def read_datagrams(
     halves of the ICE port): bounded so other sockets get their turn (epoll
     reports a socket with more to read again), IPv6 addresses cut to (host,
     port), a failing handler logged without stopping the loop, and no read
-    after the handler closed the socket.
+    after the handler closed the socket: ``still_open`` says so, or is None
+    when closing closes ``sock`` itself (a read then fails with EBADF; no
+    call per datagram to find out).
     """
     recvfrom = sock.recvfrom
     for _ in range(limit):
         try:
             data, addr = recvfrom(size)
         except OSError:
-            return  # EAGAIN, or a queued ICMP error: nothing more now
+            return  # EAGAIN, EBADF, or a queued ICMP error: nothing more now
         if v6:
             addr = addr[:2]  # drop flow info and scope id
         try:
             deliver(data, addr)
         except Exception:
             log.failure(what)
-        if not still_open():
+        if still_open is not None and not still_open():
             return
 
 

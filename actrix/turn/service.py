@@ -32,7 +32,6 @@ from twisted.logger import Logger
 
 from actrix.core.config import TurnConfig
 from actrix.core.logthrottle import LogThrottle
-from actrix.core.toml_table import parse_server
 from actrix.stun import codec
 from actrix.stun.codec import Message
 from actrix.stun.credentials import (
@@ -109,7 +108,7 @@ class TurnService(Service):
         self.data = DataPath(metrics, peers)
         self.shedding = LoadShedding(
             metrics,
-            [parse_server(s) for s in config.alternate_servers],
+            config.alternate_servers,
             config.redirect_above,
             drain_probe,
         )

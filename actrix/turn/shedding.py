@@ -10,22 +10,52 @@ Alternate) with an ALTERNATE-SERVER from ``turn.alternate_servers``, when
 RFC 8489 §14.15: the alternate's address family must be the request's, so
 the servers are kept per family and handed out round robin; with none of the
 client's family a draining node answers 508 (Insufficient Capacity) and a
-loaded one just carries on. The redirect comes after authentication, so the
-300 is signed (§10: an unauthenticated redirect could be forged). Existing
-allocations are untouched: they may be refreshed and run until they end.
+loaded one just carries on. A client on TLS gets the alternate's
+``tls_port`` and, when the entry names a ``domain``, an ALTERNATE-DOMAIN
+(§14.16) with it: the name it must check the alternate's certificate
+against (without one it checks the name it first used, §10). The redirect
+comes after authentication, so the 300 is signed (§10: an unauthenticated
+redirect could be forged). Existing allocations are untouched: they may be
+refreshed and run until they end.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from itertools import cycle
 
 from twisted.logger import Logger
 
+from actrix.core.settings import AlternateServer
+from actrix.core.toml_table import parse_server
 from actrix.stun import codec
 from actrix.turn.metrics import TurnMetrics
 
 log = Logger()
+
+
+class _Alternate:
+    """One alternate's attributes, encoded once: for TLS clients and the others."""
+
+    __slots__ = ("plain", "tls")
+
+    def __init__(self, server: AlternateServer) -> None:
+        ip, port = parse_server(server.address)
+        self.plain: list[tuple[int, bytes]] = [
+            (codec.ALTERNATE_SERVER, codec.encode_address(ip, port))
+        ]
+        self.tls: list[tuple[int, bytes]] = [
+            (
+                codec.ALTERNATE_SERVER,
+                codec.encode_address(ip, server.tls_port or port),
+            )
+        ]
+        if server.domain is not None:
+            self.tls.append((codec.ALTERNATE_DOMAIN, server.domain.encode("ascii")))
+
+
+Redirect = tuple[int, list[tuple[int, bytes]]]
+"""(300, ALTERNATE-SERVER and maybe ALTERNATE-DOMAIN) or (508, [])."""
 
 
 class LoadShedding:
@@ -34,15 +64,16 @@ class LoadShedding:
     def __init__(
         self,
         metrics: TurnMetrics,
-        alternates: Iterable[tuple[str, int]] = (),
+        alternates: Iterable[AlternateServer] = (),
         redirect_above: int = 0,
         drain_probe: Callable[[], bool] | None = None,
     ) -> None:
         self._metrics = metrics
-        v4 = [a for a in alternates if ":" not in a[0]]
-        v6 = [a for a in alternates if ":" in a[0]]
-        self._v4 = cycle(v4) if v4 else None
-        self._v6 = cycle(v6) if v6 else None
+        servers = list(alternates)
+        v4 = [_Alternate(a) for a in servers if ":" not in parse_server(a.address)[0]]
+        v6 = [_Alternate(a) for a in servers if ":" in parse_server(a.address)[0]]
+        self._v4: Iterator[_Alternate] | None = cycle(v4) if v4 else None
+        self._v6: Iterator[_Alternate] | None = cycle(v6) if v6 else None
         self._redirect_above = redirect_above
         self._drain_probe = drain_probe
         self.draining = False
@@ -67,8 +98,12 @@ class LoadShedding:
                 else "accepting new allocations",
             )
 
-    def check(self, client_ip: str, active: int) -> tuple[int, bytes | None] | None:
-        """None to allocate here, else (300, ALTERNATE-SERVER value) or (508, None)."""
+    def check(self, client_ip: str, active: int, tls: bool = False) -> Redirect | None:
+        """None to allocate here, else the error code and its attributes.
+
+        ``tls``: the client came over TLS (its alternate's TLS port, and the
+        ALTERNATE-DOMAIN when one is configured).
+        """
         if self.draining:
             reason = "draining"
         elif self._redirect_above and active >= self._redirect_above:
@@ -80,7 +115,7 @@ class LoadShedding:
             if reason == "load":
                 return None
             self._metrics.redirected["refused_draining"] += 1
-            return 508, None
+            return 508, []
         self._metrics.redirected[reason] += 1
-        ip, port = next(servers)
-        return 300, codec.encode_address(ip, port)
+        alternate = next(servers)
+        return 300, alternate.tls if tls else alternate.plain

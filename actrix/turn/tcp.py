@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
 
@@ -92,7 +93,7 @@ class TurnStreamProtocol(StreamConnection):
         # Idempotent: called on an abort and again when the loss is reported.
         spliced, self._spliced = self._spliced, None
         if spliced is not None:
-            spliced.close()  # the peer side goes with the data connection
+            spliced.finish()  # the peer side goes with the data connection
         self._service.connection_lost(self)
 
     def splice(self, peer: PeerConnection) -> None:
@@ -113,7 +114,11 @@ class TurnStreamProtocol(StreamConnection):
 
     def deliver(self, data: bytes) -> None:
         if not self._paused:
-            self.transport.write(data)
+            write_now(self.transport, data)
+
+    def deliver_batch(self, frames: list[bytes]) -> None:
+        if not self._paused:
+            write_now(self.transport, b"".join(frames))
 
     def dataReceived(self, data: bytes) -> None:
         spliced = self._spliced
@@ -123,7 +128,26 @@ class TurnStreamProtocol(StreamConnection):
         buffer = self._buffer + data if self._buffer else data
         offset = 0
         total = len(buffer)
+        channel_data = self._data.channel_data
+        allocated: bool | None = None  # looked up once per STUN-free stretch
         while total - offset >= 4:
+            first = buffer[offset]
+            if 0x40 <= first <= 0x7F:  # ChannelData, the hot path: no decoding
+                if allocated is None:
+                    allocated = self._data.has_allocation(self)
+                if not allocated:
+                    # ChannelData before any allocation cannot be TURN (and
+                    # text such as "GET /" would otherwise wait for a huge
+                    # "frame").
+                    self._close("ChannelData without an allocation")
+                    return
+                length = (buffer[offset + 2] << 8) | buffer[offset + 3]
+                size = 4 + length + (-length & 3)
+                if total - offset < size:
+                    break
+                channel_data(buffer[offset : offset + size], self)
+                offset += size
+                continue
             try:
                 size = codec.frame_size(buffer, offset)
             except codec.DecodeError:
@@ -134,16 +158,10 @@ class TurnStreamProtocol(StreamConnection):
                 return
             if (
                 size > codec.MAX_REQUEST_STREAM
-                and buffer[offset] < 0x40
                 and buffer[offset : offset + 2] != _SEND_INDICATION
             ):
                 # Only Send indications carry data; nothing else needs 4 KB.
                 self._close("STUN message too large")
-                return
-            if buffer[offset] >= 0x40 and not self._data.has_allocation(self):
-                # ChannelData before any allocation cannot be TURN (and text
-                # such as "GET /" would otherwise wait for a huge "frame").
-                self._close("ChannelData without an allocation")
                 return
             if total - offset < size:
                 break
@@ -151,6 +169,7 @@ class TurnStreamProtocol(StreamConnection):
             offset += size
             if not self._frame(frame):
                 return
+            allocated = None  # a request may have made or deleted the allocation
             spliced = self._spliced
             if spliced is not None:  # ConnectionBind: the rest is peer data
                 self._buffer = b""
@@ -160,9 +179,7 @@ class TurnStreamProtocol(StreamConnection):
         self._buffer = buffer[offset:]
 
     def _frame(self, frame: bytes) -> bool:
-        if frame[0] >= 0x40:
-            self._data.channel_data(self, frame)
-            return True
+        """One STUN message (ChannelData never gets here)."""
         try:
             message = codec.decode(frame)
         except codec.DecodeError:
@@ -176,6 +193,38 @@ class TurnStreamProtocol(StreamConnection):
             return True
         self._service.handle_message(message, self)
         return True
+
+
+def write_now(transport: Any, data: bytes) -> None:
+    """``transport.write(data)``, sent at once when nothing is queued before it.
+
+    Twisted's ``write`` queues the bytes, registers the socket for writing
+    (an ``epoll_ctl``), sends on the reactor's next turn and unregisters it
+    (another one): three system calls and a reactor dispatch per relayed
+    datagram, and the frame waits for the turn. On a plain TCP connection
+    whose buffer is empty (the usual case: the client reads) the frame is
+    sent now instead; whatever the kernel does not take is queued as before,
+    so the byte order is kept and backpressure still comes from Twisted.
+    TLS connections (and wrapped transports) always go through ``write``.
+    """
+    if (
+        not isinstance(transport, tcp.Server)
+        or transport.TLS
+        or transport._tempDataLen
+        or transport.offset != len(transport.dataBuffer)
+        or transport.disconnecting
+        or not transport.connected
+    ):
+        transport.write(data)
+        return
+    try:
+        sent = transport.socket.send(data)
+    except BlockingIOError:
+        sent = 0
+    except OSError:
+        sent = 0  # reset or closed: Twisted's write path reports the loss
+    if sent < len(data):
+        transport.write(data[sent:])
 
 
 class TurnStreamFactory(Factory):

@@ -11,8 +11,10 @@ connection and send ConnectionBind with that id within
 bytes go straight across, and each side is the other's streaming producer,
 so a slow reader pauses the other side's reads (backpressure both ways).
 When either side closes (a half-close included: Twisted reports it as the
-end of the connection) the other is closed too; deleting the allocation
-closes its listener (the port returns to the pool) and every connection.
+end of the connection) the other is closed too, after the bytes already
+relayed to it are written (a peer that has not taken them within
+:data:`CLOSE_TIMEOUT` seconds is aborted); deleting the allocation closes its
+listener (the port returns to the pool) and every connection at once.
 
 Openers are injected (the reactor's ``listenTCP``/``connectTCP`` in the
 daemon), so the rules run in unit tests without sockets.
@@ -41,6 +43,7 @@ log = Logger()
 
 BIND_TIMEOUT: Final = 30.0  # RFC 6062 §5.2/§5.3
 CONNECT_TIMEOUT: Final = 30.0
+CLOSE_TIMEOUT: Final = 10.0  # a peer that will not take the last bytes is aborted
 MAX_PENDING_BYTES: Final = 65536  # read before ConnectionBind (should be none)
 BIND_ATTEMPTS: Final = 8
 
@@ -144,6 +147,24 @@ class PeerConnection(TwistedProtocol):
         """Close this connection (and, once spliced, its data connection)."""
         if not self.closed:
             self.transport.abortConnection()
+
+    def finish(self) -> None:
+        """The client's data connection ended: write what it sent, then close.
+
+        Bounded: a peer that does not read it within :data:`CLOSE_TIMEOUT`
+        seconds is aborted, so it cannot hold the connection open.
+        """
+        if self.closed or self.transport.disconnecting:
+            return
+        self.transport.loseConnection()
+        if self._timer is None:
+            self._timer = self.relays.clock.callLater(
+                CLOSE_TIMEOUT, self._close_timed_out
+            )
+
+    def _close_timed_out(self) -> None:
+        self._timer = None
+        self.close()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closed = True

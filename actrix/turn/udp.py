@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import socket
+from collections.abc import Callable
 from typing import Final
 
 from twisted.internet import udp
@@ -94,7 +95,11 @@ class _DataSocket:
     ) -> None:
         self._reactor = reactor
         self.socket: socket.socket | None = sock
-        self._protocol = protocol
+        # TurnUdpProtocol's steered_data skips its first-byte dispatch: only
+        # ChannelData reaches this socket.
+        self._deliver: Callable[[bytes, tuple[str, int]], None] = getattr(
+            protocol, "steered_data", protocol.datagramReceived
+        )
         self._v6 = sock.family == socket.AF_INET6
 
     def fileno(self) -> int:
@@ -110,11 +115,11 @@ class _DataSocket:
             return
         read_datagrams(
             sock,
-            self._protocol.datagramReceived,
+            self._deliver,
             MAX_DATAGRAM,
             self._v6,
             DATA_READS_PER_TURN,
-            lambda: self.socket is not None,
+            None,  # close() closes the socket: the next read fails
             "while handling a datagram",
         )
 

@@ -190,6 +190,10 @@ class UclientTests(TestCase):
         self.assertIn("Total lost packets 0 (0.000000%)", out)
         events = turn.metrics.tcp_connections
         self.assertGreater(events["bound"], 0)
+        # Both RFC 6062 directions: uclient's senders Connect to the other
+        # side's relayed address, which the relay accepts and announces.
+        self.assertGreater(events["connect_ok"], 0)
+        self.assertGreater(events["accepted"], 0)
         self.assertEqual(events["bound"], events["connect_ok"] + events["accepted"])
         for _ in range(50):
             if (

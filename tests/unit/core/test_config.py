@@ -10,6 +10,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.config import ConfigError, Settings, load_config, parse_config
+from actrix.core.settings import AlternateServer
 from tests.daemon import _merge, config_text
 
 
@@ -236,6 +237,32 @@ class ConfigTests(SynchronousTestCase):
         self.assert_problem(
             _data("[turn]\nredirect_above = -1"), "turn.redirect_above: must be >="
         )
+        s = self.parse(
+            "[turn]\nalternate_servers = ['203.0.113.1:3478', {address ="
+            " '203.0.113.2:3478', domain = 'turn-b.example.com', tls_port = 5349}]"
+        )
+        self.assertEqual(
+            s.turn.alternate_servers,
+            (
+                AlternateServer("203.0.113.1:3478"),
+                AlternateServer("203.0.113.2:3478", "turn-b.example.com", 5349),
+            ),
+        )
+        for entry, problem in (
+            ("{domain = 'a.example'}", "[0].address: missing"),
+            ("{address = 'x:1'}", "[0].address: 'x:1' is not ip:port"),
+            (
+                "{address = '203.0.113.2:1', domain = '203.0.113.2'}",
+                "[0].domain: '203.0.113.2' is not a DNS name",
+            ),
+            ("{address = '203.0.113.2:1', tls_port = 0}", "[0].tls_port: must be >= 1"),
+            ("{address = '203.0.113.2:1', sni = 'a'}", "[0].sni: unknown key"),
+            ("3478", ': expected "ip:port" or a table, got an integer'),
+        ):
+            self.assert_problem(
+                _data(f"[turn]\nalternate_servers = [{entry}]"),
+                f"turn.alternate_servers{problem}",
+            )
         self.assertTrue(s.turn.tcp_relay)
         self.assertFalse(self.parse("[turn]\ntcp_relay = false").turn.tcp_relay)
 

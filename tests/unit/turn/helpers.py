@@ -53,6 +53,9 @@ class FakeLink:
     def deliver(self, data: bytes) -> None:
         self.sent.append(data)
 
+    def deliver_batch(self, frames: list[bytes]) -> None:
+        self.sent.extend(frames)
+
     def allocation_deleted(self) -> None:
         self.deletions += 1
 

@@ -73,7 +73,7 @@ class BandwidthTests(SynchronousTestCase):
         harness, client, port = self._relaying(user_bandwidth=1000)
         for _ in range(15):
             harness.service.data.channel_data(
-                client.link.address, codec.encode_channel_data(0x4001, b"x" * 100)
+                codec.encode_channel_data(0x4001, b"x" * 100), client.link.address
             )
         self.assertEqual(len(harness.relays.written(port)), 10)
         self.assertEqual(harness.metrics.bandwidth_dropped_out, 5)
@@ -147,7 +147,7 @@ class TrafficLogTests(SynchronousTestCase):
         client.bind(0x4001, PEER)
         for _ in range(3):
             harness.service.data.channel_data(
-                client.link.address, codec.encode_channel_data(0x4001, b"x" * 10)
+                codec.encode_channel_data(0x4001, b"x" * 10), client.link.address
             )
         harness.relays.peer_sends(relay[1], b"y" * 7, PEER)
         harness.clock.advance(42)

@@ -294,6 +294,50 @@ class TurnTcpTests(SynchronousTestCase):
         self.harness.relays.peer_sends(port, b"abcde", PEER)
         self.assertEqual(self.take(), b"\x40\x01\x00\x05abcde\x00\x00\x00")
 
+    def test_channel_data_in_any_chunking(self) -> None:
+        """Several padded frames in one read, and frames cut anywhere, all relay."""
+        port = self.allocate()
+        frames = [
+            codec.encode_channel_data(0x4001, bytes([i]) * (i + 1), pad=True)
+            for i in range(6)
+        ]
+        stream = b"".join(frames)
+        self.proto.dataReceived(stream)
+        for i in range(len(stream)):
+            self.proto.dataReceived(stream[i : i + 1])
+        expected = [(bytes([i]) * (i + 1), PEER) for i in range(6)]
+        self.assertEqual(self.harness.relays.written(port), expected * 2)
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_channel_data_after_refresh_zero_in_one_read_closes(self) -> None:
+        """ChannelData, Refresh 0, ChannelData in one read: the deletion counts."""
+        port = self.allocate()
+        refresh = self._signed_refresh_zero()
+        early = codec.encode_channel_data(0x4001, b"early", pad=True)
+        late = codec.encode_channel_data(0x4001, b"late", pad=True)
+        self.proto.dataReceived(early + refresh + late)
+        self.assertIsNone(error_code(codec.decode(self.take())))  # Refresh 0 done
+        self.assertIn(port, self.harness.relays.closed)
+        self.assertEqual(self.harness.metrics.relayed_packets_out, 1)  # early only
+        self.assertTrue(self.transport.disconnecting)
+
+    def _signed_refresh_zero(self) -> bytes:
+        self.proto.dataReceived(
+            codec.encode(codec.message_type(codec.METHOD_REFRESH, 0), TXID, [])
+        )
+        nonce = codec.decode(self.take()).attrs[codec.NONCE]
+        return codec.encode(
+            codec.message_type(codec.METHOD_REFRESH, 0),
+            TXID,
+            [
+                (codec.LIFETIME, codec.encode_u32(0)),
+                (codec.USERNAME, b"alice"),
+                (codec.REALM, REALM.encode()),
+                (codec.NONCE, nonce),
+            ],
+            key=codec.long_term_key("alice", REALM, "alice-password"),
+        )
+
     def test_stream_stopping_mid_frame_waits(self) -> None:
         """Half a frame is kept; nothing is answered or closed."""
         self.proto.dataReceived(binding()[:13])

@@ -52,10 +52,10 @@ class DualStackTests(SynchronousTestCase):
         self.assertIsNone(error_code(self.client.bind(0x4002, PEER)))
         data = self.harness.service.data
         data.channel_data(
-            self.client.link.address, codec.encode_channel_data(0x4001, b"six")
+            codec.encode_channel_data(0x4001, b"six"), self.client.link.address
         )
         data.channel_data(
-            self.client.link.address, codec.encode_channel_data(0x4002, b"four")
+            codec.encode_channel_data(0x4002, b"four"), self.client.link.address
         )
         self.assertEqual(self.harness.relays.written(v6_port), [(b"six", PEER6)])
         self.assertEqual(self.harness.relays.written(v4_port), [(b"four", PEER)])

@@ -385,7 +385,7 @@ class ChannelTests(SynchronousTestCase):
         """After ChannelBind, ChannelData reaches the peer and replies come back."""
         self.assertIsNone(error_code(self.client.bind(0x4001, PEER)))
         self.harness.service.data.channel_data(
-            CLIENT, codec.encode_channel_data(0x4001, b"ping")
+            codec.encode_channel_data(0x4001, b"ping"), CLIENT
         )
         self.assertEqual(self.harness.relays.written(self.port), [(b"ping", PEER)])
         self.harness.relays.peer_sends(self.port, b"pong", PEER)
@@ -418,9 +418,9 @@ class ChannelTests(SynchronousTestCase):
     def test_unbound_channel_data_is_dropped(self) -> None:
         """ChannelData on an unbound channel goes nowhere."""
         self.harness.service.data.channel_data(
-            CLIENT, codec.encode_channel_data(0x4009, b"x")
+            codec.encode_channel_data(0x4009, b"x"), CLIENT
         )
-        self.harness.service.data.channel_data(CLIENT, b"\x40")
+        self.harness.service.data.channel_data(b"\x40", CLIENT)
         self.assertEqual(self.harness.relays.written(self.port), [])
 
 

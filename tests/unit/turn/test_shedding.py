@@ -9,13 +9,18 @@ from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.http import HealthResource
-from actrix.core.toml_table import parse_server
+from actrix.core.settings import AlternateServer
+from actrix.core.toml_table import is_domain_name, parse_server
 from actrix.stun import codec
 from tests.unit.turn.helpers import Harness, error_code, turn_config
 
 
 def _alternate(message: codec.Message) -> tuple[str, int]:
     return codec.decode_address(message.attrs[codec.ALTERNATE_SERVER])
+
+
+def _servers(*addresses: str) -> tuple[AlternateServer, ...]:
+    return tuple(AlternateServer(a) for a in addresses)
 
 
 class ParseServerTests(SynchronousTestCase):
@@ -28,6 +33,20 @@ class ParseServerTests(SynchronousTestCase):
         for bad in ("turn.example.com:3478", "1.2.3.4:0", "[::1", "1.2.3.4:x", ""):
             self.assertRaises(ValueError, parse_server, bad)
 
+    def test_domain_names(self) -> None:
+        """ALTERNATE-DOMAIN values are DNS names of A-labels, not addresses."""
+        for good in ("turn-b.example.com", "xn--bcher-kva.example", "a.b.", "turn"):
+            self.assertTrue(is_domain_name(good), good)
+        for bad in (
+            "",
+            "203.0.113.7",
+            "-a.example",
+            "a..b",
+            "bücher.example",
+            "a" * 64,
+        ):
+            self.assertFalse(is_domain_name(bad), bad)
+
 
 class LoadRedirectTests(SynchronousTestCase):
     def test_over_threshold_gets_300_with_an_alternate(self) -> None:
@@ -35,7 +54,7 @@ class LoadRedirectTests(SynchronousTestCase):
         harness = Harness(
             turn_config(
                 redirect_above=1,
-                alternate_servers=("203.0.113.7:3478", "203.0.113.8:3478"),
+                alternate_servers=_servers("203.0.113.7:3478", "203.0.113.8:3478"),
             )
         )
         self.assertIsNone(error_code(harness.client(("192.0.2.1", 1)).allocate()))
@@ -59,14 +78,14 @@ class LoadRedirectTests(SynchronousTestCase):
         harness = Harness(
             turn_config(
                 redirect_above=1,
-                alternate_servers=("203.0.113.7:3478", "[2001:db8::7]:3478"),
+                alternate_servers=_servers("203.0.113.7:3478", "[2001:db8::7]:3478"),
             )
         )
         harness.client(("192.0.2.1", 1)).allocate()
         reply = harness.client(("2001:db8::99", 1)).allocate()
         self.assertEqual(_alternate(reply), ("2001:db8::7", 3478))
         only_v6 = Harness(
-            turn_config(redirect_above=1, alternate_servers=("[2001:db8::7]:1",))
+            turn_config(redirect_above=1, alternate_servers=_servers("[2001:db8::7]:1"))
         )
         only_v6.client(("192.0.2.1", 1)).allocate()
         self.assertIsNone(error_code(only_v6.client(("192.0.2.1", 2)).allocate()))
@@ -74,7 +93,9 @@ class LoadRedirectTests(SynchronousTestCase):
     def test_retransmitted_allocate_is_not_redirected(self) -> None:
         """The existing allocation's retransmission is answered with its success."""
         harness = Harness(
-            turn_config(redirect_above=1, alternate_servers=("203.0.113.7:3478",))
+            turn_config(
+                redirect_above=1, alternate_servers=_servers("203.0.113.7:3478")
+            )
         )
         client = harness.client(("192.0.2.1", 1))
         txid = client.txid()
@@ -85,11 +106,52 @@ class LoadRedirectTests(SynchronousTestCase):
         self.assertIsNone(error_code(reply))
 
 
+class AlternateDomainTests(SynchronousTestCase):
+    """RFC 8489 §14.16: ALTERNATE-DOMAIN goes to TLS clients with the 300."""
+
+    def setUp(self) -> None:
+        self.harness = Harness(
+            turn_config(
+                redirect_above=1,
+                alternate_servers=(
+                    AlternateServer("203.0.113.7:3478", "turn-b.example.com", 5349),
+                    AlternateServer("203.0.113.8:3478"),
+                ),
+            )
+        )
+        self.assertIsNone(error_code(self.harness.client(("192.0.2.1", 1)).allocate()))
+
+    def _redirect(self, port: int, transport: str) -> codec.Message:
+        client = self.harness.client(("192.0.2.1", port))
+        client.link.transport_name = transport
+        reply = client.allocate()
+        self.assertEqual(error_code(reply), 300)
+        self.assertTrue(codec.check_integrity(reply, client.key))
+        return reply
+
+    def test_tls_client_gets_domain_and_tls_port(self) -> None:
+        """Over TLS: the alternate's tls_port and its domain, signed with the 300."""
+        reply = self._redirect(2, "tls")
+        self.assertEqual(_alternate(reply), ("203.0.113.7", 5349))
+        self.assertEqual(reply.attrs[codec.ALTERNATE_DOMAIN], b"turn-b.example.com")
+        # The next alternate has no domain: the client keeps its first name.
+        reply = self._redirect(3, "tls")
+        self.assertEqual(_alternate(reply), ("203.0.113.8", 3478))
+        self.assertNotIn(codec.ALTERNATE_DOMAIN, reply.attrs)
+
+    def test_udp_and_tcp_clients_get_no_domain(self) -> None:
+        """Without TLS there is no certificate to check: address only."""
+        for port, transport in ((2, "udp"), (3, "tcp"), (4, "udp")):
+            reply = self._redirect(port, transport)
+            self.assertNotIn(codec.ALTERNATE_DOMAIN, reply.attrs)
+        self.assertEqual(_alternate(reply), ("203.0.113.7", 3478))
+
+
 class DrainTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.flag = False
         self.harness = Harness(
-            turn_config(alternate_servers=("203.0.113.7:3478",)),
+            turn_config(alternate_servers=_servers("203.0.113.7:3478")),
             drain_probe=lambda: self.flag,
         )
 

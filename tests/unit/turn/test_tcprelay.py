@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -12,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from actrix.stun import codec
 from actrix.stun.protocol import BindingResponder
 from actrix.turn.tcp import TurnStreamProtocol
-from actrix.turn.tcprelay import BIND_TIMEOUT, PeerConnection
+from actrix.turn.tcprelay import BIND_TIMEOUT, CLOSE_TIMEOUT, PeerConnection
 from tests.unit.turn.helpers import REALM, Harness, turn_config
 from tests.unit.turn.test_service import _capture_events
 
@@ -223,11 +224,29 @@ class TcpRelayTests(SynchronousTestCase):
         self.assertEqual(self.harness.service.tcp_connections, 0)
 
     def test_data_connection_loss_closes_the_peer(self) -> None:
-        """When the client data connection ends, the peer connection is closed."""
+        """When the client data connection ends, the peer connection is closed.
+
+        Gracefully first (what the client sent is still written), and aborted
+        if the peer has not taken it within CLOSE_TIMEOUT.
+        """
         _, peer_transport, connection_id = self._connect()
         data, _ = self._bind(connection_id)
+        data.protocol.dataReceived(b"last words")
         data.protocol.connectionLost()
+        self.assertEqual(peer_transport.value(), b"last words")
+        self.assertTrue(peer_transport.disconnecting)
+        self.assertFalse(peer_transport.disconnected)
+        self.harness.clock.advance(CLOSE_TIMEOUT)
         self.assertTrue(peer_transport.disconnected)
+
+    def test_peer_that_closes_in_time_is_not_aborted(self) -> None:
+        """A peer that completes the graceful close cancels the abort timer."""
+        connection, peer_transport, connection_id = self._connect()
+        data, _ = self._bind(connection_id)
+        data.protocol.connectionLost()
+        connection.connectionLost(Failure(ConnectionDone()))
+        self.harness.clock.advance(CLOSE_TIMEOUT)
+        self.assertFalse(peer_transport.disconnected)
 
     def test_incoming_peer_needs_permission_then_attempt(self) -> None:
         """A peer connecting in: refused without permission, else announced."""

@@ -9,9 +9,12 @@ Every relayed OFFER/CANDIDATE is written once: orjson writes the values it
 writes exactly as the standard library does (no float — orjson writes ``1e-7``
 where json writes ``1e-07`` — integers within 64 bits, string keys; checked by
 one walk), at a third of the cost; the standard library writes the others and
-whatever orjson refuses (lone surrogates). Parsing stays with the standard
-library: orjson would read integers past 64 bits as floats, and finding those
-first costs what it saves.
+whatever orjson refuses (lone surrogates). Parsing likewise: orjson's
+value is kept when it holds no float and nests within ``MAX_DEPTH`` (the same
+walk), since then json gives the same; orjson reads integers past 64 bits and
+over-long numbers as floats, so a document with a float, or one orjson refuses,
+is parsed again by json with the bounds above, which accepts or refuses it as
+before.
 """
 
 from __future__ import annotations
@@ -105,6 +108,16 @@ def loads(data: bytes | str) -> Any:
     Raises:
         JsonDecodeError: not UTF-8 JSON within the bounds.
     """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass  # json decides: it accepts some of these (1e400, lone surrogates)
+    else:
+        # Without a float (orjson reads integers past 64 bits, and numbers
+        # json's bounds refuse, as floats) and within the depth, this is the
+        # value json would give.
+        if _orjson_writes_alike(value, MAX_DEPTH):
+            return value
     try:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         value = _DECODER.decode(text)
@@ -220,10 +233,11 @@ _INT64_MIN: Final = -(2**63)
 _UINT64_END: Final = 2**64
 
 
-def _orjson_writes_alike(value: Any, depth: int = MAX_DEPTH + 2) -> bool:
+def _orjson_writes_alike(value: Any, depth: int = MAX_DEPTH + 1) -> bool:
     """Whether orjson writes ``value`` as ``_ENCODER`` does: no float, no
-    integer past 64 bits, string keys (a walk in Python, cheaper than the
-    standard library's writer for the small objects relayed here)."""
+    integer past 64 bits, string keys, at most ``depth`` containers deep (a
+    walk in Python, cheaper than json's writer for the small objects relayed
+    here; strings, the usual members, are passed without a call)."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return True
@@ -233,22 +247,31 @@ def _orjson_writes_alike(value: Any, depth: int = MAX_DEPTH + 2) -> bool:
         return False
     if kind is dict:
         for key, item in value.items():
-            if type(key) is not str or not _orjson_writes_alike(item, depth - 1):
+            if type(key) is not str:
+                return False
+            if type(item) is not str and not _orjson_writes_alike(item, depth - 1):
                 return False
         return True
     if kind is list:
-        return all(_orjson_writes_alike(item, depth - 1) for item in value)
+        for item in value:
+            if type(item) is not str and not _orjson_writes_alike(item, depth - 1):
+                return False
+        return True
     return False  # floats, tuples, subclasses: the standard library
 
 
-def compact_bytes(value: Any) -> bytes:
-    """``value`` as compact UTF-8 JSON (``ensure_ascii=False``)."""
-    if _orjson_writes_alike(value):
+def _write(value: Any, alike: bool) -> bytes:
+    if alike:
         try:
             return orjson.dumps(value)
         except orjson.JSONEncodeError:
             pass  # lone surrogates and the like: as the standard library does
     return _ENCODER.encode(value).encode("utf-8")
+
+
+def compact_bytes(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON (``ensure_ascii=False``)."""
+    return _write(value, _orjson_writes_alike(value))
 
 
 def compact(value: Any) -> str:
@@ -283,7 +306,10 @@ def encode(
     obj["timestamp"] = timestamp
     if request_id:
         obj["request_id"] = request_id
-    return compact_bytes(obj)
+    # Only the payload needs the walk: the other values are strings and a
+    # millisecond time.
+    alike = "payload" not in obj or _orjson_writes_alike(obj["payload"])
+    return _write(obj, alike)
 
 
 def peer_list(room_id: str, peers: tuple[PeerInfo, ...]) -> dict[str, Any]:

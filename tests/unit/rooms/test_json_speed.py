@@ -34,6 +34,40 @@ VALUES = st.recursive(
 )
 
 
+def stdlib_loads(data: bytes) -> Any:
+    """What json_codec.loads answered before orjson: json with the bounds."""
+    try:
+        text = data.decode("utf-8")
+        value = json_codec._DECODER.decode(text)
+    except (ValueError, RecursionError):
+        return "refused"
+    if not json_codec._depth_ok(value, json_codec.MAX_DEPTH):
+        return "refused"
+    return value
+
+
+def codec_loads(data: bytes) -> Any:
+    try:
+        return json_codec.loads(data)
+    except json_codec.JsonDecodeError:
+        return "refused"
+
+
+def same(a: Any, b: Any) -> bool:
+    """Equal with the same types all the way down (1 is not 1.0, -0.0 not 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, float):
+        return (math.isnan(a) and math.isnan(b)) or (
+            a == b and math.copysign(1, a) == math.copysign(1, b)
+        )
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
 def stdlib_dumps(value: Any) -> bytes | str:
     try:
         return json_codec._ENCODER.encode(value).encode("utf-8")
@@ -46,6 +80,43 @@ def codec_dumps(value: Any) -> bytes | str:
         return json_codec.compact_bytes(value)
     except UnicodeEncodeError:
         return "unencodable"
+
+
+class ParseTests(SynchronousTestCase):
+    @settings(max_examples=400)
+    @given(VALUES)
+    def test_documents_parse_as_with_json(self, value: Any) -> None:
+        """Any document json wrote parses to the same value, types included."""
+        data = json_codec._ENCODER.encode(value).encode("utf-8", "surrogatepass")
+        self.assertTrue(same(codec_loads(data), stdlib_loads(data)), data)
+
+    @given(st.binary(max_size=60))
+    def test_any_bytes_parse_or_fail_alike(self, data: bytes) -> None:
+        self.assertTrue(same(codec_loads(data), stdlib_loads(data)), data)
+
+    def test_the_known_differences(self) -> None:
+        """Where orjson alone would differ, the result is json's."""
+        deep = json_codec.MAX_DEPTH
+        for data in (
+            b"18446744073709551616",  # orjson: a float
+            b"-9223372036854775809",
+            b"[99999999999999999999999]",
+            b'{"a":-9999999999999999999}',
+            b"1e400",  # orjson refuses; json: inf
+            b'"\\ud800"',  # a lone surrogate: orjson refuses
+            b"0.0000000000000000000000000000000000000001",  # 42 characters
+            b"[1" + b"0" * 40 + b"]",
+            b"NaN",
+            b'{"a":1,"b":2,"a":3}',
+            b"\xef\xbb\xbf{}",
+            b"[" * deep + b"]" * deep,
+            b"[" * (deep + 1) + b"]" * (deep + 1),
+            b'{"a":' * 2000 + b"1" + b"}" * 2000,
+            b'"\\u00e9\\ud83d\\ude00"',
+        ):
+            self.assertTrue(same(codec_loads(data), stdlib_loads(data)), data)
+        self.assertEqual(json_codec.loads(b"[18446744073709551616]"), [2**64])
+        self.assertEqual(json_codec.loads(b"[18446744073709551615]"), [2**64 - 1])
 
 
 class WriteTests(SynchronousTestCase):
@@ -73,6 +144,28 @@ class WriteTests(SynchronousTestCase):
             self.assertEqual(codec_dumps(value), stdlib_dumps(value), repr(value))
         self.assertEqual(codec_dumps({"s": "\ud800"}), "unencodable")
         self.assertEqual(json_codec.compact({"s": "\ud800"}), '{"s":"\ud800"}')
+
+    @given(VALUES, st.sampled_from([None, "r1"]))
+    def test_server_frames_alike(self, value: Any, request_id: str | None) -> None:
+        """encode() (which walks only the payload) writes json's bytes too."""
+        frame: Any = {"type": "OFFER", "peer_id": "a", "target_id": "b"}
+        if value is not None:
+            frame["payload"] = value
+        frame["timestamp"] = 1767222000000
+        if request_id:
+            frame["request_id"] = request_id
+        try:
+            written: bytes | str = json_codec.encode(
+                "OFFER",
+                1767222000000,
+                peer_id="a",
+                target_id="b",
+                payload=value,
+                request_id=request_id,
+            )
+        except UnicodeEncodeError:
+            written = "unencodable"
+        self.assertEqual(written, stdlib_dumps(frame))
 
     @given(VALUES)
     def test_parsed_documents_write_back_alike(self, value: Any) -> None:

@@ -48,7 +48,7 @@ class PayloadError(ValueError):
     """A JOIN payload of the wrong shape: ``INVALID_MESSAGE "invalid payload"``."""
 
 
-@attrs.frozen
+@attrs.define  # not frozen: one per frame (see model.SignalData)
 class JsonRequest:
     """One decoded client frame; ``payload`` is ABSENT when absent or null."""
 

@@ -237,7 +237,8 @@ def _orjson_writes_alike(value: Any, depth: int = MAX_DEPTH + 1) -> bool:
     """Whether orjson writes ``value`` as ``_ENCODER`` does: no float, no
     integer past 64 bits, string keys, at most ``depth`` containers deep (a
     walk in Python, cheaper than json's writer for the small objects relayed
-    here; strings, the usual members, are passed without a call)."""
+    here; strings and integers, the usual members, are checked without a
+    call)."""
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return True
@@ -246,18 +247,24 @@ def _orjson_writes_alike(value: Any, depth: int = MAX_DEPTH + 1) -> bool:
     if depth == 0:
         return False
     if kind is dict:
-        for key, item in value.items():
+        items: Any = value.values()
+        for key in value:
             if type(key) is not str:
                 return False
-            if type(item) is not str and not _orjson_writes_alike(item, depth - 1):
+    elif kind is list:
+        items = value
+    else:
+        return False  # floats, tuples, subclasses: the standard library
+    for item in items:
+        kind = type(item)
+        if kind is str:
+            continue
+        if kind is int:
+            if not _INT64_MIN <= item < _UINT64_END:
                 return False
-        return True
-    if kind is list:
-        for item in value:
-            if type(item) is not str and not _orjson_writes_alike(item, depth - 1):
-                return False
-        return True
-    return False  # floats, tuples, subclasses: the standard library
+        elif not _orjson_writes_alike(item, depth - 1):
+            return False
+    return True
 
 
 def _write(value: Any, alike: bool) -> bytes:

@@ -20,7 +20,10 @@ cores, every extra process is one more waiting for a time slice on each
 message) and records how late its own 1 ms timer fires: the box's scheduling
 noise, next to which its p99 must be read (see ``QUIET_TIMER_MS``). With
 ``--repeat N`` each relay run is repeated; RESULT gives the median, the range
-and the run on the quietest box. Ends with one ``RESULT name=value ...`` line.
+and the run on the quietest box. Every relay run is followed by the same run
+against ``bench/rooms_reference.py``, a bare forwarder with no WebSocket library,
+JSON or rooms (``ref_*``): the floor the box and Twisted leave in the same
+minutes. Ends with one ``RESULT name=value ...`` line.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from rooms_peer import RawPeer  # noqa: E402  # after the path setup
 
 CONFIG = """
 [services.rooms]
@@ -122,135 +127,6 @@ def _run(coro_fn: Any, *args: Any) -> Any:
     if "error" in out:
         raise RuntimeError(out["error"])
     return out["result"]
-
-
-class RawPeer:
-    """A lean ``/rooms/ws`` client for load: frames are built and parsed by hand.
-
-    Client frames carry the all-zero masking key (RFC 6455 requires a mask,
-    not a random one here), so no bytes are XORed; server frames are parsed
-    with a few slices. Frames arrive at ``on_frame(bytes)``; the default keeps
-    them for :meth:`next`.
-    """
-
-    def __init__(self, reactor: Any) -> None:
-        self.reactor = reactor
-        self.transport: Any = None
-        self.peer_id = ""
-        self._buffer = b""
-        self._upgraded = False
-        self.frames: list[dict[str, Any]] = []
-        self._waiters: list[tuple[Any, Any]] = []
-        self.on_frame = self._queue
-
-    async def open(self, port: int) -> RawPeer:
-        from twisted.internet.endpoints import TCP4ClientEndpoint
-        from twisted.internet.protocol import Protocol
-
-        peer = self
-
-        class _Wire(Protocol):
-            def connectionMade(self) -> None:
-                peer.transport = self.transport
-                self.transport.setTcpNoDelay(True)
-                self.transport.write(
-                    b"GET /rooms/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                    b"Sec-WebSocket-Version: 13\r\n\r\n"
-                )
-
-            def dataReceived(self, data: bytes) -> None:
-                peer._data(data)
-
-        from twisted.internet.protocol import Factory
-
-        await TCP4ClientEndpoint(self.reactor, "127.0.0.1", port).connect(
-            Factory.forProtocol(_Wire)
-        )
-        welcome = await self.next()
-        self.peer_id = welcome["peer_id"]
-        return self
-
-    def _data(self, data: bytes) -> None:
-        buf = self._buffer + data
-        if not self._upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                self._buffer = buf
-                return
-            self._upgraded = True
-            buf = buf[end + 4 :]
-        pos = 0
-        size = len(buf)
-        while size - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                head = 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = 10
-            if size - pos < head + length:
-                break
-            opcode = buf[pos] & 0x0F
-            payload = buf[pos + head : pos + head + length]
-            pos += head + length
-            if opcode == 1:
-                self.on_frame(payload)
-        self._buffer = buf[pos:]
-
-    def _queue(self, payload: bytes) -> None:
-        frame = json.loads(payload)
-        for i, (match, d) in enumerate(self._waiters):
-            if match(frame):
-                del self._waiters[i]
-                d.callback(frame)
-                return
-        self.frames.append(frame)
-
-    async def next(self, match: Any = lambda f: True) -> dict[str, Any]:
-        from twisted.internet.defer import Deferred
-
-        for i, frame in enumerate(self.frames):
-            if match(frame):
-                del self.frames[i]
-                return frame
-        d: Deferred[dict[str, Any]] = Deferred()
-        self._waiters.append((match, d))
-        d.addTimeout(30, self.reactor)
-        return await d
-
-    def send_raw(self, data: bytes, binary: bool = False) -> None:
-        n = len(data)
-        if n < 126:
-            head = bytes((0x81, 0x80 | n))
-        elif n < 65536:
-            head = bytes((0x81, 0xFE)) + n.to_bytes(2, "big")
-        else:
-            head = bytes((0x81, 0xFF)) + n.to_bytes(8, "big")
-        self.transport.write(head + b"\x00\x00\x00\x00" + data)
-
-    def send(self, **msg: Any) -> None:
-        self.send_raw(json.dumps(msg).encode())
-
-    async def request(self, **msg: Any) -> dict[str, Any]:
-        self._seq = getattr(self, "_seq", 0) + 1
-        request_id = msg["request_id"] = f"q{self._seq}"
-        self.send(**msg)
-        return await self.next(lambda f: f.get("request_id") == request_id)
-
-    async def of_type(self, kind: str) -> dict[str, Any]:
-        return await self.next(lambda f: f.get("type") == kind)
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abortConnection()
 
 
 async def _open_peers(reactor: Any, port: int, count: int) -> list[Any]:
@@ -474,13 +350,21 @@ def main() -> None:
             stdout=subprocess.PIPE,
             text=True,
         )
+        # The same-run reference: a bare forwarder (no actrix) in its own process.
+        reference = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "rooms_reference.py")],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
-            assert server.stdout is not None
+            assert server.stdout is not None and reference.stdout is not None
             port = int(server.stdout.readline())
-            results = run_all(args, port, server.pid)
+            ref = (int(reference.stdout.readline()), reference.pid)
+            results = run_all(args, port, server.pid, ref)
         finally:
-            server.terminate()
-            server.wait(10)
+            for process in (server, reference):
+                process.terminate()
+                process.wait(10)
     report(results, args)
 
 
@@ -514,7 +398,9 @@ def run_relay(
     }
 
 
-def run_all(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]:
+def run_all(
+    args: argparse.Namespace, port: int, pid: int, ref: tuple[int, int]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     only = set(args.only.split(","))
     workers = args.workers
@@ -534,14 +420,21 @@ def run_all(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]:
     if "fanout" in only:
         fan = in_workers("fan_out", [(port, args.fanout_rounds)])[0]
         out["fanout50"] = {"p50_ms": pct(fan, 50) * 1e3, "p99_ms": pct(fan, 99) * 1e3}
+    # Each daemon run is followed by the same run against the bare forwarder.
     for _ in range(args.repeat):
         if "paced" in only:
             out.setdefault("relay_paced", []).append(
                 run_relay(args, port, pid, args.paced_workers, args.paced_rate)
             )
+            out.setdefault("ref_paced", []).append(
+                run_relay(args, ref[0], ref[1], args.paced_workers, args.paced_rate)
+            )
         if "max" in only:
             out.setdefault("relay_max", []).append(
                 run_relay(args, port, pid, workers, 0)
+            )
+            out.setdefault("ref_max", []).append(
+                run_relay(args, ref[0], ref[1], workers, 0)
             )
     return out
 
@@ -571,7 +464,7 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> None:
             "  JOIN→49 PEER_JOINED"
         )
         result.append(f"fanout50_p99_ms={r['p99_ms']:.2f}")
-    for key in ("relay_paced", "relay_max"):
+    for key in ("relay_paced", "ref_paced", "relay_max", "ref_max"):
         for r in out.get(key, []):
             print(
                 f"{key:<16}{r['msgs_per_s']:>10.0f} m/s"
@@ -605,6 +498,14 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> None:
             f"{sum(x['timer_late_p99_ms'] <= QUIET_TIMER_MS for x in runs)}"
             f"/{len(runs)}",
         ]
+        refs = out["ref_paced"]
+        ref = median_run(refs, "p99_ms")
+        result += [
+            f"ref_paced_p50_ms={ref['p50_ms']:.2f}",
+            f"ref_paced_p99_ms={ref['p99_ms']:.2f}",
+            f"ref_paced_p99_range_ms={min(x['p99_ms'] for x in refs):.2f}"
+            f"-{max(x['p99_ms'] for x in refs):.2f}",
+        ]
     if "relay_max" in out:
         runs = out["relay_max"]
         r = median_run(runs, "msgs_per_s")
@@ -612,6 +513,8 @@ def report(out: dict[str, Any], args: argparse.Namespace) -> None:
             f"relay_max_per_s={r['msgs_per_s']:.0f}",
             f"relay_max_range={min(x['msgs_per_s'] for x in runs):.0f}"
             f"-{max(x['msgs_per_s'] for x in runs):.0f}",
+            f"ref_max_per_s="
+            f"{median_run(out['ref_max'], 'msgs_per_s')['msgs_per_s']:.0f}",
         ]
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))

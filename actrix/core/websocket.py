@@ -311,6 +311,7 @@ class EdgeProtocol(WebSocketServerProtocol):
     """
 
     __slots__ = (*AUTOBAHN_STATE, "_ip", "_pressure", "last_inbound")
+    logOctets: bool  # an Autobahn option (class attribute, see configure)
 
     def __init__(self) -> None:
         for name, value in _SLOT_DEFAULTS:
@@ -356,7 +357,8 @@ class EdgeProtocol(WebSocketServerProtocol):
         if sync or chopsize or self.logOctets or len(self.send_queue) > 0:
             super().sendData(data, sync, chopsize)
             return
-        self.transport.write(data)
+        transport: Any = self.transport
+        transport.write(data)
         state = self.state
         if state == WebSocketServerProtocol.STATE_OPEN:
             self.trafficStats.outgoingOctetsWireLevel += len(data)

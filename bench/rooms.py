@@ -1,11 +1,13 @@
 """Rooms load benchmark on loopback (bounded): joins, fan-out, relays.
 
-The daemon (rooms only, anonymous dev joins, limits raised) runs in its own
-process; the load comes from client processes built on ``tests/rooms_client.py``
-(JSON peers on ``/rooms/ws``).
+The daemon (rooms only, anonymous dev joins, limits raised, the startup heap
+frozen as ``makeService`` does) runs in its own process; the load comes from
+client processes of lean ``/rooms/ws`` peers (:class:`RawPeer`: frames built and
+parsed by hand so that the clients stay cheaper than the server).
 
     .venv/bin/python bench/rooms.py [--peers 1000] [--seconds 3] [--workers 2]
-        [--paced-rate 5000] [--window 8] [--json out.json]
+        [--pairs 40] [--paced-rate 5000] [--paced-workers 1] [--window 8]
+        [--repeat 1] [--only join,fanout,paced,max] [--json out.json]
 
 Reports (a) rooms of 2, 10 and 50 peers: a join storm of ``--peers``
 connections (joins/s, p50/p99 JOIN→ACK), (b) PEER_JOINED fan-out in a 50-peer
@@ -13,7 +15,15 @@ room (JOIN sent → last member told, p50/p99), (c) relayed OFFER/CANDIDATE
 between pairs: paced at ``--paced-rate`` msg/s in total (open loop, one-way
 p50/p99) and closed loop with ``--window`` in flight per pair (max msgs/s).
 Latencies are taken with the system-wide monotonic clock by the process that
-both sent and received. Ends with one ``RESULT name=value ...`` line.
+both sent and received. The paced run comes from one client process (on 2
+cores, every extra process is one more waiting for a time slice on each
+message) and records how late its own 1 ms timer fires: the box's scheduling
+noise, next to which its p99 must be read (see ``QUIET_TIMER_MS``). With
+``--repeat N`` each relay run is repeated; RESULT gives the median, the range
+and the run on the quietest box. Every relay run is followed by the same run
+against ``bench/rooms_reference.py``, a bare forwarder with no WebSocket library,
+JSON or rooms (``ref_*``): the floor the box and Twisted leave in the same
+minutes. Ends with one ``RESULT name=value ...`` line.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from rooms_peer import RawPeer  # noqa: E402  # after the path setup
 
 CONFIG = """
 [services.rooms]
@@ -60,7 +72,10 @@ def serve(directory: str) -> None:
     root = build_root_service(settings, reactor)
     root.privilegedStartService()
     root.startService()
-    print(http_port(root), flush=True)
+    # As makeService does: without it every full collection walks the ~100 000
+    # startup objects (tens of ms with the reactor stalled, a fake relay p99).
+    reactor.callWhenRunning(root.settle_heap)
+    reactor.callWhenRunning(print, http_port(root), flush=True)
     profile = os.environ.get("ROOMS_BENCH_PROFILE")
     if not profile:
         reactor.run()
@@ -81,10 +96,12 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of process ``pid``."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 # ---------------------------------------------------------------------------
@@ -110,135 +127,6 @@ def _run(coro_fn: Any, *args: Any) -> Any:
     if "error" in out:
         raise RuntimeError(out["error"])
     return out["result"]
-
-
-class RawPeer:
-    """A lean ``/rooms/ws`` client for load: frames are built and parsed by hand.
-
-    Client frames carry the all-zero masking key (RFC 6455 requires a mask,
-    not a random one here), so no bytes are XORed; server frames are parsed
-    with a few slices. Frames arrive at ``on_frame(bytes)``; the default keeps
-    them for :meth:`next`.
-    """
-
-    def __init__(self, reactor: Any) -> None:
-        self.reactor = reactor
-        self.transport: Any = None
-        self.peer_id = ""
-        self._buffer = b""
-        self._upgraded = False
-        self.frames: list[dict[str, Any]] = []
-        self._waiters: list[tuple[Any, Any]] = []
-        self.on_frame = self._queue
-
-    async def open(self, port: int) -> RawPeer:
-        from twisted.internet.endpoints import TCP4ClientEndpoint
-        from twisted.internet.protocol import Protocol
-
-        peer = self
-
-        class _Wire(Protocol):
-            def connectionMade(self) -> None:
-                peer.transport = self.transport
-                self.transport.setTcpNoDelay(True)
-                self.transport.write(
-                    b"GET /rooms/ws HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                    b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                    b"Sec-WebSocket-Version: 13\r\n\r\n"
-                )
-
-            def dataReceived(self, data: bytes) -> None:
-                peer._data(data)
-
-        from twisted.internet.protocol import Factory
-
-        await TCP4ClientEndpoint(self.reactor, "127.0.0.1", port).connect(
-            Factory.forProtocol(_Wire)
-        )
-        welcome = await self.next()
-        self.peer_id = welcome["peer_id"]
-        return self
-
-    def _data(self, data: bytes) -> None:
-        buf = self._buffer + data
-        if not self._upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                self._buffer = buf
-                return
-            self._upgraded = True
-            buf = buf[end + 4 :]
-        pos = 0
-        size = len(buf)
-        while size - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                head = 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = 10
-            if size - pos < head + length:
-                break
-            opcode = buf[pos] & 0x0F
-            payload = buf[pos + head : pos + head + length]
-            pos += head + length
-            if opcode == 1:
-                self.on_frame(payload)
-        self._buffer = buf[pos:]
-
-    def _queue(self, payload: bytes) -> None:
-        frame = json.loads(payload)
-        for i, (match, d) in enumerate(self._waiters):
-            if match(frame):
-                del self._waiters[i]
-                d.callback(frame)
-                return
-        self.frames.append(frame)
-
-    async def next(self, match: Any = lambda f: True) -> dict[str, Any]:
-        from twisted.internet.defer import Deferred
-
-        for i, frame in enumerate(self.frames):
-            if match(frame):
-                del self.frames[i]
-                return frame
-        d: Deferred[dict[str, Any]] = Deferred()
-        self._waiters.append((match, d))
-        d.addTimeout(30, self.reactor)
-        return await d
-
-    def send_raw(self, data: bytes, binary: bool = False) -> None:
-        n = len(data)
-        if n < 126:
-            head = bytes((0x81, 0x80 | n))
-        elif n < 65536:
-            head = bytes((0x81, 0xFE)) + n.to_bytes(2, "big")
-        else:
-            head = bytes((0x81, 0xFF)) + n.to_bytes(8, "big")
-        self.transport.write(head + b"\x00\x00\x00\x00" + data)
-
-    def send(self, **msg: Any) -> None:
-        self.send_raw(json.dumps(msg).encode())
-
-    async def request(self, **msg: Any) -> dict[str, Any]:
-        self._seq = getattr(self, "_seq", 0) + 1
-        request_id = msg["request_id"] = f"q{self._seq}"
-        self.send(**msg)
-        return await self.next(lambda f: f.get("request_id") == request_id)
-
-    async def of_type(self, kind: str) -> dict[str, Any]:
-        return await self.next(lambda f: f.get("type") == kind)
-
-    def abort(self) -> None:
-        if self.transport is not None:
-            self.transport.abortConnection()
 
 
 async def _open_peers(reactor: Any, port: int, count: int) -> list[Any]:
@@ -304,7 +192,17 @@ async def fan_out(reactor: Any, port: int, rounds: int) -> list[float]:
 async def relay(
     reactor: Any, port: int, pairs: int, seconds: float, rate: float, window: int
 ) -> Any:
-    """OFFER/CANDIDATE between pairs: paced (rate > 0) or closed loop (window)."""
+    """OFFER/CANDIDATE between pairs: paced (rate > 0) or closed loop (window).
+
+    Returns (received, elapsed, latencies, timer lateness, CPU share). The payload is an
+    RTCIceCandidateInit with the send time (``time.monotonic_ns``) added as
+    ``t``; the one-way latency is taken when the frame is read, from the send
+    time of that very frame. In paced mode the 1 ms send timer's lateness is
+    kept too: how late this process got the CPU, the box's own scheduling
+    noise, which bounds what the relay latencies can show.
+    """
+    import gc
+
     from twisted.internet.defer import Deferred
 
     peers = await _open_peers(reactor, port, 2 * pairs)
@@ -314,38 +212,39 @@ async def relay(
         await a.request(type="JOIN", room_id=f"relay-{pid}-{i}")
         await b.request(type="JOIN", room_id=f"relay-{pid}-{i}")
     latencies: list[float] = []
+    lateness: list[float] = []
     received = [0]
-    deadline = time.monotonic() + seconds
-    frames: list[tuple[Any, bytes]] = []
+    frames: list[tuple[Any, str]] = []
     kinds = ("OFFER", "CANDIDATE")
     for i in range(pairs):
         a, b = peers[2 * i], peers[2 * i + 1]
         for src, dst in ((a, b), (b, a)):
             frames.append((src, dst.peer_id))
 
-    candidate = "a=candidate:1 1 udp 2 127.0.0.1 9 typ host"
+    candidate = "candidate:1 1 udp 2122260223 127.0.0.1 9 typ host"
 
     def make(kind: str, target: str) -> bytes:
-        stamp = f"{time.monotonic():.9f}"
         return (
-            f'{{"type":"{kind}","target_id":"{target}",'
-            f'"payload":{{"t":{stamp},"sdp":"{candidate}"}}}}'
+            f'{{"type":"{kind}","target_id":"{target}","payload":'
+            f'{{"t":{time.monotonic_ns()},"candidate":"{candidate}",'
+            f'"sdpMid":"0","sdpMLineIndex":0}}}}'
         ).encode()
 
     done: Deferred[None] = Deferred()
+    deadline = time.monotonic() + seconds
 
     def receiver(sender: Any, target_id: str) -> Any:
         # In closed loop each arrival makes the same sender send the next one,
         # keeping ``window`` relays in flight per direction.
         def recv(payload: bytes) -> None:
-            now = time.monotonic()
+            now = time.monotonic_ns()
             i = payload.find(b'"t":')
             if i < 0:
                 return
             j = payload.find(b",", i)
-            latencies.append(now - float(payload[i + 4 : j]))
+            latencies.append((now - int(payload[i + 4 : j])) / 1e9)
             received[0] += 1
-            if rate <= 0 and now < deadline:
+            if rate <= 0 and now / 1e9 < deadline:
                 sender.send_raw(make("CANDIDATE", target_id), False)
 
         return recv
@@ -353,13 +252,20 @@ async def relay(
     by_id = {p.peer_id: p for p in peers}
     for src, dst_id in frames:
         by_id[dst_id].on_frame = receiver(src, dst_id)
+    # As the daemon does (settle_heap): no full collection walks the setup.
+    gc.collect()
+    gc.freeze()
     began = time.monotonic()
+    cpu_began = time.process_time()
+    deadline = began + seconds
     if rate > 0:
         interval = 0.001
         sent = [0]
+        due = [began]
 
         def tick() -> None:
             now = time.monotonic()
+            lateness.append(now - due[0])
             if now >= deadline:
                 reactor.callLater(0.3, done.callback, None)
                 return
@@ -369,6 +275,7 @@ async def relay(
                 src, dst_id = frames[sent[0] % len(frames)]
                 src.send_raw(make(kinds[sent[0] % 2], dst_id), False)
                 sent[0] += 1
+            due[0] = time.monotonic() + interval
             reactor.callLater(interval, tick)
 
         tick()
@@ -378,10 +285,12 @@ async def relay(
                 src.send_raw(make(kinds[k % 2], dst_id), False)
         reactor.callLater(seconds + 0.3, done.callback, None)
     await done
+    cpu = (time.process_time() - cpu_began) / (time.monotonic() - began)
     elapsed = min(time.monotonic() - began, seconds)
     for p in peers:
         p.abort()
-    return received[0], elapsed, latencies
+    gc.unfreeze()
+    return received[0], elapsed, latencies, lateness, cpu
 
 
 def _worker(name: str, args: tuple[Any, ...], queue: Any) -> None:
@@ -404,16 +313,32 @@ def in_workers(name: str, per_worker: list[tuple[Any, ...]]) -> list[Any]:
 # ---------------------------------------------------------------------------
 
 
+SECTIONS = ("join", "fanout", "paced", "max")
+# Client timer lateness p99 (ms) up to which a paced run counts as quiet.
+QUIET_TIMER_MS = 2.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--serve", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--peers", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--pairs", type=int, default=20, help="relay pairs per worker")
+    parser.add_argument("--pairs", type=int, default=40, help="relay pairs in all")
     parser.add_argument("--paced-rate", type=float, default=5000.0)
+    parser.add_argument(
+        "--paced-workers",
+        type=int,
+        default=1,
+        help="client processes for the paced run (each one more process asking "
+        "the 2 cores for a time slice on every message)",
+    )
     parser.add_argument("--window", type=int, default=8)
     parser.add_argument("--fanout-rounds", type=int, default=30)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="relay runs (paced and max) to report"
+    )
+    parser.add_argument("--only", default=",".join(SECTIONS), help="join,fanout,...")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.serve:
@@ -425,21 +350,62 @@ def main() -> None:
             stdout=subprocess.PIPE,
             text=True,
         )
+        # The same-run reference: a bare forwarder (no actrix) in its own process.
+        reference = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "rooms_reference.py")],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         try:
-            assert server.stdout is not None
+            assert server.stdout is not None and reference.stdout is not None
             port = int(server.stdout.readline())
-            results = run_all(args, port, server.pid)
+            ref = (int(reference.stdout.readline()), reference.pid)
+            results = run_all(args, port, server.pid, ref)
         finally:
-            server.terminate()
-            server.wait(10)
+            for process in (server, reference):
+                process.terminate()
+                process.wait(10)
     report(results, args)
 
 
-def run_all(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]:
+def run_relay(
+    args: argparse.Namespace, port: int, pid: int, workers: int, rate: float
+) -> dict[str, Any]:
+    """One relay run over ``args.pairs`` pairs split among ``workers``."""
+    pairs = max(1, args.pairs // workers)
+    window = 0 if rate > 0 else args.window
+    load = os.getloadavg()[0]
+    cpu0 = cpu_seconds(pid)
+    rows = in_workers(
+        "relay",
+        [(port, pairs, args.seconds, rate / workers, window) for _ in range(workers)],
+    )
+    cpu1 = cpu_seconds(pid)
+    user, system = cpu1[0] - cpu0[0], cpu1[1] - cpu0[1]
+    lat = [x for r in rows for x in r[2]]
+    late = [x for r in rows for x in r[3]]
+    elapsed = max(r[1] for r in rows)
+    return {
+        "msgs_per_s": sum(r[0] for r in rows) / elapsed,
+        "p50_ms": pct(lat, 50) * 1e3,
+        "p99_ms": pct(lat, 99) * 1e3,
+        "max_ms": max(lat, default=float("nan")) * 1e3,
+        "timer_late_p99_ms": pct(late, 99) * 1e3,
+        "server_cpu": (user + system) / elapsed,
+        "server_sys": system / elapsed,
+        "client_cpu": sum(r[4] for r in rows),
+        "load": load,
+    }
+
+
+def run_all(
+    args: argparse.Namespace, port: int, pid: int, ref: tuple[int, int]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    only = set(args.only.split(","))
     workers = args.workers
     share = max(1, args.peers // workers)
-    for size in (2, 10, 50):
+    for size in (2, 10, 50) if "join" in only else ():
         rows = in_workers(
             "join_storm", [(port, share, size, f"s{size}w{w}") for w in range(workers)]
         )
@@ -451,81 +417,109 @@ def run_all(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]:
             "p99_ms": pct(lat, 99) * 1e3,
             "n": len(lat),
         }
-    fan = in_workers("fan_out", [(port, args.fanout_rounds)])[0]
-    out["fanout50"] = {"p50_ms": pct(fan, 50) * 1e3, "p99_ms": pct(fan, 99) * 1e3}
-    cpu0 = cpu_seconds(pid)
-    rows = in_workers(
-        "relay",
-        [
-            (port, args.pairs, args.seconds, args.paced_rate / workers, 0)
-            for _ in range(workers)
-        ],
-    )
-    cpu_paced = cpu_seconds(pid) - cpu0
-    lat = [x for r in rows for x in r[2]]
-    elapsed = max(r[1] for r in rows)
-    out["relay_paced"] = {
-        "msgs_per_s": sum(r[0] for r in rows) / elapsed,
-        "p50_ms": pct(lat, 50) * 1e3,
-        "p99_ms": pct(lat, 99) * 1e3,
-        "server_cpu": cpu_paced / elapsed,
-    }
-    cpu0 = cpu_seconds(pid)
-    rows = in_workers(
-        "relay",
-        [(port, args.pairs, args.seconds, 0, args.window) for _ in range(workers)],
-    )
-    cpu_max = cpu_seconds(pid) - cpu0
-    lat = [x for r in rows for x in r[2]]
-    elapsed = max(r[1] for r in rows)
-    out["relay_max"] = {
-        "msgs_per_s": sum(r[0] for r in rows) / elapsed,
-        "p50_ms": pct(lat, 50) * 1e3,
-        "p99_ms": pct(lat, 99) * 1e3,
-        "server_cpu": cpu_max / elapsed,
-    }
+    if "fanout" in only:
+        fan = in_workers("fan_out", [(port, args.fanout_rounds)])[0]
+        out["fanout50"] = {"p50_ms": pct(fan, 50) * 1e3, "p99_ms": pct(fan, 99) * 1e3}
+    # Each daemon run is followed by the same run against the bare forwarder.
+    for _ in range(args.repeat):
+        if "paced" in only:
+            out.setdefault("relay_paced", []).append(
+                run_relay(args, port, pid, args.paced_workers, args.paced_rate)
+            )
+            out.setdefault("ref_paced", []).append(
+                run_relay(args, ref[0], ref[1], args.paced_workers, args.paced_rate)
+            )
+        if "max" in only:
+            out.setdefault("relay_max", []).append(
+                run_relay(args, port, pid, workers, 0)
+            )
+            out.setdefault("ref_max", []).append(
+                run_relay(args, ref[0], ref[1], workers, 0)
+            )
     return out
+
+
+def median_run(runs: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The run with the median ``key`` (the lower middle of an even count)."""
+    return sorted(runs, key=lambda r: r[key])[(len(runs) - 1) // 2]
 
 
 def report(out: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"{'measure':<16}{'rate':>14}{'p50 ms':>10}{'p99 ms':>10}  note")
-    for size in (2, 10, 50):
-        r = out[f"join{size}"]
+    result: list[str] = []
+    if "join2" in out:
+        for size in (2, 10, 50):
+            r = out[f"join{size}"]
+            print(
+                f"{f'join room={size}':<16}{r['joins_per_s']:>10.0f} j/s"
+                f"{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}  {r['n']} joins, JOIN→ACK"
+            )
+            result.append(f"join{size}_per_s={r['joins_per_s']:.0f}")
+        join_p99 = max(out[f"join{n}"]["p99_ms"] for n in (2, 10, 50))
+        result.append(f"join_p99_ms={join_p99:.2f}")
+    if "fanout50" in out:
+        r = out["fanout50"]
         print(
-            f"{f'join room={size}':<16}{r['joins_per_s']:>10.0f} j/s"
-            f"{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}  {r['n']} joins, JOIN→ACK"
+            f"{'fanout 50':<16}{'':>14}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+            "  JOIN→49 PEER_JOINED"
         )
-    r = out["fanout50"]
-    print(
-        f"{'fanout 50':<16}{'':>14}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
-        "  JOIN→49 PEER_JOINED"
-    )
-    for key in ("relay_paced", "relay_max"):
-        r = out[key]
-        print(
-            f"{key:<16}{r['msgs_per_s']:>10.0f} m/s"
-            f"{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
-            f"  server CPU {r['server_cpu'] * 100:.0f}%"
-        )
+        result.append(f"fanout50_p99_ms={r['p99_ms']:.2f}")
+    for key in ("relay_paced", "ref_paced", "relay_max", "ref_max"):
+        for r in out.get(key, []):
+            print(
+                f"{key:<16}{r['msgs_per_s']:>10.0f} m/s"
+                f"{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+                f"  max {r['max_ms']:.1f} ms, server CPU {r['server_cpu'] * 100:.0f}%"
+                f" ({r['server_sys'] * 100:.0f}% sys), clients"
+                f" {r['client_cpu'] * 100:.0f}%,"
+                f" client timer late p99 {r['timer_late_p99_ms']:.2f} ms,"
+                f" load {r['load']:.1f}"
+            )
+    if "relay_paced" in out:
+        runs = out["relay_paced"]
+        r = median_run(runs, "p99_ms")
+        result += [
+            f"relay_paced_per_s={r['msgs_per_s']:.0f}",
+            f"relay_paced_p50_ms={r['p50_ms']:.2f}",
+            f"relay_paced_p99_ms={r['p99_ms']:.2f}",
+            f"relay_paced_p99_range_ms={min(x['p99_ms'] for x in runs):.2f}"
+            f"-{max(x['p99_ms'] for x in runs):.2f}",
+            f"relay_paced_timer_late_p99_ms={r['timer_late_p99_ms']:.2f}",
+        ]
+        # The box's own noise: when the client's 1 ms timer fires late by more
+        # than QUIET_TIMER_MS at p99, other processes hold the cores and the
+        # relay p99 measures them. The run on the quietest box is reported too
+        # (labelled, next to the median), not in place of it.
+        quiet = min(runs, key=lambda x: x["timer_late_p99_ms"])
+        result += [
+            f"relay_paced_quietest_p99_ms={quiet['p99_ms']:.2f}",
+            f"relay_paced_quietest_timer_late_p99_ms={quiet['timer_late_p99_ms']:.2f}",
+            f"relay_paced_quiet_runs="
+            f"{sum(x['timer_late_p99_ms'] <= QUIET_TIMER_MS for x in runs)}"
+            f"/{len(runs)}",
+        ]
+        refs = out["ref_paced"]
+        ref = median_run(refs, "p99_ms")
+        result += [
+            f"ref_paced_p50_ms={ref['p50_ms']:.2f}",
+            f"ref_paced_p99_ms={ref['p99_ms']:.2f}",
+            f"ref_paced_p99_range_ms={min(x['p99_ms'] for x in refs):.2f}"
+            f"-{max(x['p99_ms'] for x in refs):.2f}",
+        ]
+    if "relay_max" in out:
+        runs = out["relay_max"]
+        r = median_run(runs, "msgs_per_s")
+        result += [
+            f"relay_max_per_s={r['msgs_per_s']:.0f}",
+            f"relay_max_range={min(x['msgs_per_s'] for x in runs):.0f}"
+            f"-{max(x['msgs_per_s'] for x in runs):.0f}",
+            f"ref_max_per_s="
+            f"{median_run(out['ref_max'], 'msgs_per_s')['msgs_per_s']:.0f}",
+        ]
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
-    join_p99 = max(out[f"join{n}"]["p99_ms"] for n in (2, 10, 50))
-    print(
-        "RESULT "
-        + " ".join(
-            [
-                f"join2_per_s={out['join2']['joins_per_s']:.0f}",
-                f"join10_per_s={out['join10']['joins_per_s']:.0f}",
-                f"join50_per_s={out['join50']['joins_per_s']:.0f}",
-                f"join_p99_ms={join_p99:.2f}",
-                f"fanout50_p99_ms={out['fanout50']['p99_ms']:.2f}",
-                f"relay_paced_per_s={out['relay_paced']['msgs_per_s']:.0f}",
-                f"relay_paced_p50_ms={out['relay_paced']['p50_ms']:.2f}",
-                f"relay_paced_p99_ms={out['relay_paced']['p99_ms']:.2f}",
-                f"relay_max_per_s={out['relay_max']['msgs_per_s']:.0f}",
-            ]
-        )
-    )
+    result.append(f"load={os.getloadavg()[0]:.1f}")
+    print("RESULT " + " ".join(result))
 
 
 if __name__ == "__main__":

@@ -311,6 +311,7 @@ class EdgeProtocol(WebSocketServerProtocol):
     """
 
     __slots__ = (*AUTOBAHN_STATE, "_ip", "_pressure", "last_inbound")
+    logOctets: bool  # an Autobahn option (class attribute, see configure)
 
     def __init__(self) -> None:
         for name, value in _SLOT_DEFAULTS:
@@ -350,6 +351,24 @@ class EdgeProtocol(WebSocketServerProtocol):
         # Autobahn's public method formats a debug line's arguments on every
         # read; its parser underneath is what we want, unchanged.
         self._dataReceived(data)
+
+    def sendData(
+        self, data: bytes, sync: bool = False, chopsize: int | None = None
+    ) -> None:
+        # Autobahn's version formats a debug line's arguments (type names,
+        # peer, length) on every frame it writes, logged or not; the frame
+        # itself is built by Autobahn's sendFrame as before. Queued, chopped
+        # or octet-logged sends take Autobahn's path unchanged.
+        if sync or chopsize or self.logOctets or len(self.send_queue) > 0:
+            super().sendData(data, sync, chopsize)
+            return
+        transport: Any = self.transport
+        transport.write(data)
+        state = self.state
+        if state == WebSocketServerProtocol.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif state == WebSocketServerProtocol.STATE_CONNECTING:
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
 
     def onMessageEnd(self) -> None:
         # Autobahn's version also fires a "message" observer event through a

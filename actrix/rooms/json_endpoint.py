@@ -50,8 +50,9 @@ class JsonRoomConnection(RoomConnection):
             )
         )
 
-    def _send_text(self, text: str) -> bool:
-        return self.send_frame(text.encode("utf-8"), False)
+    def _send_text(self, data: bytes) -> bool:
+        """Send one server frame (UTF-8 JSON) as a text message."""
+        return self.send_frame(data, False)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         edge = self.edge
@@ -184,14 +185,14 @@ class JsonRoomConnection(RoomConnection):
         key = ("PEER_JOINED", room_id, peer, ms)
         memo = edge.memo
         if memo is None or memo[0] != key:
-            text = json_codec.encode(
+            data = json_codec.encode(
                 "PEER_JOINED",
                 ms,
                 peer_id=peer.peer_id,
                 room_id=room_id,
                 payload=peer.to_json(),
             )
-            memo = edge.memo = (key, text)
+            memo = edge.memo = (key, data)
         self._send_text(memo[1])
 
     def peer_left(self, room_id: str, peer_id: str) -> None:
@@ -200,8 +201,8 @@ class JsonRoomConnection(RoomConnection):
         key = ("PEER_LEFT", room_id, peer_id, ms)
         memo = edge.memo
         if memo is None or memo[0] != key:
-            text = json_codec.encode("PEER_LEFT", ms, peer_id=peer_id, room_id=room_id)
-            memo = edge.memo = (key, text)
+            data = json_codec.encode("PEER_LEFT", ms, peer_id=peer_id, room_id=room_id)
+            memo = edge.memo = (key, data)
         self._send_text(memo[1])
 
     def signal(self, signal: Signal) -> bool:

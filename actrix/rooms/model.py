@@ -104,7 +104,10 @@ class PeerInfo:
         return out
 
 
-@attrs.frozen
+# SignalData, Signal (and json_codec.JsonRequest) are made for every relayed
+# message and never changed: plain attrs classes, since a frozen one sets each
+# field through object.__setattr__ (three times the cost).
+@attrs.define
 class SignalData:
     """A relayed payload: a JSON value (``value``) or a binary ``text``."""
 
@@ -137,7 +140,7 @@ class SignalData:
         return {"signal_data": self.text}
 
 
-@attrs.frozen
+@attrs.define
 class Signal:
     """OFFER/ANSWER/CANDIDATE from ``source`` to ``target``.
 

@@ -55,8 +55,9 @@ class RoomEdge:
         self.metrics = RoomMetrics()
         self.metrics.live = self._live
         self._last_ping = clock.seconds()
-        # The last fan-out frame (key, text): members told of one event share it.
-        self.memo: tuple[tuple[Any, ...], str] | None = None
+        # The last fan-out frame (key, UTF-8 JSON): members told of one event
+        # share it.
+        self.memo: tuple[tuple[Any, ...], bytes] | None = None
 
     def _live(self) -> tuple[int, int, int]:
         rooms = list(self.service.rooms())

@@ -77,3 +77,42 @@ class LayoutTests(SynchronousTestCase):
         self.assertEqual(protocol.state, protocol.STATE_OPEN)
         self.assertEqual(sorted(vars(protocol)), [])
         protocol.connectionLost(Failure(ConnectionDone()))
+
+
+class SendTests(SynchronousTestCase):
+    def _open(self) -> tuple[Any, Any]:
+        from autobahn.twisted.websocket import WebSocketServerFactory
+        from twisted.internet.testing import StringTransport
+
+        from actrix.core.websocket import EdgeProtocol, edge_options
+
+        class Echo(EdgeProtocol):
+            __slots__ = ()
+
+            def onMessage(self, payload: bytes, isBinary: bool) -> None:
+                self.send_frame(payload, isBinary)
+
+        factory = WebSocketServerFactory()
+        factory.protocol = Echo
+        edge_options(factory, 1024)
+        protocol: Any = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        self.assertEqual(protocol.state, protocol.STATE_OPEN)
+        transport.clear()
+        return protocol, transport
+
+    def test_frames_written_at_once_and_counted(self) -> None:
+        """Autobahn's frame reaches the transport in the same call, and its
+        octets are counted as Autobahn counts them."""
+        protocol, transport = self._open()
+        before = protocol.trafficStats.outgoingOctetsWireLevel
+        # A masked client text frame "hi" (all-zero mask): echoed unmasked.
+        protocol.dataReceived(b"\x81\x82\x00\x00\x00\x00hi")
+        self.assertEqual(transport.value(), b"\x81\x02hi")
+        self.assertEqual(protocol.trafficStats.outgoingOctetsWireLevel, before + 4)

@@ -147,37 +147,37 @@ class EncodeTests(SynchronousTestCase):
         )
         self.assertEqual(
             text,
-            '{"type":"ACK","peer_id":"a1b2c3d4","room_id":"team-alpha","payload":'
-            '{"room_id":"team-alpha","peers":[{"peer_id":"a1b2c3d4","display_name":'
-            '"alice","joined_at":1767222000002,"role":"sender"}],"ice_servers":'
-            '[{"urls":["stun:turn.example.com:3478"]}]},"timestamp":1767222000002,'
-            '"request_id":"req-1"}',
+            b'{"type":"ACK","peer_id":"a1b2c3d4","room_id":"team-alpha","payload":'
+            b'{"room_id":"team-alpha","peers":[{"peer_id":"a1b2c3d4","display_name":'
+            b'"alice","joined_at":1767222000002,"role":"sender"}],"ice_servers":'
+            b'[{"urls":["stun:turn.example.com:3478"]}]},"timestamp":1767222000002,'
+            b'"request_id":"req-1"}',
         )
 
     def test_error_frame(self) -> None:
         """ERROR carries no peer_id/room_id; details and request_id when given."""
         self.assertEqual(
             json_codec.error("ROOM_FULL", "room limit reached", 1, "max_rooms", "r"),
-            '{"type":"ERROR","payload":{"code":"ROOM_FULL","message":'
-            '"room limit reached","details":"max_rooms"},"timestamp":1,'
-            '"request_id":"r"}',
+            b'{"type":"ERROR","payload":{"code":"ROOM_FULL","message":'
+            b'"room limit reached","details":"max_rooms"},"timestamp":1,'
+            b'"request_id":"r"}',
         )
         self.assertEqual(
             json_codec.error("NOT_IN_ROOM", "not in any room", 2),
-            '{"type":"ERROR","payload":{"code":"NOT_IN_ROOM","message":'
-            '"not in any room"},"timestamp":2}',
+            b'{"type":"ERROR","payload":{"code":"NOT_IN_ROOM","message":'
+            b'"not in any room"},"timestamp":2}',
         )
 
     def test_welcome_and_peer_left(self) -> None:
         """The welcome ACK and PEER_LEFT (no payload) as altair sends them."""
         self.assertEqual(
             json_codec.encode("ACK", 3, peer_id="ab", payload={"message": "connected"}),
-            '{"type":"ACK","peer_id":"ab","payload":{"message":"connected"},'
-            '"timestamp":3}',
+            b'{"type":"ACK","peer_id":"ab","payload":{"message":"connected"},'
+            b'"timestamp":3}',
         )
         self.assertEqual(
             json_codec.encode("PEER_LEFT", 4, peer_id="ab", room_id="r"),
-            '{"type":"PEER_LEFT","peer_id":"ab","room_id":"r","timestamp":4}',
+            b'{"type":"PEER_LEFT","peer_id":"ab","room_id":"r","timestamp":4}',
         )
 
 

@@ -39,6 +39,7 @@ from actrix.core.settings import PostgresConfig
 from actrix.core.storage import (
     Database,
     Dialect,
+    StorageClosed,
     StorageError,
     StorageUnavailable,
     StoreSpec,
@@ -297,7 +298,7 @@ class PgDatabase(Database):
         **kwargs: P.kwargs,
     ) -> R:
         if self._closed:
-            raise StorageError(f"{self.label}: database is closed")
+            raise StorageClosed(f"{self.label}: database is closed")
         d: Deferred[R] = self._pool.runInteraction(fn, *args, **kwargs)
         try:
             return await d

@@ -30,7 +30,13 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from actrix.core.interfaces import RealmInfo
-from actrix.core.storage import Database, MigrationSet, StorageUnavailable, StoreSpec
+from actrix.core.storage import (
+    Database,
+    MigrationSet,
+    StorageClosed,
+    StorageUnavailable,
+    StoreSpec,
+)
 
 log = Logger()
 
@@ -510,6 +516,8 @@ class RealmCache:
                 self._again = False
                 try:
                     await self.refresh()
+                except StorageClosed:
+                    return
                 except StorageUnavailable as e:
                     # The 1 s poll retries and reports an outage once.
                     log.debug("refreshing realms after a change: {error}", error=e)
@@ -530,6 +538,8 @@ class RealmCache:
     async def _poll(self) -> None:
         try:
             await self.refresh()
+        except StorageClosed:
+            return
         except StorageUnavailable as e:
             # Lookups go on from memory; said once per outage, not every second.
             if not self._unavailable:

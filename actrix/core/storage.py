@@ -64,6 +64,14 @@ class StorageError(Exception):
     """A database cannot be opened, migrated or used."""
 
 
+class StorageClosed(StorageError):
+    """The daemon has closed this database: it is stopping.
+
+    Work still in flight then (a change-feed refresh, a poll) has nothing left
+    to do; it is not an outage and not worth a log line.
+    """
+
+
 class StorageUnavailable(StorageError):
     """The database cannot be reached right now; the request may be retried.
 
@@ -311,7 +319,7 @@ class SqliteDatabase(Database):
     ) -> R:
         """Run ``fn(txn, *args)`` as one transaction on the database thread."""
         if self._closed:
-            raise StorageError(f"{self.path}: database is closed")
+            raise StorageClosed(f"{self.path}: database is closed")
         d: Deferred[R] = self._pool.runInteraction(fn, *args, **kwargs)
         return await d
 

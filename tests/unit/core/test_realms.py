@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg2
 from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactorClock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from actrix.core import realms
 from actrix.core.interfaces import RealmInfo
-from actrix.core.storage import migrate
+from actrix.core.storage import StorageClosed, migrate
 from tests.backends import HeldDatabase, PostgresBackend, SqliteBackend, StoreTestBase
 
 
@@ -321,3 +322,32 @@ class AclMigrationTests(SynchronousTestCase):
             [("a:x", "b:y", False, False, True), ("b:y", "a:x", False, False, None)],
         )
         conn.close()
+
+
+class _ClosedDatabase:
+    """A database the daemon has already closed (it is stopping)."""
+
+    label = "closed"
+    dialect = "sqlite"
+
+    async def run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        raise StorageClosed("closed: database is closed")
+
+
+class RealmCacheAtShutdownTests(TestCase):
+    def test_refresh_after_close_is_quiet(self) -> None:
+        """A change-feed refresh or a poll landing after the database closed
+        (a stopping daemon) ends quietly: no error logged, nothing raised."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        cache = realms.RealmCache(cast(Any, _ClosedDatabase()), MemoryReactorClock())
+        cache.changed()
+        self.successResultOf(cache._tick())
+        self.assertEqual([e for e in events if e.get("log_failure")], [])
+        self.assertEqual(
+            [
+                e
+                for e in events
+                if e.get("log_level") in (LogLevel.warn, LogLevel.error)
+            ],
+            [],
+        )

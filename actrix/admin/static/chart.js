@@ -134,11 +134,12 @@ export class LineChart {
     const end = start + (g.n - 1) * step;
     const labels = Math.max(2, Math.min(6, Math.floor(g.plotW / 90)));
     const withSeconds = end - start < 600;
-    ctx.textAlign = "center";
     ctx.textBaseline = "top";
     for (let k = 0; k < labels; k += 1) {
       const i = Math.round((k / (labels - 1)) * (g.n - 1));
-      ctx.fillText(fmtClock(start + i * step, withSeconds), Math.min(Math.max(g.x(i), PAD.left + 24), g.width - 28), PAD.top + g.plotH + 6);
+      // The outer labels align to the plot's edges so they are never clipped.
+      ctx.textAlign = k === 0 ? "left" : k === labels - 1 ? "right" : "center";
+      ctx.fillText(fmtClock(start + i * step, withSeconds), g.x(i), PAD.top + g.plotH + 6);
     }
   }
 

@@ -9,8 +9,6 @@ import { showError } from "./ui.js";
 const PAGE_SIZES = [25, 50, 100, 250];
 const DEBOUNCE_MS = 300;
 
-let nextId = 0;
-
 export class ListView {
   /**
    * @param spec.path       API list path ("actors")
@@ -22,7 +20,7 @@ export class ListView {
    */
   constructor(spec) {
     this.spec = spec;
-    this.id = `list${++nextId}`;
+    this.id = `list-${spec.path.replace(/[^a-z0-9]+/gi, "-")}`;
     const q = spec.query || {};
     this.state = {
       limit: PAGE_SIZES.includes(Number(q.limit)) ? Number(q.limit) : spec.limit || 50,
@@ -205,7 +203,7 @@ export class ListView {
       const tr = h("tr", { dataset: { key: String(this.spec.rowKey ? this.spec.rowKey(item) : item.id) } });
       for (const col of columns) {
         const value = col.render ? col.render(item, this) : item[col.key];
-        tr.append(h("td", { class: col.numeric ? "num" : col.className || "" }, value ?? "—"));
+        tr.append(h("td", { class: col.numeric ? "num" : col.className || "" }, value ?? (col.render ? "" : "—")));
       }
       return tr;
     });

@@ -81,6 +81,11 @@ class Wiring:
     credential_validator: CredentialValidator | None = None
     health_checks: dict[str, Any] = attrs.Factory(dict)
     health_details: dict[str, Any] = attrs.Factory(dict)
+    # What the admin API shows and steers (set by the builders that make them).
+    realm_db: Any = None
+    directory: Any = None
+    room_service: Any = None
+    turn_service: Any = None
 
 
 class StartupError(Exception):
@@ -128,6 +133,7 @@ def _build(settings: Settings, reactor: Any) -> ActrixService:
         realms=realms,
         throttle=LogThrottle(reactor),
         tls=tls,
+        realm_db=realm_db,
     )
     _build_services(wiring)
     wiring.site.mount(
@@ -143,6 +149,7 @@ def _build(settings: Settings, reactor: Any) -> ActrixService:
     wiring.site.mount(
         "metrics", MetricsResource(wiring.metrics, settings.observability.metrics)
     )
+    _build_admin(wiring)
     _add_http_listener(wiring)
     return root
 
@@ -370,6 +377,7 @@ def _build_ice(wiring: Wiring) -> None:
             relay_bind_ip="0.0.0.0" if ":" in ice.ip else ice.ip,  # noqa: S104
             software=turn.software,
             drain_probe=turn_drain_flag(wiring.settings.sqlite_path).exists,
+            account_traffic=settings.admin.enabled,
             tcp_openers=(
                 lambda ip, port, factory: reactor.listenTCP(
                     port, factory, interface=ip
@@ -380,6 +388,7 @@ def _build_ice(wiring: Wiring) -> None:
             ),
         )
         wiring.root.add_session_service(service)
+        wiring.turn_service = service
         wiring.health_details["turn"] = service.health
         udp = TurnUdpProtocol(service, responder)
 
@@ -461,6 +470,7 @@ def _build_signaling(wiring: Wiring) -> None:
         wiring.root.add_background(client)
         issuer = client
     directory, bus, store = _build_directory(wiring, config.heartbeat_timeout_secs)
+    wiring.directory = directory
     metrics = SignalingMetrics()
     # Spec .proto text is compiled in bounded worker processes, never here.
     protoc_pool = ProtocPool(reactor)
@@ -542,6 +552,7 @@ def _build_rooms(wiring: Wiring) -> None:
             else None,
         )
     service = RoomService(config, reactor, authorizer, ice)
+    wiring.room_service = service
     for room in stored:
         metadata = None if room.metadata is None else loads(room.metadata)
         service.add_persistent(
@@ -614,6 +625,56 @@ def _build_directory(
     rows, specs = load_sync(database, int(reactor.seconds()))
     local.load(rows, specs)
     return local, None, store
+
+
+def _build_admin(wiring: Wiring) -> None:
+    """The admin API and console (``[admin]``): on ``bind.admin`` and/or the site."""
+    from actrix.admin.service import build_admin
+    from actrix.admin.static import ListenerRoot
+
+    settings, reactor = wiring.settings, wiring.reactor
+    if not settings.admin.enabled:
+        return
+    turn = wiring.turn_service
+    parts = build_admin(
+        settings,
+        reactor,
+        realm_db=wiring.realm_db,
+        realms=wiring.realms,
+        collectors=wiring.metrics.collectors,
+        revoker=None,  # wired at merge: Revoker
+        directory=wiring.directory,
+        rooms=wiring.room_service,
+        turn=turn,
+        draining=(lambda: bool(turn.shedding.draining)) if turn is not None else bool,
+        reload_hook=wiring.root.reload,
+    )
+    wiring.root.add_database(parts.database)
+    wiring.root.add_background(parts.service)
+    wiring.metrics.register(parts.context.metrics)
+    if settings.admin.on_main_site:
+        wiring.site.mount("admin", parts.root)
+    bind = settings.admin_bind
+    if bind is None:
+        return
+    tls = None
+    if bind.cert is not None and bind.key is not None:
+        tls = ServerTLS(bind.cert, bind.key)
+        wiring.root.reload_hooks.append(tls.reload)
+    limits = SiteLimits(
+        request_timeout=bind.request_timeout, idle_timeout=bind.idle_timeout
+    )
+    site = build_site(ListenerRoot(parts.root), reactor, limits, wiring.throttle)
+    listener = TCPListener(
+        reactor,
+        bind.ip,
+        bind.port,
+        site,
+        tls=tls,
+        max_per_ip=bind.max_connections_per_ip,
+    )
+    listener.setName("admin")
+    wiring.root.add_listener(listener)
 
 
 def _add_http_listener(wiring: Wiring) -> None:

@@ -1,4 +1,5 @@
-"""The ``actrix`` admin command: config check, realms, ACL, credentials, status.
+"""The ``actrix`` admin command: config check, realms, ACL, credentials, status,
+admin tokens.
 
 It works on the same store as a running daemon: the SQLite files (WAL mode and
 a busy timeout make that safe) or the shared PostgreSQL of ``[storage]``, where
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from actrix.cli import admin_tokens
 from actrix.cli.common import DEFAULT_CONFIG, CliError
 from actrix.cli.credentials import (
     cmd_ks_generate_kek,
@@ -186,6 +188,8 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="upsert into a non-empty target"
     )
     p.set_defaults(func=cmd_migrate_store)
+
+    admin_tokens.add_parser(sub, with_config)
 
     p = with_config(sub.add_parser("status", help="GET /health of a running daemon"))
     p.add_argument("--url", default=None, help="base URL (default: from config)")

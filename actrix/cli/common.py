@@ -14,7 +14,13 @@ import attrs
 from actrix.core import realms
 from actrix.core.config import ConfigError, PostgresConfig, Settings, load_config
 from actrix.core.interfaces import RealmInfo
-from actrix.core.storage import StorageError, connect_sync, ensure_directory, migrate
+from actrix.core.storage import (
+    StorageError,
+    StoreSpec,
+    connect_sync,
+    ensure_directory,
+    migrate,
+)
 
 DEFAULT_CONFIG = "/etc/actrix/config.toml"
 
@@ -41,26 +47,36 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 
 def realm_db(args: argparse.Namespace, *, create: bool) -> SqliteDb | PgDb:
+    return store_db(args, realms.STORE, create=create)
+
+
+def store_db(
+    args: argparse.Namespace, spec: StoreSpec, *, create: bool
+) -> SqliteDb | PgDb:
+    """The configured database of one store, migrated (created if ``create``)."""
     settings = load_settings(args)
     pg = settings.storage.postgresql
     if pg is not None:
         from actrix.core.pg import migrate_pg, schema_name
 
         try:
-            migrate_pg(pg, realms.STORE)
+            migrate_pg(pg, spec)
         except StorageError as e:
             fail(str(e))
-        return PgDb(pg, schema_name(pg, realms.STORE))
-    path = realms.realms_path(settings.sqlite_path)
+        return PgDb(pg, schema_name(pg, spec))
+    path = settings.sqlite_path / spec.filename
     if not path.exists():
         if not create:
-            fail(f"no realm database at {path} (add a realm or start the daemon first)")
+            fail(
+                f"no {spec.schema} database at {path} (create one first or start "
+                "the daemon)"
+            )
         try:
             ensure_directory(settings.sqlite_path)
         except StorageError as e:
             fail(str(e))
     try:
-        migrate(path, realms.MIGRATIONS)
+        migrate(path, spec.migrations)
     except StorageError as e:
         fail(str(e))
     return SqliteDb(path, int(args.busy_timeout * 1000))

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import attrs
 
+from actrix.core.admin_config import admin_problems, read_admin, read_admin_bind
 from actrix.core.redis_config import read_redis
 from actrix.core.services_config import read_services
 from actrix.core.settings import (
@@ -32,6 +33,7 @@ from actrix.core.settings import (
     EXAMPLE_SHARED_KEY,
     LOG_LEVELS,
     SERVICE_BITS,
+    AdminConfig,
     AisClientConfig,
     AisConfig,
     Bind,
@@ -188,7 +190,10 @@ def _read_bind(t: Table) -> Bind:
     https = read_table(t, "https", _read_https)
     ice = read_table(t, "ice", _read_ice, required=True)
     return Bind(
-        http=http, https=https, ice=ice or IceBind(domain_name="", ip="", port=0)
+        http=http,
+        https=https,
+        ice=ice or IceBind(domain_name="", ip="", port=0),
+        admin=read_table(t, "admin", read_admin_bind),
     )
 
 
@@ -443,6 +448,14 @@ def _check_rules(s: Settings, problems: list[str], warnings: list[str]) -> None:
                 )
     elif s.http_services_enabled and s.bind.http is None and s.bind.https is None:
         problems.append("bind.http: required (no HTTP or HTTPS binding configured)")
+    problems.extend(
+        admin_problems(
+            s.admin,
+            s.admin_bind,
+            s.env,
+            s.http_services_enabled and s.site_bind is not None,
+        )
+    )
     for key_name in ("user", "group", "pid"):
         if getattr(s, key_name) is not None:
             warnings.append(
@@ -481,6 +494,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Setting
         services=read_table(top, "services", read_services) or Services(),
         storage=read_table(top, "storage", read_storage) or StorageConfig(),
         redis=read_table(top, "redis", read_redis),
+        admin=read_table(top, "admin", read_admin) or AdminConfig(),
         user=top.opt_string("user"),
         group=top.opt_string("group"),
         pid=top.opt_string("pid"),

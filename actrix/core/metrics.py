@@ -38,10 +38,12 @@ class MetricsRegistry:
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
+        self.collectors: list[Collector] = []  # the services' (admin time series)
 
     def register(self, collector: Collector) -> None:
         """Add a service's collector."""
         self.registry.register(collector)
+        self.collectors.append(collector)
 
     def render(self) -> bytes:
         """The text exposition of every metric."""

@@ -120,7 +120,8 @@ def add_realm_txn(
 
 def set_realm_status_txn(txn: Any, realm_id: int, status: str, now: int) -> None:
     txn.execute(
-        "UPDATE realm SET status = ?, updated_at = ? WHERE realm_id = ?",
+        "UPDATE realm SET status = ?, updated_at = ?, version = version + 1"
+        " WHERE realm_id = ?",
         (status, now, realm_id),
     )
     if txn.rowcount == 0:

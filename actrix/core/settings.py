@@ -111,11 +111,28 @@ class IceBind:
     proxy_trusted: tuple[str, ...] = ()
 
 
+DEFAULT_ADMIN_PORT: Final = 8090
+
+
+@attrs.frozen
+class AdminBind:
+    """``[bind.admin]``: the admin console's own listener (loopback by default)."""
+
+    ip: str = "127.0.0.1"
+    port: int = DEFAULT_ADMIN_PORT
+    cert: Path | None = None
+    key: Path | None = None
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    max_connections_per_ip: int = 64
+
+
 @attrs.frozen
 class Bind:
     http: HttpBind | None
     https: HttpsBind | None
     ice: IceBind
+    admin: AdminBind | None = None
 
 
 @attrs.frozen
@@ -385,6 +402,22 @@ class Services:
 
 
 @attrs.frozen
+class AdminConfig:
+    """``[admin]``: the control API and console (issue 14); off by default."""
+
+    enabled: bool = False
+    # Also serve /admin on the main HTTP(S) site (in addition to bind.admin
+    # when that table is given; instead of it when it is not).
+    on_main_site: bool = False
+    session_ttl: int = 8 * 3600  # seconds a console login lasts
+    max_sessions: int = 256
+    login_max_failures: int = 10  # failed logins per IP within login_window
+    login_window: int = 300  # seconds
+    audit_retention_days: int = 90
+    audit_max_rows: int = 100_000
+
+
+@attrs.frozen
 class Settings:
     """The whole validated configuration of one daemon."""
 
@@ -400,6 +433,7 @@ class Settings:
     services: Services = Services()
     storage: StorageConfig = StorageConfig()
     redis: RedisConfig | None = None
+    admin: AdminConfig = AdminConfig()
     user: str | None = None
     group: str | None = None
     pid: str | None = None
@@ -429,6 +463,15 @@ class Settings:
     def uses_https(self) -> bool:
         """The site listens with TLS: always outside dev, or in dev without http."""
         return self.env != "dev" or self.bind.http is None
+
+    @property
+    def admin_bind(self) -> AdminBind | None:
+        """The admin listener: ``bind.admin``, its default, or None (main site only)."""
+        if not self.admin.enabled:
+            return None
+        if self.bind.admin is not None:
+            return self.bind.admin
+        return None if self.admin.on_main_site else AdminBind()
 
     @property
     def site_bind(self) -> HttpBind | HttpsBind | None:

@@ -320,6 +320,11 @@ class EdgeProtocol(WebSocketServerProtocol):
         self.last_inbound = 0.0
         super().__init__()
 
+    @property
+    def remote_ip(self) -> str:
+        """The client's IP address ("" before the connection is made)."""
+        return self._ip
+
     def connectionMade(self) -> None:
         super().connectionMade()
         self.send_queue = LazySendQueue(self)  # type: ignore[assignment]  # a duck

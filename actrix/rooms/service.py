@@ -53,6 +53,7 @@ log = Logger()
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_REPLACED: Final = 4001
 CLOSE_REALM_INACTIVE: Final = 4003
+CLOSE_BY_OPERATOR: Final = 4008  # the admin API closed the room or kicked the peer
 
 
 class RoomService:
@@ -504,6 +505,34 @@ class RoomService:
                 )
                 self.close_peer(peer)
                 peer.sink.end(CLOSE_REALM_INACTIVE, refusal("realm_inactive"), None)
+
+    def close_room(self, room_id: str) -> bool:
+        """Admin: end every member (4008) and drop the room (a configured,
+        persistent room stays, empty); False if unknown."""
+        room = self._rooms.get(room_id)
+        if room is None:
+            return False
+        for peer in list(room.members.values()):
+            self.close_peer(peer)
+            peer.sink.end(CLOSE_BY_OPERATOR, None, None)
+        if not room.persistent:
+            del self._rooms[room_id]
+        return True
+
+    def kick(self, room_id: str, peer_id: str) -> bool:
+        """Admin: end one member's connection (4008); False if not a member."""
+        room = self._rooms.get(room_id)
+        peer = None if room is None else room.members.get(peer_id)
+        if peer is None:
+            return False
+        self.close_peer(peer)
+        peer.sink.end(CLOSE_BY_OPERATOR, None, None)
+        return True
+
+    def peer_remote(self, peer: Peer) -> str | None:
+        """The member's IP address, when its connection knows it."""
+        remote = getattr(peer.sink, "remote_ip", None)
+        return remote if isinstance(remote, str) and remote else None
 
     def end_all(self) -> None:
         """Shutdown: every peer is closed with 1001."""

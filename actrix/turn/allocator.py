@@ -74,6 +74,8 @@ class Allocator:
         log_throttle: LogThrottle | None = None,
     ) -> None:
         self._config = config
+        # Count each allocation's traffic (allocation_log, or the admin API's list).
+        self.account = config.allocation_log
         self._log_throttle = log_throttle or LogThrottle(clock)
         self._bandwidth = bandwidth
         self._shedding = shedding
@@ -231,9 +233,7 @@ class Allocator:
             if cred.realm_id is not None
             else f"stun:{self._config.realm}"
         )
-        allocation.meter = self._bandwidth.acquire(
-            cred.principal, realm, self._config.allocation_log
-        )
+        allocation.meter = self._bandwidth.acquire(cred.principal, realm, self.account)
         self._allocations[link.allocation_key] = allocation
         self._quotas.allocated(cred.principal)
         self._metrics.allocations_total += 1

@@ -28,6 +28,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 
 from actrix.core.config import TurnConfig
 from actrix.core.logthrottle import LogThrottle
@@ -53,6 +54,8 @@ from actrix.turn.quotas import Quotas
 from actrix.turn.responses import Reject, Responses
 from actrix.turn.shedding import LoadShedding
 from actrix.turn.tcprelay import TcpConnect, TcpListen
+
+log = Logger()
 
 SWEEP_INTERVAL: Final = 1.0
 
@@ -87,6 +90,7 @@ class TurnService(Service):
         sweep_interval: float = SWEEP_INTERVAL,
         drain_probe: Callable[[], bool] | None = None,
         tcp_openers: tuple[TcpListen, TcpConnect] | None = None,
+        account_traffic: bool = False,
     ) -> None:
         self._clock = clock
         self.clock = clock
@@ -143,6 +147,8 @@ class TurnService(Service):
             tcp_openers if config.tcp_relay else None,
             log_throttle,
         )
+        # The admin API lists bytes and packets per allocation: count them.
+        self._allocator.account = self._allocator.account or account_traffic
         self._sweeper = LoopingCall(self.sweep)
         self._sweeper.clock = clock
         self._sweep_interval = sweep_interval
@@ -158,6 +164,14 @@ class TurnService(Service):
     def allocations(self) -> dict[Any, Allocation]:
         """The allocation table, by client 5-tuple (read-only for callers)."""
         return self.data.allocations
+
+    def terminate(self, allocation: Allocation) -> None:
+        """Delete an allocation now (the admin API): relay closed, port freed."""
+        closing = self._allocator.delete(allocation, "terminated")
+        if closing is not None:
+            closing.addErrback(
+                lambda failure: log.failure("closing a terminated relay", failure)
+            )
 
     # -- lifecycle -------------------------------------------------------
 

@@ -56,7 +56,7 @@ function renderList(view, route) {
       { name: "q", label: "Name contains", placeholder: "room name" },
     ],
     columns: [
-      { key: "name", label: "Room", sortable: true, render: (r) => h("a", { href: link("rooms", [r.id]) }, r.name) },
+      { key: "name", label: "Room", render: (r) => h("a", { href: link("rooms", [r.id]) }, r.name) },
       { key: "realm_id", label: "Realm", sortable: true, render: (r) => realmName(r.realm_id) },
       { key: "peers", label: "Peers", sortable: true, numeric: true, render: (r) => `${fmtInt(r.peers)} / ${fmtInt(r.max_peers)}` },
       { key: "persistent", label: "Persistent", render: (r) => (r.persistent ? "yes" : "no") },

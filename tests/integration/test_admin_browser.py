@@ -1,0 +1,249 @@
+"""The admin console in a real browser against a real daemon on loopback.
+
+An operator token is made with the ``actrix admin-token create`` CLI (a
+subprocess on the daemon's config file). Debian's Chromium, driven by
+Playwright in a worker thread, logs in (after one wrong token, whose error it
+must show in words), watches the dashboard chart draw, finds an actor that a
+real signaling client registered on the actors page, revokes it through the
+confirmation dialog and sees it gone while the client's WebSocket closes,
+suspends a realm (after which registering in it is refused), reads both
+actions in the audit log and logs out. The page runs under the daemon's
+``Content-Security-Policy``; any violation or script error fails the test. On
+failure a screenshot is saved under the test's temporary directory and its
+path is in the failure message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.threads import blockingCallFromThread, deferToThread
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+
+from actrix.core.actrid import actr_id_repr
+from actrix.core.config import load_config
+from tests.browser import ARGS, CHROMIUM, require_browser
+from tests.daemon import add_realm, config_text, start_daemon, wait_healthy
+from tests.signaling_client import SignalingClient
+
+REALM = 301
+DOOMED_REALM = 302
+SIGNALING_AIS_KS = 25
+WAIT_MS = 15000
+ADMIN = """
+[admin]
+enabled = true
+
+[bind.admin]
+ip = "127.0.0.1"
+port = 0
+"""
+
+# Pixels of the first series' colour (--c0) on a chart's canvas: a drawn line.
+_LINE_PIXELS = """(figure) => {
+  const canvas = figure.querySelector("canvas");
+  const hex = getComputedStyle(figure).getPropertyValue("--c0").trim();
+  const want = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  let count = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const near = Math.abs(data[i] - want[0]) + Math.abs(data[i + 1] - want[1])
+      + Math.abs(data[i + 2] - want[2]);
+    if (data[i + 3] > 200 && near < 60) count += 1;
+  }
+  return count;
+}"""
+
+
+class BrowserFailure(AssertionError):
+    """A browser step failed; the message names the screenshot."""
+
+
+async def create_admin_token(config: Path) -> str:
+    """``actrix admin-token create --name ops --json`` as the operator runs it."""
+    cli = Path(sys.executable).with_name("actrix")
+    out, err, code = await getProcessOutputAndValue(
+        str(cli),
+        ["admin-token", "create", "--name", "ops", "--json", "-c", str(config)],
+        env=dict(os.environ),
+        reactor=reactor,
+    )
+    if code != 0:
+        raise AssertionError(f"admin-token create failed ({code}): {err!r}")
+    token: str = json.loads(out)["token"]
+    return token
+
+
+class Actors:
+    """The reactor side: real signaling clients the browser thread asks for."""
+
+    def __init__(self, test: TestCase, port: int) -> None:
+        self.test = test
+        self.port = port
+        self.clients: dict[str, SignalingClient] = {}
+
+    async def _connect(self) -> SignalingClient:
+        client = await SignalingClient.connect(reactor, self.port)
+        self.test.addCleanup(client.drop)
+        return client
+
+    async def register(self, realm_id: int) -> str:
+        """Register a camera in ``realm_id``; returns its actor id text."""
+        client = await self._connect()
+        response = await client.register(realm_id, name="camera")
+        if not response.HasField("success"):
+            raise AssertionError(f"register failed: {response}")
+        assert client.actr_id is not None
+        actor_id = actr_id_repr(client.actr_id)
+        self.clients[actor_id] = client
+        return actor_id
+
+    async def register_refused(self, realm_id: int) -> bool:
+        """Whether a new registration in ``realm_id`` is refused."""
+        client = await self._connect()
+        response = await client.register(realm_id, name="camera")
+        return not response.HasField("success")
+
+    async def closed(self, actor_id: str) -> int | None:
+        """Wait (5 s at most) until the actor's socket is closed; its close code."""
+        return await self.clients[actor_id].wait_closed()
+
+    def call(self, method: Any, *args: Any) -> Any:
+        """From the browser thread: run a coroutine method on the reactor."""
+        return blockingCallFromThread(
+            reactor, lambda: Deferred.fromCoroutine(method(*args))
+        )
+
+
+def _operate(url: str, token: str, actors: Actors, shots: Path) -> dict[str, Any]:
+    """Runs in a worker thread: everything the operator does in the console."""
+    from playwright.sync_api import sync_playwright
+
+    result: dict[str, Any] = {"problems": []}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(WAIT_MS)
+        page.on("pageerror", lambda e: result["problems"].append(f"script: {e}"))
+        page.on(
+            "console",
+            lambda m: result["problems"].append(f"console: {m.text}")
+            if "Content Security Policy" in m.text
+            else None,
+        )
+        try:
+            _steps(page, url, token, actors, result)
+        except BaseException as e:
+            shots.mkdir(parents=True, exist_ok=True)
+            shot = shots / "admin-console.png"
+            page.screenshot(path=str(shot), full_page=True)
+            sys.stderr.write(f"\nadmin console screenshot: {shot}\n")
+            raise BrowserFailure(f"{e}\nscreenshot: {shot}") from e
+        finally:
+            browser.close()
+    return result
+
+
+def _steps(
+    page: Any, url: str, token: str, actors: Actors, result: dict[str, Any]
+) -> None:
+    response = page.goto(url)
+    result["csp"] = response.headers.get("content-security-policy")
+    # A wrong token: the API's reason, in words, on the login form.
+    page.fill("#token", "not-a-token")
+    page.click("#login-submit")
+    page.wait_for_selector("#login-error:not([hidden])")
+    result["login_error"] = page.inner_text("#login-error")
+    page.fill("#token", token)
+    page.click("#login-submit")
+    page.wait_for_selector("[data-page=dashboard] figure[data-chart=presence]")
+    result["who"] = page.inner_text("#who-name")
+
+    # A real client registers; the dashboard's chart draws its connection.
+    actor_id = actors.call(actors.register, REALM)
+    result["actor_id"] = actor_id
+    page.wait_for_function(
+        "() => Number(document.querySelector('[data-metric=connections]')"
+        ".textContent) >= 1"
+    )
+    chart = page.wait_for_selector("figure[data-chart=presence]")
+    page.wait_for_function(
+        "(f) => Number(f.querySelector('canvas').dataset.points) >= 2", arg=chart
+    )
+    result["line_pixels"] = page.evaluate(_LINE_PIXELS, chart)
+
+    # The actor on the actors page (filters set through the form), revoked.
+    page.click("#nav a[data-route=actors]")
+    page.wait_for_selector(f"#list-actors-realm_id option[value='{REALM}']", state="attached")
+    page.select_option("#list-actors-realm_id", str(REALM))
+    page.select_option("#list-actors-status", "online")
+    row = page.locator(f'#list-actors-table tr[data-key="{actor_id}"]')
+    row.wait_for()
+    result["actor_row"] = row.inner_text()
+    row.get_by_role("button", name=f"Revoke {actor_id}").click()
+    dialog = page.locator("dialog[open]")
+    dialog.wait_for()
+    result["revoke_dialog"] = dialog.inner_text()
+    page.fill("#f-reason", "browser test")
+    page.click("#dialog-ok")
+    row.wait_for(state="detached", timeout=5000)
+    result["revoke_notice"] = page.locator(".notice.success").last.inner_text()
+    result["close_code"] = actors.call(actors.closed, actor_id)
+
+    # Suspend a realm: confirmation, the badge changes, registering is refused.
+    page.click("#nav a[data-route=realms]")
+    realm_row = page.locator(f'#list-realms-table tr[data-key="{DOOMED_REALM}"]')
+    realm_row.get_by_role("button", name="Suspend doomed").click()
+    page.locator("dialog[open]").wait_for()
+    page.click("#dialog-ok")
+    realm_row.locator(".badge", has_text="Suspended").wait_for()
+    result["suspended_refused"] = actors.call(actors.register_refused, DOOMED_REALM)
+
+    # Both changes are in the audit log; then log out.
+    page.click("#nav a[data-route=audit]")
+    page.locator("#list-audit-table td", has_text="realm.suspend").first.wait_for()
+    result["audit"] = page.inner_text("#list-audit-table tbody")
+    page.click("#logout")
+    page.wait_for_selector("#token")
+    result["after_logout"] = page.url
+
+
+class AdminConsoleBrowserTests(TestCase):
+    timeout = 120
+
+    async def test_operator_revokes_an_actor_and_suspends_a_realm(self) -> None:
+        """In Chromium an operator logs in, sees the chart, revokes an actor, suspends a realm."""
+        require_browser(self)
+        directory = Path(self.mktemp())
+        add_realm(directory, REALM, "browser")
+        add_realm(directory, DOOMED_REALM, "doomed")
+        config = directory / "actrix.toml"
+        config.write_text(config_text(directory, SIGNALING_AIS_KS, ADMIN))
+        token = await create_admin_token(config)
+        root = start_daemon(self, load_config(config))
+        await wait_healthy(self, root)
+        actors = Actors(self, int(root.listener("http").bound_port))
+        url = f"http://127.0.0.1:{root.listener('admin').bound_port}/admin/"
+        shots = directory / "screenshots"
+        result = await deferToThread(_operate, url, token, actors, shots)
+
+        self.assertEqual(result["problems"], [])
+        self.assertIn("default-src 'self'", result["csp"] or "")
+        self.assertTrue(result["login_error"].strip())
+        self.assertEqual(result["who"], "ops")
+        self.assertGreater(result["line_pixels"], 20)
+        self.assertIn(result["actor_id"], result["actor_row"])
+        self.assertIn(result["actor_id"], result["revoke_dialog"])
+        self.assertIn("1 socket(s) closed", result["revoke_notice"])
+        self.assertIsNotNone(result["close_code"])
+        self.assertTrue(result["suspended_refused"])
+        self.assertIn("actor.revoke", result["audit"])
+        self.assertIn("realm.suspend", result["audit"])
+        self.assertTrue(result["after_logout"].endswith("#/login"))

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 from twisted.internet.utils import getProcessOutputAndValue
@@ -51,7 +51,8 @@ _LINE_PIXELS = """(figure) => {
   const canvas = figure.querySelector("canvas");
   const hex = getComputedStyle(figure).getPropertyValue("--c0").trim();
   const want = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
-  const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+  const ctx = canvas.getContext("2d");
+  const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
   let count = 0;
   for (let i = 0; i < data.length; i += 4) {
     const near = Math.abs(data[i] - want[0]) + Math.abs(data[i + 1] - want[1])
@@ -113,17 +114,23 @@ class Actors:
 
     async def closed(self, actor_id: str) -> int | None:
         """Wait (5 s at most) until the actor's socket is closed; its close code."""
-        return await self.clients[actor_id].wait_closed()
+        try:
+            return await self.clients[actor_id].wait_closed()
+        except (defer.TimeoutError, defer.CancelledError):
+            raise AssertionError(f"{actor_id}: its WebSocket is still open") from None
 
     def call(self, method: Any, *args: Any) -> Any:
         """From the browser thread: run a coroutine method on the reactor."""
+        threads: Any = reactor  # the global reactor provides IReactorFromThreads
         return blockingCallFromThread(
-            reactor, lambda: Deferred.fromCoroutine(method(*args))
+            threads, lambda: Deferred.fromCoroutine(method(*args))
         )
 
 
-def _operate(url: str, token: str, actors: Actors, shots: Path) -> dict[str, Any]:
-    """Runs in a worker thread: everything the operator does in the console."""
+def _operate(
+    url: str, token: str, flow: Any, actors: Actors, shots: Path
+) -> dict[str, Any]:
+    """Runs in a worker thread: log in, then ``flow(page, actors, result)``."""
     from playwright.sync_api import sync_playwright
 
     result: dict[str, Any] = {"problems": []}
@@ -134,15 +141,18 @@ def _operate(url: str, token: str, actors: Actors, shots: Path) -> dict[str, Any
         page.on("pageerror", lambda e: result["problems"].append(f"script: {e}"))
         page.on(
             "console",
-            lambda m: result["problems"].append(f"console: {m.text}")
-            if "Content Security Policy" in m.text
-            else None,
+            lambda m: (
+                result["problems"].append(f"console: {m.text}")
+                if "Content Security Policy" in m.text
+                else None
+            ),
         )
         try:
-            _steps(page, url, token, actors, result)
+            _log_in(page, url, token, result)
+            flow(page, actors, result)
         except BaseException as e:
             shots.mkdir(parents=True, exist_ok=True)
-            shot = shots / "admin-console.png"
+            shot = (shots / f"{flow.__name__.strip('_')}.png").resolve()
             page.screenshot(path=str(shot), full_page=True)
             sys.stderr.write(f"\nadmin console screenshot: {shot}\n")
             raise BrowserFailure(f"{e}\nscreenshot: {shot}") from e
@@ -151,12 +161,10 @@ def _operate(url: str, token: str, actors: Actors, shots: Path) -> dict[str, Any
     return result
 
 
-def _steps(
-    page: Any, url: str, token: str, actors: Actors, result: dict[str, Any]
-) -> None:
+def _log_in(page: Any, url: str, token: str, result: dict[str, Any]) -> None:
+    """A wrong token first (its reason must show in words), then the right one."""
     response = page.goto(url)
     result["csp"] = response.headers.get("content-security-policy")
-    # A wrong token: the API's reason, in words, on the login form.
     page.fill("#token", "not-a-token")
     page.click("#login-submit")
     page.wait_for_selector("#login-error:not([hidden])")
@@ -166,7 +174,9 @@ def _steps(
     page.wait_for_selector("[data-page=dashboard] figure[data-chart=presence]")
     result["who"] = page.inner_text("#who-name")
 
-    # A real client registers; the dashboard's chart draws its connection.
+
+def _revoke_flow(page: Any, actors: Actors, result: dict[str, Any]) -> None:
+    """A client registers, the chart draws it, the actor is found and revoked."""
     actor_id = actors.call(actors.register, REALM)
     result["actor_id"] = actor_id
     page.wait_for_function(
@@ -179,9 +189,11 @@ def _steps(
     )
     result["line_pixels"] = page.evaluate(_LINE_PIXELS, chart)
 
-    # The actor on the actors page (filters set through the form), revoked.
+    # Filters set through the form, as an operator would.
     page.click("#nav a[data-route=actors]")
-    page.wait_for_selector(f"#list-actors-realm_id option[value='{REALM}']", state="attached")
+    page.wait_for_selector(
+        f"#list-actors-realm_id option[value='{REALM}']", state="attached"
+    )
     page.select_option("#list-actors-realm_id", str(REALM))
     page.select_option("#list-actors-status", "online")
     row = page.locator(f'#list-actors-table tr[data-key="{actor_id}"]')
@@ -196,21 +208,28 @@ def _steps(
     row.wait_for(state="detached", timeout=5000)
     result["revoke_notice"] = page.locator(".notice.success").last.inner_text()
     result["close_code"] = actors.call(actors.closed, actor_id)
+    page.click("#nav a[data-route=audit]")
+    page.locator("#list-audit-table td", has_text="actor.revoke").first.wait_for()
+    result["audit"] = page.inner_text("#list-audit-table tbody")
 
-    # Suspend a realm: confirmation, the badge changes, registering is refused.
+
+def _suspend_flow(page: Any, actors: Actors, result: dict[str, Any]) -> None:
+    """A realm is suspended after confirmation; then the operator logs out."""
+    actor_id = actors.call(actors.register, DOOMED_REALM)
     page.click("#nav a[data-route=realms]")
     realm_row = page.locator(f'#list-realms-table tr[data-key="{DOOMED_REALM}"]')
     realm_row.get_by_role("button", name="Suspend doomed").click()
-    page.locator("dialog[open]").wait_for()
+    result["suspend_dialog"] = page.locator("dialog[open]").inner_text()
     page.click("#dialog-ok")
     realm_row.locator(".badge", has_text="Suspended").wait_for()
+    result["close_code"] = actors.call(actors.closed, actor_id)
     result["suspended_refused"] = actors.call(actors.register_refused, DOOMED_REALM)
-
-    # Both changes are in the audit log; then log out.
     page.click("#nav a[data-route=audit]")
     page.locator("#list-audit-table td", has_text="realm.suspend").first.wait_for()
     result["audit"] = page.inner_text("#list-audit-table tbody")
     page.click("#logout")
+    page.wait_for_selector("#token")
+    page.goto(page.url.split("#")[0] + "#/actors")
     page.wait_for_selector("#token")
     result["after_logout"] = page.url
 
@@ -218,8 +237,8 @@ def _steps(
 class AdminConsoleBrowserTests(TestCase):
     timeout = 120
 
-    async def test_operator_revokes_an_actor_and_suspends_a_realm(self) -> None:
-        """In Chromium an operator logs in, sees the chart, revokes an actor, suspends a realm."""
+    async def operate(self, flow: Any) -> dict[str, Any]:
+        """A daemon with two realms and an admin token; ``flow`` runs in Chromium."""
         require_browser(self)
         directory = Path(self.mktemp())
         add_realm(directory, REALM, "browser")
@@ -232,18 +251,30 @@ class AdminConsoleBrowserTests(TestCase):
         actors = Actors(self, int(root.listener("http").bound_port))
         url = f"http://127.0.0.1:{root.listener('admin').bound_port}/admin/"
         shots = directory / "screenshots"
-        result = await deferToThread(_operate, url, token, actors, shots)
-
+        result: dict[str, Any] = await deferToThread(
+            _operate, url, token, flow, actors, shots
+        )
         self.assertEqual(result["problems"], [])
         self.assertIn("default-src 'self'", result["csp"] or "")
         self.assertTrue(result["login_error"].strip())
         self.assertEqual(result["who"], "ops")
+        return result
+
+    async def test_revoke_an_actor_seen_on_the_actors_page(self) -> None:
+        """The chart draws a live client; revoking it closes its socket."""
+        result = await self.operate(_revoke_flow)
         self.assertGreater(result["line_pixels"], 20)
         self.assertIn(result["actor_id"], result["actor_row"])
         self.assertIn(result["actor_id"], result["revoke_dialog"])
         self.assertIn("1 socket(s) closed", result["revoke_notice"])
         self.assertIsNotNone(result["close_code"])
-        self.assertTrue(result["suspended_refused"])
         self.assertIn("actor.revoke", result["audit"])
+
+    async def test_suspend_a_realm_then_log_out(self) -> None:
+        """Suspending a realm disconnects its actor and refuses new ones."""
+        result = await self.operate(_suspend_flow)
+        self.assertIn("doomed", result["suspend_dialog"])
+        self.assertIsNotNone(result["close_code"])
+        self.assertTrue(result["suspended_refused"])
         self.assertIn("realm.suspend", result["audit"])
         self.assertTrue(result["after_logout"].endswith("#/login"))

@@ -5,9 +5,15 @@
 
 import { h, replace, fmtClock, fmtShort } from "./dom.js";
 
-const PAD = { top: 10, right: 12, bottom: 22, left: 52 };
+const PAD = { top: 10, right: 12, bottom: 22, left: 36 };
+const FONT = "11px system-ui, sans-serif";
 
-function niceStep(span, ticks) {
+function niceStep(span, ticks, binary) {
+  if (binary && span >= 1024) {
+    // Byte charts tick at round KiB/MiB/... so the labels stay short.
+    const scale = 1024 ** Math.floor(Math.log(span) / Math.log(1024));
+    return niceStep(span / scale, ticks, false) * scale;
+  }
   const raw = span / ticks;
   const power = 10 ** Math.floor(Math.log10(raw));
   for (const m of [1, 2, 2.5, 5, 10]) if (m * power >= raw) return m * power;
@@ -19,6 +25,7 @@ export class LineChart {
    * @param spec.title   heading above the chart
    * @param spec.series  [{key, label}] drawn in order with colours --c0, --c1, ...
    * @param spec.format  value formatter for ticks and the read-out (default fmtShort)
+   * @param spec.binary  ticks at powers of 1024 (byte rates)
    */
   constructor(spec) {
     this.spec = spec;
@@ -70,13 +77,19 @@ export class LineChart {
     const n = this.length();
     let max = 0;
     for (const s of this.spec.series) for (const v of this.data.series[s.key] || []) if (v > max) max = v;
-    const step = niceStep(max > 0 ? max : 1, 4);
+    const step = niceStep(max > 0 ? max : 1, 4, this.spec.binary);
     const top = Math.max(step, Math.ceil(max / step) * step);
-    const plotW = Math.max(1, width - PAD.left - PAD.right);
+    const ticks = [];
+    for (let v = 0; v <= top + step / 2; v += step) ticks.push(v);
+    // The plot starts right of the widest tick label.
+    const ctx = this.canvas.getContext("2d");
+    ctx.font = FONT;
+    const left = Math.max(PAD.left, 12 + Math.max(...ticks.map((v) => ctx.measureText(this.format(v)).width)));
+    const plotW = Math.max(1, width - left - PAD.right);
     const plotH = Math.max(1, height - PAD.top - PAD.bottom);
     return {
-      dpr, width, height, n, step, top, plotW, plotH,
-      x: (i) => PAD.left + (n <= 1 ? plotW : (i / (n - 1)) * plotW),
+      dpr, width, height, n, step, top, ticks, left, plotW, plotH,
+      x: (i) => left + (n <= 1 ? plotW : (i / (n - 1)) * plotW),
       y: (v) => PAD.top + plotH - (v / top) * plotH,
     };
   }
@@ -93,23 +106,23 @@ export class LineChart {
     const css = getComputedStyle(this.element);
     const ink = css.getPropertyValue("--chart-ink").trim() || "#6b7280";
     const grid = css.getPropertyValue("--chart-grid").trim() || "#e5e7eb";
-    ctx.font = "11px system-ui, sans-serif";
+    ctx.font = FONT;
     ctx.fillStyle = ink;
     ctx.strokeStyle = grid;
     ctx.lineWidth = 1;
     ctx.textAlign = "right";
     ctx.textBaseline = "middle";
-    for (let v = 0; v <= g.top + g.step / 2; v += g.step) {
+    for (const v of g.ticks) {
       const y = Math.round(g.y(v)) + 0.5;
       ctx.beginPath();
-      ctx.moveTo(PAD.left, y);
-      ctx.lineTo(PAD.left + g.plotW, y);
+      ctx.moveTo(g.left, y);
+      ctx.lineTo(g.left + g.plotW, y);
       ctx.stroke();
-      ctx.fillText(this.format(v), PAD.left - 6, y);
+      ctx.fillText(this.format(v), g.left - 6, y);
     }
     if (g.n === 0) {
       ctx.textAlign = "center";
-      ctx.fillText("No samples yet", PAD.left + g.plotW / 2, PAD.top + g.plotH / 2);
+      ctx.fillText("No samples yet", g.left + g.plotW / 2, PAD.top + g.plotH / 2);
       canvas.dataset.points = "0";
       return;
     }
@@ -132,14 +145,16 @@ export class LineChart {
   drawTimeAxis(ctx, g) {
     const { start, step } = this.data;
     const end = start + (g.n - 1) * step;
-    const labels = Math.max(2, Math.min(6, Math.floor(g.plotW / 90)));
     const withSeconds = end - start < 600;
+    const width = ctx.measureText(fmtClock(end, withSeconds)).width;
+    const labels = Math.max(2, Math.min(7, Math.floor(g.plotW / (width * 1.8))));
+    ctx.textAlign = "center";
     ctx.textBaseline = "top";
     for (let k = 0; k < labels; k += 1) {
       const i = Math.round((k / (labels - 1)) * (g.n - 1));
-      // The outer labels align to the plot's edges so they are never clipped.
-      ctx.textAlign = k === 0 ? "left" : k === labels - 1 ? "right" : "center";
-      ctx.fillText(fmtClock(start + i * step, withSeconds), g.x(i), PAD.top + g.plotH + 6);
+      // Centred under its sample, but kept inside the plot so it is never clipped.
+      const x = Math.min(Math.max(g.x(i), g.left + width / 2), g.left + g.plotW - width / 2);
+      ctx.fillText(fmtClock(start + i * step, withSeconds), x, PAD.top + g.plotH + 6);
     }
   }
 
@@ -175,7 +190,7 @@ export class LineChart {
     if (g.n === 0) return;
     const rect = this.canvas.getBoundingClientRect();
     const px = event.clientX - rect.left;
-    const i = Math.round(((px - PAD.left) / g.plotW) * (g.n - 1));
+    const i = Math.round(((px - g.left) / g.plotW) * (g.n - 1));
     if (i < 0 || i >= g.n) {
       this.hover = null;
       this.readout.hidden = true;

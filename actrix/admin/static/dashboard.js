@@ -31,7 +31,7 @@ const CHARTS = [
     { key: "connections", label: "Connections" }, { key: "actors", label: "Actors" }] },
   { key: "rooms", title: "Rooms and TURN allocations", series: [
     { key: "rooms", label: "Rooms" }, { key: "allocations", label: "Allocations" }] },
-  { key: "traffic", title: "Relayed traffic", format: byteRate, series: [
+  { key: "traffic", title: "Relayed traffic", format: byteRate, binary: true, series: [
     { key: "relayed_bytes_per_sec", label: "Bytes/s" }] },
   { key: "events", title: "Relays and auth failures per second", format: rate, series: [
     { key: "relays_per_sec", label: "Relays/s" }, { key: "auth_failures_per_sec", label: "Auth failures/s" }] },

@@ -72,10 +72,13 @@ class Ring:
         self._stamps = array("q", [-1]) * slots
         self._values = {name: array("d", [math.nan]) * slots for name in SERIES}
         self.newest = -1  # the newest step index written
+        self.oldest = -1  # the first step index ever written
 
     def put(self, index: int, values: Mapping[str, float]) -> None:
         slot = index % self.slots
         self._stamps[slot] = index
+        if self.oldest < 0:
+            self.oldest = index
         for name, column in self._values.items():
             column[slot] = values.get(name, math.nan)
         self.newest = max(self.newest, index)
@@ -85,7 +88,7 @@ class Ring:
         step = self.step
         if self.newest < 0:
             return {"resolution": self.label, "step": step, "start": None, "series": {}}
-        first = max(int(since) // step, self.newest - self.slots + 1)
+        first = max(int(since) // step, self.oldest, self.newest - self.slots + 1)
         first = min(first, self.newest + 1)
         indexes = range(first, self.newest + 1)
         series: dict[str, list[float | None]] = {}

@@ -102,6 +102,12 @@ class ListenerRoot(Resource):
         super().__init__()
         self.putChild(b"admin", admin)
 
+    def getChild(self, path: bytes, request: Request) -> Resource:
+        if path == b"":
+            return self
+        child: Resource = super().getChild(path, request)
+        return child
+
     def render(self, request: Request) -> bytes:
         redirect: bytes = Redirect(b"/admin/").render(request)
         return redirect

@@ -16,7 +16,7 @@ from actrix.cli.common import fail, print_json, run_txn, store_db
 
 
 def _db(args: argparse.Namespace, *, create: bool) -> Any:
-    return store_db(args, admin_store.STORE, create=create)
+    return store_db(args, admin_store.STORE, "admin", create=create)
 
 
 def cmd_admin_token_create(args: argparse.Namespace, out: TextIO) -> int:

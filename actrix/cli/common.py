@@ -47,11 +47,11 @@ def load_settings(args: argparse.Namespace) -> Settings:
 
 
 def realm_db(args: argparse.Namespace, *, create: bool) -> SqliteDb | PgDb:
-    return store_db(args, realms.STORE, create=create)
+    return store_db(args, realms.STORE, "realm", create=create)
 
 
 def store_db(
-    args: argparse.Namespace, spec: StoreSpec, *, create: bool
+    args: argparse.Namespace, spec: StoreSpec, what: str, *, create: bool
 ) -> SqliteDb | PgDb:
     """The configured database of one store, migrated (created if ``create``)."""
     settings = load_settings(args)
@@ -67,10 +67,7 @@ def store_db(
     path = settings.sqlite_path / spec.filename
     if not path.exists():
         if not create:
-            fail(
-                f"no {spec.schema} database at {path} (create one first or start "
-                "the daemon)"
-            )
+            fail(f"no {what} database at {path} (create one first or start the daemon)")
         try:
             ensure_directory(settings.sqlite_path)
         except StorageError as e:

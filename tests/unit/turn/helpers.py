@@ -105,6 +105,7 @@ class Harness:
         software: str = "actrix-test",
         drain_probe: Any = None,
         tcp_openers: Any = None,
+        account_traffic: bool = False,
     ) -> None:
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
@@ -129,6 +130,7 @@ class Harness:
             software=software,
             drain_probe=drain_probe,
             tcp_openers=tcp_openers,
+            account_traffic=account_traffic,
         )
         self.service.startService()
 

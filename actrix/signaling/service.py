@@ -194,6 +194,42 @@ class SignalingService(Service):
             d, self._all_closed = self._all_closed, None
             d.callback(None)
 
+    async def end_actor(self, key: ActorKey, code: int, reason: str, event: str) -> int:
+        """Revocation: close the actor's socket here, drop its entry, ActrDown.
+
+        The socket is unbound before it is closed, so its close does not mark
+        the actor offline for a reconnect window; the entry goes at once and
+        subscribers hear ``event``. An entry whose socket is on another node
+        is left to that node (its own change feed ends it). Returns how many
+        sockets were closed here (0 or 1).
+        """
+        session = self._sessions.bound(key)
+        if session is not None:
+            self._sessions.detach(session)
+            session.connection.close_session(code, reason)
+        entry = self.directory.cached(key)
+        if entry is None:
+            entry = await self.directory.lookup(key)
+        elsewhere = (
+            session is None
+            and entry is not None
+            and entry.online
+            and entry.node not in ("", self.directory.node_id)
+        )
+        if entry is not None and not elsewhere:
+            await self._registration.remove_actor(key, event)
+        return 0 if session is None else 1
+
+    async def end_realm(self, realm_id: int, code: int, reason: str, event: str) -> int:
+        """:meth:`end_actor` for every actor of ``realm_id`` bound here."""
+        keys = [
+            s.key for s in self._sessions if s.key is not None and s.key[0] == realm_id
+        ]
+        closed = 0
+        for key in keys:
+            closed += await self.end_actor(key, code, reason, event)
+        return closed
+
     async def _went_away(self, key: ActorKey) -> None:
         await self._presence_events.set_online(key, False, "disconnected")
         self._went_offline(key)

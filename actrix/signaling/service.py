@@ -221,13 +221,30 @@ class SignalingService(Service):
         return 0 if session is None else 1
 
     async def end_realm(self, realm_id: int, code: int, reason: str, event: str) -> int:
-        """:meth:`end_actor` for every actor of ``realm_id`` bound here."""
-        keys = [
-            s.key for s in self._sessions if s.key is not None and s.key[0] == realm_id
+        """Realm suspended: end every actor of ``realm_id`` bound here.
+
+        Every subscriber of the realm hears ActrDown(``event``) of every other
+        before the sockets close; the entries go at once. Returns how many
+        sockets were closed.
+        """
+        doomed = [
+            s for s in self._sessions if s.key is not None and s.key[0] == realm_id
         ]
+        for session in doomed:
+            if session.actor is not None and not session.closed:
+                await self._presence_events.notify(
+                    session.actor, up=False, reason=event
+                )
         closed = 0
-        for key in keys:
-            closed += await self.end_actor(key, code, reason, event)
+        for session in doomed:
+            key = session.key
+            if key is None or self._sessions.bound(key) is not session:
+                continue  # gone or replaced meanwhile
+            self._sessions.detach(session)
+            session.connection.close_session(code, reason)
+            closed += 1
+            await self.directory.remove(key)
+            await self.directory.forget_subscriptions(key)
         return closed
 
     async def _went_away(self, key: ActorKey) -> None:

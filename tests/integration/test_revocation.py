@@ -182,13 +182,11 @@ class RevocationDaemonCase(TestCase):
         self.assertEqual(len(self.turn.allocations), 0)
 
     def assert_in_time(self, timed: _Timed, start: float, *names: str) -> None:
-        import os
-        if os.environ.get("REVOKE_TIMING"):
-            print({n: round(t - start, 3) for n, t in timed.at.items()})
+        seen = {n: round(t - start, 3) for n, t in timed.at.items()}
         for name in names:
             self.assertIn(name, timed.at, f"{name} never happened")
             self.assertLessEqual(
-                timed.at[name] - start, DEADLINE, f"{name} took too long"
+                timed.at[name] - start, DEADLINE, f"{name} took too long: {seen}"
             )
 
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from actrix.core.directory import ActorDirectory
 
 
-@attrs.define
+@attrs.define(eq=False)
 class AdminMetrics:
     """``actrix_admin_*``: logins that failed, sessions open."""
 

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 import actrix
 
 PACKAGE = Path(actrix.__file__).parent
-SERVICES = ("signaling", "stun", "turn", "ks", "ais", "rooms")
+SERVICES = ("signaling", "stun", "turn", "ks", "ais", "rooms", "admin")
 
 
 def _imports(path: Path) -> set[str]:

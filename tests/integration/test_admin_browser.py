@@ -46,18 +46,21 @@ ip = "127.0.0.1"
 port = 0
 """
 
-# Pixels of the first series' colour (--c0) on a chart's canvas: a drawn line.
+# Pixels of the series' colours (--c0, --c1: the lines may overlap) on a chart.
 _LINE_PIXELS = """(figure) => {
   const canvas = figure.querySelector("canvas");
-  const hex = getComputedStyle(figure).getPropertyValue("--c0").trim();
-  const want = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const css = getComputedStyle(figure);
+  const colours = ["--c0", "--c1"].map((name) => {
+    const hex = css.getPropertyValue(name).trim();
+    return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  });
   const ctx = canvas.getContext("2d");
   const data = ctx.getImageData(0, 0, canvas.width, canvas.height).data;
   let count = 0;
   for (let i = 0; i < data.length; i += 4) {
-    const near = Math.abs(data[i] - want[0]) + Math.abs(data[i + 1] - want[1])
-      + Math.abs(data[i + 2] - want[2]);
-    if (data[i + 3] > 200 && near < 60) count += 1;
+    const near = colours.some((c) => Math.abs(data[i] - c[0])
+      + Math.abs(data[i + 1] - c[1]) + Math.abs(data[i + 2] - c[2]) < 60);
+    if (data[i + 3] > 200 && near) count += 1;
   }
   return count;
 }"""
@@ -185,7 +188,7 @@ def _revoke_flow(page: Any, actors: Actors, result: dict[str, Any]) -> None:
     )
     chart = page.wait_for_selector("figure[data-chart=presence]")
     page.wait_for_function(
-        "(f) => Number(f.querySelector('canvas').dataset.points) >= 2", arg=chart
+        "(f) => Number(f.querySelector('canvas').dataset.points) >= 12", arg=chart
     )
     result["line_pixels"] = page.evaluate(_LINE_PIXELS, chart)
 

@@ -1,50 +1,23 @@
 """The admin console in a real browser against a real daemon on loopback.
 
-An operator token is made with the ``actrix admin-token create`` CLI (a
-subprocess on the daemon's config file). Debian's Chromium, driven by
-Playwright in a worker thread, logs in (after one wrong token, whose error it
-must show in words), watches the dashboard chart draw, finds an actor that a
-real signaling client registered on the actors page, revokes it through the
-confirmation dialog and sees it gone while the client's WebSocket closes,
-suspends a realm (after which registering in it is refused), reads both
-actions in the audit log and logs out. The page runs under the daemon's
-``Content-Security-Policy``; any violation or script error fails the test. On
-failure a screenshot is saved under the test's temporary directory and its
-path is in the failure message.
+Debian's Chromium, driven by Playwright (harness: tests/admin_browser.py),
+logs in with a token made by the ``actrix admin-token`` CLI and works the
+console the way an operator does: watches the dashboard chart draw, finds an
+actor that a real signaling client registered and revokes it through the
+confirmation dialog while the client's WebSocket closes; suspends a realm
+(its actor is thrown out, new registrations are refused); creates, edits
+(meeting a concurrent edit, shown in words) and deletes a realm; adds and
+removes an ACL rule; kicks a real room peer and closes its room; terminates a
+real TURN allocation; reads the redacted config and reloads it; reads the
+audit log and logs out.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
-from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.threads import blockingCallFromThread, deferToThread
-from twisted.internet.utils import getProcessOutputAndValue
-from twisted.trial.unittest import TestCase
-
-from actrix.core.actrid import actr_id_repr
-from actrix.core.config import load_config
-from tests.browser import ARGS, CHROMIUM, require_browser
-from tests.daemon import add_realm, config_text, start_daemon, wait_healthy
-from tests.signaling_client import SignalingClient
-
-REALM = 301
-DOOMED_REALM = 302
-SIGNALING_AIS_KS = 25
-WAIT_MS = 15000
-ADMIN = """
-[admin]
-enabled = true
-
-[bind.admin]
-ip = "127.0.0.1"
-port = 0
-"""
+from tests.admin_browser import DOOMED_REALM, REALM, AdminBrowserCase, Operator
+from tests.daemon import SHARED_KEY
 
 # Pixels of the series' colours (--c0, --c1: the lines may overlap) on a chart.
 _LINE_PIXELS = """(figure) => {
@@ -66,121 +39,9 @@ _LINE_PIXELS = """(figure) => {
 }"""
 
 
-class BrowserFailure(AssertionError):
-    """A browser step failed; the message names the screenshot."""
-
-
-async def create_admin_token(config: Path) -> str:
-    """``actrix admin-token create --name ops --json`` as the operator runs it."""
-    cli = Path(sys.executable).with_name("actrix")
-    out, err, code = await getProcessOutputAndValue(
-        str(cli),
-        ["admin-token", "create", "--name", "ops", "--json", "-c", str(config)],
-        env=dict(os.environ),
-        reactor=reactor,
-    )
-    if code != 0:
-        raise AssertionError(f"admin-token create failed ({code}): {err!r}")
-    token: str = json.loads(out)["token"]
-    return token
-
-
-class Actors:
-    """The reactor side: real signaling clients the browser thread asks for."""
-
-    def __init__(self, test: TestCase, port: int) -> None:
-        self.test = test
-        self.port = port
-        self.clients: dict[str, SignalingClient] = {}
-
-    async def _connect(self) -> SignalingClient:
-        client = await SignalingClient.connect(reactor, self.port)
-        self.test.addCleanup(client.drop)
-        return client
-
-    async def register(self, realm_id: int) -> str:
-        """Register a camera in ``realm_id``; returns its actor id text."""
-        client = await self._connect()
-        response = await client.register(realm_id, name="camera")
-        if not response.HasField("success"):
-            raise AssertionError(f"register failed: {response}")
-        assert client.actr_id is not None
-        actor_id = actr_id_repr(client.actr_id)
-        self.clients[actor_id] = client
-        return actor_id
-
-    async def register_refused(self, realm_id: int) -> bool:
-        """Whether a new registration in ``realm_id`` is refused."""
-        client = await self._connect()
-        response = await client.register(realm_id, name="camera")
-        return not response.HasField("success")
-
-    async def closed(self, actor_id: str) -> int | None:
-        """Wait (5 s at most) until the actor's socket is closed; its close code."""
-        try:
-            return await self.clients[actor_id].wait_closed()
-        except (defer.TimeoutError, defer.CancelledError):
-            raise AssertionError(f"{actor_id}: its WebSocket is still open") from None
-
-    def call(self, method: Any, *args: Any) -> Any:
-        """From the browser thread: run a coroutine method on the reactor."""
-        threads: Any = reactor  # the global reactor provides IReactorFromThreads
-        return blockingCallFromThread(
-            threads, lambda: Deferred.fromCoroutine(method(*args))
-        )
-
-
-def _operate(
-    url: str, token: str, flow: Any, actors: Actors, shots: Path
-) -> dict[str, Any]:
-    """Runs in a worker thread: log in, then ``flow(page, actors, result)``."""
-    from playwright.sync_api import sync_playwright
-
-    result: dict[str, Any] = {"problems": []}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(WAIT_MS)
-        page.on("pageerror", lambda e: result["problems"].append(f"script: {e}"))
-        page.on(
-            "console",
-            lambda m: (
-                result["problems"].append(f"console: {m.text}")
-                if "Content Security Policy" in m.text
-                else None
-            ),
-        )
-        try:
-            _log_in(page, url, token, result)
-            flow(page, actors, result)
-        except BaseException as e:
-            shots.mkdir(parents=True, exist_ok=True)
-            shot = (shots / f"{flow.__name__.strip('_')}.png").resolve()
-            page.screenshot(path=str(shot), full_page=True)
-            sys.stderr.write(f"\nadmin console screenshot: {shot}\n")
-            raise BrowserFailure(f"{e}\nscreenshot: {shot}") from e
-        finally:
-            browser.close()
-    return result
-
-
-def _log_in(page: Any, url: str, token: str, result: dict[str, Any]) -> None:
-    """A wrong token first (its reason must show in words), then the right one."""
-    response = page.goto(url)
-    result["csp"] = response.headers.get("content-security-policy")
-    page.fill("#token", "not-a-token")
-    page.click("#login-submit")
-    page.wait_for_selector("#login-error:not([hidden])")
-    result["login_error"] = page.inner_text("#login-error")
-    page.fill("#token", token)
-    page.click("#login-submit")
-    page.wait_for_selector("[data-page=dashboard] figure[data-chart=presence]")
-    result["who"] = page.inner_text("#who-name")
-
-
-def _revoke_flow(page: Any, actors: Actors, result: dict[str, Any]) -> None:
+def _revoke_flow(page: Any, operator: Operator, result: dict[str, Any]) -> None:
     """A client registers, the chart draws it, the actor is found and revoked."""
-    actor_id = actors.call(actors.register, REALM)
+    actor_id = operator.call(operator.register, REALM)
     result["actor_id"] = actor_id
     page.wait_for_function(
         "() => Number(document.querySelector('[data-metric=connections]')"
@@ -210,23 +71,23 @@ def _revoke_flow(page: Any, actors: Actors, result: dict[str, Any]) -> None:
     page.click("#dialog-ok")
     row.wait_for(state="detached", timeout=5000)
     result["revoke_notice"] = page.locator(".notice.success").last.inner_text()
-    result["close_code"] = actors.call(actors.closed, actor_id)
+    result["close_code"] = operator.call(operator.closed, actor_id)
     page.click("#nav a[data-route=audit]")
     page.locator("#list-audit-table td", has_text="actor.revoke").first.wait_for()
     result["audit"] = page.inner_text("#list-audit-table tbody")
 
 
-def _suspend_flow(page: Any, actors: Actors, result: dict[str, Any]) -> None:
+def _suspend_flow(page: Any, operator: Operator, result: dict[str, Any]) -> None:
     """A realm is suspended after confirmation; then the operator logs out."""
-    actor_id = actors.call(actors.register, DOOMED_REALM)
+    actor_id = operator.call(operator.register, DOOMED_REALM)
     page.click("#nav a[data-route=realms]")
     realm_row = page.locator(f'#list-realms-table tr[data-key="{DOOMED_REALM}"]')
     realm_row.get_by_role("button", name="Suspend doomed").click()
     result["suspend_dialog"] = page.locator("dialog[open]").inner_text()
     page.click("#dialog-ok")
     realm_row.locator(".badge", has_text="Suspended").wait_for()
-    result["close_code"] = actors.call(actors.closed, actor_id)
-    result["suspended_refused"] = actors.call(actors.register_refused, DOOMED_REALM)
+    result["close_code"] = operator.call(operator.closed, actor_id)
+    result["suspended_refused"] = operator.call(operator.register_refused, DOOMED_REALM)
     page.click("#nav a[data-route=audit]")
     page.locator("#list-audit-table td", has_text="realm.suspend").first.wait_for()
     result["audit"] = page.inner_text("#list-audit-table tbody")
@@ -237,32 +98,84 @@ def _suspend_flow(page: Any, actors: Actors, result: dict[str, Any]) -> None:
     result["after_logout"] = page.url
 
 
-class AdminConsoleBrowserTests(TestCase):
-    timeout = 120
+def _manage_flow(page: Any, operator: Operator, result: dict[str, Any]) -> None:
+    """Realms, ACL, rooms, TURN and node pages, each with a real effect."""
+    # A realm: create, edit after someone else did (409 in words), delete.
+    page.click("#nav a[data-route=realms]")
+    page.click("#realm-new")
+    page.fill("#f-name", "lab")
+    page.fill("#f-id", "303")
+    page.click("#dialog-ok")
+    lab = page.locator('#list-realms-table tr[data-key="303"]')
+    lab.wait_for()
+    lab.get_by_role("button", name="Edit lab").click()
+    operator.call(operator.rename_realm, 303, "lab-by-curl")
+    page.fill("#f-name", "lab-2")
+    page.click("#dialog-ok")
+    result["conflict"] = page.locator("dialog[open] .dialog-error").inner_text()
+    page.click("#dialog-cancel")
+    page.get_by_role("button", name="Refresh").click()
+    lab.get_by_role("button", name="Edit lab-by-curl").click()
+    page.fill("#f-name", "lab-2")
+    page.click("#dialog-ok")
+    lab.locator("td", has_text="lab-2").wait_for()
+    lab.get_by_role("button", name="Delete lab-2").click()
+    page.click("#dialog-ok")
+    lab.wait_for(state="detached")
+    result["realm_after_delete"] = operator.call(operator.api, "GET", "realms/303")
 
-    async def operate(self, flow: Any) -> dict[str, Any]:
-        """A daemon with two realms and an admin token; ``flow`` runs in Chromium."""
-        require_browser(self)
-        directory = Path(self.mktemp())
-        add_realm(directory, REALM, "browser")
-        add_realm(directory, DOOMED_REALM, "doomed")
-        config = directory / "actrix.toml"
-        config.write_text(config_text(directory, SIGNALING_AIS_KS, ADMIN))
-        token = await create_admin_token(config)
-        root = start_daemon(self, load_config(config))
-        await wait_healthy(self, root)
-        actors = Actors(self, int(root.listener("http").bound_port))
-        url = f"http://127.0.0.1:{root.listener('admin').bound_port}/admin/"
-        shots = directory / "screenshots"
-        result: dict[str, Any] = await deferToThread(
-            _operate, url, token, flow, actors, shots
-        )
-        self.assertEqual(result["problems"], [])
-        self.assertIn("default-src 'self'", result["csp"] or "")
-        self.assertTrue(result["login_error"].strip())
-        self.assertEqual(result["who"], "ops")
-        return result
+    # An ACL rule: add in the dialog, see it, remove it.
+    page.click("#nav a[data-route=acl]")
+    page.click("#acl-new")
+    page.select_option("#f-realm_id", str(REALM))
+    page.fill("#f-from_type", "acme:camera")
+    page.fill("#f-to_type", "acme:hub")
+    page.select_option("#f-permission", "deny")
+    page.click("#dialog-ok")
+    rule = page.locator("#list-acl-table tbody tr", has_text="acme:hub")
+    rule.wait_for()
+    result["rule"] = rule.inner_text()
+    rule.get_by_role("button").click()
+    page.click("#dialog-ok")
+    rule.wait_for(state="detached")
 
+    # A room with two real peers: kick one, then close the room.
+    alice = operator.call(operator.join_room, "standup", "alice")
+    bob = operator.call(operator.join_room, "standup", "bob")
+    page.click("#nav a[data-route=rooms]")
+    page.locator("#list-rooms-table a", has_text="standup").click()
+    member = page.locator(f'#members tr[data-key="{bob}"]')
+    member.get_by_role("button", name=f"Kick {bob}").click()
+    page.click("#dialog-ok")
+    member.wait_for(state="detached")
+    result["kicked_code"] = operator.call(operator.peer_closed, bob)
+    page.click("#room-close")
+    page.click("#dialog-ok")
+    page.wait_for_url("**#/rooms")
+    page.locator("#list-rooms-table tr.empty").wait_for()
+    result["closed_code"] = operator.call(operator.peer_closed, alice)
+
+    # A TURN allocation: listed with its counters, terminated.
+    client = operator.call(operator.allocate)
+    page.click("#nav a[data-route=turn]")
+    row = page.locator("#list-turn-allocations-table tbody tr", has_text=client)
+    row.wait_for()
+    result["allocation"] = row.inner_text()
+    row.get_by_role("button", name="Terminate allocation of alice").click()
+    page.click("#dialog-ok")
+    row.wait_for(state="detached")
+    result["allocations_after"] = operator.call(operator.api, "GET", "turn/allocations")
+
+    # The node: config with secrets redacted, a reload.
+    page.click("#nav a[data-route=node]")
+    page.locator("#config td", has_text="actrix_shared_key").wait_for()
+    result["config"] = page.inner_text("#config")
+    page.click("#node-reload")
+    page.click("#dialog-ok")
+    result["reload"] = page.locator(".notice", has_text="reloaded").last.inner_text()
+
+
+class AdminConsoleBrowserTests(AdminBrowserCase):
     async def test_revoke_an_actor_seen_on_the_actors_page(self) -> None:
         """The chart draws a live client; revoking it closes its socket."""
         result = await self.operate(_revoke_flow)
@@ -281,3 +194,17 @@ class AdminConsoleBrowserTests(TestCase):
         self.assertTrue(result["suspended_refused"])
         self.assertIn("realm.suspend", result["audit"])
         self.assertTrue(result["after_logout"].endswith("#/login"))
+
+    async def test_manage_realms_acl_rooms_turn_and_node(self) -> None:
+        """Every change made in the console takes effect on the daemon."""
+        result = await self.operate(_manage_flow)
+        self.assertIn("changed", result["conflict"].lower())
+        self.assertEqual(result["realm_after_delete"]["error"], "not_found")
+        self.assertIn("deny", result["rule"])
+        self.assertIsNotNone(result["kicked_code"])
+        self.assertIsNotNone(result["closed_code"])
+        self.assertIn("alice", result["allocation"])
+        self.assertEqual(result["allocations_after"]["total"], 0)
+        self.assertIn("<redacted>", result["config"])
+        self.assertNotIn(SHARED_KEY, result["config"])
+        self.assertIn("reloaded", result["reload"])

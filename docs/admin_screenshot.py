@@ -62,6 +62,7 @@ OVERRIDE_TURN = """
 [turn]
 allocation_rate_per_ip = 1000.0
 allocation_burst_per_ip = 1000
+max_allocations_per_user = 1000
 """
 
 

@@ -91,7 +91,8 @@ function renderDetail(view, id) {
             : null));
     } catch (err) {
       if (gone) return;
-      replace(body, h("p", { class: "error", role: "alert" }, err.message));
+      const text = err.status === 404 ? "This actor is not registered (any more)." : err.message;
+      replace(body, h("p", { class: err.status === 404 ? "muted" : "error", role: "alert" }, text));
     }
   }
   load();

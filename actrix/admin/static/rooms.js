@@ -93,7 +93,8 @@ function memberTable(room, reload) {
 function renderDetail(view, id) {
   const head = h("div");
   const body = h("div", { class: "card" }, h("p", { class: "muted" }, "Loading…"));
-  view.append(backLink(link("rooms"), "All rooms"), head, body);
+  const page = h("div", {}, head, body);
+  view.append(backLink(link("rooms"), "All rooms"), page);
   let gone = false;
   let timer = null;
   async function load() {
@@ -120,7 +121,7 @@ function renderDetail(view, id) {
   }
   load();
   timer = setInterval(() => {
-    if (!busy(body)) load();
+    if (!busy(page)) load();
   }, DETAIL_REFRESH_MS);
   return () => {
     gone = true;

@@ -669,8 +669,7 @@ def _build_directory(
 
 def _build_admin(wiring: Wiring) -> None:
     """The admin API and console (``[admin]``): on ``bind.admin`` and/or the site."""
-    from actrix.admin.service import build_admin
-    from actrix.admin.static import ListenerRoot
+    from actrix.admin.service import admin_listener, build_admin
 
     settings, reactor = wiring.settings, wiring.reactor
     if not settings.admin.enabled:
@@ -695,26 +694,11 @@ def _build_admin(wiring: Wiring) -> None:
     if settings.admin.on_main_site:
         wiring.site.mount("admin", parts.root)
     bind = settings.admin_bind
-    if bind is None:
-        return
-    tls = None
-    if bind.cert is not None and bind.key is not None:
-        tls = ServerTLS(bind.cert, bind.key)
-        wiring.root.reload_hooks.append(tls.reload)
-    limits = SiteLimits(
-        request_timeout=bind.request_timeout, idle_timeout=bind.idle_timeout
-    )
-    site = build_site(ListenerRoot(parts.root), reactor, limits, wiring.throttle)
-    listener = TCPListener(
-        reactor,
-        bind.ip,
-        bind.port,
-        site,
-        tls=tls,
-        max_per_ip=bind.max_connections_per_ip,
-    )
-    listener.setName("admin")
-    wiring.root.add_listener(listener)
+    if bind is not None:
+        listener = admin_listener(bind, parts.root, reactor, wiring.throttle)
+        if listener.tls is not None:
+            wiring.root.reload_hooks.append(listener.tls.reload)
+        wiring.root.add_listener(listener)
 
 
 def _add_http_listener(wiring: Wiring) -> None:

@@ -127,9 +127,16 @@ class Server:
 class Actrix(Server):
     name = "actrix"
 
-    def __init__(self, port: int, workdir: Path, ports: tuple[int, int]) -> None:
+    def __init__(
+        self, port: int, workdir: Path, ports: tuple[int, int], extra: str = ""
+    ) -> None:
         super().__init__(port, workdir)
         self.ports = ports
+        self.extra = extra  # TOML appended (--admin-pair: the admin API on)
+        if extra:
+            self.name = "admin"
+            self.workdir = workdir / "admin"
+            self.workdir.mkdir()
 
     def start(self) -> None:
         config = self.workdir / "actrix.toml"
@@ -160,7 +167,7 @@ request_rate_per_ip = 10000
 {USER} = "{PASSWORD}"
 [observability]
 filter_level = "info"
-"""
+{self.extra}"""
         )
         twistd = Path(sys.executable).parent / "twistd"
         self.proc = subprocess.Popen(
@@ -828,6 +835,12 @@ def run_all(servers: list[Server], args: argparse.Namespace) -> list[dict[str, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pair", action="store_true", help="also run coturn")
+    parser.add_argument(
+        "--admin-pair",
+        action="store_true",
+        help="compare with a second actrix whose admin API is on (per-allocation"
+        " traffic counting); reported as admin_* and ratio_* (plain / admin)",
+    )
     parser.add_argument("--seconds", type=float, default=4.0, help="per phase run")
     parser.add_argument("--count", type=int, default=500_000, help="per phase run")
     parser.add_argument(
@@ -845,12 +858,16 @@ def main() -> None:
     servers: list[Server] = [Actrix(24781, workdir, (30000, 44999))]
     if args.pair:
         servers.append(Coturn(24782, workdir, (45000, 59999)))
+    elif args.admin_pair:
+        extra = "[admin]\nenabled = true\n[bind.admin]\nport = 0\n"
+        servers.append(Actrix(24782, workdir, (45000, 59999), extra))
+        args.pair = True
     results = run_all(servers, args)
     ours = results[0]
     theirs = results[1] if args.pair else {}
+    other = servers[1].name if len(servers) > 1 else ""
     print(
-        f"{'metric':<24}{'actrix':>14}"
-        + (f"{'coturn':>14}{'ratio':>9}" if theirs else "")
+        f"{'metric':<24}{'actrix':>14}" + (f"{other:>14}{'ratio':>9}" if theirs else "")
     )
     result = []
     for key in ours:
@@ -859,7 +876,7 @@ def main() -> None:
         if key in theirs:
             ratio = ours[key] / theirs[key] if theirs[key] else 0.0
             line += f"{theirs[key]:>14.2f}{ratio:>9.2f}"
-            result.append(f"coturn_{key}={theirs[key]:.2f}")
+            result.append(f"{other}_{key}={theirs[key]:.2f}")
             result.append(f"ratio_{key}={ratio:.2f}")
         print(line)
     print("RESULT " + " ".join(result))

@@ -417,9 +417,7 @@ class AdminApi:
         return self._serve(request, self._acl_remove, rule, write=True)
 
     async def _acl_remove(self, request: Request, caller: Caller, rule: str) -> None:
-        rule_id = realm_routes.realm_id_of(rule) if rule.isdigit() else -1
-        if rule_id < 0:
-            raise ApiError("bad_request", f"rule id {rule!r} is not an integer")
+        rule_id = realm_routes.realm_id_of(rule, "rule id")
         removed = await realm_routes.remove_acl(self.ctx, rule_id)
         await self._audit(caller, "acl.remove", str(rule_id), **_without_id(removed))
 

@@ -15,12 +15,10 @@ from twisted.web.server import Request
 
 from actrix.admin.context import AdminContext
 from actrix.admin.lists import ApiError, Page, arg, int_arg
+from actrix.admin.realm_routes import MAX_REALM_ID, list_realms_txn
 from actrix.core.actrid import ActrIdError, actr_id_repr, parse_actr_id
 from actrix.core.directory import ActorEntry
 from actrix.proto import actr_pb2
-
-MAX_REALM_ID = 2**32 - 1
-
 
 # ---------------------------------------------------------------------------
 # Actors
@@ -49,8 +47,6 @@ def actor_json(entry: ActorEntry) -> dict[str, Any]:
 async def _realm_ids(ctx: AdminContext, realm_id: int | None) -> list[int]:
     if realm_id is not None:
         return [realm_id]
-    from actrix.admin.realm_routes import list_realms_txn
-
     rows = await ctx.realm_db.run(list_realms_txn)
     return [r["id"] for r in rows]
 

@@ -7,7 +7,7 @@ protocol here structurally. ``None`` for a service that does not run here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -117,6 +117,3 @@ class TurnControl(Protocol):
     def terminate(self, allocation: Any) -> None:
         """Delete an allocation now (relay socket closed, port released)."""
         ...
-
-
-OnlineCount = Callable[[], int]

@@ -28,6 +28,7 @@ from actrix.admin.lists import (
 )
 from actrix.core import realms
 from actrix.core.actrid import ActrIdError, parse_actr_type
+from actrix.core.http import parse_decimal
 
 MAX_REALM_ID = 2**32 - 1
 
@@ -130,12 +131,11 @@ def _decorate(ctx: AdminContext, realm: dict[str, Any]) -> dict[str, Any]:
     return {**realm, "actors_online": online.get(realm["id"], 0), "rooms": rooms}
 
 
-def realm_id_of(text: str) -> int:
-    from actrix.core.http import parse_decimal
-
+def realm_id_of(text: str, what: str = "realm id") -> int:
+    """A numeric id from the URL path (``what`` names it in the 400)."""
     value = parse_decimal(text, MAX_REALM_ID)
     if value is None:
-        raise ApiError("bad_request", f"realm id {text!r} is not an integer")
+        raise ApiError("bad_request", f"{what} {text!r} is not an integer")
     return value
 
 

@@ -20,15 +20,18 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from actrix.admin.api import AdminApi
+from actrix.admin.console import STATIC_DIR, AdminRoot, ListenerRoot
 from actrix.admin.context import AdminContext, AdminMetrics
 from actrix.admin.ports import Revoker
 from actrix.admin.series import SeriesSampler, read_collectors
 from actrix.admin.sessions import LoginLimiter, Sessions
-from actrix.admin.static import STATIC_DIR, AdminRoot
 from actrix.admin.store import STORE, AdminStore
-from actrix.core.http import KleinGuard
-from actrix.core.settings import Settings
+from actrix.core.http import KleinGuard, SiteLimits, build_site
+from actrix.core.listen import TCPListener
+from actrix.core.logthrottle import LogThrottle
+from actrix.core.settings import AdminBind, Settings
 from actrix.core.storage import Database, StorageUnavailable, open_store
+from actrix.core.tls import ServerTLS
 
 log = Logger()
 
@@ -74,6 +77,29 @@ class AdminService(Service):
             return
         if removed:
             log.info("admin audit log: {n} old entries removed", n=removed)
+
+
+def admin_listener(
+    bind: AdminBind, root: AdminRoot, reactor: Any, throttle: LogThrottle
+) -> TCPListener:
+    """The ``bind.admin`` listener (named ``admin``): its own site, TLS if set."""
+    tls = None
+    if bind.cert is not None and bind.key is not None:
+        tls = ServerTLS(bind.cert, bind.key)
+    limits = SiteLimits(
+        request_timeout=bind.request_timeout, idle_timeout=bind.idle_timeout
+    )
+    site = build_site(ListenerRoot(root), reactor, limits, throttle)
+    listener = TCPListener(
+        reactor,
+        bind.ip,
+        bind.port,
+        site,
+        tls=tls,
+        max_per_ip=bind.max_connections_per_ip,
+    )
+    listener.setName("admin")
+    return listener
 
 
 @attrs.frozen
@@ -135,6 +161,7 @@ def build_admin(
     if store.active_token_count_sync() == 0:
         log.warn(
             "admin console enabled but no admin token exists; create one with: "
-            "actrix admin-token create --name <you> -c <this config>"
+            "actrix admin-token create --name <you> -c {config}",
+            config=str(settings.source or "<this config>"),
         )
     return AdminParts(root, AdminService(context), database, api, context)

@@ -73,6 +73,9 @@ def runtime_problems(settings: Settings) -> list[str]:
     ice = settings.bind.ice
     if ice.tls_port is not None and ice.cert is not None and ice.key is not None:
         pairs.append(("bind.ice", ice.cert, ice.key))
+    admin = settings.admin_bind
+    if admin is not None and admin.cert is not None and admin.key is not None:
+        pairs.append(("bind.admin", admin.cert, admin.key))
     for key, cert, private in pairs:
         try:
             build_context(cert, private)
@@ -107,6 +110,8 @@ def runtime_problems(settings: Settings) -> list[str]:
         binds.append(("bind.ice", ice.ip, ice.port, socket.SOCK_DGRAM))
         if ice.tcp:
             binds.append(("bind.ice", ice.ip, ice.port, socket.SOCK_STREAM))
+    if admin is not None:
+        binds.append(("bind.admin", admin.ip, admin.port, socket.SOCK_STREAM))
     for key, ip, port, kind in binds:
         if port == 0:
             continue

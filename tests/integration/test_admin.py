@@ -13,6 +13,7 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList
 from twisted.internet.task import deferLater
+from twisted.internet.testing import EventLoggingObserver
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
@@ -158,9 +159,7 @@ class InProcessAdminTests(TestCase):
 
     async def test_main_site_hint_series_and_metrics(self) -> None:
         """on_main_site serves the API on the site; the startup hint and series work."""
-        events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
         settings = make_settings(
             Path(self.mktemp()),
             extra="\n[admin]\nenabled = true\non_main_site = true\n"

@@ -9,7 +9,7 @@ import treq
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 
-from actrix.admin.static import AdminRoot, ListenerRoot
+from actrix.admin.console import AdminRoot, ListenerRoot
 from tests.daemon import http_client
 
 

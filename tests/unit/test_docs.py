@@ -59,3 +59,25 @@ class DocsTests(SynchronousTestCase):
         for key in ("tcp_proxy_protocol", "tls_proxy_protocol", "proxy_trusted"):
             self.assertIn(f"bind.ice.{key}", self.readme)
             self.assertIn(f"# {key} = ", self.example)
+
+    def test_admin_keys_documented(self) -> None:
+        """Every [admin] and [bind.admin] key is in the example config; the README
+        has the admin section with its curl examples."""
+        for key in (
+            "enabled",
+            "on_main_site",
+            "session_ttl",
+            "max_sessions",
+            "login_max_failures",
+            "login_window",
+            "audit_retention_days",
+            "audit_max_rows",
+        ):
+            self.assertIn(f"# {key} = ", self.example)
+            if key not in ("enabled", "max_sessions"):
+                self.assertIn(f"admin.{key}", self.readme)
+        self.assertIn("# [bind.admin]", self.example)
+        self.assertIn("## Admin console and control API", self.readme)
+        self.assertIn('curl -s -H "Authorization: Bearer $TOKEN"', self.readme)
+        self.assertIn("/realms/1/suspend", self.readme)
+        self.assertIn("actrix admin-token create --name", self.readme)

@@ -19,10 +19,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.admin import store as admin_store
 from actrix.admin.api import AdminApi
+from actrix.admin.console import AdminRoot, ListenerRoot
 from actrix.admin.context import AdminContext
 from actrix.admin.series import SeriesSampler
 from actrix.admin.sessions import LoginLimiter, Sessions
-from actrix.admin.static import AdminRoot, ListenerRoot
 from actrix.core import realms
 from actrix.core.directory import ActorEntry
 from actrix.core.http import KleinGuard

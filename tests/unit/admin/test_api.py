@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import quote
 
 from actrix.core.actrid import actr_id_repr
+from actrix.core.settings import Settings
 from tests.unit.admin.harness import ApiCase, actor_entry
 from tests.unit.turn.helpers import PEER, error_code
 
@@ -446,3 +448,44 @@ class ConcurrencyTests(ApiCase):
         for response in responses:
             self.successResultOf(treq.content(response))
         self.assertEqual(self.cache.realm(1).name, "left")  # type: ignore[union-attr]
+
+
+class ReloadTests(ApiCase):
+    def settings(self) -> Settings:
+        from actrix.core.config import load_config
+        from tests.daemon import config_text
+
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        self.config_file = directory / "actrix.toml"
+        self.config_file.write_text(
+            config_text(directory / "db") + "\n[admin]\nenabled = true\n"
+        )
+        return load_config(self.config_file)
+
+    def test_reload_reports_applied_and_restart_keys(self) -> None:
+        """A changed log level is applied; a changed port needs a restart."""
+        text = self.config_file.read_text()
+        self.config_file.write_text(
+            text.replace(
+                "[bind.ice]\n",
+                "[observability]\nfilter_level = 'debug'\n\n[bind.ice]\n",
+            ).replace('name = "actrix-test"', 'name = "renamed"')
+        )
+        status, body, _ = self.call("POST", "/node/reload", token=self.rw)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["applied"], ["observability.filter_level"])
+        self.assertEqual(body["restart_needed"], ["name"])
+        self.assertEqual(self.reloads, [1])
+        _, audit, _ = self.call("GET", "/audit?action=node.reload", token=self.ro)
+        self.assertEqual(audit["total"], 1)
+
+    def test_invalid_file_applies_nothing(self) -> None:
+        """An invalid config file answers 400 with the problem; no hook runs."""
+        self.config_file.write_text(
+            self.config_file.read_text().replace("enable = 31", "enable = 99")
+        )
+        status, body, _ = self.call("POST", "/node/reload", token=self.rw)
+        self.assertEqual((status, body["error"]), (400, "bad_request"))
+        self.assertIn("enable: must be <= 63", body["message"])
+        self.assertEqual(self.reloads, [])

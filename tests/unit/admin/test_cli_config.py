@@ -165,3 +165,26 @@ class AdminConfigTests(SynchronousTestCase):
         with self.assertRaises(ConfigError) as caught:
             parse_config(data)
         self.assertIn("admin.on_main_site", caught.exception.problems[0])
+
+
+class CheckRuntimeAdminTests(SynchronousTestCase):
+    def test_taken_admin_port(self) -> None:
+        """check --runtime reports a taken bind.admin port by key."""
+        import socket
+
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        self.addCleanup(blocker.close)
+        taken = blocker.getsockname()[1]
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir()
+        config = directory / "c.toml"
+        config.write_text(
+            config_text(directory / "db")
+            + f"\n[admin]\nenabled = true\n[bind.admin]\nport = {taken}\n"
+        )
+        out, err = io.StringIO(), io.StringIO()
+        code = run(["check", "--runtime", "-c", str(config)], out, err)
+        self.assertEqual(code, 1)
+        self.assertIn(f"bind.admin: cannot listen on 127.0.0.1:{taken}", out.getvalue())

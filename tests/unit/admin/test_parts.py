@@ -16,10 +16,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 
 from actrix.admin import sessions as sessions_module
+from actrix.admin.console import AdminRoot, ListenerRoot
 from actrix.admin.redact import REDACTED, changed_keys, redacted_config
 from actrix.admin.series import MINUTE_SLOTS, SECOND_SLOTS, SeriesSampler
 from actrix.admin.sessions import LoginLimiter, Sessions
-from actrix.admin.static import AdminRoot, ListenerRoot
 from actrix.core.config import parse_config
 from tests.daemon import config_text
 

@@ -26,6 +26,7 @@ export class LineChart {
    * @param spec.series  [{key, label}] drawn in order with colours --c0, --c1, ...
    * @param spec.format  value formatter for ticks and the read-out (default fmtShort)
    * @param spec.binary  ticks at powers of 1024 (byte rates)
+   * @param spec.integer ticks at whole numbers at least (counts)
    */
   constructor(spec) {
     this.spec = spec;
@@ -77,7 +78,8 @@ export class LineChart {
     const n = this.length();
     let max = 0;
     for (const s of this.spec.series) for (const v of this.data.series[s.key] || []) if (v > max) max = v;
-    const step = niceStep(max > 0 ? max : 1, 4, this.spec.binary);
+    let step = niceStep(max > 0 ? max : 1, 4, this.spec.binary);
+    if (this.spec.integer) step = Math.max(1, step); // counts: no 0.25 ticks
     const top = Math.max(step, Math.ceil(max / step) * step);
     const ticks = [];
     for (let v = 0; v <= top + step / 2; v += step) ticks.push(v);
@@ -147,11 +149,12 @@ export class LineChart {
     const end = start + (g.n - 1) * step;
     const withSeconds = end - start < 600;
     const width = ctx.measureText(fmtClock(end, withSeconds)).width;
-    const labels = Math.max(2, Math.min(7, Math.floor(g.plotW / (width * 1.8))));
+    const fit = Math.max(2, Math.min(7, Math.floor(g.plotW / (width * 1.8))));
+    const labels = g.n < 2 ? 1 : fit;
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     for (let k = 0; k < labels; k += 1) {
-      const i = Math.round((k / (labels - 1)) * (g.n - 1));
+      const i = labels === 1 ? g.n - 1 : Math.round((k / (labels - 1)) * (g.n - 1));
       // Centred under its sample, but kept inside the plot so it is never clipped.
       const x = Math.min(Math.max(g.x(i), g.left + width / 2), g.left + g.plotW - width / 2);
       ctx.fillText(fmtClock(start + i * step, withSeconds), x, PAD.top + g.plotH + 6);

@@ -27,11 +27,11 @@ const TILES = [
 ];
 
 const CHARTS = [
-  { key: "presence", title: "Connections and actors", series: [
+  { key: "presence", title: "Connections and actors", integer: true, series: [
     { key: "connections", label: "Connections" }, { key: "actors", label: "Actors" }] },
-  { key: "rooms", title: "Rooms and TURN allocations", series: [
+  { key: "rooms", title: "Rooms and TURN allocations", integer: true, series: [
     { key: "rooms", label: "Rooms" }, { key: "allocations", label: "Allocations" }] },
-  { key: "traffic", title: "Relayed traffic", format: byteRate, binary: true, series: [
+  { key: "traffic", title: "Relayed traffic", format: byteRate, binary: true, integer: true, series: [
     { key: "relayed_bytes_per_sec", label: "Bytes/s" }] },
   { key: "events", title: "Relays and auth failures per second", format: rate, series: [
     { key: "relays_per_sec", label: "Relays/s" }, { key: "auth_failures_per_sec", label: "Auth failures/s" }] },

@@ -158,6 +158,7 @@ def _build(settings: Settings, reactor: Any) -> ActrixService:
         "metrics", MetricsResource(wiring.metrics, settings.observability.metrics)
     )
     _add_http_listener(wiring)
+    _build_discovery(wiring)
     return root
 
 
@@ -678,6 +679,32 @@ def _add_http_listener(wiring: Wiring) -> None:
     )
     listener.setName("http")
     wiring.root.add_listener(listener)
+
+
+def _build_discovery(wiring: Wiring) -> None:
+    """``[discovery] mdns``: announce the bound endpoints on the LAN (DNS-SD).
+
+    Added last to the listeners, so it starts once every port is bound and
+    stops (withdrawing the announcements) first.
+    """
+    settings, root = wiring.settings, wiring.root
+    if not settings.discovery.mdns:
+        return
+    from actrix.core.discovery import MdnsAdvertiser, plan_advertisements
+
+    def port_of(name: str) -> int | None:
+        try:
+            return int(root.listener(name).bound_port)
+        except KeyError:
+            return None
+
+    root.add_listener(
+        MdnsAdvertiser(
+            settings.discovery,
+            settings.name,
+            lambda: plan_advertisements(settings, port_of),
+        )
+    )
 
 
 def makeService(options: Options) -> IService:

@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import attrs
 
+from actrix.core.discovery import read_discovery
 from actrix.core.redis_config import read_redis
 from actrix.core.services_config import read_services
 from actrix.core.settings import (
@@ -37,6 +38,7 @@ from actrix.core.settings import (
     Bind,
     ConfigError,
     ConnectionRateLimit,
+    DiscoveryConfig,
     HttpBind,
     HttpsBind,
     IceBind,
@@ -481,6 +483,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Setting
         services=read_table(top, "services", read_services) or Services(),
         storage=read_table(top, "storage", read_storage) or StorageConfig(),
         redis=read_table(top, "redis", read_redis),
+        discovery=read_table(top, "discovery", read_discovery) or DiscoveryConfig(),
         user=top.opt_string("user"),
         group=top.opt_string("group"),
         pid=top.opt_string("pid"),

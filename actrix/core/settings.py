@@ -385,6 +385,15 @@ class Services:
 
 
 @attrs.frozen
+class DiscoveryConfig:
+    """``[discovery]``: LAN announcements (see :mod:`actrix.core.discovery`)."""
+
+    mdns: bool = False
+    instance: str | None = None  # default: the config's ``name``
+    interfaces: tuple[str, ...] = ()  # addresses to announce on; () = all
+
+
+@attrs.frozen
 class Settings:
     """The whole validated configuration of one daemon."""
 
@@ -400,6 +409,7 @@ class Settings:
     services: Services = Services()
     storage: StorageConfig = StorageConfig()
     redis: RedisConfig | None = None
+    discovery: DiscoveryConfig = DiscoveryConfig()
     user: str | None = None
     group: str | None = None
     pid: str | None = None

@@ -17,7 +17,6 @@ from actrix.core.revocations import (
     RevokingValidator,
     add_revocation_txn,
     clean_reason,
-    key_of_label,
     list_revocations_txn,
     purge_revocations_txn,
 )
@@ -186,13 +185,6 @@ class GuardTests(SynchronousTestCase):
 
 
 class HelperTests(SynchronousTestCase):
-    def test_key_of_label(self) -> None:
-        """``serial@realm/type`` gives (realm, serial); anything else None."""
-        self.assertEqual(key_of_label("ff@7/acme:svc"), (7, 255))
-        self.assertEqual(key_of_label(f"{U64_MAX:x}@1/a:b:1"), (1, U64_MAX))
-        for bad in ("", "ff", "ff@7", "zz@7/a:b", "ff@x/a:b", "@7/a:b"):
-            self.assertIsNone(key_of_label(bad), bad)
-
     def test_clean_reason_is_one_bounded_line(self) -> None:
         """Whitespace runs fold to one space; the text is cut at MAX_REASON."""
         self.assertEqual(clean_reason("  a\n\tb  "), "a b")

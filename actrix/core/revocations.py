@@ -147,6 +147,7 @@ class RevocationList:
         self._listeners: list[NewRevocations] = []
         self._loading: Deferred[None] | None = None
         self._again = False
+        self._writes = 0  # revocations added here; a reload racing one re-reads
 
     def __len__(self) -> int:
         return len(self._revoked)
@@ -155,10 +156,8 @@ class RevocationList:
         """Whether the actor ``(realm, serial)`` is revoked (one dict lookup)."""
         return key in self._revoked
 
-    def get(self, key: ActorKey) -> Revocation | None:
-        return self._revoked.get(key)
-
     def all(self) -> list[Revocation]:
+        """The revocations in force (for listings)."""
         return list(self._revoked.values())
 
     def on_new(self, listener: NewRevocations) -> None:
@@ -179,6 +178,7 @@ class RevocationList:
     def add(self, revocation: Revocation) -> bool:
         """Known here at once (the writer's own process); False if known before."""
         known = revocation.key in self._revoked
+        self._writes += 1
         self._revoked[revocation.key] = revocation
         self.labels.add(_label(revocation.key))
         return not known
@@ -212,8 +212,14 @@ class RevocationList:
 
     async def reload(self) -> None:
         """Read the table; tell the listeners about revocations not seen before."""
-        now = int(self._clock.seconds())
-        rows = await self._database.run(list_revocations_txn, now)
+        while True:
+            # A revocation written here while the query ran may be missing
+            # from its rows (SQLite reports no change for our own writes).
+            writes = self._writes
+            now = int(self._clock.seconds())
+            rows = await self._database.run(list_revocations_txn, now)
+            if writes == self._writes:
+                break
         fresh = [r for r in rows if r.key not in self._revoked]
         self._replace(rows)
         if fresh:

@@ -189,3 +189,23 @@ class HelperTests(SynchronousTestCase):
         """Whitespace runs fold to one space; the text is cut at MAX_REASON."""
         self.assertEqual(clean_reason("  a\n\tb  "), "a b")
         self.assertEqual(len(clean_reason("x" * 1000)), MAX_REASON)
+
+
+class RaceTests(SqliteBackend):
+    def test_reload_racing_a_revocation_keeps_it(self) -> None:
+        """A reload whose query ran before this process revoked re-reads."""
+        from tests.backends import HeldDatabase
+
+        held = HeldDatabase(self.connection(realms.STORE), self.dialect)
+        revoked = RevocationList(held, Clock())
+        reload = Deferred.fromCoroutine(revoked.reload())  # its query is held
+        write = Deferred.fromCoroutine(revoked.revoke(_revocation()))
+        (query, read), (insert, written) = held.held
+        held.held = []
+        insert.callback(written)  # the write completes first...
+        self.successResultOf(write)
+        query.callback(read)  # ...then the older read, which lacks the row
+        while held.held:
+            held.release()
+        self.successResultOf(reload)
+        self.assertTrue(revoked.is_revoked((7, 0xABC)))

@@ -684,27 +684,13 @@ def _add_http_listener(wiring: Wiring) -> None:
 def _build_discovery(wiring: Wiring) -> None:
     """``[discovery] mdns``: announce the bound endpoints on the LAN (DNS-SD).
 
-    Added last to the listeners, so it starts once every port is bound and
-    stops (withdrawing the announcements) first.
+    Added last to the listeners: it starts once every port is bound and stops
+    (withdrawing the announcements) with them, first.
     """
-    settings, root = wiring.settings, wiring.root
-    if not settings.discovery.mdns:
-        return
-    from actrix.core.discovery import MdnsAdvertiser, plan_advertisements
+    if wiring.settings.discovery.mdns:
+        from actrix.core.discovery import advertiser
 
-    def port_of(name: str) -> int | None:
-        try:
-            return int(root.listener(name).bound_port)
-        except KeyError:
-            return None
-
-    root.add_listener(
-        MdnsAdvertiser(
-            settings.discovery,
-            settings.name,
-            lambda: plan_advertisements(settings, port_of),
-        )
-    )
+        wiring.root.add_listener(advertiser(wiring.settings, wiring.root.listener))
 
 
 def makeService(options: Options) -> IService:

@@ -281,3 +281,20 @@ def plan_advertisements(
     else:
         return []
     return [daemon, *ads]
+
+
+def advertiser(settings: Settings, listener: Callable[[str], Any]) -> MdnsAdvertiser:
+    """The daemon's advertiser; ``listener(name)`` is a bound listener (``.bound_port``)
+    or raises KeyError."""
+
+    def port_of(name: str) -> int | None:
+        try:
+            return int(listener(name).bound_port)
+        except KeyError:
+            return None
+
+    return MdnsAdvertiser(
+        settings.discovery,
+        settings.name,
+        lambda: plan_advertisements(settings, port_of),
+    )

@@ -163,6 +163,7 @@ def _build(settings: Settings, reactor: Any) -> ActrixService:
     )
     _build_admin(wiring)
     _add_http_listener(wiring)
+    _build_discovery(wiring)
     return root
 
 
@@ -719,6 +720,18 @@ def _add_http_listener(wiring: Wiring) -> None:
     )
     listener.setName("http")
     wiring.root.add_listener(listener)
+
+
+def _build_discovery(wiring: Wiring) -> None:
+    """``[discovery] mdns``: announce the bound endpoints on the LAN (DNS-SD).
+
+    Added last to the listeners: it starts once every port is bound and stops
+    (withdrawing the announcements) with them, first.
+    """
+    if wiring.settings.discovery.mdns:
+        from actrix.core.discovery import advertiser
+
+        wiring.root.add_listener(advertiser(wiring.settings, wiring.root.listener))
 
 
 def makeService(options: Options) -> IService:

@@ -27,6 +27,7 @@ from actrix.cli.credentials import (
     cmd_turn_drain,
     turn_rest_credential,
 )
+from actrix.cli.discover import add_parser as add_discover_parser
 from actrix.cli.stores import (
     cmd_acl_add,
     cmd_acl_list,
@@ -122,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_acl_remove)
 
     add_actor_parsers(sub, with_config)
+    add_discover_parser(sub)
 
     p = with_config(
         sub.add_parser("turn-credential", help="mint coturn-style REST credentials")

@@ -152,7 +152,9 @@ class Revoker:
             log.failure(
                 "reloading realms before suspending realm {realm}", realm=realm_id
             )
-        result = await self._end_realm(realm_id, clean_reason(reason) or "suspended")
+        result = await self._end_realm(
+            realm_id, close_reason("realm suspended", clean_reason(reason))
+        )
         return attrs.evolve(
             result, room_peers_removed=max(before, result.room_peers_removed)
         )
@@ -176,7 +178,15 @@ class Revoker:
             if realm_id in self._ended:
                 continue
             self._ended.add(realm_id)
-            self._spawn(self._end_realm(realm_id, "realm not usable"), "ending a realm")
+            info = self._realms.realm(realm_id)
+            what = (
+                "realm removed"
+                if info is None
+                else "realm expired"
+                if info.state(self._clock.seconds()) == "expired"
+                else "realm suspended"
+            )
+            self._spawn(self._end_realm(realm_id, what), "ending a realm")
 
     def timer(self) -> TimerService:
         """Realm expiry checks each second; expired revocations purged each minute."""
@@ -213,13 +223,14 @@ class Revoker:
         )
         return result
 
-    async def _end_realm(self, realm_id: int, reason: str) -> RevokeResult:
+    async def _end_realm(self, realm_id: int, close_text: str) -> RevokeResult:
+        """Sockets close with ``close_text``; subscribers hear ``realm suspended``."""
         sockets = 0
         if self.sessions is not None:
             sockets = await self.sessions.end_realm(
                 realm_id,
                 REVOKED_CODE,
-                close_reason("realm suspended", reason),
+                close_text,
                 "realm suspended",
             )
         allocations = 0

@@ -13,7 +13,8 @@ had not seen yet to its listeners, which close sockets and allocations.
 :class:`RevokingValidator` wraps the shared
 :class:`~actrix.core.interfaces.CredentialValidator`: a token of a revoked actor
 fails with ``revoked`` wherever it is checked (signaling messages and URL
-identity, TURN usernames). The check is one dict lookup.
+identity, TURN usernames). The check is one set lookup of the token's actor id
+head (``<serial hex>@<realm>``), and a truth test when nothing is revoked.
 """
 
 from __future__ import annotations
@@ -72,21 +73,6 @@ def clean_reason(reason: str) -> str:
     """An operator's reason, single line and bounded."""
     text = " ".join(reason.split())
     return text[:MAX_REASON]
-
-
-def key_of_label(label: str) -> ActorKey | None:
-    """``(realm, serial)`` of an ActrId text ``<serial hex>@<realm>/<type>``.
-
-    Token claims carry this text (``Claims.actor_id``); None if it is not one.
-    """
-    serial_text, at, rest = label.partition("@")
-    realm_text, slash, _ = rest.partition("/")
-    if not at or not slash:
-        return None
-    try:
-        return (int(realm_text, 10), int(serial_text, 16))
-    except ValueError:
-        return None
 
 
 # ---------------------------------------------------------------------------
@@ -155,9 +141,13 @@ class RevocationList:
         self._database = database
         self._clock = clock
         self._revoked: dict[ActorKey, Revocation] = {}
+        # ``<serial hex>@<realm>`` of each, the head of a token's actor id;
+        # updated in place (RevokingValidator holds this very set).
+        self.labels: set[str] = set()
         self._listeners: list[NewRevocations] = []
         self._loading: Deferred[None] | None = None
         self._again = False
+        self._writes = 0  # revocations added here; a reload racing one re-reads
 
     def __len__(self) -> int:
         return len(self._revoked)
@@ -166,10 +156,8 @@ class RevocationList:
         """Whether the actor ``(realm, serial)`` is revoked (one dict lookup)."""
         return key in self._revoked
 
-    def get(self, key: ActorKey) -> Revocation | None:
-        return self._revoked.get(key)
-
     def all(self) -> list[Revocation]:
+        """The revocations in force (for listings)."""
         return list(self._revoked.values())
 
     def on_new(self, listener: NewRevocations) -> None:
@@ -180,12 +168,19 @@ class RevocationList:
         """Blocking first load, for startup before the reactor runs."""
         now = int(self._clock.seconds())
         rows = self._database.run_sync(list_revocations_txn, now)
+        self._replace(rows)
+
+    def _replace(self, rows: list[Revocation]) -> None:
         self._revoked = {r.key: r for r in rows}
+        self.labels.clear()
+        self.labels.update(_label(r.key) for r in rows)
 
     def add(self, revocation: Revocation) -> bool:
         """Known here at once (the writer's own process); False if known before."""
         known = revocation.key in self._revoked
+        self._writes += 1
         self._revoked[revocation.key] = revocation
+        self.labels.add(_label(revocation.key))
         return not known
 
     async def revoke(self, revocation: Revocation) -> bool:
@@ -217,10 +212,16 @@ class RevocationList:
 
     async def reload(self) -> None:
         """Read the table; tell the listeners about revocations not seen before."""
-        now = int(self._clock.seconds())
-        rows = await self._database.run(list_revocations_txn, now)
+        while True:
+            # A revocation written here while the query ran may be missing
+            # from its rows (SQLite reports no change for our own writes).
+            writes = self._writes
+            now = int(self._clock.seconds())
+            rows = await self._database.run(list_revocations_txn, now)
+            if writes == self._writes:
+                break
         fresh = [r for r in rows if r.key not in self._revoked]
-        self._revoked = {r.key: r for r in rows}
+        self._replace(rows)
         if fresh:
             for listener in list(self._listeners):
                 try:
@@ -234,9 +235,14 @@ class RevocationList:
         expired = [k for k, r in self._revoked.items() if r.expires_at < now]
         for key in expired:
             del self._revoked[key]
+            self.labels.discard(_label(key))
         if expired:
             removed = await self._database.run(purge_revocations_txn, now)
             log.info("{count} expired revocations purged", count=removed)
+
+
+def _label(key: ActorKey) -> str:
+    return f"{key[1]:x}@{key[0]}"
 
 
 class RevokingValidator:
@@ -248,16 +254,16 @@ class RevokingValidator:
 
     def __init__(self, inner: CredentialValidator, revoked: RevocationList) -> None:
         self.inner = inner
-        self._revoked = revoked
+        self._labels = revoked.labels
         self._cached: Callable[[bytes, int, int], Claims | None] | None = getattr(
             inner, "validate_cached", None
         )
 
     def _check(self, claims: Claims) -> Claims:
-        if self._revoked:  # none revoked (the usual case): skip the parse
-            key = key_of_label(claims.actor_id)
-            if key is not None and self._revoked.is_revoked(key):
-                raise CredentialError("revoked", REVOKED_TEXT)
+        # One set lookup; an empty set (the usual case) is one truth test.
+        labels = self._labels
+        if labels and claims.actor_id.partition("/")[0] in labels:
+            raise CredentialError("revoked", REVOKED_TEXT)
         return claims
 
     async def validate(
@@ -273,9 +279,7 @@ class RevokingValidator:
         if self._cached is None:
             return None
         claims = self._cached(encrypted_token, key_id, expected_realm)
-        if claims is None:
-            return None
-        try:
-            return self._check(claims)
-        except CredentialError:
+        labels = self._labels
+        if claims is None or (labels and claims.actor_id.partition("/")[0] in labels):
             return None  # validate() then gives the exact error
+        return claims

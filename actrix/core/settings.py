@@ -418,6 +418,15 @@ class AdminConfig:
 
 
 @attrs.frozen
+class DiscoveryConfig:
+    """``[discovery]``: LAN announcements (see :mod:`actrix.core.discovery`)."""
+
+    mdns: bool = False
+    instance: str | None = None  # default: the config's ``name``
+    interfaces: tuple[str, ...] = ()  # addresses to announce on; () = all
+
+
+@attrs.frozen
 class Settings:
     """The whole validated configuration of one daemon."""
 
@@ -434,6 +443,7 @@ class Settings:
     storage: StorageConfig = StorageConfig()
     redis: RedisConfig | None = None
     admin: AdminConfig = AdminConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
     user: str | None = None
     group: str | None = None
     pid: str | None = None

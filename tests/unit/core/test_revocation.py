@@ -142,7 +142,7 @@ class RevokerTests(SqliteBackend):
                     "realm",
                     7,
                     REVOKED_CODE,
-                    "realm suspended: realm not usable",
+                    "realm suspended",
                     "realm suspended",
                 )
             ],
@@ -166,7 +166,10 @@ class RevokerTests(SqliteBackend):
         realms.remove_realm_txn(self.conn.cursor(), 8)
         self.conn.commit()
         self.successResultOf(Deferred.fromCoroutine(self.realms.refresh()))
-        self.assertEqual([e[:2] for e in self.sessions.ended], [("realm", 8)])
+        self.assertEqual(
+            [e[:4] for e in self.sessions.ended],
+            [("realm", 8, REVOKED_CODE, "realm removed")],
+        )
 
     def test_suspend_realm_reports_room_peers_present_at_the_call(self) -> None:
         """The API's suspension reloads first and counts every peer it found."""

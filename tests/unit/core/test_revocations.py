@@ -17,7 +17,6 @@ from actrix.core.revocations import (
     RevokingValidator,
     add_revocation_txn,
     clean_reason,
-    key_of_label,
     list_revocations_txn,
     purge_revocations_txn,
 )
@@ -186,14 +185,27 @@ class GuardTests(SynchronousTestCase):
 
 
 class HelperTests(SynchronousTestCase):
-    def test_key_of_label(self) -> None:
-        """``serial@realm/type`` gives (realm, serial); anything else None."""
-        self.assertEqual(key_of_label("ff@7/acme:svc"), (7, 255))
-        self.assertEqual(key_of_label(f"{U64_MAX:x}@1/a:b:1"), (1, U64_MAX))
-        for bad in ("", "ff", "ff@7", "zz@7/a:b", "ff@x/a:b", "@7/a:b"):
-            self.assertIsNone(key_of_label(bad), bad)
-
     def test_clean_reason_is_one_bounded_line(self) -> None:
         """Whitespace runs fold to one space; the text is cut at MAX_REASON."""
         self.assertEqual(clean_reason("  a\n\tb  "), "a b")
         self.assertEqual(len(clean_reason("x" * 1000)), MAX_REASON)
+
+
+class RaceTests(SqliteBackend):
+    def test_reload_racing_a_revocation_keeps_it(self) -> None:
+        """A reload whose query ran before this process revoked re-reads."""
+        from tests.backends import HeldDatabase
+
+        held = HeldDatabase(self.connection(realms.STORE), self.dialect)
+        revoked = RevocationList(held, Clock())
+        reload = Deferred.fromCoroutine(revoked.reload())  # its query is held
+        write = Deferred.fromCoroutine(revoked.revoke(_revocation()))
+        (query, read), (insert, written) = held.held
+        held.held = []
+        insert.callback(written)  # the write completes first...
+        self.successResultOf(write)
+        query.callback(read)  # ...then the older read, which lacks the row
+        while held.held:
+            held.release()
+        self.successResultOf(reload)
+        self.assertTrue(revoked.is_revoked((7, 0xABC)))

@@ -82,7 +82,8 @@ async def _cli(reactor: Any, *args: str) -> str:
     )
     if code != 0:
         raise SystemExit(f"actrix {args[0]} failed: {err.decode()}")
-    return out.decode()
+    text: str = out.decode()
+    return text
 
 
 class Load:

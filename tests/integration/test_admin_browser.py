@@ -63,6 +63,13 @@ def _revoke_flow(page: Any, operator: Operator, result: dict[str, Any]) -> None:
     row = page.locator(f'#list-actors-table tr[data-key="{actor_id}"]')
     row.wait_for()
     result["actor_row"] = row.inner_text()
+    # Its detail page (the id holds '@', '/' and ':'), then back to the same list.
+    row.get_by_role("link", name=actor_id).click()
+    page.locator("dl.details", has_text=actor_id).wait_for()
+    result["actor_detail"] = page.inner_text("dl.details")
+    page.go_back()
+    row.wait_for()
+    result["list_after_back"] = page.url
     row.get_by_role("button", name=f"Revoke {actor_id}").click()
     dialog = page.locator("dialog[open]")
     dialog.wait_for()
@@ -82,6 +89,14 @@ def _suspend_flow(page: Any, operator: Operator, result: dict[str, Any]) -> None
     actor_id = operator.call(operator.register, DOOMED_REALM)
     page.click("#nav a[data-route=realms]")
     realm_row = page.locator(f'#list-realms-table tr[data-key="{DOOMED_REALM}"]')
+    # Escape cancels the confirmation: nothing happens.
+    realm_row.get_by_role("button", name="Suspend doomed").click()
+    page.locator("dialog[open]").wait_for()
+    page.keyboard.press("Escape")
+    page.locator("dialog").wait_for(state="detached")
+    result["after_escape"] = operator.call(
+        operator.api, "GET", f"realms/{DOOMED_REALM}"
+    )
     realm_row.get_by_role("button", name="Suspend doomed").click()
     result["suspend_dialog"] = page.locator("dialog[open]").inner_text()
     page.click("#dialog-ok")
@@ -181,6 +196,8 @@ class AdminConsoleBrowserTests(AdminBrowserCase):
         result = await self.operate(_revoke_flow)
         self.assertGreater(result["line_pixels"], 20)
         self.assertIn(result["actor_id"], result["actor_row"])
+        self.assertIn("online", result["actor_detail"])
+        self.assertIn("status=online", result["list_after_back"])
         self.assertIn(result["actor_id"], result["revoke_dialog"])
         self.assertIn("1 socket(s) closed", result["revoke_notice"])
         self.assertIsNotNone(result["close_code"])
@@ -189,6 +206,7 @@ class AdminConsoleBrowserTests(AdminBrowserCase):
     async def test_suspend_a_realm_then_log_out(self) -> None:
         """Suspending a realm disconnects its actor and refuses new ones."""
         result = await self.operate(_suspend_flow)
+        self.assertEqual(result["after_escape"]["status"], "Normal")
         self.assertIn("doomed", result["suspend_dialog"])
         self.assertIsNotNone(result["close_code"])
         self.assertTrue(result["suspended_refused"])

@@ -113,6 +113,11 @@ async function start() {
     location.hash = "#/login";
   });
   document.getElementById("logout").addEventListener("click", logout);
+  // The skip link must not change the hash (that is the router's).
+  document.querySelector(".skip").addEventListener("click", (event) => {
+    event.preventDefault();
+    view.focus();
+  });
   window.addEventListener("hashchange", route);
   try {
     await api.restore();

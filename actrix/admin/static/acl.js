@@ -6,7 +6,7 @@ import { h } from "./dom.js";
 import { ListView } from "./table.js";
 import { replaceQuery } from "./nav.js";
 import { confirmAction, formDialog, notify, showError } from "./ui.js";
-import { actionButton, pageHead, realmName, realmOptions, statusBadge } from "./common.js";
+import { actionButton, loadRealmFilter, pageHead, realmName, realmOptions, statusBadge } from "./common.js";
 
 const TYPE_PATTERN = "[^:\\s]+:[^:\\s]+";
 
@@ -81,9 +81,6 @@ export function render(view, route) {
     pageHead("ACL rules", actionButton("Add rule…", () => addRule(list.state.filters.realm_id, reload), { small: false, id: "acl-new" })),
     list.element);
   list.start();
-  realmOptions().then((options) => {
-    list.setOptions("realm_id", options);
-    list.load();
-  }, (err) => showError(err, "Loading realms"));
+  loadRealmFilter(list);
   return () => list.destroy();
 }

@@ -5,8 +5,8 @@ import { get, post, seg } from "./api.js";
 import { h, replace, timeEl } from "./dom.js";
 import { ListView } from "./table.js";
 import { link, replaceQuery } from "./nav.js";
-import { confirmAction, notify, showError } from "./ui.js";
-import { actionButton, backLink, details, pageHead, realmName, realmOptions, statusBadge } from "./common.js";
+import { confirmAction, notify } from "./ui.js";
+import { actionButton, backLink, loadRealmFilter, details, pageHead, realmName, statusBadge } from "./common.js";
 
 function revoke(id, after) {
   return confirmAction({
@@ -57,10 +57,7 @@ function renderList(view, route) {
   });
   view.append(pageHead("Actors"), list.element);
   list.start();
-  realmOptions().then((options) => {
-    list.setOptions("realm_id", options);
-    list.load(); // realm names in the realm column
-  }, (err) => showError(err, "Loading realms"));
+  loadRealmFilter(list);
   return () => list.destroy();
 }
 

@@ -3,6 +3,7 @@
 
 import { get, session } from "./api.js";
 import { h } from "./dom.js";
+import { showError } from "./ui.js";
 
 export function pageHead(title, ...tools) {
   return h("div", { class: "page-head" }, h("h1", {}, title), h("div", { class: "head-tools" }, tools));
@@ -44,6 +45,14 @@ export async function realmOptions(allLabel = "All realms") {
   const items = await realmList();
   const options = items.map((r) => [String(r.id), `${r.name} (${r.id})`]);
   return allLabel === null ? options : [["", allLabel], ...options];
+}
+
+/** Fill a list's realm filter once the realms are known; redraw for realm names. */
+export function loadRealmFilter(list) {
+  realmOptions().then((options) => {
+    list.setOptions("realm_id", options);
+    list.load();
+  }, (err) => showError(err, "Loading realms"));
 }
 
 /** The realm column: its name when known, else the id. */

@@ -4,8 +4,8 @@ import { get, post, seg } from "./api.js";
 import { h, replace, fmtInt, timeEl } from "./dom.js";
 import { ListView } from "./table.js";
 import { link, replaceQuery } from "./nav.js";
-import { confirmAction, notify, showError } from "./ui.js";
-import { actionButton, backLink, details, pageHead, realmName, realmOptions } from "./common.js";
+import { confirmAction, notify } from "./ui.js";
+import { actionButton, backLink, loadRealmFilter, details, pageHead, realmName } from "./common.js";
 
 const DETAIL_REFRESH_MS = 3000;
 
@@ -67,10 +67,7 @@ function renderList(view, route) {
   });
   view.append(pageHead("Rooms"), list.element);
   list.start();
-  realmOptions().then((options) => {
-    list.setOptions("realm_id", options);
-    list.load();
-  }, (err) => showError(err, "Loading realms"));
+  loadRealmFilter(list);
   return () => list.destroy();
 }
 

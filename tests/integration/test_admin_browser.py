@@ -127,7 +127,9 @@ def _manage_flow(page: Any, operator: Operator, result: dict[str, Any]) -> None:
     operator.call(operator.rename_realm, 303, "lab-by-curl")
     page.fill("#f-name", "lab-2")
     page.click("#dialog-ok")
-    result["conflict"] = page.locator("dialog[open] .dialog-error").inner_text()
+    conflict = page.locator("dialog[open] .dialog-error")
+    conflict.wait_for()  # visible once the API has answered
+    result["conflict"] = conflict.inner_text()
     page.click("#dialog-cancel")
     page.get_by_role("button", name="Refresh").click()
     lab.get_by_role("button", name="Edit lab-by-curl").click()

@@ -84,10 +84,15 @@ class Ring:
         self.newest = max(self.newest, index)
 
     def read(self, since: float) -> dict[str, Any]:
-        """Steps from ``since`` (clamped to the ring) to the newest, None if empty."""
+        """Steps from ``since`` (clamped to the ring) to the newest sample."""
         step = self.step
-        if self.newest < 0:
-            return {"resolution": self.label, "step": step, "start": None, "series": {}}
+        if self.newest < 0:  # nothing sampled yet: every series empty
+            return {
+                "resolution": self.label,
+                "step": step,
+                "start": int(since) // step * step,
+                "series": {name: [] for name in SERIES},
+            }
         first = max(int(since) // step, self.oldest, self.newest - self.slots + 1)
         first = min(first, self.newest + 1)
         indexes = range(first, self.newest + 1)

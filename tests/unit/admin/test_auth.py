@@ -106,6 +106,19 @@ class SessionTests(ApiCase):
         _, _, headers = self.call("POST", "/login", {"token": self.ro})
         self.assertIn("; Secure", headers.getRawHeaders("set-cookie")[0])
 
+    def test_cookie_is_secure_over_https_in_dev(self) -> None:
+        """In dev the cookie keeps Secure when the request came over HTTPS."""
+        d = self.stub.request(
+            "POST",
+            "https://127.0.0.1/admin/api/v1/login",
+            data=b'{"token": "%s"}' % self.ro.encode(),
+        )
+        self.stub.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 200)
+        self.assertIn("; Secure", response.headers.getRawHeaders("set-cookie")[0])
+        self.successResultOf(response.content())
+
     def test_session_reads_and_csrf_guards_writes(self) -> None:
         """A cookie reads; a write needs the exact CSRF token of its session."""
         cookie, csrf = self.login(self.rw)

@@ -117,6 +117,15 @@ class SeriesTests(SynchronousTestCase):
         self.assertEqual(len(sampler.minutes._stamps), MINUTE_SLOTS)
         self.assertEqual(len(sampler.minutes.read(0)["series"]["actors"]), 181)
 
+    def test_empty_rings_answer_every_series(self) -> None:
+        """Before the first sample each series is an empty list."""
+        sampler = SeriesSampler(Clock(), dict)
+        for ring in (sampler.seconds, sampler.minutes):
+            answer = ring.read(120)
+            self.assertEqual(answer["start"], 120)
+            self.assertEqual(len(answer["series"]), 7)
+            self.assertEqual(set(map(len, answer["series"].values())), {0})
+
     def test_a_failing_source_is_logged(self) -> None:
         """An exception while reading is logged and sampling goes on."""
 

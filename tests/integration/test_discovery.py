@@ -116,9 +116,15 @@ class DiscoveryTests(TestCase):
 
     async def test_discover_lists_the_daemon_then_sees_it_withdrawn(self) -> None:
         """``actrix discover`` finds every endpoint; after stop it is withdrawn."""
-        out, err, code = await self.discover("--timeout", "3", "--json")
-        self.assertEqual(code, 0, err.decode())
-        (daemon,) = self.ours(out)
+        # Announcing takes ~1.7 s of probing; on a loaded box, browse again.
+        found: list[dict[str, Any]] = []
+        for _ in range(3):
+            out, err, code = await self.discover("--timeout", "3", "--json")
+            self.assertEqual(code, 0, err.decode())
+            found = self.ours(out)
+            if found:
+                break
+        (daemon,) = found
         self.assertEqual(daemon["node"], "actrix-test")
         http = f"127.0.0.1:{self.http}"
         ice = f"127.0.0.1:{self.ice}"
@@ -139,7 +145,7 @@ class DiscoveryTests(TestCase):
             },
         )
         # A browser running across the stop hears the goodbye packets.
-        watching = self.discover("--timeout", "5", "--watch", "--json")
+        watching = self.discover("--timeout", "6", "--watch", "--json")
         await sleep(2.5)
         await self.root.stopService()
         out, err, code = await watching

@@ -46,7 +46,6 @@ if TYPE_CHECKING:
     from actrix.core.bus import Bus
     from actrix.core.directory import ActorDirectory
     from actrix.core.revocation import Revoker
-    from actrix.core.revocations import RevocationList
     from actrix.ks.client import KeyServerClient
     from actrix.signaling.store import SignalingStore
 

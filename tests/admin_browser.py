@@ -62,12 +62,15 @@ class BrowserFailure(AssertionError):
     """A browser step failed; the message names the screenshot."""
 
 
-async def create_admin_token(config: Path, name: str = "ops") -> str:
-    """``actrix admin-token create --name NAME --json`` on the daemon's config."""
+async def create_admin_token(
+    config: Path, name: str = "ops", read_only: bool = False
+) -> str:
+    """``actrix admin-token create --name NAME [--read-only] --json``."""
     cli = Path(sys.executable).with_name("actrix")
+    args = ["admin-token", "create", "--name", name, "--json", "-c", str(config)]
     out, err, code = await getProcessOutputAndValue(
         str(cli),
-        ["admin-token", "create", "--name", name, "--json", "-c", str(config)],
+        [*args, "--read-only"] if read_only else args,
         env=dict(os.environ),
         reactor=reactor,
     )
@@ -227,7 +230,7 @@ def _log_in(page: Any, operator: Operator, result: dict[str, Any]) -> None:
 class AdminBrowserCase(TestCase):
     timeout = 120
 
-    async def operate(self, flow: Flow) -> dict[str, Any]:
+    async def operate(self, flow: Flow, read_only: bool = False) -> dict[str, Any]:
         """A daemon with two realms and an admin token; ``flow`` runs in Chromium."""
         require_browser(self)
         directory = Path(self.mktemp())
@@ -235,7 +238,8 @@ class AdminBrowserCase(TestCase):
         add_realm(directory, DOOMED_REALM, "doomed")
         config = directory / "actrix.toml"
         config.write_text(config_text(directory, ALL_SERVICES, EXTRA))
-        token = await create_admin_token(config)
+        name = "viewer" if read_only else "ops"
+        token = await create_admin_token(config, name, read_only)
         root = start_daemon(self, load_config(config))
         await wait_healthy(self, root)
         operator = Operator(self, root, token)
@@ -244,5 +248,5 @@ class AdminBrowserCase(TestCase):
         self.assertEqual(result["problems"], [])
         self.assertIn("default-src 'self'", result["csp"] or "")
         self.assertTrue(result["login_error"].strip())
-        self.assertEqual(result["who"], "ops")
+        self.assertEqual(result["who"], name)
         return result

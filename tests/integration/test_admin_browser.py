@@ -9,7 +9,8 @@ confirmation dialog while the client's WebSocket closes; suspends a realm
 (meeting a concurrent edit, shown in words) and deletes a realm; adds and
 removes an ACL rule; kicks a real room peer and closes its room; terminates a
 real TURN allocation; reads the redacted config and reloads it; reads the
-audit log and logs out.
+audit log and logs out. A read-only token sees the same pages with nothing
+on them that changes anything.
 """
 
 from __future__ import annotations
@@ -192,6 +193,27 @@ def _manage_flow(page: Any, operator: Operator, result: dict[str, Any]) -> None:
     result["reload"] = page.locator(".notice", has_text="reloaded").last.inner_text()
 
 
+def _read_only_flow(page: Any, operator: Operator, result: dict[str, Any]) -> None:
+    """A read-only token: the badge shows, and no page offers a change."""
+    operator.call(operator.register, REALM)
+    result["badge"] = page.is_visible("#who-ro")
+    result["buttons"] = {}
+    for route, ready in (
+        ("realms", f'#list-realms-table tr[data-key="{REALM}"]'),
+        ("actors", "#list-actors-table tbody tr[data-key]"),
+        ("acl", "#list-acl-table tbody tr"),
+        ("node", "#config"),
+    ):
+        page.click(f"#nav a[data-route={route}]")
+        page.locator(ready).first.wait_for()
+        result["buttons"][route] = page.locator("button.write").count()
+    # The realm's row has its ACL link but no Edit/Suspend/Delete.
+    page.click("#nav a[data-route=realms]")
+    row = page.locator(f'#list-realms-table tr[data-key="{REALM}"]')
+    row.wait_for()
+    result["realm_row"] = row.inner_text()
+
+
 class AdminConsoleBrowserTests(AdminBrowserCase):
     async def test_revoke_an_actor_seen_on_the_actors_page(self) -> None:
         """The chart draws a live client; revoking it closes its socket."""
@@ -228,3 +250,13 @@ class AdminConsoleBrowserTests(AdminBrowserCase):
         self.assertIn("<redacted>", result["config"])
         self.assertNotIn(SHARED_KEY, result["config"])
         self.assertIn("reloaded", result["reload"])
+
+    async def test_read_only_token_sees_nothing_to_change(self) -> None:
+        """A read-only operator gets the badge and no buttons that change anything."""
+        result = await self.operate(_read_only_flow, read_only=True)
+        self.assertTrue(result["badge"])
+        self.assertEqual(
+            result["buttons"], {"realms": 0, "actors": 0, "acl": 0, "node": 0}
+        )
+        self.assertNotIn("Suspend", result["realm_row"])
+        self.assertIn("ACL", result["realm_row"])

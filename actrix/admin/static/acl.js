@@ -44,10 +44,8 @@ function removeRule(rule, done) {
     message: `Remove the rule ${rule.from_type} → ${rule.to_type} (${rule.permission}) in realm ${realmName(rule.realm_id)}?`,
     confirmLabel: "Remove",
     action: () => del(`acl/${rule.id}`),
-  }).then((result) => {
-    if (!result) return;
-    notify("Rule removed.", "success");
-    done();
+    success: "Rule removed.",
+    done,
   });
 }
 

@@ -5,7 +5,7 @@ import { get, post, seg } from "./api.js";
 import { h, replace, timeEl } from "./dom.js";
 import { ListView } from "./table.js";
 import { link, replaceQuery } from "./nav.js";
-import { confirmAction, notify } from "./ui.js";
+import { confirmAction } from "./ui.js";
 import { actionButton, backLink, loadRealmFilter, details, pageHead, realmName, statusBadge } from "./common.js";
 
 function revoke(id, after) {
@@ -15,10 +15,8 @@ function revoke(id, after) {
     confirmLabel: "Revoke",
     reason: true,
     action: (values) => post(`actors/${seg(id)}/revoke`, values.reason ? { reason: values.reason } : {}),
-  }).then((result) => {
-    if (!result || result === true) return;
-    notify(`Revoked ${id}: ${result.sockets_closed} socket(s) closed, ${result.allocations_terminated} TURN allocation(s) terminated, ${result.room_peers_removed} room seat(s) freed.`, "success");
-    after();
+    success: (r) => `Revoked ${id}: ${r.sockets_closed} socket(s) closed, ${r.allocations_terminated} TURN allocation(s) terminated, ${r.room_peers_removed} room seat(s) freed.`,
+    done: after,
   });
 }
 

@@ -55,10 +55,8 @@ function suspendRealm(realm, done) {
     confirmLabel: "Suspend",
     reason: true,
     action: (v) => post(`realms/${realm.id}/suspend`, v.reason ? { reason: v.reason } : {}),
-  }).then((result) => {
-    if (!result) return;
-    notify(`Realm ${realm.name} suspended.`, "success");
-    done();
+    success: `Realm ${realm.name} suspended.`,
+    done,
   });
 }
 
@@ -78,11 +76,11 @@ function deleteRealm(realm, done) {
     message: `Delete ${realm.name} (${realm.id}) and its ACL rules? This cannot be undone.`,
     confirmLabel: "Delete",
     action: () => del(`realms/${realm.id}`),
-  }).then((result) => {
-    if (!result) return;
-    forgetRealms();
-    notify(`Realm ${realm.name} deleted.`, "success");
-    done();
+    success: `Realm ${realm.name} deleted.`,
+    done: () => {
+      forgetRealms();
+      done();
+    },
   });
 }
 

@@ -4,7 +4,7 @@ import { get, post, seg } from "./api.js";
 import { h, replace, fmtInt, timeEl } from "./dom.js";
 import { ListView } from "./table.js";
 import { link, replaceQuery } from "./nav.js";
-import { confirmAction, notify } from "./ui.js";
+import { confirmAction } from "./ui.js";
 import { actionButton, backLink, loadRealmFilter, details, pageHead, realmName } from "./common.js";
 
 const DETAIL_REFRESH_MS = 3000;
@@ -20,10 +20,8 @@ function closeRoom(room, done) {
     message: `Close ${room.name}? Every peer in it (${room.peers}) is disconnected.`,
     confirmLabel: "Close room",
     action: () => post(`rooms/${seg(room.id)}/close`),
-  }).then((result) => {
-    if (!result) return;
-    notify(`Room ${room.name} closed.`, "success");
-    done();
+    success: `Room ${room.name} closed.`,
+    done,
   });
 }
 
@@ -33,10 +31,8 @@ function kickPeer(room, member, done) {
     message: `Remove ${member.display_name || member.peer_id} from ${room.name}?`,
     confirmLabel: "Kick",
     action: () => post(`rooms/${seg(room.id)}/peers/${seg(member.peer_id)}/kick`),
-  }).then((result) => {
-    if (!result) return;
-    notify(`${member.display_name || member.peer_id} was removed.`, "success");
-    done();
+    success: `${member.display_name || member.peer_id} was removed.`,
+    done,
   });
 }
 

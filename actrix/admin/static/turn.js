@@ -4,7 +4,7 @@ import { post, seg } from "./api.js";
 import { h, fmtBytes, fmtInt, timeEl } from "./dom.js";
 import { ListView } from "./table.js";
 import { replaceQuery } from "./nav.js";
-import { confirmAction, notify } from "./ui.js";
+import { confirmAction } from "./ui.js";
 import { actionButton, pageHead } from "./common.js";
 
 function terminate(allocation, done) {
@@ -13,10 +13,8 @@ function terminate(allocation, done) {
     message: `Terminate the allocation of ${allocation.username} from ${allocation.client}? Its relay addresses are released and relayed media stops.`,
     confirmLabel: "Terminate",
     action: () => post(`turn/allocations/${seg(allocation.id)}/terminate`),
-  }).then((result) => {
-    if (!result) return;
-    notify(`Allocation of ${allocation.username} terminated.`, "success");
-    done();
+    success: `Allocation of ${allocation.username} terminated.`,
+    done,
   });
 }
 

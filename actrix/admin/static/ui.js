@@ -96,11 +96,17 @@ export function formDialog({ title, intro, fields = [], submitLabel = "Save", da
 /**
  * Ask before something destructive. With `reason`, the operator may type one
  * (sent to the API for the audit log). Runs `action(values)` inside the dialog
- * so an API error is shown right there.
+ * so an API error is shown right there. Once it succeeded, `success` (text, or
+ * a function of the API's answer) is shown and `done(answer)` runs. Resolves to
+ * the answer (true for an empty one), or null when the operator cancels.
  */
-export function confirmAction({ title, message, confirmLabel, reason = false, action }) {
+export async function confirmAction({ title, message, confirmLabel, reason = false, action, success, done }) {
   const fields = reason
     ? [{ name: "reason", label: "Reason (for the audit log, optional)", maxlength: 200 }]
     : [];
-  return formDialog({ title, intro: message, fields, submitLabel: confirmLabel, danger: true, submit: action });
+  const result = await formDialog({ title, intro: message, fields, submitLabel: confirmLabel, danger: true, submit: action });
+  if (!result) return null;
+  if (success) notify(typeof success === "function" ? success(result) : success, "success");
+  if (done) done(result);
+  return result;
 }

@@ -65,11 +65,11 @@ run: $(STAMP)
 	$(VENV)/bin/twistd --nodaemon --pidfile= --logger actrix.core.logging.console_observer actrix -c $(CONFIG)
 
 lint: $(TSTAMP)
-	$(VENV)/bin/ruff check actrix tests bench twisted
-	$(VENV)/bin/ruff format --check actrix tests bench twisted
+	$(VENV)/bin/ruff check actrix tests bench twisted docs
+	$(VENV)/bin/ruff format --check actrix tests bench twisted docs
 
 typecheck: $(TSTAMP)
-	$(VENV)/bin/mypy actrix tests
+	$(VENV)/bin/mypy actrix tests docs
 
 trial: $(TSTAMP) tools
 	HYPOTHESIS_PROFILE=ci $(PY) -b -m twisted.trial --random=0 -j2 $(TRIAL_ARGS) tests

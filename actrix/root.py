@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
@@ -19,6 +19,9 @@ from twisted.logger import Logger
 
 from actrix.core.listen import ListenError
 from actrix.core.storage import Database
+
+if TYPE_CHECKING:
+    from actrix.core.revocation import Revoker
 
 log = Logger()
 
@@ -48,6 +51,8 @@ class ActrixService(MultiService):
         # Set by makeService: under twistd a bind failure ends the process with
         # one line instead of a traceback; tests get the exception.
         self.exit_on_listen_error = False
+        # Revokes actors and ends suspended realms (set by tap; the admin API's).
+        self.revoker: Revoker | None = None
 
     def add_listener(self, service: Service) -> None:
         service.setServiceParent(self.listeners)

@@ -85,6 +85,12 @@ COPIED_TABLES: Final = (
         "rowid",
     ),
     CopiedTable(
+        REALM_STORE,
+        "actor_revocation",
+        ("realm_id", "serial", "actor_id", "reason", "revoked_at", "expires_at"),
+        ("realm_id", "serial"),
+    ),
+    CopiedTable(
         KS_STORE,
         "keys",
         ("key_id", "public_key", "secret_key", "created_at", "expires_at"),

@@ -42,6 +42,7 @@ from actrix.core.metrics import MetricsRegistry, MetricsResource
 from actrix.core.proxyproto import ProxyPolicy
 from actrix.core.realms import STORE as REALM_STORE
 from actrix.core.realms import RealmCache
+from actrix.core.revocations import RevocationList
 from actrix.core.settings import EXAMPLE_SHARED_KEY, MAX_WORKERS, turn_drain_flag
 from actrix.core.storage import StorageError, open_store
 from actrix.core.tls import ServerTLS, TLSConfigError
@@ -51,6 +52,7 @@ from actrix.workers import SupervisorError, WorkerRole, decode_inherited
 if TYPE_CHECKING:
     from actrix.core.bus import Bus
     from actrix.core.directory import ActorDirectory
+    from actrix.core.revocation import Revoker
     from actrix.ks.client import KeyServerClient
     from actrix.signaling.store import SignalingStore
 
@@ -110,11 +112,16 @@ class Wiring:
     credential_validator: CredentialValidator | None = None
     health_checks: dict[str, Any] = attrs.Factory(dict)
     health_details: dict[str, Any] = attrs.Factory(dict)
-    # What the admin API shows and steers (set by the builders that make them).
+    revocations: RevocationList | None = None
+    # The services revocation ends things in and the admin API shows and steers
+    # (None when off), set by the builders that make them, and the Revoker
+    # built from them: what the admin API calls.
     realm_db: Any = None
     directory: Any = None
-    room_service: Any = None
-    turn_service: Any = None
+    signaling: Any = None
+    turn: Any = None
+    rooms: Any = None
+    revoker: Revoker | None = None
     worker: WorkerRole | None = None
 
 
@@ -156,6 +163,9 @@ def _build(
     realms = RealmCache(realm_db, reactor)
     realms.load_sync()
     root.add_background(realms.timer())
+    revocations = RevocationList(realm_db, reactor)
+    revocations.load_sync()
+    realms.on_change(revocations.changed)
     pg = settings.storage.postgresql
     if pg is not None:
         from actrix.core.pg import ChangeFeed, notify_channel, schema_name
@@ -180,6 +190,7 @@ def _build(
         tls=tls,
         realm_db=realm_db,
         worker=worker,
+        revocations=revocations,
     )
     _build_services(wiring)
     wiring.site.mount(
@@ -197,6 +208,7 @@ def _build(
     )
     _build_admin(wiring)
     _add_http_listener(wiring)
+    _build_discovery(wiring)
     return root
 
 
@@ -208,6 +220,7 @@ def _build_services(wiring: Wiring) -> None:
     _build_ice(wiring)
     _build_signaling(wiring)
     _build_rooms(wiring)
+    _build_revoker(wiring)
 
 
 # Each builder below owns one service: it reads ``wiring.settings``, checks its
@@ -351,6 +364,7 @@ def _build_validator(wiring: Wiring) -> None:
     from actrix.ais.service import IdentityIssuer
     from actrix.core.config import ENABLE_SIGNALING, ENABLE_TURN
     from actrix.core.credentials import TokenValidator, choose_crypto
+    from actrix.core.revocations import RevokingValidator
 
     settings = wiring.settings
     if not (settings.enabled(ENABLE_SIGNALING) or settings.enabled(ENABLE_TURN)):
@@ -372,7 +386,8 @@ def _build_validator(wiring: Wiring) -> None:
         crypto=choose_crypto(wiring.reactor, wiring.root.background),
     )
     wiring.metrics.register(validator.stats)
-    wiring.credential_validator = validator
+    assert wiring.revocations is not None  # noqa: S101 (built first)
+    wiring.credential_validator = RevokingValidator(validator, wiring.revocations)
     issuer = wiring.identity_issuer
     if isinstance(issuer, IdentityIssuer) and issuer.keys is keys:
         # Same KS, same key ids: tokens issued here are known without ECIES.
@@ -436,8 +451,8 @@ def _build_ice(wiring: Wiring) -> None:
             ),
         )
         wiring.root.add_session_service(service)
-        wiring.turn_service = service
         wiring.health_details["turn"] = service.health
+        wiring.turn = service
         udp = TurnUdpProtocol(service, responder)
 
         def streams(name: str) -> Any:
@@ -541,6 +556,7 @@ def _build_signaling(wiring: Wiring) -> None:
         bus=bus,
     )
     wiring.root.add_session_service(service)
+    wiring.signaling = service
     factory = SignalingFactory(service, config, reactor, reactor)
     for timer in service.timers():
         wiring.root.add_background(timer)
@@ -600,7 +616,7 @@ def _build_rooms(wiring: Wiring) -> None:
             else None,
         )
     service = RoomService(config, reactor, authorizer, ice)
-    wiring.room_service = service
+    wiring.rooms = service
     for room in stored:
         metadata = None if room.metadata is None else loads(room.metadata)
         service.add_persistent(
@@ -633,6 +649,30 @@ def _build_rooms(wiring: Wiring) -> None:
     wiring.root.add_background(TimerService(1.0, service.check_realms))
     wiring.root.add_background(TimerService(1.0, edge.tick))
     wiring.root.add_background(TimerService(config.cleanup_interval, service.sweep))
+
+
+def _build_revoker(wiring: Wiring) -> None:
+    """The Revoker (``root.revoker``, ``wiring.revoker``) over the services built.
+
+    Revocations and realm changes from the change feed (the CLI, other
+    processes) end sockets, allocations and room peers here within a second.
+    """
+    from actrix.core.revocation import Revoker
+    from actrix.core.revocations import revocation_lifetime
+
+    assert wiring.revocations is not None  # noqa: S101 (built first)
+    revoker = Revoker(
+        wiring.reactor,
+        wiring.revocations,
+        wiring.realms,
+        revocation_lifetime(wiring.settings),
+        sessions=wiring.signaling,
+        allocations=wiring.turn,
+        rooms=wiring.rooms,
+    )
+    wiring.realms.on_change(revoker.check_realms)
+    wiring.root.add_background(revoker.timer())
+    wiring.revoker = wiring.root.revoker = revoker
 
 
 def _build_directory(
@@ -700,16 +740,16 @@ def _build_admin(wiring: Wiring) -> None:
     settings, reactor = wiring.settings, wiring.reactor
     if not settings.admin.enabled:
         return
-    turn = wiring.turn_service
+    turn = wiring.turn
     parts = build_admin(
         settings,
         reactor,
         realm_db=wiring.realm_db,
         realms=wiring.realms,
         collectors=wiring.metrics.collectors,
-        revoker=None,  # wired at merge: Revoker
+        revoker=wiring.revoker,
         directory=wiring.directory,
-        rooms=wiring.room_service,
+        rooms=wiring.rooms,
         turn=turn,
         draining=(lambda: bool(turn.shedding.draining)) if turn is not None else bool,
         reload_hook=wiring.root.reload,
@@ -745,6 +785,21 @@ def _add_http_listener(wiring: Wiring) -> None:
     )
     listener.setName("http")
     wiring.root.add_listener(listener)
+
+
+def _build_discovery(wiring: Wiring) -> None:
+    """``[discovery] mdns``: announce the bound endpoints on the LAN (DNS-SD).
+
+    Added last to the listeners: it starts once every port is bound and stops
+    (withdrawing the announcements) with them, first. Under a supervisor only
+    worker 0 announces: it serves STUN/TURN and shares every other port, so one
+    announcement names them all (N workers would announce N renamed copies).
+    """
+    worker = wiring.worker
+    if wiring.settings.discovery.mdns and (worker is None or worker.index == 0):
+        from actrix.core.discovery import advertiser
+
+        wiring.root.add_listener(advertiser(wiring.settings, wiring.root.listener))
 
 
 def makeService(options: Options) -> IService:

@@ -1,5 +1,5 @@
-"""The ``actrix`` admin command: config check, realms, ACL, credentials, status,
-admin tokens.
+"""The ``actrix`` admin command: config check, realms, ACL, actor revocation,
+credentials, status, LAN discovery, admin tokens.
 
 It works on the same store as a running daemon: the SQLite files (WAL mode and
 a busy timeout make that safe) or the shared PostgreSQL of ``[storage]``, where
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from actrix.cli import admin_tokens
+from actrix.cli.actors import add_parsers as add_actor_parsers
 from actrix.cli.common import DEFAULT_CONFIG, CliError
 from actrix.cli.credentials import (
     cmd_ks_generate_kek,
@@ -26,6 +27,7 @@ from actrix.cli.credentials import (
     cmd_turn_drain,
     turn_rest_credential,
 )
+from actrix.cli.discover import add_parser as add_discover_parser
 from actrix.cli.stores import (
     cmd_acl_add,
     cmd_acl_list,
@@ -119,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     p = with_config(acl.add_parser("remove", help="delete an ACL rule by id"))
     p.add_argument("rule_id", type=int)
     p.set_defaults(func=cmd_acl_remove)
+
+    add_actor_parsers(sub, with_config)
+    add_discover_parser(sub)
 
     p = with_config(
         sub.add_parser("turn-credential", help="mint coturn-style REST credentials")

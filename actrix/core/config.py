@@ -18,6 +18,7 @@ from typing import Any, Final
 import attrs
 
 from actrix.core.admin_config import admin_problems, read_admin, read_admin_bind
+from actrix.core.discovery import read_discovery
 from actrix.core.redis_config import read_cluster, read_redis
 from actrix.core.services_config import read_services
 from actrix.core.settings import (
@@ -40,6 +41,7 @@ from actrix.core.settings import (
     ClusterConfig,
     ConfigError,
     ConnectionRateLimit,
+    DiscoveryConfig,
     HttpBind,
     HttpsBind,
     IceBind,
@@ -515,6 +517,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Setting
         redis=read_table(top, "redis", read_redis),
         admin=read_table(top, "admin", read_admin) or AdminConfig(),
         cluster=read_table(top, "cluster", read_cluster) or ClusterConfig(),
+        discovery=read_table(top, "discovery", read_discovery) or DiscoveryConfig(),
         user=top.opt_string("user"),
         group=top.opt_string("group"),
         pid=top.opt_string("pid"),

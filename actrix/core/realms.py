@@ -1,8 +1,8 @@
 """Realms and the actor ACL: the ``actrix.db`` store, shared by daemon and CLI.
 
 The daemon serves every lookup from memory (:class:`RealmCache`) and reloads when
-another connection (the CLI, another node) has committed, which it notices once a
-second through SQLite's ``PRAGMA data_version`` or, in PostgreSQL, a change
+another connection (the CLI, another node) has committed, which it notices twice
+a second through SQLite's ``PRAGMA data_version`` or, in PostgreSQL, a change
 counter that triggers bump; there a ``NOTIFY`` from the same triggers (see
 :class:`actrix.core.pg.ChangeFeed`) makes every node reload at once. The
 ``*_txn`` functions are plain blocking code so the CLI and the unit tests call
@@ -43,7 +43,9 @@ log = Logger()
 REALMS_DB: Final = "actrix.db"
 MIGRATIONS: Final = MigrationSet("actrix.core")
 STORE: Final = StoreSpec(REALMS_DB, "realms", MIGRATIONS)
-REFRESH_INTERVAL: Final = 1.0
+# Twice a second, so a CLI change (a revocation, a suspension) is enforced
+# by every process within a second.
+REFRESH_INTERVAL: Final = 0.5
 
 STATUS_ACTIVE: Final = "Normal"
 STATUS_SUSPENDED: Final = "Suspended"
@@ -557,6 +559,9 @@ class RealmCache:
 
     def realm(self, realm_id: int) -> RealmInfo | None:
         return self._realms.get(realm_id)
+
+    def realm_ids(self) -> set[int]:
+        return set(self._realms)
 
     def realm_problem(self, realm_id: int) -> str | None:
         return realm_problem(

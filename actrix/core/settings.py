@@ -448,6 +448,15 @@ class AdminConfig:
 
 
 @attrs.frozen
+class DiscoveryConfig:
+    """``[discovery]``: LAN announcements (see :mod:`actrix.core.discovery`)."""
+
+    mdns: bool = False
+    instance: str | None = None  # default: the config's ``name``
+    interfaces: tuple[str, ...] = ()  # addresses to announce on; () = all
+
+
+@attrs.frozen
 class Settings:
     """The whole validated configuration of one daemon."""
 
@@ -465,6 +474,7 @@ class Settings:
     redis: RedisConfig | None = None
     admin: AdminConfig = AdminConfig()
     cluster: ClusterConfig = ClusterConfig()
+    discovery: DiscoveryConfig = DiscoveryConfig()
     user: str | None = None
     group: str | None = None
     pid: str | None = None

@@ -498,13 +498,28 @@ class RoomService:
             if realm_id not in inactive:
                 inactive[realm_id] = not self.authorizer.realm_active(realm_id)
             if inactive[realm_id]:
-                log.info(
-                    "realm {realm} inactive: closing {peer}",
-                    realm=realm_id,
-                    peer=peer.peer_id,
-                )
-                self.close_peer(peer)
-                peer.sink.end(CLOSE_REALM_INACTIVE, refusal("realm_inactive"), None)
+                self._end_inactive(peer)
+
+    def count_realm(self, realm_id: int) -> int:
+        """How many peers (members and sessions) were admitted into ``realm_id``."""
+        return sum(1 for p in self._peers.values() if p.realm_id == realm_id)
+
+    def end_realm(self, realm_id: int) -> int:
+        """End every peer of ``realm_id`` now (4003), whatever the realm cache
+        says yet (a suspension through the admin API); how many."""
+        doomed = [p for p in self._peers.values() if p.realm_id == realm_id]
+        for peer in doomed:
+            self._end_inactive(peer)
+        return len(doomed)
+
+    def _end_inactive(self, peer: Peer) -> None:
+        log.info(
+            "realm {realm} inactive: closing {peer}",
+            realm=peer.realm_id,
+            peer=peer.peer_id,
+        )
+        self.close_peer(peer)
+        peer.sink.end(CLOSE_REALM_INACTIVE, refusal("realm_inactive"), None)
 
     def close_room(self, room_id: str) -> bool:
         """Admin: end every member (4008) and drop the room (a configured,

@@ -199,6 +199,59 @@ class SignalingService(Service):
             d, self._all_closed = self._all_closed, None
             d.callback(None)
 
+    async def end_actor(self, key: ActorKey, code: int, reason: str, event: str) -> int:
+        """Revocation: close the actor's socket here, drop its entry, ActrDown.
+
+        The socket is unbound before it is closed, so its close does not mark
+        the actor offline for a reconnect window; the entry goes at once and
+        subscribers hear ``event``. An entry whose socket is on another node
+        is left to that node (its own change feed ends it). Returns how many
+        sockets were closed here (0 or 1).
+        """
+        session = self._sessions.bound(key)
+        if session is not None:
+            self._sessions.detach(session)
+            session.connection.close_session(code, reason)
+        entry = self.directory.cached(key)
+        if entry is None:
+            entry = await self.directory.lookup(key)
+        elsewhere = (
+            session is None
+            and entry is not None
+            and entry.online
+            and entry.node not in ("", self.directory.node_id)
+        )
+        if entry is not None and not elsewhere:
+            await self._registration.remove_actor(key, event)
+        return 0 if session is None else 1
+
+    async def end_realm(self, realm_id: int, code: int, reason: str, event: str) -> int:
+        """Realm suspended: end every actor of ``realm_id`` bound here.
+
+        Every subscriber of the realm hears ActrDown(``event``) of every other
+        before the sockets close; the entries go at once. Returns how many
+        sockets were closed.
+        """
+        doomed = [
+            s for s in self._sessions if s.key is not None and s.key[0] == realm_id
+        ]
+        for session in doomed:
+            if session.actor is not None and not session.closed:
+                await self._presence_events.notify(
+                    session.actor, up=False, reason=event
+                )
+        closed = 0
+        for session in doomed:
+            key = session.key
+            if key is None or self._sessions.bound(key) is not session:
+                continue  # gone or replaced meanwhile
+            self._sessions.detach(session)
+            session.connection.close_session(code, reason)
+            closed += 1
+            await self.directory.remove(key)
+            await self.directory.forget_subscriptions(key)
+        return closed
+
     async def _went_away(self, key: ActorKey) -> None:
         await self._presence_events.set_online(key, False, "disconnected")
         self._went_offline(key)

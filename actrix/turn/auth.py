@@ -269,6 +269,17 @@ class TurnAuth:
         while len(self._negative) > NEGATIVE_SIZE:
             self._negative.popitem(last=False)
 
+    def forget_principals(self, prefix: str) -> int:
+        """Drop the cached keys whose principal starts with ``prefix``; how many."""
+        doomed = [
+            name
+            for name, credential in self._cache.items()
+            if credential.principal.startswith(prefix)
+        ]
+        for name in doomed:
+            del self._cache[name]
+        return len(doomed)
+
     def forget(self) -> None:
         """Drop every cached key (used on shutdown and in tests)."""
         self._cache.clear()

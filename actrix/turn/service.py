@@ -29,6 +29,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from actrix.core.config import TurnConfig
 from actrix.core.logthrottle import LogThrottle
@@ -168,9 +169,7 @@ class TurnService(Service):
         """Delete an allocation now (the admin API): relay closed, port freed."""
         closing = self._allocator.delete(allocation, "terminated")
         if closing is not None:
-            closing.addErrback(
-                lambda failure: log.failure("closing a terminated relay", failure)
-            )
+            closing.addErrback(_log_close_failure)
 
     # -- lifecycle -------------------------------------------------------
 
@@ -234,6 +233,32 @@ class TurnService(Service):
             self.metrics.malformed += 1
             self._responses.error(message, link, 400, grant.key)
 
+    # -- revocation ------------------------------------------------------
+
+    def terminate_actor(self, realm_id: int, serial: int, why: str) -> int:
+        """Delete the allocations made with an actor's tokens; how many.
+
+        The actor's cached keys go too, so its next request is validated
+        again (and refused while it is revoked).
+        """
+        return self.terminate_principals(f"actr:{realm_id}:{serial:x}@", why)
+
+    def terminate_realm(self, realm_id: int, why: str) -> int:
+        """Delete the allocations of every actor token of a realm; how many."""
+        return self.terminate_principals(f"actr:{realm_id}:", why)
+
+    def terminate_principals(self, prefix: str, why: str) -> int:
+        """Delete every allocation whose principal starts with ``prefix``."""
+        self.auth.forget_principals(prefix)
+        doomed = [
+            a for a in self.data.allocations.values() if a.principal.startswith(prefix)
+        ]
+        for allocation in doomed:
+            closing = self._allocator.delete(allocation, why)
+            if closing is not None:
+                closing.addErrback(_log_close_failure)
+        return len(doomed)
+
     def connection_lost(self, link: ClientLink) -> None:
         """A TCP/TLS client went away: its allocation and waiting requests go too.
 
@@ -245,3 +270,7 @@ class TurnService(Service):
         if allocation is not None:
             self._allocator.delete(allocation, "connection closed")
         self._authn.forget_link(link)
+
+
+def _log_close_failure(failure: Failure) -> None:
+    log.failure("closing the relay of a terminated allocation", failure)

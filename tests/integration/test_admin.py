@@ -193,7 +193,7 @@ class LiveActorTests(TestCase):
     timeout = 30
 
     async def test_registered_actor_is_listed(self) -> None:
-        """An actor registered over signaling shows in /actors and its realm's count."""
+        """A registered actor shows in /actors and its realm's count; revoke ends it."""
         import io
         from urllib.parse import quote
 
@@ -240,10 +240,10 @@ class LiveActorTests(TestCase):
         response = await client.post(
             base + "/actors/" + quote(actor["id"], safe="") + "/revoke", headers=bearer
         )
-        # No Revoker in this build: the endpoint says so and changes nothing.
-        self.assertEqual(
-            (response.code, (await _json(response))["error"]), (503, "unavailable")
-        )
+        # tap wires the Revoker into the API: the actor's socket is closed.
+        revoked = await _json(response)
+        self.assertEqual((response.code, revoked["sockets_closed"]), (200, 1), revoked)
+        self.assertIsNotNone(await signaling.wait_closed())
 
 
 class AdminTlsTests(TestCase):

@@ -10,27 +10,15 @@ screenshot is saved under the test's temporary directory.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
+from tests.browser import ARGS, CHROMIUM, require_browser
 from tests.daemon import http_port, make_settings, start_daemon
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 20000
 
 OVERRIDES = """
@@ -59,16 +47,6 @@ _CANDIDATE_TYPES = """async () => {
   }
   return types;
 }"""
-
-
-def _browser_missing() -> str | None:
-    if os.path.exists(CHROMIUM) and shutil.which("chromium"):
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            return "playwright is not installed"
-        return None
-    return f"{CHROMIUM} is not installed (apt-get install chromium; make tools)"
 
 
 def _chat(url: str, shots: Path) -> dict[str, Any]:
@@ -122,11 +100,7 @@ class DemoPageBrowserTests(TestCase):
 
     async def test_two_pages_chat_through_the_relay(self) -> None:
         """Two demo pages open a relay-only data channel via actrix TURN and chat."""
-        missing = _browser_missing()
-        if missing is not None:
-            if os.environ.get("CI") == "true":
-                self.fail(missing)
-            raise SkipTest(missing)
+        require_browser(self)
         directory = Path(self.mktemp())
         root = start_daemon(
             self,

@@ -315,7 +315,7 @@ class ActrCredentialTests(TestCase):
         self.assertEqual(result["echoed"], 5)
 
     async def test_suspended_realm_rejects_cached_key(self) -> None:
-        """After the realm is suspended the cached key no longer allocates."""
+        """After the realm is suspended its allocation ends and the key is refused."""
         daemon = _Daemon(self)
         username, password = await daemon.register()
         first = daemon.client(username, password)
@@ -330,9 +330,11 @@ class ActrCredentialTests(TestCase):
             if code is not None:
                 break
         self.assertEqual(code, 401)
-        self.assertEqual(daemon.turn.auth.cached_count, 1)  # rejected despite cache
+        # Suspension ends the realm's allocations and drops its cached keys.
+        self.assertEqual(daemon.turn.auth.cached_count, 0)
+        self.assertEqual(len(daemon.turn.allocations), 0)
         self.assertEqual(daemon.turn.metrics.auth_failures["realm_inactive"], 1)
-        # The live allocation cannot be refreshed any more either.
+        # The terminated allocation cannot be refreshed either.
         refresh = await first.request(codec.METHOD_REFRESH)
         self.assertEqual(_error_code(refresh), 401)
 

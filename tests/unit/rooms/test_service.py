@@ -362,3 +362,16 @@ class SweepTests(ServiceCase):
         self.assertEqual(a_sink.events[-1], ("end", 4003))
         self.assertEqual(b_sink.events, [])
         self.assertEqual(self.service.stats()["peers"], {"total": 1, "without_room": 0})
+
+    def test_end_realm_closes_its_peers_whatever_the_cache_says(self) -> None:
+        """end_realm (a suspension through the admin API) ends the realm's peers."""
+        a, a_sink = self.peer()
+        self.join(a, "r", token=self.token())
+        b, b_sink = self.peer()
+        self.join(b, "anon")
+        self.assertEqual(self.service.count_realm(5), 1)
+        self.assertEqual(self.service.end_realm(5), 1)
+        self.assertEqual(a_sink.events[-1], ("end", 4003))
+        self.assertEqual(b_sink.events, [])
+        self.assertEqual(self.service.count_realm(5), 0)
+        self.assertEqual(self.service.end_realm(5), 0)

@@ -29,7 +29,7 @@ from twisted.logger import Logger
 
 from actrix.core.directory import ActorKey
 from actrix.core.interfaces import Claims, CredentialError, CredentialValidator
-from actrix.core.storage import Database, StorageUnavailable
+from actrix.core.storage import Database, StorageClosed, StorageUnavailable
 
 if TYPE_CHECKING:
     from actrix.core.config import Settings
@@ -201,6 +201,8 @@ class RevocationList:
                 self._again = False
                 try:
                     await self.reload()
+                except StorageClosed:
+                    return  # the daemon is stopping
                 except StorageUnavailable as e:
                     log.debug("reloading revocations: {error}", error=e)
                 except Exception:

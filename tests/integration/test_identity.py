@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from actrix.ais.client import IdentityClient
+from actrix.assembly import StartupError
 from actrix.core import tokens
 from actrix.core.actrid import actr_id_repr
 from actrix.core.auth import sign_credential
@@ -20,7 +21,7 @@ from actrix.core.credentials import TokenValidator
 from actrix.core.interfaces import CredentialError
 from actrix.ks.client import KeyServerClient
 from actrix.proto import actr_pb2
-from actrix.tap import StartupError, build_root_service
+from actrix.tap import build_root_service
 from tests.daemon import SHARED_KEY, http_client, http_port, make_settings, start_daemon
 
 KS_AIS = 8 | 16

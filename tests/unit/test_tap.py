@@ -8,13 +8,14 @@ from typing import Any, cast
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from actrix.assembly import Wiring
+from actrix.assembly.identity import ks_client as _ks_client
 from actrix.core.config import KsClientConfig
 from actrix.core.http import SiteRoot
 from actrix.core.logthrottle import LogThrottle
 from actrix.core.metrics import MetricsRegistry
 from actrix.ks.client import KeyServerClient
 from actrix.root import ActrixService
-from actrix.tap import Wiring, _ks_client
 from tests.daemon import make_settings
 
 

@@ -1,19 +1,19 @@
 """The WebSocket edge every WS endpoint shares (Autobahn on Twisted).
 
-:class:`EdgeProtocol` is what ``/signaling/ws``, ``/rooms/ws`` and ``/rooms/bin``
-have in common below their codecs: TCP_NODELAY (Autobahn's own attempt fails
-silently on Twisted), send backpressure (a peer that stops reading is dropped
-once its unsent backlog passes a bound), reads handed to Autobahn's parser
-without its per-read debug formatting, direct delivery of complete messages
-(no per-message Deferred), close frames with any code, cleanup of Autobahn's
-close-handshake timer, and a compact connection: Autobahn's per-connection
-state in slots (:data:`AUTOBAHN_STATE`), the handshake data dropped once open,
-the send deque created only when used, and the WebSocket options held by a
-per-factory class (:func:`configure`) instead of copied onto each connection.
-:class:`EdgeLimits` holds the connection caps checked before the upgrade;
-:class:`TokenBucket` and :class:`MessageRate` the per-connection message
-limits. :class:`UpgradeOnly` answers 426 to plain GETs. Autobahn owns ``.log``,
-so this module logs through ``_log``.
+:class:`EdgeProtocol` is what ``/signaling/ws``, ``/rooms/ws`` and
+``/rooms/bin`` have in common below their codecs: TCP_NODELAY (Autobahn's own
+attempt fails silently on Twisted), send backpressure (a peer that stops reading
+is dropped once its unsent backlog passes a bound), reads handed to Autobahn's
+parser and writes to the transport without its per-call debug formatting, direct
+delivery of complete messages (no per-message Deferred), close frames with any
+code, cleanup of Autobahn's close-handshake timer, and a compact connection:
+Autobahn's per-connection state in slots (:data:`AUTOBAHN_STATE`), the handshake
+data dropped once open, the send deque created only when used, and the WebSocket
+options held by a per-factory class (:func:`configure`) instead of copied onto
+each connection. :class:`EdgeLimits` holds the connection caps checked before
+the upgrade; :class:`TokenBucket` and :class:`MessageRate` the per-connection
+message limits. :class:`UpgradeOnly` answers 426 to plain GETs. Autobahn owns
+``.log``, so this module logs through ``_log``.
 """
 
 from __future__ import annotations
@@ -345,6 +345,26 @@ class EdgeProtocol(WebSocketServerProtocol):
         # Autobahn's public method formats a debug line's arguments on every
         # read; its parser underneath is what we want, unchanged.
         self._dataReceived(data)
+
+    def sendData(
+        self, data: bytes, sync: bool = False, chopsize: int | None = None
+    ) -> None:
+        # Autobahn's sendData also formats a debug line's arguments (qualified
+        # names through inspect) on every write, ~1.5 us per message. Its
+        # common case (nothing queued, no sync or chopped write) is done here
+        # as it does it, without that; every other case is Autobahn's.
+        if sync or chopsize or len(self.send_queue) > 0:
+            super().sendData(data, sync, chopsize)
+            return
+        transport: Any = self.transport
+        transport.write(data)
+        state = self.state
+        if state == WebSocketServerProtocol.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif state == WebSocketServerProtocol.STATE_CONNECTING:
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+        if self.logOctets:  # type: ignore[attr-defined]  # an option: class attr
+            self.logTxOctets(data, False)
 
     def onMessageEnd(self) -> None:
         # Autobahn's version also fires a "message" observer event through a

@@ -25,6 +25,7 @@ from typing import Any, Final, TypeVar
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.defer import succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -383,6 +384,16 @@ class EdgeProtocol(WebSocketServerProtocol):
             if call is not None:
                 self.closeHandshakeTimeoutCall = None
                 call.cancel()
+            # Two references back at this connection make it a garbage cycle
+            # that only the collector would free (with all it holds): the lazy
+            # send queue, and the is_closed Deferred, whose result Autobahn
+            # sets to the connection itself. Cut both; is_closed stays fired.
+            queue: Any = self.send_queue  # typed as a deque by Autobahn
+            if isinstance(queue, LazySendQueue):
+                self.send_queue = deque()
+            closed: Any = self.is_closed
+            if closed is not None and closed.called and closed.result is self:
+                self.is_closed = succeed(None)
             self.edge_closed()
 
     def edge_closed(self) -> None:
@@ -482,10 +493,32 @@ def configure(factory: WebSocketServerFactory, base: type[E]) -> type[E]:
     return configured
 
 
-class UpgradeOnly(WebSocketResource):
-    """A WebSocket path: a GET without ``Upgrade`` gets 426 ``text/plain``."""
+class EdgeResource(WebSocketResource):
+    """Autobahn's WebSocket resource, leaving no garbage cycle per upgrade.
+
+    Autobahn takes the socket from Twisted Web; the HTTP channel and its last
+    request are then done, but they point at each other (``channel.requests``,
+    ``request.channel``) with their headers and buffers: ~25 objects per
+    connection that only the garbage collector would free. At 1 000
+    connections a second the collections they caused were about a third of the
+    daemon's CPU. Untied here, they are freed as soon as the upgrade returns.
+    """
 
     isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        channel: Any = request.channel
+        result: bytes = super().render(request)
+        if channel is not None and channel.transport is None:  # upgraded
+            requests = getattr(channel, "requests", None)
+            if requests is not None and request in requests:
+                requests.remove(request)
+            request.channel = None  # type: ignore[assignment]  # request is done
+        return result
+
+
+class UpgradeOnly(EdgeResource):
+    """A WebSocket path: a GET without ``Upgrade`` gets 426 ``text/plain``."""
 
     def render(self, request: Request) -> bytes:
         upgrade = request.getHeader(b"upgrade")
@@ -494,5 +527,4 @@ class UpgradeOnly(WebSocketResource):
             request.setHeader(b"upgrade", b"websocket")
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"WebSocket upgrade required"
-        result: bytes = super().render(request)
-        return result
+        return super().render(request)

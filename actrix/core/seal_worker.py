@@ -14,6 +14,7 @@ plaintext``; an answer body is ``job id (4 bytes) ‖ status (1 byte: 0 sealed,
 
 from __future__ import annotations
 
+import signal
 import struct
 import sys
 from collections.abc import Callable
@@ -92,6 +93,11 @@ def serve(stdin: BinaryIO, stdout: BinaryIO, seal: Seal) -> None:
 
 
 def main() -> int:
+    # The daemon ends this process by closing its stdin (also when the daemon
+    # dies); a Ctrl-C or a service manager's SIGTERM to the whole group must
+    # not end it first, while the daemon may still send it work.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from actrix.core.tokens import ecies_encrypt
 
     serve(sys.stdin.buffer, sys.stdout.buffer, ecies_encrypt)

@@ -241,6 +241,7 @@ class TokenSealer(Service):
     def _worker_ended(self, worker: _SealProcess, unanswered: list[_Job]) -> None:
         if self._worker is worker:
             self._worker = None
+        if self.running:
             log.warn(
                 "token sealing process ended; {count} tokens sealed in the daemon",
                 count=len(unanswered),

@@ -102,6 +102,21 @@ class TokenSealerTests(TestCase):
             self.assertEqual(self.opens(token), CLAIMS)
         self.assertEqual(sealer.stats.fallback, 3)
 
+    async def test_child_outlives_group_signals(self) -> None:
+        """SIGTERM/SIGINT to the process group (systemd, Ctrl-C) do not end the
+        child before the daemon closes its stdin."""
+        sealer = self.sealer()
+        await sealer.encrypt_token(self.public, CLAIMS)
+        pid = sealer.worker_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, signal.SIGINT)
+        await deferLater(reactor, 0.2, lambda: None)
+        self.assertTrue(alive(pid))
+        token = await sealer.encrypt_token(self.public, CLAIMS)
+        self.assertEqual(self.opens(token), CLAIMS)
+        self.assertEqual(sealer.stats.fallback, 0)
+
     async def test_stop_ends_the_child(self) -> None:
         sealer = TokenSealer(reactor, InlineCrypto())
         sealer.startService()

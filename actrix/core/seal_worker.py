@@ -20,6 +20,8 @@ import sys
 from collections.abc import Callable
 from typing import BinaryIO, Final
 
+from actrix.core.pipes import read_exact
+
 HEADER: Final = struct.Struct(">I")
 JOB: Final = struct.Struct(">IB")  # job id, then key length / status
 SEALED: Final = 0
@@ -57,26 +59,16 @@ def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
     return bodies, buffer[pos:]
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = stream.read(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
 def serve(stdin: BinaryIO, stdout: BinaryIO, seal: Seal) -> None:
     """Answer requests until EOF or a malformed frame."""
     while True:
-        header = _read_exact(stdin, HEADER.size)
+        header = read_exact(stdin, HEADER.size)
         if header is None:
             return
         (size,) = HEADER.unpack(header)
         if not JOB.size <= size <= MAX_FRAME:
             return
-        body = _read_exact(stdin, size)
+        body = read_exact(stdin, size)
         if body is None:
             return
         job, key_length = JOB.unpack_from(body)

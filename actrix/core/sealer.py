@@ -19,24 +19,22 @@ again, at most once per ``restart_delay`` seconds.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import signal
 import sys
 from typing import Any, Final
 
 import attrs
 from prometheus_client.core import CounterMetricFamily, Metric
 from twisted.application.service import Service
-from twisted.internet import error
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from actrix.core import seal_worker, tokens
 from actrix.core.credentials import CryptoRunner
+from actrix.core.interfaces import Claims
+from actrix.core.pipes import ChildProcess
 
 log = Logger()
 
@@ -78,15 +76,14 @@ class _Job:
     done: Deferred[bytes]
 
 
-class _SealProcess(ProcessProtocol):
+class _SealProcess(ChildProcess):
     """The daemon's end of one child's pipes."""
 
     def __init__(self, sealer: TokenSealer) -> None:
+        super().__init__()
         self._sealer = sealer
         self.pending: dict[int, _Job] = {}
-        self.alive = True
         self._buffer = b""
-        self._ended: list[Deferred[None]] = []
 
     def submit(self, job_id: int, job: _Job) -> None:
         self.pending[job_id] = job
@@ -119,26 +116,11 @@ class _SealProcess(ProcessProtocol):
     def errReceived(self, data: bytes) -> None:  # Twisted's name
         log.debug("sealing process stderr: {tail}", tail=data[-512:])
 
-    def kill(self) -> None:
-        if self.alive and self.transport is not None:
-            with contextlib.suppress(error.ProcessExitedAlready):
-                self.transport.signalProcess(signal.SIGKILL)
-
-    def when_ended(self) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
-        if self.alive:
-            self._ended.append(d)
-        else:
-            d.callback(None)
-        return d
-
     def processEnded(self, reason: Failure) -> None:  # Twisted's name
         self.alive = False
         pending, self.pending = self.pending, {}
         self._sealer._worker_ended(self, list(pending.values()))
-        ended, self._ended = self._ended, []
-        for d in ended:
-            d.callback(None)
+        self.ended()
 
 
 class TokenSealer(Service):
@@ -192,7 +174,7 @@ class TokenSealer(Service):
         if timer.active():
             timer.cancel()
 
-    def encrypt_token(self, public_key: bytes, claims: Any) -> Deferred[bytes]:
+    def encrypt_token(self, public_key: bytes, claims: Claims) -> Deferred[bytes]:
         """The ECIES token of ``claims`` for ``public_key`` (see module doc)."""
         job = _Job(public_key, tokens.encode_claims(claims), Deferred())
         worker = self._worker

@@ -3,15 +3,17 @@
 Implements :class:`actrix.core.interfaces.IdentityIssuer`. ``register`` mints a
 new snowflake serial; ``refresh`` issues a new token and PSK for the SAME ActrId
 (the original minted a new serial on credential update, which broke relays).
-The token is ECIES-encrypted to the current KS public key on the crypto thread
-pool. The key is loaded from ``ais_keys.db`` or fetched from KS, and replaced
-10 minutes before it expires (checked every 600 s) or on demand.
+The token is ECIES-encrypted to the current KS public key by ``seal`` (the
+daemon passes :class:`~actrix.core.sealer.TokenSealer`'s child process) or else
+on the crypto runner. The key is loaded from ``ais_keys.db`` or fetched from
+KS, and replaced 10 minutes before it expires (checked every 600 s) or on
+demand.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -35,6 +37,9 @@ from actrix.proto import actr_pb2
 log = Logger()
 
 REFRESH_MARGIN: Final = 600
+
+# (public key, claims) -> the ECIES token of the claims JSON.
+Seal = Callable[[bytes, Claims], Awaitable[bytes]]
 REFRESH_INTERVAL: Final = 600.0
 
 
@@ -55,6 +60,7 @@ class IdentityIssuer:
         heartbeat_interval_secs: int = 30,
         crypto: CryptoRunner | None = None,
         metrics: AisMetrics | None = None,
+        seal: Seal | None = None,
     ) -> None:
         self._keys = keys
         self._store = store
@@ -63,6 +69,7 @@ class IdentityIssuer:
         self._token_ttl = token_ttl_secs
         self._heartbeat = heartbeat_interval_secs
         self._crypto: CryptoRunner = crypto or InlineCrypto()
+        self._seal = seal
         self.metrics = metrics or AisMetrics()
         self.current: CurrentKey | None = None
         self._loading: list[Deferred[CurrentKey]] | None = None
@@ -129,7 +136,12 @@ class IdentityIssuer:
             psk=psk,
         )
         try:
-            token = await self._crypto.run(tokens.encrypt_token, key.public_key, claims)
+            if self._seal is not None:
+                token = await self._seal(key.public_key, claims)
+            else:
+                token = await self._crypto.run(
+                    tokens.encrypt_token, key.public_key, claims
+                )
         except Exception as e:
             log.failure("while encrypting a token with key {key_id}", key_id=key.key_id)
             self.metrics.registration_errors += 1

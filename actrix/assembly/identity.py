@@ -119,6 +119,7 @@ def build_ais(wiring: Wiring) -> None:
     from actrix.ais.store import STORE, CurrentKeyStore
     from actrix.core.config import ENABLE_AIS
     from actrix.core.credentials import choose_crypto
+    from actrix.core.sealer import TokenSealer
 
     settings = wiring.settings
     config = settings.services.ais
@@ -133,6 +134,12 @@ def build_ais(wiring: Wiring) -> None:
     database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
     wiring.root.add_database(database)
     metrics = AisMetrics()
+    crypto = choose_crypto(reactor, wiring.root.background)
+    # Tokens are sealed in a child process (the reactor's core stays free);
+    # the crypto runner takes over whenever that process cannot.
+    sealer = TokenSealer(reactor, crypto)
+    wiring.root.add_background(sealer)
+    wiring.metrics.register(sealer.stats)
     issuer = IdentityIssuer(
         keys,
         CurrentKeyStore(database),
@@ -140,8 +147,9 @@ def build_ais(wiring: Wiring) -> None:
         SerialGenerator(lambda: int(reactor.seconds() * 1000)),
         token_ttl_secs=config.token_ttl_secs,
         heartbeat_interval_secs=config.signaling_heartbeat_interval_secs,
-        crypto=choose_crypto(reactor, wiring.root.background),
+        crypto=crypto,
         metrics=metrics,
+        seal=sealer.encrypt_token,
     )
     wiring.root.add_background(issuer.refresh_timer())
     wiring.metrics.register(metrics)

@@ -231,6 +231,26 @@ class TokenValidator:
             return attrs.evolve(claims, key_in_tolerance=True)
         return claims
 
+    def cached_until(
+        self, encrypted_token: bytes, key_id: int, expected_realm: int
+    ) -> tuple[Claims, float] | None:
+        """:meth:`validate_cached`, and until when (seconds) its answer holds.
+
+        The answer stands until the token expires, the key stops being usable,
+        or the key enters its tolerance period (``key_in_tolerance`` changes),
+        whichever comes first, so a caller may keep it that long (signaling
+        keeps one per session and checks only the clock on later relays).
+        """
+        claims = self.validate_cached(encrypted_token, key_id, expected_realm)
+        if claims is None:
+            return None
+        entry = self._keys[key_id]  # validate_cached found it usable
+        secret = entry.secret
+        until = min(float(claims.expr_time), entry.valid_until)
+        if secret is not None and secret.expires_at > 0 and not claims.key_in_tolerance:
+            until = min(until, float(secret.expires_at))
+        return claims, until
+
     async def _decrypt(self, key: SecretKey, token: bytes) -> Claims:
         self.stats.decryptions += 1
         try:

@@ -8,7 +8,11 @@ answered with ``server_to_actr.error`` here, so callers only stop.
 The credential check has a synchronous fast path: when the validator keeps a
 token cache (``validate_cached``) and the token is in it, relays complete
 without a Deferred. A miss (or any failure) goes through the asynchronous
-``validate``, which produces the exact error text.
+``validate``, which produces the exact error text. On top of that a session
+keeps the last relay credential that checked out, with the time until which
+the validator's answer holds (``cached_until``), so a sender's later relays
+cost a comparison and a clock read instead of a hash and an LRU update (they
+are then not counted in the validator's accepted/hit counters).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from actrix.signaling import messages as m
 from actrix.signaling.sessions import Session, Sessions
 
 CachedLookup = Callable[[bytes, int, int], Claims | None]
+CachedUntil = Callable[[bytes, int, int], tuple[Claims, float] | None]
 
 
 class MessageChecks:
@@ -42,6 +47,9 @@ class MessageChecks:
         self._validator = validator
         self._sessions = sessions
         self._cached: CachedLookup | None = getattr(validator, "validate_cached", None)
+        self._cached_until: CachedUntil | None = getattr(
+            validator, "cached_until", None
+        )
 
     def realm_ok(
         self,
@@ -67,6 +75,35 @@ class MessageChecks:
         return self._cached(
             credential.encrypted_token, credential.token_key_id, realm_id
         )
+
+    def session_claims(
+        self,
+        session: Session,
+        credential: actr_pb2.AIdCredential,
+        realm_id: int,
+        now: float,
+    ) -> Claims | None:
+        """:meth:`cached_claims`, answered from the session's last relay
+        credential while the validator's answer for it holds."""
+        token = credential.encrypted_token
+        key_id = credential.token_key_id
+        auth = session.relay_auth
+        if (
+            auth is not None
+            and now <= auth[4]
+            and auth[1] == key_id
+            and auth[2] == realm_id
+            and auth[0] == token
+        ):
+            return auth[3]
+        if self._cached_until is None:
+            return self.cached_claims(credential, realm_id)
+        found = self._cached_until(token, key_id, realm_id)
+        if found is None:
+            return None
+        claims, until = found
+        session.relay_auth = (token, key_id, realm_id, claims, until)
+        return claims
 
     async def authenticate(
         self,

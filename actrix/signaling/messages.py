@@ -125,24 +125,26 @@ class EnvelopeIds:
 
     Relays need a fresh envelope id each; one ``getrandom`` system call per
     message (what ``uuid.uuid4()`` does) was a visible share of a relay's cost.
+    The ids of a batch are formatted together, so a call is one ``list.pop``.
     """
 
-    __slots__ = ("_hex", "_pos")
+    __slots__ = ("_ready",)
 
     BATCH: Final = 256
 
     def __init__(self) -> None:
-        self._hex = ""
-        self._pos = 0
+        self._ready: list[str] = []
 
     def __call__(self) -> str:
-        pos = self._pos
-        if pos >= len(self._hex):
-            self._hex = os.urandom(16 * self.BATCH).hex()
-            pos = 0
-        self._pos = pos + 32
-        h = self._hex[pos : pos + 32]
-        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+        ready = self._ready
+        if not ready:
+            raw = os.urandom(16 * self.BATCH).hex()
+            variant = _VARIANT
+            ready.extend(
+                f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant[h[16]]}{h[17:20]}-{h[20:]}"
+                for h in (raw[i : i + 32] for i in range(0, len(raw), 32))
+            )
+        return ready.pop()
 
 
 def restamp(

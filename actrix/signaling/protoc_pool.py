@@ -15,10 +15,8 @@ command-line tools, where blocking is fine.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -26,13 +24,13 @@ from typing import Final, Protocol
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet import error
 from twisted.internet.defer import Deferred, DeferredSemaphore
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from actrix.core.pipes import ChildProcess
 from actrix.signaling import protoc_worker
 
 __all__ = [
@@ -159,18 +157,17 @@ def death_outcome(status: int | None, signal_number: int | None) -> Outcome:
     return CompileFailure("crash", f"protoc worker exited with status {status}")
 
 
-class _Worker(ProcessProtocol):
+class _Worker(ChildProcess):
     """One child; runs one job at a time."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.jobs_done = 0
-        self.alive = True
         self._buffer = b""
         self._stderr = b""
         self._expected = 0
         self._answers: list[Outcome] = []
         self._waiter: Deferred[list[Outcome]] | None = None
-        self._ended: list[Deferred[None]] = []
 
     def run(self, request: bytes, expected: int) -> Deferred[list[Outcome]]:
         self._expected = expected
@@ -199,19 +196,6 @@ class _Worker(ProcessProtocol):
         # keep the tail for the log line about its death.
         self._stderr = (self._stderr + data)[-_MAX_STDERR:]
 
-    def kill(self) -> None:
-        if self.alive and self.transport is not None:
-            with contextlib.suppress(error.ProcessExitedAlready):
-                self.transport.signalProcess(signal.SIGKILL)
-
-    def when_ended(self) -> Deferred[None]:
-        d: Deferred[None] = Deferred()
-        if self.alive:
-            self._ended.append(d)
-        else:
-            d.callback(None)
-        return d
-
     def processEnded(self, reason: Failure) -> None:  # Twisted's name
         self.alive = False
         status = getattr(reason.value, "exitCode", None)
@@ -226,9 +210,7 @@ class _Worker(ProcessProtocol):
                 waiter.callback([*self._answers, death])
         if self._stderr:
             log.debug("protoc worker stderr: {tail}", tail=self._stderr[-512:])
-        for d in self._ended:
-            d.callback(None)
-        self._ended = []
+        self.ended()
 
 
 class ProtocPool(Service):

@@ -33,6 +33,8 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import BinaryIO, Final
 
+from actrix.core.pipes import read_exact
+
 HEADER: Final = struct.Struct(">I")
 STATUS_OK: Final = 0
 STATUS_ERROR: Final = 1
@@ -135,16 +137,6 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = stream.read(size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
 def _write_frame(stream: BinaryIO, status: int, payload: bytes) -> None:
     stream.write(HEADER.pack(len(payload) + 1) + bytes([status]) + payload)
     stream.flush()
@@ -169,13 +161,13 @@ def serve(
     ``before_spec`` runs before each spec is compiled (it renews the CPU budget).
     """
     while True:
-        header = _read_exact(stdin, HEADER.size)
+        header = read_exact(stdin, HEADER.size)
         if header is None:
             return
         (size,) = HEADER.unpack(header)
         if size > MAX_REQUEST_BYTES:
             return
-        body = _read_exact(stdin, size)
+        body = read_exact(stdin, size)
         if body is None:
             return
         request = json.loads(body)

@@ -130,7 +130,10 @@ class Registration:
         body.register_response.success.CopyFrom(ok)
         self._ctx.sessions.send(session, reply)
         self._ctx.metrics.registrations += 1
-        log.info("registered {actor}", actor=actr_id_repr(actr_id))
+        # Debug, not info: anyone may register (no credential), so a line per
+        # registration would let clients set the log volume; the count is in
+        # the metrics (actrix_signaling_registrations).
+        log.debug("registered {actor}", actor=actr_id_repr(actr_id))
         await self._ctx.presence.notify(actr_id, up=True, reason="registered")
 
     def _failed(

@@ -135,8 +135,8 @@ class Departures:
             return since + self.window
         return None
 
-    def due(self, now: float) -> list[ActorKey]:
-        """Pop the actors whose window has ended at ``now``.
+    def due(self, now: float, most: int | None = None) -> list[ActorKey]:
+        """Pop the actors whose window has ended at ``now`` (at most ``most``).
 
         Marks arrive in time order and the window is fixed, so the dict's
         insertion order is the order in which windows end.
@@ -144,7 +144,7 @@ class Departures:
         ended: list[ActorKey] = []
         limit = now - self.window
         for key, since in self._since.items():
-            if since > limit:
+            if since > limit or len(ended) == most:
                 break
             ended.append(key)
         for key in ended:

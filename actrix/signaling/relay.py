@@ -12,6 +12,10 @@ skipped).
 
 This is the hot path: when the sender's token is in the validator's cache a
 relay is handled synchronously (:meth:`Relays.relay_now`), without a Deferred.
+The common case there (the socket's own actor relays, within its realm, with
+a credential the session already presented, to a connected target the ACL
+allows) takes one straight run of checks; every other case, and every refusal,
+goes through the general checks, which give the exact answers.
 """
 
 from __future__ import annotations
@@ -48,6 +52,36 @@ class Relays:
         self, session: Session, envelope: signaling_pb2.SignalingEnvelope
     ) -> bool:
         """Handle a relay now if its token is cached; False: use :meth:`relay`."""
+        relay = envelope.actr_relay
+        source = relay.source
+        target = relay.target
+        realm_id = source.realm.realm_id
+        ctx = self._ctx
+        if (
+            session.actor != source
+            or target.realm.realm_id != realm_id
+            or ctx.realms.realm_problem(realm_id) is not None
+        ):
+            return self._relay_checked(session, envelope)
+        now = ctx.clock.seconds()
+        claims = self._checks.session_claims(session, relay.credential, realm_id, now)
+        if claims is None or claims.actor_id != session.label:
+            return self._relay_checked(session, envelope)
+        peer = ctx.sessions.bound((realm_id, target.serial_number))
+        payload = relay.WhichOneof("payload")
+        if (
+            peer is None
+            or payload == "role_negotiation"
+            or not ctx.realms.acl_allowed(realm_id, session.type_key, peer.type_key)
+        ):
+            return self._relay_checked(session, envelope)
+        self._forward(peer, envelope, relay, payload, now)
+        return True
+
+    def _relay_checked(
+        self, session: Session, envelope: signaling_pb2.SignalingEnvelope
+    ) -> bool:
+        """:meth:`relay_now` through the general checks (answers every refusal)."""
         relay = envelope.actr_relay
         source = relay.source
         if not self._realms_ok(session, envelope, source, relay.target):
@@ -229,8 +263,18 @@ class Relays:
             self._ctx.metrics.relays["no_target"] += 1
             log.debug("relay to unknown target {target}", target=actr_id_repr(target))
             return
-        # Forward the same relay in a fresh envelope, without the sender's token.
-        m.restamp(envelope, self._ctx.clock.seconds(), new_id=self._ids())
+        self._forward(peer, envelope, relay, payload, self._ctx.clock.seconds())
+
+    def _forward(
+        self,
+        peer: Session,
+        envelope: signaling_pb2.SignalingEnvelope,
+        relay: signaling_pb2.ActrRelay,
+        payload: str | None,
+        now: float,
+    ) -> None:
+        """Forward the same relay in a fresh envelope, without the sender's token."""
+        m.restamp(envelope, now, new_id=self._ids())
         credential = relay.credential
         credential.encrypted_token = b""
         credential.token_key_id = 0

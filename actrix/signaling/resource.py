@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
+from actrix.core.websocket import EdgeResource
 from actrix.signaling.protocol import SignalingFactory
 
 HEALTH_TEXT = b"Signaling is healthy"
@@ -28,7 +28,7 @@ class SignalingRoot(Resource):
     def __init__(self, factory: SignalingFactory) -> None:
         super().__init__()
         self.factory = factory
-        self.putChild(b"ws", WebSocketResource(factory))
+        self.putChild(b"ws", EdgeResource(factory))
         self.putChild(b"health", HealthText())
 
 

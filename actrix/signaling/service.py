@@ -70,6 +70,9 @@ log = Logger()
 HEARTBEAT_TIMEOUT: Final = 300.0
 RECONNECT_WINDOW: Final = 30.0
 MAX_BACKLOG: Final = 1024  # envelopes queued behind a waiting handler
+# Departed actors removed per reactor turn: after a mass disconnect the rest
+# follow in later turns, so requests in between are not held up behind them.
+DEPART_BATCH: Final = 100
 CLOSE_TIMEOUT: Final = 3.0
 FLUSH_INTERVAL: Final = 1.0
 HEARTBEAT_SWEEP_INTERVAL: Final = 30.0
@@ -324,7 +327,7 @@ class SignalingService(Service):
         """Remove the actors whose reconnect window ended while offline."""
         self._departure_call = None
         removed = 0
-        for key in self._departures.due(self._clock.seconds()):
+        for key in self._departures.due(self._clock.seconds(), DEPART_BATCH):
             entry = self.directory.cached(key)
             if entry is None or entry.online or self._sessions.is_bound(key):
                 continue

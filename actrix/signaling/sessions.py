@@ -17,11 +17,14 @@ from twisted.internet.interfaces import IReactorTime
 
 from actrix.core.actrid import actr_id_repr, type_key
 from actrix.core.directory import ActorKey
+from actrix.core.interfaces import Claims
 from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling import messages as m
 from actrix.signaling.metrics import SignalingMetrics
 
 REPLACED_CODE: Final = 4000  # close code of a socket superseded by a reconnect
+
+RelayAuth = tuple[bytes, int, int, Claims, float]
 
 
 class Connection(Protocol):
@@ -57,6 +60,7 @@ class Session:
         "ip",
         "key",
         "label",
+        "relay_auth",
         "type_key",
         "webrtc_role",
     )
@@ -80,6 +84,9 @@ class Session:
         self.credential: actr_pb2.AIdCredential | None = None
         self.backlog: deque[signaling_pb2.SignalingEnvelope] | None = None
         self.closed = False
+        # The last relay credential this socket presented that checked out:
+        # (token, key id, realm id, claims, valid until); see MessageChecks.
+        self.relay_auth: RelayAuth | None = None
 
     @property
     def answers(self) -> bool:
@@ -144,6 +151,7 @@ class Sessions:
         session.key = key
         session.label = actr_id_repr(actr_id)
         session.type_key = type_key(actr_id.type)
+        session.relay_auth = None
         # The credential itself is not kept: every message carries its own and
         # is checked on its own (a copy was ~220 bytes per actor, never read).
         self._bound[key] = session
@@ -157,6 +165,7 @@ class Sessions:
         session.label = ""
         session.type_key = ""
         session.credential = None
+        session.relay_auth = None
 
     def send(
         self,

@@ -68,6 +68,29 @@ class ValidateCachedTests(SynchronousTestCase):
         self.clock.advance(1)
         self.assertIsNone(self.validator.validate_cached(token, self.key_id, REALM))
 
+    def test_cached_until_is_the_first_change(self) -> None:
+        """``cached_until`` holds until token expiry, or the key's tolerance
+        period starts, or (inside it) the key stops being usable."""
+        token = self.token(expr=NOW + 3600)
+        self.validate(token)
+        found = self.validator.cached_until(token, self.key_id, REALM)
+        assert found is not None
+        self.assertEqual(found[1], float(NOW + 3600))  # this key never expires
+        self.keys.secrets[self.key_id] = attrs.evolve(
+            self.keys.secrets[self.key_id], expires_at=NOW + 100, tolerance_seconds=50
+        )
+        fresh = TokenValidator(self.keys, self.clock)
+        self.successResultOf(deferred(fresh.validate(token, self.key_id, REALM)))
+        found = fresh.cached_until(token, self.key_id, REALM)
+        assert found is not None
+        self.assertEqual(found[1], float(NOW + 100))  # tolerance starts
+        self.clock.advance(120)
+        found = fresh.cached_until(token, self.key_id, REALM)
+        assert found is not None
+        self.assertTrue(found[0].key_in_tolerance)
+        self.assertEqual(found[1], float(NOW + 150))  # key unusable
+        self.assertIsNone(fresh.cached_until(token, self.key_id, 7))
+
     def test_key_past_tolerance_is_a_miss(self) -> None:
         """A cached token of a key beyond expiry + tolerance is not answered."""
         self.keys.secrets[self.key_id] = attrs.evolve(

@@ -116,3 +116,72 @@ class SendTests(SynchronousTestCase):
         protocol.dataReceived(b"\x81\x82\x00\x00\x00\x00hi")
         self.assertEqual(transport.value(), b"\x81\x02hi")
         self.assertEqual(protocol.trafficStats.outgoingOctetsWireLevel, before + 4)
+
+
+class GarbageTests(SynchronousTestCase):
+    def test_closed_connection_leaves_no_garbage_cycle(self) -> None:
+        """An upgrade through the site, a message and a close leave nothing for
+        the cyclic garbage collector: the HTTP channel and request, the
+        connection and what it holds are all freed by reference counting."""
+        import gc
+
+        from autobahn.twisted.websocket import WebSocketServerFactory
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.error import ConnectionDone
+        from twisted.internet.task import Clock
+        from twisted.internet.testing import StringTransport
+        from twisted.python.failure import Failure
+        from twisted.web.resource import Resource
+
+        from actrix.core.http import build_site
+        from actrix.core.websocket import EdgeProtocol, UpgradeOnly, edge_options
+
+        class Echo(EdgeProtocol):
+            __slots__ = ()
+
+            def onMessage(self, payload: bytes, isBinary: bool) -> None:
+                self.send_bytes(payload)
+
+        class Transport(StringTransport):
+            protocol: Any = None
+
+        factory = WebSocketServerFactory()
+        factory.protocol = Echo
+        edge_options(factory, 1024)
+        root = Resource()
+        root.putChild(b"ws", UpgradeOnly(factory))
+        site = build_site(root, Clock())
+        address = IPv4Address("TCP", "127.0.0.1", 40000)
+
+        def one_connection() -> bytes:
+            transport = Transport(peerAddress=address)
+            channel = site.buildProtocol(address)
+            transport.protocol = channel
+            channel.makeConnection(transport)
+            channel.dataReceived(
+                b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\n"
+                b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            protocol = transport.protocol
+            self.assertIsInstance(protocol, Echo)
+            protocol.dataReceived(b"\x82\x83\x00\x00\x00\x00abc")  # masked "abc"
+            # As tcp.Connection.connectionLost: the transport lets go first.
+            transport.protocol = None
+            protocol.connectionLost(Failure(ConnectionDone()))
+            written: bytes = transport.value()
+            return written
+
+        one_connection()  # first-use caches
+        gc.collect()
+        gc.disable()
+        self.addCleanup(gc.enable)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        self.addCleanup(gc.set_debug, 0)
+        self.addCleanup(gc.garbage.clear)
+        written = [one_connection() for _ in range(20)]
+        self.assertTrue(all(w.endswith(b"\x82\x03abc") for w in written))
+        gc.collect()
+        kinds = sorted({type(o).__name__ for o in gc.garbage})
+        self.assertEqual(kinds, [])

@@ -98,6 +98,8 @@ class CachingValidator(FakeValidator):
         super().__init__()
         self.cached: dict[tuple[bytes, int], Claims] = {}
         self.validations = 0
+        self.lookups = 0  # validate_cached calls
+        self.until = float("inf")
 
     async def validate(
         self, encrypted_token: bytes, key_id: int, expected_realm: int
@@ -110,10 +112,18 @@ class CachingValidator(FakeValidator):
     def validate_cached(
         self, encrypted_token: bytes, key_id: int, expected_realm: int
     ) -> Claims | None:
+        self.lookups += 1
         claims = self.cached.get((encrypted_token, key_id))
         if claims is None or claims.realm_id != expected_realm:
             return None
         return claims
+
+    def cached_until(
+        self, encrypted_token: bytes, key_id: int, expected_realm: int
+    ) -> tuple[Claims, float] | None:
+        """``validate_cached``, valid until ``self.until`` (seconds)."""
+        claims = self.validate_cached(encrypted_token, key_id, expected_realm)
+        return None if claims is None else (claims, self.until)
 
 
 class FakeIssuer:

@@ -30,6 +30,16 @@ class DeparturesTests(SynchronousTestCase):
         self.assertEqual(departures.due(110.0), [(1, 1)])
         self.assertEqual(departures.next_due(), 115.0)
 
+    def test_due_takes_at_most_the_bound(self) -> None:
+        """``most`` caps one call; the rest stay due for the next one, in order."""
+        departures = Departures(10.0)
+        for serial in range(5):
+            departures.mark((1, serial), 100.0 + serial)
+        self.assertEqual(departures.due(200.0, 2), [(1, 0), (1, 1)])
+        self.assertEqual(departures.next_due(), 112.0)
+        self.assertEqual(departures.due(200.0, 2), [(1, 2), (1, 3)])
+        self.assertEqual(departures.due(200.0), [(1, 4)])
+
     def test_marking_again_restarts_the_window(self) -> None:
         """A second mark moves the actor behind later ones with a fresh window."""
         departures = Departures(10.0)
@@ -136,6 +146,33 @@ class ReconnectWindowTests(SynchronousTestCase):
         self.assertIsNone(self.h.service.directory.cached(self.key()))
         self.assertIn(row_key(*self.key()), self.h.local.pending.deletes)
         self.assertIsNotNone(self.h.service.directory.cached((REALM, 2)))
+
+    def test_mass_departure_is_spread_over_reactor_turns(self) -> None:
+        """More due actors than one batch leave over several turns, not in one."""
+        from actrix.signaling.service import DEPART_BATCH
+
+        service = self.h.service
+        sessions = []
+        for _ in range(DEPART_BATCH + 5):
+            session, _conn = self.h.open()
+            self.h.register(session, "crowd")
+            sessions.append(session)
+        keys = [s.key for s in sessions]
+        cached = service.directory.cached
+        removed_per_turn: list[int] = []
+        depart = service._depart
+
+        def one_turn() -> None:
+            before = sum(1 for k in keys if k is not None and cached(k) is None)
+            depart()
+            after = sum(1 for k in keys if k is not None and cached(k) is None)
+            removed_per_turn.append(after - before)
+
+        service._depart = one_turn  # type: ignore[method-assign]  # counts turns
+        for session in sessions:
+            service.session_closed(session)
+        self.h.clock.advance(WINDOW)
+        self.assertEqual(removed_per_turn, [DEPART_BATCH, 5])
 
     def test_reconnect_inside_window_keeps_actor(self) -> None:
         """A URL-identity reconnect inside the window keeps the actor for good."""

@@ -58,6 +58,33 @@ class RelayFastPathTests(SynchronousTestCase):
         self.assertEqual(self.candidates(self.receiver), ["c0", "c1", "c2"])
         self.assertEqual(self.h.service.metrics.relays["forwarded"], 3)
 
+    def test_session_keeps_its_credential_until_the_answer_expires(self) -> None:
+        """Later relays with the same token skip the validator's cache until the
+        time ``cached_until`` gave; then it is asked again (and may refuse)."""
+        self.validator.until = self.h.clock.seconds() + 10
+        for n in range(3):
+            self.relay(f"c{n}")
+        # Relay 1 misses (fast path, then general path); relay 2 hits the
+        # validator's cache and keeps the answer; relay 3 asks nobody.
+        self.assertEqual((self.validator.validations, self.validator.lookups), (1, 3))
+        self.h.clock.advance(11)
+        self.validator.cached.clear()  # e.g. the token expired meanwhile
+        self.validator.hold = []
+        self.relay("late")
+        self.assertEqual(self.validator.lookups, 5)
+        self.assertEqual(len(self.validator.hold), 1)  # validated again, async
+        self.assertEqual(self.candidates(self.receiver), ["c0", "c1", "c2"])
+
+    def test_session_credential_is_per_token(self) -> None:
+        """Another token on the same socket is checked on its own: a valid token
+        of another actor does not ride on the session's cached one."""
+        other = self.h.register(self.h.open()[0], "other")
+        self.relay("warm")
+        self.relay("theirs", credential=token_for(other))
+        error = self.sender.sent[-1].server_to_actr.error
+        self.assertEqual((error.code, error.message), (403, messages.SOURCE_MISMATCH))
+        self.assertEqual(self.candidates(self.receiver), ["warm"])
+
     def test_forwarded_relay_is_restamped_without_token(self) -> None:
         """A relay forwarded on the fast path gets a new UUIDv4 id and no token."""
         self.relay("warm")

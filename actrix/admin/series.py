@@ -25,6 +25,7 @@ SECOND_SLOTS: Final = 15 * 60
 MINUTE_SLOTS: Final = 24 * 60
 
 # Series name -> metric families summed (gauges: as they are; *_per_sec: rates).
+# ``family{label=value}`` sums only the samples with that label value.
 GAUGES: Final = {
     "connections": ("actrix_signaling_connections", "actrix_rooms_connections"),
     "actors": ("actrix_signaling_actors",),
@@ -32,7 +33,8 @@ GAUGES: Final = {
     "allocations": ("actrix_turn_allocations_active",),
 }
 RATES: Final = {
-    "relays_per_sec": ("actrix_turn_relayed_packets",),
+    # Actor messages forwarded by signaling (TURN traffic is the bytes series).
+    "relays_per_sec": ("actrix_signaling_relays{outcome=forwarded}",),
     "relayed_bytes_per_sec": ("actrix_turn_relayed_bytes",),
     "auth_failures_per_sec": (
         "actrix_turn_auth_failures",
@@ -45,20 +47,29 @@ SERIES: Final = (*GAUGES, *RATES)
 
 
 def read_collectors(collectors: Iterable[Any]) -> dict[str, float]:
-    """Sum of every sample of each family in GAUGES and RATES, by series name."""
-    wanted: dict[str, str] = {}
+    """Sum of the samples of each family in GAUGES and RATES, by series name."""
+    wanted: dict[str, list[tuple[str, tuple[str, str] | None]]] = {}
     for name, families in (*GAUGES.items(), *RATES.items()):
-        for family_name in families:
-            wanted[family_name] = name
+        for spec in families:
+            family_name, _, selector = spec.partition("{")
+            label = None
+            if selector:
+                key, _, value = selector.rstrip("}").partition("=")
+                label = (key, value)
+            wanted.setdefault(family_name, []).append((name, label))
     totals = dict.fromkeys(SERIES, 0.0)
     for collector in collectors:
         for family in collector.collect():
-            series = wanted.get(family.name)
-            if series is None:
+            targets = wanted.get(family.name)
+            if targets is None:
                 continue
             counter = family.type == "counter"
-            for sample in family.samples:
-                if not counter or sample.name.endswith("_total"):
+            for series, label in targets:
+                for sample in family.samples:
+                    if counter and not sample.name.endswith("_total"):
+                        continue
+                    if label is not None and sample.labels.get(label[0]) != label[1]:
+                        continue
                     totals[series] += float(sample.value)
     return totals
 

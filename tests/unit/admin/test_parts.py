@@ -18,7 +18,12 @@ from twisted.web.resource import Resource
 from actrix.admin import sessions as sessions_module
 from actrix.admin.console import AdminRoot, ListenerRoot
 from actrix.admin.redact import REDACTED, changed_keys, redacted_config
-from actrix.admin.series import MINUTE_SLOTS, SECOND_SLOTS, SeriesSampler
+from actrix.admin.series import (
+    MINUTE_SLOTS,
+    SECOND_SLOTS,
+    SeriesSampler,
+    read_collectors,
+)
 from actrix.admin.sessions import LoginLimiter, Sessions
 from actrix.core.config import parse_config
 from tests.daemon import config_text
@@ -77,6 +82,32 @@ class LimiterTests(SynchronousTestCase):
 
 
 class SeriesTests(SynchronousTestCase):
+    def test_read_collectors_sums_families_and_selects_labels(self) -> None:
+        """Relays/s counts signaling relays that were forwarded, not refused ones;
+        connections add signaling and room sockets."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        class Collector:
+            def collect(self) -> Any:
+                relays = CounterMetricFamily(
+                    "actrix_signaling_relays", "", labels=["outcome"]
+                )
+                relays.add_metric(["forwarded"], 7)
+                relays.add_metric(["no_target"], 100)
+                yield relays
+                for name, value in (
+                    ("actrix_signaling_connections", 2),
+                    ("actrix_rooms_connections", 3),
+                ):
+                    gauge = GaugeMetricFamily(name, "")
+                    gauge.add_metric([], value)
+                    yield gauge
+
+        totals = read_collectors([Collector()])
+        self.assertEqual(totals["relays_per_sec"], 7.0)
+        self.assertEqual(totals["connections"], 5.0)
+        self.assertEqual(totals["allocations"], 0.0)
+
     def test_rates_gauges_and_minutes(self) -> None:
         """Gauges are sampled as they are, counters as rates; minutes are means."""
         clock = Clock()

@@ -118,6 +118,21 @@ class ClusterCase(TestCase):
         self.assertTrue(response.HasField("success"), str(response))
         return client
 
+    async def watched_across(self) -> tuple[SignalingClient, SignalingClient]:
+        """A watcher on node 0 subscribed to type ``svc``, and an ``svc`` actor
+        on node 1 whose up event the watcher has heard: (watcher, server)."""
+        watcher = await self.registered(0, "watcher")
+        reply = await watcher.call(
+            subscribe_actr_up_request=actr_pb2.SubscribeActrUpRequest(
+                target_type=target("svc")
+            )
+        )
+        self.assertTrue(reply.subscribe_actr_up_response.HasField("success"))
+        server = await self.registered(1, "svc", acl=allow(("acme", "watcher")))
+        up = (await watcher.next_push()).server_to_actr.actr_up_event
+        self.assertEqual(up.actor_id, server.actr_id)
+        return watcher, server
+
     async def until_discovered(self, client: SignalingClient, name: str) -> None:
         """Wait until ``client``'s node lists type ``name`` to it.
 
@@ -210,16 +225,7 @@ class TwoNodeTests(ClusterCase):
 
     async def test_presence_up_and_down_across_nodes(self) -> None:
         """A watcher on node 0 hears an actor of node 1 come and go."""
-        watcher = await self.registered(0, "watcher")
-        reply = await watcher.call(
-            subscribe_actr_up_request=actr_pb2.SubscribeActrUpRequest(
-                target_type=target("svc")
-            )
-        )
-        self.assertTrue(reply.subscribe_actr_up_response.HasField("success"))
-        server = await self.registered(1, "svc", acl=allow(("acme", "watcher")))
-        up = (await watcher.next_push()).server_to_actr.actr_up_event
-        self.assertEqual(up.actor_id, server.actr_id)
+        watcher, server = await self.watched_across()
         await server.call(
             unregister_request=actr_pb2.UnregisterRequest(actr_id=server.actr_id)
         )

@@ -16,10 +16,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 
 from actrix.core.actrid import actr_id_repr
 from actrix.core.revocation import REVOKED_CODE
-from actrix.proto import actr_pb2
 from tests.integration.test_cluster import ClusterCase
-from tests.integration.test_signaling import allow
-from tests.integration.test_signaling_directory import target
 from tests.signaling_client import SignalingClient
 
 DEADLINE = 1.0
@@ -29,16 +26,7 @@ class ClusterRevocationTests(ClusterCase):
     async def test_cli_revocation_reaches_the_node_holding_the_socket(self) -> None:
         """Revoked through PostgreSQL: node 1 closes the socket, node 0's watcher
         hears ActrDown, and node 0 refuses the token too."""
-        watcher = await self.registered(0, "watcher")
-        reply = await watcher.call(
-            subscribe_actr_up_request=actr_pb2.SubscribeActrUpRequest(
-                target_type=target("svc")
-            )
-        )
-        self.assertTrue(reply.subscribe_actr_up_response.HasField("success"))
-        server = await self.registered(1, "svc", acl=allow(("acme", "watcher")))
-        up = (await watcher.next_push()).server_to_actr.actr_up_event
-        self.assertEqual(up.actor_id, server.actr_id)
+        watcher, server = await self.watched_across()
         assert server.actr_id is not None
         config = self.config_file()
         out, err, code = await getProcessOutputAndValue(

@@ -53,6 +53,10 @@ class ActrixService(MultiService):
         self.exit_on_listen_error = False
         # Revokes actors and ends suspended realms (set by tap; the admin API's).
         self.revoker: Revoker | None = None
+        # The one stop in progress or done: stopping twice (a second SIGTERM,
+        # a test's cleanup after its own stop) waits for it instead of
+        # stopping every service again.
+        self._stopping: Deferred[None] | None = None
 
     def add_listener(self, service: Service) -> None:
         service.setServiceParent(self.listeners)
@@ -128,7 +132,16 @@ class ActrixService(MultiService):
             raise SystemExit(1) from e
 
     def stopService(self) -> Deferred[None]:
-        return Deferred.fromCoroutine(self._stop())
+        if self._stopping is None:
+            self._stopping = Deferred.fromCoroutine(self._stop())
+        waiter: Deferred[None] = Deferred()
+
+        def done(result: object) -> object:
+            waiter.callback(None)
+            return result
+
+        self._stopping.addBoth(done)
+        return waiter
 
     async def _stop(self) -> None:
         Service.stopService(self)

@@ -84,7 +84,9 @@ class CryptoThreads(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         # Joins the workers; each job is sub-millisecond so this is quick.
-        self._pool.stop()
+        # A pool stopped already raises AlreadyQuit on a second stop.
+        if not self._pool.joined:
+            self._pool.stop()
         return succeed(None)
 
     def run(self, fn: Callable[..., R], *args: Any) -> Deferred[R]:

@@ -61,7 +61,7 @@ run: $(STAMP)
 	$(VENV)/bin/actrix realm add --id 1 --name dev --if-missing -c $(CONFIG)
 	@$(VENV)/bin/actrix admin-token list -c $(CONFIG) 2>/dev/null | grep -q active || \
 	  echo "Admin console: http://127.0.0.1:8080/admin/ -- create your first admin token with:" \
-	       "$(VENV)/bin/actrix admin-token create --name $$USER -c $(CONFIG)"
+	       "$(VENV)/bin/actrix admin-token create --name $${USER:-admin} -c $(CONFIG)"
 	$(VENV)/bin/twistd --nodaemon --pidfile= --logger actrix.core.logging.console_observer actrix -c $(CONFIG)
 
 lint: $(TSTAMP)

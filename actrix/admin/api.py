@@ -444,7 +444,8 @@ class AdminApi:
         raise ApiError("not_found", "no such API path")
 
     async def _actor_get(self, request: Request, caller: Caller, actor: str) -> Any:
-        return live_routes.actor_json(await live_routes.find_actor(self.ctx, actor))
+        found = await live_routes.find_actor(self.ctx, actor)
+        return live_routes.actor_json(found, self.ctx)
 
     async def _actor_revoke(self, request: Request, caller: Caller, actor: str) -> Any:
         if self.revoker is None:

@@ -21,7 +21,7 @@ from actrix.core.settings import Settings
 from actrix.core.storage import Database
 
 if TYPE_CHECKING:
-    from actrix.admin.ports import RoomControl, TurnControl
+    from actrix.admin.ports import RoomControl, SignalingControl, TurnControl
     from actrix.core.directory import ActorDirectory
 
 
@@ -68,6 +68,7 @@ class AdminContext:
     sampler: SeriesSampler
     metrics: AdminMetrics = attrs.Factory(AdminMetrics)
     directory: ActorDirectory | None = None
+    signaling: SignalingControl | None = None
     rooms: RoomControl | None = None
     turn: TurnControl | None = None
     draining: Callable[[], bool] = lambda: False

@@ -24,10 +24,13 @@ from actrix.proto import actr_pb2
 # Actors
 
 
-def actor_json(entry: ActorEntry) -> dict[str, Any]:
+def actor_json(entry: ActorEntry, ctx: AdminContext) -> dict[str, Any]:
     actr_id = entry.actr_id
     t = actr_id.type
     heartbeat = int(entry.last_heartbeat) if entry.last_heartbeat else None
+    # The socket's open time and address are known to the process holding it;
+    # for an actor on another node or worker they stay null.
+    session = None if ctx.signaling is None else ctx.signaling.session_for(entry.key)
     return {
         "id": actr_id_repr(actr_id),
         "realm_id": actr_id.realm.realm_id,
@@ -35,11 +38,9 @@ def actor_json(entry: ActorEntry) -> dict[str, Any]:
         "serial": f"{actr_id.serial_number:x}",
         "status": "online" if entry.online else "offline",
         "node": entry.node,
-        # The directory keeps no connect time or socket address; the last
-        # heartbeat is the closest it knows (issue 14 contract deviation).
-        "connected_at": None,
+        "connected_at": None if session is None else int(session.opened_at),
         "last_heartbeat": heartbeat,
-        "remote": None,
+        "remote": None if session is None or not session.ip else session.ip,
         "version": t.version if t.HasField("version") and t.version else None,
     }
 
@@ -69,7 +70,7 @@ async def list_actors(ctx: AdminContext, request: Request) -> dict[str, Any]:
     if ctx.directory is not None:
         for realm in await _realm_ids(ctx, realm_id):
             for entry in await ctx.directory.in_realm(realm):
-                item = actor_json(entry)
+                item = actor_json(entry, ctx)
                 if type_filter and item["type"] != type_filter:
                     continue
                 if status and item["status"] != status:

@@ -82,6 +82,24 @@ class RoomLike(Protocol):
     def members(self) -> Mapping[str, Any]: ...
 
 
+class SessionLike(Protocol):
+    """A signaling socket as the admin API reads it."""
+
+    @property
+    def opened_at(self) -> float: ...
+
+    @property
+    def ip(self) -> str: ...
+
+
+class SignalingControl(Protocol):
+    """The signaling service's admin surface: the sockets this process holds."""
+
+    def session_for(self, key: tuple[int, int]) -> SessionLike | None:
+        """The live socket of an actor (realm id, serial) held here, if any."""
+        ...
+
+
 class RoomControl(Protocol):
     """The room service's admin surface."""
 

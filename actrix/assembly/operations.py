@@ -51,6 +51,7 @@ def build_admin(wiring: Wiring) -> None:
         collectors=wiring.metrics.collectors,
         revoker=wiring.revoker,
         directory=wiring.directory,
+        signaling=wiring.signaling,
         rooms=wiring.rooms,
         turn=turn,
         draining=(lambda: bool(turn.shedding.draining)) if turn is not None else bool,

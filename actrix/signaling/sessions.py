@@ -60,6 +60,7 @@ class Session:
         "ip",
         "key",
         "label",
+        "opened_at",
         "relay_auth",
         "type_key",
         "webrtc_role",
@@ -71,8 +72,10 @@ class Session:
         ip: str,
         webrtc_role: str | None,
         session_id: int = 0,
+        opened_at: float = 0.0,
     ) -> None:
         self.id = session_id  # unique within this process (directory entries)
+        self.opened_at = opened_at  # clock seconds when the socket opened
         self.connection = connection
         self.ip = ip
         self.webrtc_role = webrtc_role
@@ -110,7 +113,9 @@ class Sessions:
         return iter(list(self._open))
 
     def open(self, connection: Connection, ip: str, webrtc_role: str | None) -> Session:
-        session = Session(connection, ip, webrtc_role, next(self._ids))
+        session = Session(
+            connection, ip, webrtc_role, next(self._ids), self._clock.seconds()
+        )
         self._open.add(session)
         self._metrics.connections_total += 1
         return session

@@ -231,6 +231,11 @@ class LiveActorTests(TestCase):
         self.assertEqual(listed["total"], 1, listed)
         actor = listed["items"][0]
         self.assertEqual((actor["status"], actor["realm_id"]), ("online", 101))
+        # The socket is held here: its address and open time are shown.
+        self.assertEqual(actor["remote"], "127.0.0.1")
+        self.assertLessEqual(
+            abs(actor["connected_at"] - int(reactor.seconds())), 5, actor
+        )
         response = await client.get(
             base + "/actors/" + quote(actor["id"], safe=""), headers=bearer
         )

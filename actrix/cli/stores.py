@@ -59,7 +59,8 @@ def runtime_problems(settings: Settings) -> list[str]:
 
     TLS files must load, ``sqlite_path`` must be writable (or creatable) or the
     PostgreSQL of ``[storage]`` reachable with no schema newer than this code,
-    and the listening ports must be free.
+    the Redis of ``[redis]`` must answer (password and database included), and
+    the listening ports must be free.
     """
     import os
     import socket
@@ -91,6 +92,12 @@ def runtime_problems(settings: Settings) -> list[str]:
         problems.extend(schema_problems(settings.storage.postgresql))
     elif not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         problems.append(f"sqlite_path: {directory} is not writable")
+    if settings.redis is not None:
+        from actrix.core.redis_probe import redis_problem
+
+        problem = redis_problem(settings.redis)
+        if problem is not None:
+            problems.append(problem)
     binds: list[tuple[str, str, int, int]] = []
     if settings.uses_https and settings.bind.https is not None:
         b = settings.bind.https

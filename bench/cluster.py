@@ -177,7 +177,9 @@ class Deployment:
         return pids
 
     def cpu(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.server_pids())
+        # cpu_seconds counts a process's live descendants (workers, sealing
+        # children) already: sum over the processes started here only.
+        return sum(cpu_seconds(process.pid) for process in self.processes)
 
     def rss_kb(self) -> int:
         return sum(rss_kb(pid) for pid in self.server_pids())

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 
 from actrix.assembly import StartupError, Wiring
 from actrix.core.storage import open_store
+from actrix.workers import SUPERVISOR_ENV
 
 if TYPE_CHECKING:
     from actrix.core.bus import Bus
@@ -110,8 +112,17 @@ def build_directory(
             settings.cluster.node_id, None if worker is None else worker.index
         )
         node_id = new_node_id(name)
-        bus = RedisBus(client, node_id, reactor)
-        wiring.root.add_connection(bus)
+        redis_bus = RedisBus(client, node_id, reactor)
+        wiring.root.add_connection(redis_bus)
+        bus: Bus = redis_bus
+        siblings = None
+        supervisor = os.environ.get(SUPERVISOR_ENV)
+        if worker is not None and supervisor and supervisor.isdigit():
+            from actrix.core.sibling_bus import SiblingBus
+
+            # Workers of one supervisor deliver to each other directly.
+            bus = siblings = SiblingBus(redis_bus, int(supervisor), reactor)
+            wiring.root.add_connection(siblings)
         log.info("signaling directory on Redis as node {node}", node=node_id)
         shared = RedisDirectory(
             client,
@@ -126,7 +137,7 @@ def build_directory(
         )
         from actrix.core.cluster_status import ClusterStatus
 
-        status = ClusterStatus(client, shared, bus, name)
+        status = ClusterStatus(client, shared, redis_bus, name, siblings)
         wiring.health_checks["redis"] = status.redis_up
         wiring.health_details["cluster"] = status.health
         wiring.metrics.register(status)

@@ -5,25 +5,38 @@ Signaling finds where an actor's socket is in the
 session) and, when that is another process, sends a :class:`BusMessage` to
 that node; the node's handler delivers it to its local session. ``LocalBus``
 is the single-process default (there is no other node); ``RedisBus`` publishes
-on one Redis channel per node.
+on one Redis channel per node; ``SiblingBus`` writes straight to the sibling
+workers of one supervisor over Unix sockets and hands the rest to Redis.
+
+A message is bytes of our own layout (one codec for Redis and the Unix links):
+a version byte, the kind, a flag byte, realm id (u32), serial (u64), session
+(u64), the origin node and the metrics flow (each a length byte and UTF-8),
+then the payload to its end. Every field is bounded by that layout, so
+decoding reads nothing unbounded.
 """
 
 from __future__ import annotations
 
-import base64
-import json
+import struct
 from collections.abc import Callable
 from typing import Final, Protocol
 
 import attrs
+from twisted.logger import Logger
 
 from actrix.core.directory import ActorKey
+
+log = Logger()
 
 # What a message asks of the receiving node.
 DELIVER: Final = "deliver"  # write ``payload`` (an envelope) to ``key``'s socket
 NEGOTIATE: Final = "negotiate"  # decide roles of a relay's role negotiation
 KICK: Final = "kick"  # close ``key``'s socket ``session``: it reconnected elsewhere
 KINDS: Final = (DELIVER, NEGOTIATE, KICK)
+
+VERSION: Final = 0xA1
+_CODES: Final = {kind: i for i, kind in enumerate(KINDS, 1)}
+_HEAD: Final = struct.Struct("!BBBIQQB")  # version kind flag realm serial session len
 
 
 class BadMessage(Exception):
@@ -40,42 +53,84 @@ class BusMessage:
     payload: bytes = b""
     origin: str = ""  # the sending node, for answers
     flag: bool = False  # NEGOTIATE: whether the relay's source answers only
+    # DELIVER: the metrics flow of ``payload``, an encoded envelope the
+    # receiver writes as it is; "" makes it parse the envelope for the flow.
+    flow: str = ""
 
     def encode(self) -> bytes:
-        return json.dumps(
-            {
-                "k": self.kind,
-                "a": list(self.key),
-                "s": self.session,
-                "p": base64.b64encode(self.payload).decode("ascii"),
-                "o": self.origin,
-                "f": self.flag,
-            },
-            separators=(",", ":"),
-        ).encode("ascii")
+        """Raises ``struct.error`` or ``ValueError`` for values out of the layout."""
+        origin = self.origin.encode("utf-8")
+        flow = self.flow.encode("ascii")
+        if len(origin) > 255 or len(flow) > 255:
+            raise ValueError("bus message origin or flow longer than 255 bytes")
+        realm, serial = self.key
+        head = _HEAD.pack(
+            VERSION,
+            _CODES[self.kind],
+            self.flag,
+            realm,
+            serial,
+            self.session,
+            len(origin),
+        )
+        return b"".join((head, origin, bytes((len(flow),)), flow, self.payload))
 
     @classmethod
     def decode(cls, data: bytes) -> BusMessage:
         """Raises :class:`BadMessage` for anything but an encoded message."""
+        data = bytes(data)
+        size = len(data)
+        if size < _HEAD.size:
+            raise BadMessage(f"{size} bytes, shorter than a bus message header")
+        version, code, flag, realm, serial, session, origin_len = _HEAD.unpack_from(
+            data
+        )
+        if version != VERSION:
+            raise BadMessage(f"unknown bus message version {version}")
+        if not 1 <= code <= len(KINDS) or flag > 1:
+            raise BadMessage(f"unknown kind {code} or flag {flag}")
+        at = _HEAD.size + origin_len
+        if at >= size:
+            raise BadMessage("bus message cut short in its origin")
+        flow_end = at + 1 + data[at]
+        if flow_end > size:
+            raise BadMessage("bus message cut short in its flow")
         try:
-            d = json.loads(data)
-            realm, serial = d["a"]
-            message = cls(
-                kind=str(d["k"]),
-                key=(int(realm), int(serial)),
-                session=int(d["s"]),
-                payload=base64.b64decode(d["p"], validate=True),
-                origin=str(d["o"]),
-                flag=bool(d["f"]),
-            )
-        except Exception as e:
-            raise BadMessage(str(e)) from e
-        if message.kind not in KINDS:
-            raise BadMessage(f"unknown kind {message.kind!r}")
-        return message
+            origin = data[_HEAD.size : at].decode("utf-8")
+            flow = data[at + 1 : flow_end].decode("ascii")
+        except UnicodeDecodeError as e:
+            raise BadMessage(f"bus message origin or flow: {e.reason}") from e
+        return cls(
+            kind=KINDS[code - 1],
+            key=(realm, serial),
+            session=session,
+            payload=data[flow_end:],
+            origin=origin,
+            flag=bool(flag),
+            flow=flow,
+        )
 
 
 Handler = Callable[[BusMessage], None]
+
+
+def deliver_bytes(handler: Handler | None, data: bytes) -> None:
+    """Decode a message a bus received and hand it to ``handler``.
+
+    An unreadable message is dropped with a log line; a handler's failure is
+    logged, never raised into the bus's connection.
+    """
+    if handler is None:
+        return
+    try:
+        message = BusMessage.decode(data)
+    except BadMessage as e:
+        log.warn("unreadable bus message dropped: {reason}", reason=str(e))
+        return
+    try:
+        handler(message)
+    except Exception:
+        log.failure("while handling a bus message of kind {kind}", kind=message.kind)
 
 
 class Bus(Protocol):
@@ -97,6 +152,9 @@ class Bus(Protocol):
 
     async def send(self, node: str, message: BusMessage) -> bool:
         """Send to ``node``; False when no process of that node is listening."""
+
+    def send_now(self, node: str, message: BusMessage) -> bool:
+        """Send to ``node`` without waiting if this bus can; False: use :meth:`send`."""
 
 
 class LocalBus:
@@ -121,6 +179,9 @@ class LocalBus:
         """Always: the handler is called in place."""
 
     async def send(self, node: str, message: BusMessage) -> bool:
+        return self.send_now(node, message)
+
+    def send_now(self, node: str, message: BusMessage) -> bool:
         if node != self._node_id or self._handler is None:
             return False
         self._handler(message)

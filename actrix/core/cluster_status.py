@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from actrix.core.redis_bus import RedisBus
 from actrix.core.redis_client import RedisClient
 from actrix.core.redis_directory import RedisDirectory
+from actrix.core.sibling_bus import SiblingBus
 
 
 class ClusterStatus:
@@ -27,11 +28,13 @@ class ClusterStatus:
         directory: RedisDirectory,
         bus: RedisBus,
         name: str,
+        siblings: SiblingBus | None = None,
     ) -> None:
         self._client = client
         self._directory = directory
         self._bus = bus
         self._name = name
+        self._siblings = siblings
 
     def redis_up(self) -> bool:
         return self._client.up
@@ -77,4 +80,21 @@ class ClusterStatus:
         bus.add_metric(["unheard"], self._bus.unheard)
         bus.add_metric(["received"], self._bus.received_count)
         yield bus
+        siblings = self._siblings
+        if siblings is not None:
+            direct = CounterMetricFamily(
+                "actrix_cluster_sibling_messages",
+                "Deliveries between workers of this supervisor over their own"
+                " links (not Redis): written, read, dropped for a full link",
+                labels=["direction"],
+            )
+            direct.add_metric(["sent"], siblings.sent)
+            direct.add_metric(["received"], siblings.received_count)
+            direct.add_metric(["dropped"], siblings.dropped)
+            yield direct
+            links = GaugeMetricFamily(
+                "actrix_cluster_sibling_links", "Open links to sibling workers"
+            )
+            links.add_metric([], siblings.links)
+            yield links
         yield from self._client.collect()

@@ -185,6 +185,9 @@ class ActorDirectory(Protocol):
     async def locate(self, key: ActorKey) -> Location | None:
         """Where the actor's socket is (cheaper than :meth:`lookup` when shared)."""
 
+    def location_now(self, key: ActorKey) -> Location | None:
+        """:meth:`locate` from memory; None when that needs the network or store."""
+
     async def in_realm(self, realm_id: int) -> Sequence[ActorEntry]:
         """Every entry of a realm, in registration order."""
 

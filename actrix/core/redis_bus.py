@@ -20,7 +20,7 @@ from twisted.internet.endpoints import (
 )
 from twisted.logger import Logger
 
-from actrix.core.bus import BadMessage, BusMessage, Handler
+from actrix.core.bus import BusMessage, Handler, deliver_bytes
 from actrix.core.redis_client import RedisClient, no_delay, tls_options
 
 log = Logger()
@@ -119,19 +119,7 @@ class RedisBus(Service):
 
     def received(self, data: Any) -> None:
         self.received_count += 1
-        if self._handler is None:
-            return
-        try:
-            message = BusMessage.decode(data)
-        except BadMessage as e:
-            log.warn("unreadable bus message dropped: {reason}", reason=str(e))
-            return
-        try:
-            self._handler(message)
-        except Exception:
-            log.failure(
-                "while handling a bus message of kind {kind}", kind=message.kind
-            )
+        deliver_bytes(self._handler, data)
 
     async def send(self, node: str, message: BusMessage) -> bool:
         heard = await self.client.command(
@@ -142,6 +130,10 @@ class RedisBus(Service):
         else:
             self.unheard += 1
         return bool(heard)
+
+    def send_now(self, node: str, message: BusMessage) -> bool:
+        """Never: a PUBLISH waits for its reply (who heard it)."""
+        return False
 
     def startService(self) -> None:
         super().startService()

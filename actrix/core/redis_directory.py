@@ -489,6 +489,17 @@ class RedisDirectory:
                 del self._locations[next(iter(self._locations))]
         return location
 
+    def location_now(self, key: ActorKey) -> Location | None:
+        """An actor held here, or an online one of another node seen within
+        :data:`LOCATION_TTL`; None: :meth:`locate` asks Redis."""
+        held = self._local.get(key)
+        if held is not None:
+            return Location.of(held)
+        cached = self._locations.get(key)
+        if cached is None or cached[1] <= self._clock.seconds():
+            return None
+        return cached[0]
+
     async def _read_index(self, index: str, realm_id: int) -> list[ActorEntry]:
         """The live entries an index names, in its order (one round trip)."""
         prefix = f"{self._p}a:{realm_id}:"

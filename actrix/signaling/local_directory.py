@@ -184,6 +184,10 @@ class LocalDirectory:
         entry = await self.lookup(key)
         return None if entry is None else Location.of(entry)
 
+    def location_now(self, key: ActorKey) -> Location | None:
+        entry = self._registry.get(key)
+        return None if entry is None else Location.of(entry)
+
     async def in_realm(self, realm_id: int) -> Sequence[ActorEntry]:
         return list(self._registry.in_realm(realm_id))
 

@@ -24,9 +24,11 @@ from typing import Final
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from actrix.core.actrid import actr_id_repr, type_key
 from actrix.core.bus import DELIVER, NEGOTIATE, BusMessage
+from actrix.core.directory import ActorKey, DirectoryUnavailable
 from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling import messages as m
 from actrix.signaling.checks import MessageChecks
@@ -67,8 +69,16 @@ class Relays:
         claims = self._checks.session_claims(session, relay.credential, realm_id, now)
         if claims is None or claims.actor_id != session.label:
             return self._relay_checked(session, envelope)
-        peer = ctx.sessions.bound((realm_id, target.serial_number))
+        key = (realm_id, target.serial_number)
+        peer = ctx.sessions.bound(key)
         payload = relay.WhichOneof("payload")
+        if (
+            peer is None
+            and self._shared
+            and payload != "role_negotiation"
+            and self._forward_elsewhere(session, envelope, key, payload, now)
+        ):
+            return True
         if (
             peer is None
             or payload == "role_negotiation"
@@ -77,6 +87,70 @@ class Relays:
             return self._relay_checked(session, envelope)
         self._forward(peer, envelope, relay, payload, now)
         return True
+
+    def _forward_elsewhere(
+        self,
+        session: Session,
+        envelope: signaling_pb2.SignalingEnvelope,
+        key: ActorKey,
+        payload: str | None,
+        now: float,
+    ) -> bool:
+        """:meth:`relay_now` to an actor of another node whose place is in memory.
+
+        False (the envelope untouched) when the directory must be asked, or
+        the ACL refuses: :meth:`_deliver_remote` answers that case.
+        """
+        ctx = self._ctx
+        location = ctx.directory.location_now(key)
+        if (
+            location is None
+            or not location.online
+            or location.node == ctx.bus.node_id
+            or not ctx.realms.acl_allowed(key[0], session.type_key, location.type_key)
+        ):
+            return False
+        message = self._delivery(envelope, key, location.session, payload, now)
+        if ctx.bus.send_now(location.node, message):
+            ctx.metrics.relays["remote"] += 1
+        else:
+            d = Deferred.fromCoroutine(self._publish(location.node, message))
+            d.addErrback(self._publish_failed)
+        return True
+
+    def _delivery(
+        self,
+        envelope: signaling_pb2.SignalingEnvelope,
+        key: ActorKey,
+        session: int,
+        payload: str | None,
+        now: float,
+    ) -> BusMessage:
+        """The relay as another node writes it: restamped, without the token."""
+        m.restamp(envelope, now, new_id=self._ids())
+        credential = envelope.actr_relay.credential
+        credential.encrypted_token = b""
+        credential.token_key_id = 0
+        return BusMessage(
+            DELIVER,
+            key,
+            session,
+            m.encode(envelope),
+            self._ctx.bus.node_id,
+            flow=payload or m.flow_name(envelope),
+        )
+
+    async def _publish(self, node: str, message: BusMessage) -> None:
+        if await self._ctx.bus.send(node, message):
+            self._ctx.metrics.relays["remote"] += 1
+        else:
+            self._ctx.metrics.relays["send_failed"] += 1
+
+    def _publish_failed(self, failure: Failure) -> None:
+        if failure.check(DirectoryUnavailable):
+            self._ctx.metrics.rejections["directory_unavailable"] += 1
+        else:
+            log.failure("while relaying to another node", failure)
 
     def _relay_checked(
         self, session: Session, envelope: signaling_pb2.SignalingEnvelope
@@ -173,16 +247,10 @@ class Relays:
                 flag=first_exact is not None and first_exact.answers,
             )
         else:
-            m.restamp(envelope, self._ctx.clock.seconds(), new_id=self._ids())
-            relay.credential.encrypted_token = b""
-            relay.credential.token_key_id = 0
-            message = BusMessage(
-                DELIVER, key, entry.session, envelope.SerializeToString(), bus.node_id
+            message = self._delivery(
+                envelope, key, entry.session, payload, self._ctx.clock.seconds()
             )
-        if await bus.send(entry.node, message):
-            self._ctx.metrics.relays["remote"] += 1
-        else:
-            self._ctx.metrics.relays["send_failed"] += 1
+        await self._publish(entry.node, message)
 
     def negotiated_here(self, message: BusMessage) -> None:
         """Another node's actor negotiates roles with our actor ``message.key``.

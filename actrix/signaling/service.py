@@ -294,6 +294,9 @@ class SignalingService(Service):
         if session is None:
             self.metrics.relays["remote_no_target"] += 1
             return
+        if message.flow:
+            self._sessions.send_encoded(session, message.payload, message.flow)
+            return
         envelope = signaling_pb2.SignalingEnvelope()
         envelope.ParseFromString(message.payload)
         self._sessions.send(session, envelope)

@@ -184,9 +184,15 @@ class Sessions:
         """
         if session.closed:
             return False
-        if not session.connection.send_bytes(m.encode(envelope)):
+        return self.send_encoded(
+            session, m.encode(envelope), flow or m.flow_name(envelope)
+        )
+
+    def send_encoded(self, session: Session, data: bytes, flow: str) -> bool:
+        """:meth:`send` of an envelope already encoded (from another node)."""
+        if session.closed or not session.connection.send_bytes(data):
             return False
-        self._metrics.messages_out[flow or m.flow_name(envelope)] += 1
+        self._metrics.messages_out[flow] += 1
         return True
 
     def reply_error(

@@ -25,7 +25,7 @@ from actrix.core.redis_client import RedisClient
 from actrix.proto import actr_pb2
 from actrix.stun import codec
 from actrix.tap import Options
-from tests.daemon import add_realm, config_text
+from tests.daemon import add_realm, config_text, http_client
 from tests.integration.test_signaling import NO_LIMITS, REALM, allow, sleep
 from tests.integration.test_signaling_directory import target
 from tests.redisserver import RedisServer
@@ -157,6 +157,16 @@ class WorkersTests(TestCase):
         second.send_candidate(first.actr_id, "candidate:w1-to-w0")
         back = (await first.next_push()).actr_relay
         self.assertEqual(back.ice_candidate.candidate, "candidate:w1-to-w0")
+        # Each worker sent one relay to the other over their link, none by Redis.
+        response = await http_client(self).get(f"http://127.0.0.1:{self.http}/metrics")
+        text = (await response.content()).decode()
+        for line in (
+            'actrix_cluster_sibling_messages_total{direction="sent"} 1.0',
+            'actrix_cluster_sibling_messages_total{direction="received"} 1.0',
+            "actrix_cluster_sibling_links 1.0",
+            'actrix_cluster_bus_messages_total{direction="sent"} 0.0',
+        ):
+            self.assertIn(line, text)
         answer = await self.stun_binding()
         self.assertEqual(codec.decode(answer).transaction_id, b"worker-txid1")
 

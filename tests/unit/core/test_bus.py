@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import struct
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,6 +20,7 @@ messages = st.builds(
     payload=st.binary(max_size=512),
     origin=st.text(max_size=40),
     flag=st.booleans(),
+    flow=st.sampled_from(["", "ice_candidate", "session_description"]),
 )
 
 
@@ -36,9 +38,28 @@ class BusMessageTests(SynchronousTestCase):
 
     def test_unknown_kind_is_refused(self) -> None:
         """A well-formed message of an unknown kind is a BadMessage."""
-        data = BusMessage(DELIVER, (1, 2), 3).encode().replace(b"deliver", b"explode")
+        data = bytearray(BusMessage(DELIVER, (1, 2), 3).encode())
+        data[1] = 9  # the kind's code
         with self.assertRaises(BadMessage):
-            BusMessage.decode(data)
+            BusMessage.decode(bytes(data))
+
+    def test_cut_or_foreign_bytes_are_refused(self) -> None:
+        """Every prefix of a message, and the old JSON layout, is a BadMessage."""
+        data = BusMessage(DELIVER, (1, 2), 3, b"", "node-a", flow="x").encode()
+        for end in range(len(data)):
+            with self.assertRaises(BadMessage):
+                BusMessage.decode(data[:end])
+        with self.assertRaises(BadMessage):
+            BusMessage.decode(
+                b'{"k":"deliver","a":[1,2],"s":3,"p":"","o":"","f":false}'
+            )
+
+    def test_values_outside_the_layout_do_not_encode(self) -> None:
+        """A key or origin the layout cannot hold fails at the sender."""
+        with self.assertRaises(struct.error):
+            BusMessage(DELIVER, (2**32, 1), 3).encode()
+        with self.assertRaises(ValueError):
+            BusMessage(DELIVER, (1, 1), 3, origin="x" * 256).encode()
 
 
 class LocalBusTests(SynchronousTestCase):

@@ -181,6 +181,16 @@ class Deployment:
         # children) already: sum over the processes started here only.
         return sum(cpu_seconds(process.pid) for process in self.processes)
 
+    def cpu_split(self) -> list[float]:
+        """CPU seconds so far of each process serving traffic (workers, nodes)."""
+        serving: list[int] = []
+        for process in self.processes:
+            if self.name == "workers2":
+                serving.extend(children(process.pid))
+            else:
+                serving.append(process.pid)
+        return [cpu_seconds(pid) for pid in sorted(serving)]
+
     def rss_kb(self) -> int:
         return sum(rss_kb(pid) for pid in self.server_pids())
 
@@ -275,12 +285,17 @@ def bench_relay(
         if not line.startswith('{"warm"'):
             raise RuntimeError(f"relay worker failed: {line}")
     cpu_before = deployment.cpu()
+    split_before = deployment.cpu_split()
     for proc in procs:
         assert proc.stdin is not None
         proc.stdin.write("go\n")
         proc.stdin.flush()
     out = collect(procs)
     cpu = deployment.cpu() - cpu_before
+    split = [
+        round(after - before, 2)
+        for before, after in zip(split_before, deployment.cpu_split(), strict=True)
+    ]
     latencies = [x for r in out for x in r["latencies"]]
     elapsed = max(r["seconds"] for r in out)
     return {
@@ -290,6 +305,7 @@ def bench_relay(
         "p50_ms": round(percentile(latencies, 50) * 1000, 3),
         "p99_ms": round(percentile(latencies, 99) * 1000, 3),
         "cpu_us_per_message": round(1e6 * cpu / max(len(latencies), 1), 1),
+        "cpu_seconds_per_process": split,
     }
 
 

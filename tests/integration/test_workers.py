@@ -129,6 +129,29 @@ class WorkersTests(TestCase):
         proto.answer.addTimeout(5, reactor)
         return await proto.answer
 
+    async def relay_both_ways(
+        self, first: SignalingClient, second: SignalingClient, tag: str
+    ) -> None:
+        """``first`` (worker 0) and ``second`` (worker 1) relay to each other."""
+        assert first.actr_id is not None and second.actr_id is not None
+        name = second.actr_id.type.name
+        for _ in range(60):
+            reply = await first.call(
+                route_candidates_request=actr_pb2.RouteCandidatesRequest(
+                    target_type=target(name)
+                )
+            )
+            found = reply.route_candidates_response.success.candidates
+            if second.actr_id in found:
+                break
+            await sleep(0.05)
+        first.send_candidate(second.actr_id, f"candidate:{tag}:w0-to-w1")
+        relay = (await second.next_push()).actr_relay
+        self.assertEqual(relay.ice_candidate.candidate, f"candidate:{tag}:w0-to-w1")
+        second.send_candidate(first.actr_id, f"candidate:{tag}:w1-to-w0")
+        back = (await first.next_push()).actr_relay
+        self.assertEqual(back.ice_candidate.candidate, f"candidate:{tag}:w1-to-w0")
+
     async def test_two_workers_share_restart_and_stop(self) -> None:
         """Actors on both workers relay both ways; kill -9 restarts; SIGTERM: exit 0."""
         supervisor = TwistdProcess.spawn(self, self.config)
@@ -139,24 +162,7 @@ class WorkersTests(TestCase):
             pids[i] = int(started.group(1))
         callers = await self.on_each_worker("peer", allow(("acme", "peer")))
         self.assertEqual(sorted(callers), ["w0", "w1"])
-        first, second = callers["w0"], callers["w1"]
-        assert first.actr_id is not None and second.actr_id is not None
-        for _ in range(60):
-            reply = await first.call(
-                route_candidates_request=actr_pb2.RouteCandidatesRequest(
-                    target_type=target("peer")
-                )
-            )
-            found = reply.route_candidates_response.success.candidates
-            if second.actr_id in found:
-                break
-            await sleep(0.05)
-        first.send_candidate(second.actr_id, "candidate:w0-to-w1")
-        relay = (await second.next_push()).actr_relay
-        self.assertEqual(relay.ice_candidate.candidate, "candidate:w0-to-w1")
-        second.send_candidate(first.actr_id, "candidate:w1-to-w0")
-        back = (await first.next_push()).actr_relay
-        self.assertEqual(back.ice_candidate.candidate, "candidate:w1-to-w0")
+        await self.relay_both_ways(callers["w0"], callers["w1"], "first")
         # Each worker sent one relay to the other over their link, none by Redis.
         response = await http_client(self).get(f"http://127.0.0.1:{self.http}/metrics")
         text = (await response.content()).decode()
@@ -184,6 +190,8 @@ class WorkersTests(TestCase):
         await supervisor.wait_for(r"bus listening on .*box1-w1-", start=mark)
         again = await self.on_each_worker("again", allow(("acme", "again")))
         self.assertEqual(sorted(again), ["w0", "w1"])
+        # The old worker's link is gone; a new one reaches the restarted worker.
+        await self.relay_both_ways(again["w0"], again["w1"], "after-restart")
         self.assertEqual(supervisor.count("killed by signal 9"), 1)
         self.assertTrue(running(supervisor_pid))
 

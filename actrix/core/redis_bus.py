@@ -8,6 +8,7 @@ PUBLISH on the shared command connection; its reply says how many nodes heard.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import txredisapi
@@ -41,8 +42,7 @@ class _ListenerFactory(txredisapi.SubscriberFactory):  # type: ignore[misc]  # u
     def __init__(self, bus: RedisBus) -> None:
         super().__init__(isLazy=True)
         self.bus = bus
-        config = bus.client.config
-        self.password = None if config.password is None else config.password.value
+        self.password = bus.client.password
         self.charset = None
         self.convertNumbers = False
         self.replyTimeout = None
@@ -137,6 +137,19 @@ class RedisBus(Service):
 
     def startService(self) -> None:
         super().startService()
+        self.client.renewed.append(self._renew)
+        self._listen()
+
+    def _renew(self) -> None:
+        """The command connection was refused and replaced: so was this one."""
+        factory = self._factory
+        if factory is None or factory.size > 0 or not self.running:
+            return
+        self._factory = None
+        factory.disconnect().addErrback(lambda failure: None)
+        self._listen()
+
+    def _listen(self) -> None:
         reactor = self._reactor
         config = self.client.config
         endpoint: Any
@@ -156,6 +169,8 @@ class RedisBus(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
+        with contextlib.suppress(ValueError):
+            self.client.renewed.remove(self._renew)
         factory, self._factory = self._factory, None
         if factory is None:
             return Deferred.fromCoroutine(_nothing())

@@ -9,8 +9,12 @@ The client knows whether Redis answers (:attr:`RedisClient.up`, checked every
 second): while it does not, :meth:`RedisClient.command` fails at once with
 :class:`~actrix.core.directory.DirectoryUnavailable` instead of queueing, the
 outage is logged once a minute, and the return is logged once; txredisapi
-reconnects by itself, so nothing needs a restart. Every round trip is timed
-into ``actrix_redis_round_trip_seconds``.
+reconnects by itself, so nothing needs a restart. A connection Redis refuses
+(a wrong password, a database it lacks) makes txredisapi give up for good:
+the client then starts a fresh one every :data:`REFUSED_RETRY` seconds,
+reading ``password_file`` again first, so fixing either side heals the node
+without a restart. Every round trip is timed into
+``actrix_redis_round_trip_seconds``.
 
 One connection (pool size 1) on purpose: commands of this process then reach
 Redis in the order they were issued, so a write is always seen by the read
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 import attrs
@@ -37,12 +41,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from actrix.core.directory import DirectoryUnavailable
-from actrix.core.settings import RedisConfig
+from actrix.core.settings import RedisConfig, Secret
 
 log = Logger()
 
 CHECK_INTERVAL: Final = 1.0
 OUTAGE_LOG_INTERVAL: Final = 60.0
+# After Redis refused AUTH or SELECT, try a new connection this often (each
+# refusal also logs txredisapi's own line, so not more than once a minute).
+REFUSED_RETRY: Final = 60.0
 RTT_BUCKETS: Final = (
     0.0001,
     0.00025,
@@ -118,6 +125,11 @@ class RedisClient(Service):
         self._last_error = ""
         # Commands waiting for a reply: cancelled when the service stops.
         self._pending: set[Deferred[Any]] = set()
+        self._password = config.password
+        self._refused_since: float | None = None
+        # Called after a refused connection was replaced by a new one (the
+        # bus's subscriber connection gave up too and follows).
+        self.renewed: list[Callable[[], None]] = []
         self.round_trip = Histogram(
             "actrix_redis_round_trip_seconds",
             "Time from sending a Redis command to its reply",
@@ -146,9 +158,14 @@ class RedisClient(Service):
         """
         return self.up or self._up is None
 
+    @property
+    def password(self) -> str | None:
+        """The password to send (``password_file`` as last read)."""
+        return None if self._password is None else self._password.value
+
     def _connect(self) -> Any:
         config = self.config
-        password = None if config.password is None else config.password.value
+        password = self.password
         # No SELECT for database 0 (the default): one round trip less to ready.
         dbid = config.db or None
         if config.unix:
@@ -219,6 +236,7 @@ class RedisClient(Service):
             self._up = False
             self._down_since = now
             self._outage_logged = 0.0
+        self._retry_if_refused(now)
         if now - self._outage_logged >= OUTAGE_LOG_INTERVAL or not self._outage_logged:
             self._outage_logged = now
             log.warn(
@@ -228,6 +246,34 @@ class RedisClient(Service):
                 seconds=now - self._down_since,
                 error=f" ({self._last_error})" if self._last_error else "",
             )
+
+    def _retry_if_refused(self, now: float) -> None:
+        """Replace a connection txredisapi gave up on (AUTH or SELECT refused)."""
+        handler = self._handler
+        factory = None if handler is None else handler._factory
+        if factory is None or not factory.stopped or factory.disconnectCalled:
+            self._refused_since = None
+            return
+        if self._refused_since is None:
+            self._refused_since = now
+        if now - self._refused_since < REFUSED_RETRY:
+            return
+        self._refused_since = None
+        path = self.config.password_file
+        if path is not None:
+            try:
+                self._password = Secret(path.read_text(encoding="utf-8").rstrip("\r\n"))
+            except (OSError, UnicodeDecodeError) as e:
+                log.warn(
+                    "redis.password_file {path} unreadable ({error}); trying the"
+                    " password read before",
+                    path=str(path),
+                    error=getattr(e, "strerror", None) or "not UTF-8 text",
+                )
+        handler.disconnect().addErrback(lambda failure: None)
+        self._handler = self._connect()
+        for renewed in list(self.renewed):
+            renewed()
 
     def connection_lost(self, reason: Failure) -> None:
         """A connection closed: keep why, unless it was a clean close."""

@@ -117,6 +117,7 @@ def read_redis(t: Table) -> RedisConfig:
         reply_timeout=t.number("reply_timeout", 5.0, minimum=0.1, maximum=300.0),
         tls=tls,
         tls_ca=tls_ca,
+        password_file=t.path("password_file"),
     )
 
 

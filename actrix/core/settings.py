@@ -363,6 +363,8 @@ class RedisConfig:
 
     tls: bool = False
     tls_ca: Path | None = None
+    # Read again before each new try after Redis refused the password.
+    password_file: Path | None = None
 
     @property
     def unix(self) -> bool:

@@ -33,6 +33,7 @@ from actrix.core.interfaces import RealmInfo
 from actrix.core.storage import (
     Database,
     MigrationSet,
+    RerunWhileChanged,
     StorageClosed,
     StorageUnavailable,
     StoreSpec,
@@ -434,8 +435,9 @@ class RealmCache:
                 _data_version_txn,
                 _sqlite_snapshot_txn,
             )
-        self._refreshing: Deferred[None] | None = None
-        self._again = False
+        self._after_change = RerunWhileChanged(
+            self.refresh, "refreshing realms after a change"
+        )
         self._unavailable = False
         self._realms: dict[int, RealmInfo] = {}
         self._acl: dict[tuple[int, str, str], bool] = {}
@@ -505,30 +507,10 @@ class RealmCache:
         """Another node announced a change (NOTIFY): refresh now.
 
         Announcements arriving during a refresh cause one more refresh after
-        it, so the last change is never missed. Errors are logged.
+        it, so the last change is never missed. Errors are logged (the 1 s
+        poll retries an unreachable store and reports the outage once).
         """
-        if self._refreshing is not None:
-            self._again = True
-            return
-        self._refreshing = Deferred.fromCoroutine(self._refresh_until_quiet())
-
-    async def _refresh_until_quiet(self) -> None:
-        try:
-            while True:
-                self._again = False
-                try:
-                    await self.refresh()
-                except StorageClosed:
-                    return
-                except StorageUnavailable as e:
-                    # The 1 s poll retries and reports an outage once.
-                    log.debug("refreshing realms after a change: {error}", error=e)
-                except Exception:
-                    log.failure("refreshing realms after a change")
-                if not self._again:
-                    break
-        finally:
-            self._refreshing = None
+        self._after_change.changed()
 
     def timer(self) -> TimerService:
         """A TimerService that keeps the cache fresh; errors are logged."""

@@ -23,13 +23,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from actrix.core.directory import ActorKey
 from actrix.core.interfaces import Claims, CredentialError, CredentialValidator
-from actrix.core.storage import Database, StorageClosed, StorageUnavailable
+from actrix.core.storage import (
+    Database,
+    RerunWhileChanged,
+)
 
 if TYPE_CHECKING:
     from actrix.core.config import Settings
@@ -145,8 +147,7 @@ class RevocationList:
         # updated in place (RevokingValidator holds this very set).
         self.labels: set[str] = set()
         self._listeners: list[NewRevocations] = []
-        self._loading: Deferred[None] | None = None
-        self._again = False
+        self._after_change = RerunWhileChanged(self.reload, "reloading revocations")
         self._writes = 0  # revocations added here; a reload racing one re-reads
 
     def __len__(self) -> int:
@@ -190,27 +191,7 @@ class RevocationList:
 
     def changed(self) -> None:
         """The realm store changed: reload (once more if it changes meanwhile)."""
-        if self._loading is not None:
-            self._again = True
-            return
-        self._loading = Deferred.fromCoroutine(self._reload_until_quiet())
-
-    async def _reload_until_quiet(self) -> None:
-        try:
-            while True:
-                self._again = False
-                try:
-                    await self.reload()
-                except StorageClosed:
-                    return  # the daemon is stopping
-                except StorageUnavailable as e:
-                    log.debug("reloading revocations: {error}", error=e)
-                except Exception:
-                    log.failure("reloading revocations")
-                if not self._again:
-                    break
-        finally:
-            self._loading = None
+        self._after_change.changed()
 
     async def reload(self) -> None:
         """Read the table; tell the listeners about revocations not seen before."""

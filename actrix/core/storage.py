@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, Final, Literal, ParamSpec, TypeVar
@@ -404,3 +404,42 @@ def ensure_directory(directory: Path) -> None:
         raise StorageError(
             f"sqlite_path: {directory} is not writable: {e.strerror or e}"
         ) from e
+
+
+class RerunWhileChanged:
+    """Run a reload when told the store changed; changes during it run it once more.
+
+    For caches that follow a shared store's change feed: the last change is
+    never missed, and a burst of announcements costs at most two runs. A store
+    closing (the daemon stopping) ends quietly; an unreachable one is left to
+    the cache's own poll, which reports the outage; anything else is logged.
+    """
+
+    def __init__(self, reload: Callable[[], Awaitable[None]], what: str) -> None:
+        self._reload = reload
+        self._what = what
+        self._running: Deferred[None] | None = None
+        self._again = False
+
+    def changed(self) -> None:
+        if self._running is not None:
+            self._again = True
+            return
+        self._running = Deferred.fromCoroutine(self._until_quiet())
+
+    async def _until_quiet(self) -> None:
+        try:
+            while True:
+                self._again = False
+                try:
+                    await self._reload()
+                except StorageClosed:
+                    return
+                except StorageUnavailable as e:
+                    log.debug("{what}: {error}", what=self._what, error=e)
+                except Exception:
+                    log.failure("{what}", what=self._what)
+                if not self._again:
+                    break
+        finally:
+            self._running = None

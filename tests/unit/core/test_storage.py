@@ -5,11 +5,15 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.core.storage import (
     MigrationSet,
+    RerunWhileChanged,
+    StorageClosed,
     StorageError,
+    StorageUnavailable,
     connect_sync,
     ensure_directory,
     migrate,
@@ -123,3 +127,42 @@ class MigrationTests(SynchronousTestCase):
         with self.assertRaises(StorageError) as cm:
             ensure_directory(blocker / "sub")
         self.assertIn("sqlite_path", str(cm.exception))
+
+
+class RerunWhileChangedTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.runs: list[Deferred[None]] = []
+        self.rerun = RerunWhileChanged(self.reload, "reloading things")
+
+    async def reload(self) -> None:
+        d: Deferred[None] = Deferred()
+        self.runs.append(d)
+        await d
+
+    def test_changes_during_a_run_cause_one_more(self) -> None:
+        """Three announcements during a run: one more run after it, not three."""
+        self.rerun.changed()
+        for _ in range(3):
+            self.rerun.changed()
+        self.assertEqual(len(self.runs), 1)
+        self.runs[0].callback(None)
+        self.assertEqual(len(self.runs), 2)
+        self.runs[1].callback(None)
+        self.assertEqual(len(self.runs), 2)
+        self.rerun.changed()  # idle again: a new run at once
+        self.assertEqual(len(self.runs), 3)
+
+    def test_errors_are_logged_and_the_store_closing_ends_quietly(self) -> None:
+        """A failing run is logged and does not wedge it; StorageClosed is silent."""
+        self.rerun.changed()
+        self.runs[0].errback(RuntimeError("boom"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.rerun.changed()
+        self.rerun.changed()
+        self.runs[1].errback(StorageClosed("closed"))
+        self.assertEqual(len(self.runs), 2)  # no rerun after the store closed
+        self.rerun.changed()
+        self.runs[2].errback(StorageUnavailable("down"))
+        self.assertEqual(self.flushLoggedErrors(), [])
+        self.rerun.changed()
+        self.assertEqual(len(self.runs), 4)

@@ -35,6 +35,12 @@ KICK: Final = "kick"  # close ``key``'s socket ``session``: it reconnected elsew
 KINDS: Final = (DELIVER, NEGOTIATE, KICK)
 
 VERSION: Final = 0xA1
+# A batch: this byte, then each message's length (u32) and bytes. RedisBus
+# publishes what one reactor turn sends to a node as one batch.
+BATCH: Final = 0xB1
+MAX_BATCH_BYTES: Final = 1024 * 1024
+MAX_BATCH_MESSAGES: Final = 1024
+_LENGTH: Final = struct.Struct("!I")
 _CODES: Final = {kind: i for i, kind in enumerate(KINDS, 1)}
 _HEAD: Final = struct.Struct("!BBBIQQB")  # version kind flag realm serial session len
 
@@ -114,23 +120,70 @@ class BusMessage:
 Handler = Callable[[BusMessage], None]
 
 
-def deliver_bytes(handler: Handler | None, data: bytes) -> None:
-    """Decode a message a bus received and hand it to ``handler``.
+def encode_batch(messages: list[bytes]) -> bytes:
+    """Encoded messages as one batch (one message is sent as it is)."""
+    if len(messages) == 1:
+        return messages[0]
+    parts = [bytes((BATCH,))]
+    for data in messages:
+        parts.append(_LENGTH.pack(len(data)))
+        parts.append(data)
+    return b"".join(parts)
 
-    An unreadable message is dropped with a log line; a handler's failure is
-    logged, never raised into the bus's connection.
+
+def split_batch(data: bytes) -> list[bytes]:
+    """The encoded messages of a batch, or of a single message.
+
+    Raises:
+        BadMessage: a batch cut short, or holding more than
+            :data:`MAX_BATCH_MESSAGES` messages.
     """
-    if handler is None:
-        return
+    if not data or data[0] != BATCH:
+        return [data]
+    view = memoryview(data)
+    messages: list[bytes] = []
+    at, size = 1, len(data)
+    while at < size:
+        if len(messages) >= MAX_BATCH_MESSAGES:
+            raise BadMessage(f"more than {MAX_BATCH_MESSAGES} messages in a batch")
+        if size - at < _LENGTH.size:
+            raise BadMessage("bus batch cut short in a length")
+        (length,) = _LENGTH.unpack_from(data, at)
+        at += _LENGTH.size
+        if length > size - at:
+            raise BadMessage("bus batch cut short in a message")
+        messages.append(bytes(view[at : at + length]))
+        at += length
+    return messages
+
+
+def deliver_bytes(handler: Handler | None, data: bytes) -> int:
+    """Decode what a bus received (a message or a batch), hand each to ``handler``.
+
+    Returns how many messages were read. An unreadable message (or batch) is
+    dropped with a log line; a handler's failure is logged, never raised into
+    the bus's connection.
+    """
     try:
-        message = BusMessage.decode(data)
+        parts = split_batch(bytes(data))
     except BadMessage as e:
-        log.warn("unreadable bus message dropped: {reason}", reason=str(e))
-        return
-    try:
-        handler(message)
-    except Exception:
-        log.failure("while handling a bus message of kind {kind}", kind=message.kind)
+        log.warn("unreadable bus batch dropped: {reason}", reason=str(e))
+        return 0
+    for part in parts:
+        try:
+            message = BusMessage.decode(part)
+        except BadMessage as e:
+            log.warn("unreadable bus message dropped: {reason}", reason=str(e))
+            continue
+        if handler is None:
+            continue
+        try:
+            handler(message)
+        except Exception:
+            log.failure(
+                "while handling a bus message of kind {kind}", kind=message.kind
+            )
+    return len(parts)
 
 
 class Bus(Protocol):

@@ -4,6 +4,9 @@ Each node subscribes to one channel, ``{key_prefix}db{N}:node:{node_id}``
 (pub/sub channels ignore the database number, so it is part of the name), on a
 connection of its own that reconnects and resubscribes by itself. Sending is a
 PUBLISH on the shared command connection; its reply says how many nodes heard.
+What one reactor turn sends to one node goes as one PUBLISH of a batch (at
+most ``MAX_BATCH_BYTES``/``MAX_BATCH_MESSAGES``): under load, one Redis
+command and one pub/sub delivery carry many relays instead of one each.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+import attrs
 import txredisapi
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -20,8 +24,17 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-from actrix.core.bus import BusMessage, Handler, deliver_bytes
+from actrix.core.bus import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    BusMessage,
+    Handler,
+    deliver_bytes,
+    encode_batch,
+)
+from actrix.core.directory import DirectoryUnavailable
 from actrix.core.redis_client import RedisClient, no_delay, tls_options
 
 log = Logger()
@@ -67,6 +80,16 @@ class _ListenerFactory(txredisapi.SubscriberFactory):  # type: ignore[misc]  # u
             log.warn("bus subscribe failed: {error}", error=str(failure.value))
 
 
+@attrs.define(eq=False)
+class _Outgoing:
+    """Messages for one node, published together."""
+
+    messages: list[bytes] = attrs.Factory(list)
+    size: int = 0
+    waiting: list[Deferred[bool]] = attrs.Factory(list)
+    published: bool = False
+
+
 class RedisBus(Service):
     """Publishes to other nodes' channels and listens on this node's one."""
 
@@ -78,6 +101,7 @@ class RedisBus(Service):
         self._factory: _ListenerFactory | None = None
         self._subscribed = False
         self._waiting: list[Deferred[None]] = []
+        self._outgoing: dict[str, _Outgoing] = {}
         # Cross-node deliveries (metrics): published and heard, published to
         # a channel nobody listened on, received here.
         self.sent = 0
@@ -118,18 +142,59 @@ class RedisBus(Service):
         await d
 
     def received(self, data: Any) -> None:
-        self.received_count += 1
-        deliver_bytes(self._handler, data)
+        self.received_count += deliver_bytes(self._handler, data)
 
     async def send(self, node: str, message: BusMessage) -> bool:
-        heard = await self.client.command(
-            "PUBLISH", self.channel(node), message.encode()
+        data = message.encode()
+        batch = self._outgoing.get(node)
+        if batch is not None and (
+            batch.size + len(data) > MAX_BATCH_BYTES
+            or len(batch.messages) >= MAX_BATCH_MESSAGES
+        ):
+            self._publish(node, batch)
+            batch = None
+        if batch is None:
+            batch = self._outgoing[node] = _Outgoing()
+            self._reactor.callLater(0, self._publish, node, batch)
+        batch.messages.append(data)
+        batch.size += len(data)
+        heard: Deferred[bool] = Deferred()
+        batch.waiting.append(heard)
+        return await heard
+
+    def _publish(self, node: str, batch: _Outgoing) -> None:
+        """PUBLISH a batch (once: the turn's end, or when it is full)."""
+        if batch.published:
+            return
+        batch.published = True
+        if self._outgoing.get(node) is batch:
+            del self._outgoing[node]
+        command = self.client.command(
+            "PUBLISH", self.channel(node), encode_batch(batch.messages)
         )
+        d = Deferred.fromCoroutine(command)
+        d.addCallbacks(
+            self._published,
+            self._not_published,
+            callbackArgs=(batch,),
+            errbackArgs=(batch,),
+        )
+
+    def _published(self, heard: Any, batch: _Outgoing) -> None:
+        count = len(batch.messages)
         if heard:
-            self.sent += 1
+            self.sent += count
         else:
-            self.unheard += 1
-        return bool(heard)
+            self.unheard += count
+        for waiting in batch.waiting:
+            waiting.callback(bool(heard))
+
+    def _not_published(self, failure: Failure, batch: _Outgoing) -> None:
+        # One exception object each: raising a shared one in every waiting
+        # sender would grow its traceback with each raise.
+        reason = str(failure.value) or type(failure.value).__name__
+        for waiting in batch.waiting:
+            waiting.errback(DirectoryUnavailable(f"Redis PUBLISH failed: {reason}"))
 
     def send_now(self, node: str, message: BusMessage) -> bool:
         """Never: a PUBLISH waits for its reply (who heard it)."""

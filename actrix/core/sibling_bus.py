@@ -285,8 +285,7 @@ class SiblingBus(Service):
     # -- receiving -----------------------------------------------------------
 
     def received(self, data: bytes) -> None:
-        self.received_count += 1
-        deliver_bytes(self._handler, data)
+        self.received_count += deliver_bytes(self._handler, data)
 
     # -- service -------------------------------------------------------------
 

@@ -111,11 +111,7 @@ class Relays:
         ):
             return False
         message = self._delivery(envelope, key, location.session, payload, now)
-        if ctx.bus.send_now(location.node, message):
-            ctx.metrics.relays["remote"] += 1
-        else:
-            d = Deferred.fromCoroutine(self._publish(location.node, message))
-            d.addErrback(self._publish_failed)
+        self._send(location.node, message)
         return True
 
     def _delivery(
@@ -139,6 +135,19 @@ class Relays:
             self._ctx.bus.node_id,
             flow=payload or m.flow_name(envelope),
         )
+
+    def _send(self, node: str, message: BusMessage) -> None:
+        """Hand ``message`` to the bus without waiting for it.
+
+        Nothing of the outcome reaches the sender (an unheard relay is one to
+        an offline target), so the session's next message never waits for a
+        Redis round trip; the bus keeps the order of what it is handed.
+        """
+        if self._ctx.bus.send_now(node, message):
+            self._ctx.metrics.relays["remote"] += 1
+            return
+        d = Deferred.fromCoroutine(self._publish(node, message))
+        d.addErrback(self._publish_failed)
 
     async def _publish(self, node: str, message: BusMessage) -> None:
         if await self._ctx.bus.send(node, message):
@@ -250,7 +259,7 @@ class Relays:
             message = self._delivery(
                 envelope, key, entry.session, payload, self._ctx.clock.seconds()
             )
-        await self._publish(entry.node, message)
+        self._send(entry.node, message)
 
     def negotiated_here(self, message: BusMessage) -> None:
         """Another node's actor negotiates roles with our actor ``message.key``.

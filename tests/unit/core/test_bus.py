@@ -10,7 +10,19 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
-from actrix.core.bus import DELIVER, KICK, NEGOTIATE, BadMessage, BusMessage, LocalBus
+from actrix.core.bus import (
+    BATCH,
+    DELIVER,
+    KICK,
+    MAX_BATCH_MESSAGES,
+    NEGOTIATE,
+    BadMessage,
+    BusMessage,
+    LocalBus,
+    deliver_bytes,
+    encode_batch,
+    split_batch,
+)
 
 messages = st.builds(
     BusMessage,
@@ -77,3 +89,40 @@ class LocalBusTests(SynchronousTestCase):
             self.successResultOf(Deferred.fromCoroutine(bus.send("there", message)))
         )
         self.assertEqual(heard, [message])
+
+
+class BatchTests(SynchronousTestCase):
+    @given(st.lists(messages, min_size=1, max_size=20))
+    def test_round_trip(self, batch: list[BusMessage]) -> None:
+        """A batch splits into its messages; one message travels as it is."""
+        encoded = [m.encode() for m in batch]
+        data = encode_batch(encoded)
+        if len(batch) == 1:
+            self.assertEqual(data, encoded[0])
+        self.assertEqual([BusMessage.decode(p) for p in split_batch(data)], batch)
+
+    @given(st.binary(max_size=200))
+    def test_any_bytes_split_or_raise_bad_message(self, data: bytes) -> None:
+        """Splitting arbitrary bytes after the batch byte raises only BadMessage."""
+        with contextlib.suppress(BadMessage):
+            split_batch(bytes((BATCH,)) + data)
+
+    def test_cut_batches_and_too_many_messages_are_refused(self) -> None:
+        """Every cut of a batch fails; more than MAX_BATCH_MESSAGES fails."""
+        one = BusMessage(KICK, (1, 2), 3).encode()
+        data = encode_batch([one, one])
+        for end in range(2, len(data)):
+            if end in (1 + 4 + len(one),):
+                continue  # a whole first message: a shorter, valid batch
+            with self.assertRaises(BadMessage):
+                split_batch(data[:end])
+        with self.assertRaises(BadMessage):
+            split_batch(encode_batch([b""] * (MAX_BATCH_MESSAGES + 1)))
+
+    def test_deliver_bytes_reads_every_message_and_skips_bad_ones(self) -> None:
+        """deliver_bytes hands each readable message over and counts them all."""
+        heard: list[BusMessage] = []
+        good = BusMessage(KICK, (1, 2), 3)
+        count = deliver_bytes(heard.append, encode_batch([good.encode(), b"junk"]))
+        self.assertEqual((count, heard), (2, [good]))
+        self.assertEqual(deliver_bytes(heard.append, bytes((BATCH, 0))), 0)

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
@@ -36,6 +37,7 @@ from actrix.core.directory import (
     MAX_SUBSCRIPTIONS_PER_ACTOR,
     ActorEntry,
     ActorKey,
+    DirectoryUnavailable,
     Heartbeat,
     Location,
     Subscriber,
@@ -101,6 +103,7 @@ class RedisDirectory:
         # What the last beat saw: live node ids and their actor counts.
         self.nodes: dict[str, int] = {}
         self._locations: dict[ActorKey, tuple[Location, float]] = {}
+        self._refreshing: set[ActorKey] = set()
         self._clock = clock
         self._node_id = node_id
         self._ttl_ms = str(max(1, int(heartbeat_timeout * 1000)))
@@ -461,15 +464,17 @@ class RedisDirectory:
         held = self._local.get(key)
         if held is not None:
             return Location.of(held)
-        now = self._clock.seconds()
         cached = self._locations.get(key)
-        if cached is not None:
-            if cached[1] > now:
-                return cached[0]
-            del self._locations[key]
+        if cached is not None and cached[1] > self._clock.seconds():
+            return cached[0]
+        return await self._fetch_location(key)
+
+    async def _fetch_location(self, key: ActorKey) -> Location | None:
+        """Ask Redis where the actor is; remember it while online elsewhere."""
         reply = await self._redis.command(
             "HMGET", self._entry_key(key), "node", "sess", "on", "tk"
         )
+        self._locations.pop(key, None)
         if not reply or reply[0] is None:
             return None
         try:
@@ -484,21 +489,45 @@ class RedisDirectory:
             self._decode_failed(str(e))
             return None
         if location.online and location.node != self._node_id:
+            now = self._clock.seconds()
             self._locations[key] = (location, now + LOCATION_TTL)
             while len(self._locations) > MAX_CACHED_LOCATIONS:
                 del self._locations[next(iter(self._locations))]
         return location
 
     def location_now(self, key: ActorKey) -> Location | None:
-        """An actor held here, or an online one of another node seen within
-        :data:`LOCATION_TTL`; None: :meth:`locate` asks Redis."""
+        """An actor held here, or an online one of another node seen lately.
+
+        Past :data:`LOCATION_TTL` the remembered place still serves for one
+        more TTL while a refresh runs in the background, so a stream of relays
+        never stops for a Redis round trip; None: :meth:`locate` asks Redis.
+        """
         held = self._local.get(key)
         if held is not None:
             return Location.of(held)
         cached = self._locations.get(key)
-        if cached is None or cached[1] <= self._clock.seconds():
+        if cached is None:
             return None
-        return cached[0]
+        location, fresh_until = cached
+        now = self._clock.seconds()
+        if fresh_until > now:
+            return location
+        if now - fresh_until >= LOCATION_TTL:
+            return None
+        if key not in self._refreshing:
+            self._refreshing.add(key)
+            Deferred.fromCoroutine(self._refresh_location(key))
+        return location
+
+    async def _refresh_location(self, key: ActorKey) -> None:
+        try:
+            await self._fetch_location(key)
+        except DirectoryUnavailable:
+            pass  # the place expires; locate() asks again later
+        except Exception:
+            log.failure("refreshing where actor {key} is", key=key)
+        finally:
+            self._refreshing.discard(key)
 
     async def _read_index(self, index: str, realm_id: int) -> list[ActorEntry]:
         """The live entries an index names, in its order (one round trip)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
@@ -14,7 +14,7 @@ from twisted.trial.unittest import TestCase
 from actrix.core.actrid import new_actr_id, type_key
 from actrix.core.directory import ActorEntry, Heartbeat
 from actrix.core.redis_client import RedisClient
-from actrix.core.redis_directory import RedisDirectory, new_node_id
+from actrix.core.redis_directory import LOCATION_TTL, RedisDirectory, new_node_id
 from actrix.core.settings import RedisConfig
 from actrix.proto import actr_pb2
 from tests.redisserver import RedisServer
@@ -219,3 +219,55 @@ class RedisDirectoryTests(TestCase):
         directory, _ = self.directory(config=config)
         await directory.register(entry(1))
         self.assertIsNotNone(await directory.lookup((REALM, 1)))
+
+
+class LocationCacheTests(TestCase):
+    """Where another node's actor is: remembered, refreshed without waiting."""
+
+    timeout = 20
+
+    async def test_a_stale_place_serves_while_it_is_refreshed(self) -> None:
+        """Past the TTL the place still answers at once and is fetched again;
+        an actor gone meanwhile is forgotten after that refresh."""
+        config = RedisServer.get().config()
+        clock = Clock()
+        clients = []
+        for _ in range(2):
+            client = RedisClient(config)
+            client.startService()
+            self.addCleanup(client.stopService)
+            clients.append(client)
+        prefix = config.key_prefix
+        holder = RedisDirectory(clients[0], reactor, new_node_id(), 30.0, prefix)
+        asker = RedisDirectory(clients[1], clock, new_node_id(), 30.0, prefix)
+        key = (REALM, 7)
+        await holder.register(entry(7, session=5))
+        self.assertIsNone(asker.location_now(key))  # never seen: ask Redis
+        found = await asker.locate(key)
+        assert found is not None
+        self.assertEqual((found.node, found.session), (holder.node_id, 5))
+        self.assertEqual(asker.location_now(key), found)
+        await holder.remove(key)
+        clock.advance(LOCATION_TTL + 0.1)
+        # Stale: served at once, and a refresh asks Redis in the background.
+        self.assertEqual(asker.location_now(key), found)
+        for _ in range(50):
+            if asker.location_now(key) is None:
+                break
+            await deferLater(reactor, 0.02, lambda: None)
+        self.assertIsNone(asker.location_now(key))
+        self.assertIsNone(await asker.locate(key))
+
+    async def test_too_stale_a_place_is_not_used(self) -> None:
+        """Two TTLs after it was fetched, a place is asked for again."""
+        config = RedisServer.get().config()
+        client = RedisClient(config)
+        client.startService()
+        self.addCleanup(client.stopService)
+        clock = Clock()
+        holder = RedisDirectory(client, reactor, new_node_id(), 30.0, config.key_prefix)
+        asker = RedisDirectory(client, clock, new_node_id(), 30.0, config.key_prefix)
+        await holder.register(entry(8))
+        self.assertIsNotNone(await asker.locate((REALM, 8)))
+        clock.advance(2 * LOCATION_TTL + 0.1)
+        self.assertIsNone(asker.location_now((REALM, 8)))

@@ -26,6 +26,10 @@ Why descriptors and not ``SO_REUSEPORT`` for every worker:
   put Redis commands (22-98 µs of client CPU each here) on every Allocate,
   whose whole cycle costs 106 µs today (README, "Scaling out").
 
+The admin API and console (``[bind.admin]``) are served by worker 0 alone,
+for the same reason as TURN: their login sessions, failed-login limiter and
+metrics time series live in the process that serves them.
+
 Workers start one after another (each runs the store migrations before it
 listens, so they never race) and each reports ``ready`` on descriptor 3. A
 worker that dies is restarted after a delay doubling from 1 s to 30 s while it
@@ -68,6 +72,9 @@ MAX_BACKOFF: Final = 30.0
 # A worker that lived this long before dying is restarted after MIN_BACKOFF.
 HEALTHY_UPTIME: Final = 30.0
 SUPERVISOR_ENV: Final = "ACTRIX_SUPERVISOR_PID"
+# Listeners whose socket only worker 0 gets (besides STUN/TURN's ``ice-*``):
+# the admin console keeps its login sessions in the process that serves it.
+WORKER_0_ONLY: Final = frozenset({"admin"})
 _PR_SET_PDEATHSIG: Final = 1
 
 
@@ -93,7 +100,7 @@ def open_sockets(settings: Settings) -> dict[str, list[socket.socket]]:
     """Every listening socket of ``settings``, by the name of its listener.
 
     The same listeners :func:`actrix.tap.build_root_service` builds: ``http``,
-    ``ice-udp`` (one or two sockets), ``ice-tcp``, ``ice-tls``.
+    ``admin``, ``ice-udp`` (one or two sockets), ``ice-tcp``, ``ice-tls``.
 
     Raises:
         SupervisorError: an address cannot be bound (names the listener).
@@ -105,6 +112,9 @@ def open_sockets(settings: Settings) -> dict[str, list[socket.socket]]:
     bind = settings.site_bind
     if settings.http_services_enabled and bind is not None:
         plan.append(("http", bind.ip, bind.port, False))
+    admin = settings.admin_bind
+    if admin is not None:
+        plan.append(("admin", admin.ip, admin.port, False))
     ice = settings.bind.ice
     if settings.enabled(ENABLE_STUN) or settings.enabled(ENABLE_TURN):
         plan.append(("ice-udp", ice.ip, ice.port, True))
@@ -168,6 +178,11 @@ class WorkerRole:
     @property
     def serves_ice(self) -> bool:
         """STUN/TURN run in worker 0 only (see the module docstring)."""
+        return self.index == 0
+
+    @property
+    def serves_admin(self) -> bool:
+        """The admin API and console (its own listener) run in worker 0 only."""
         return self.index == 0
 
 
@@ -330,7 +345,8 @@ class WorkerSupervisor(Service):
         inherited: dict[str, list[int]] = {}
         fd = FIRST_SOCKET_FD
         for name, sockets in self._sockets.items():
-            if name.startswith("ice-") and index != 0:
+            worker_0_only = name in WORKER_0_ONLY or name.startswith("ice-")
+            if worker_0_only and index != 0:
                 continue
             inherited[name] = []
             for sock in sockets:

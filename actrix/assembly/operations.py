@@ -42,6 +42,8 @@ def build_admin(wiring: Wiring) -> None:
     settings, reactor = wiring.settings, wiring.reactor
     if not settings.admin.enabled:
         return
+    if wiring.worker is not None and not wiring.worker.serves_admin:
+        return  # worker 0 serves it (actrix.workers)
     turn = wiring.turn
     parts = build_admin(
         settings,

@@ -375,6 +375,12 @@ def check_cluster(s: Settings) -> list[str]:
             "cluster.workers: rooms keep their membership in one process; "
             "run rooms (enable bit 32) with workers = 1"
         )
+    if workers > 1 and s.admin.enabled and s.admin.on_main_site:
+        problems.append(
+            "admin.on_main_site: with workers the console's login sessions live"
+            " in the one worker that serves it; use its own listener [bind.admin]"
+            " (worker 0 serves it), or workers = 1"
+        )
     return problems
 
 

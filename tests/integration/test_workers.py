@@ -9,10 +9,12 @@ killed with -9 comes back by itself. SIGTERM stops everything with status 0.
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import socket
 from pathlib import Path
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -242,6 +244,18 @@ class WorkersConfigTests(SynchronousTestCase):
         self.assertIn("cluster.workers: 2 workers", said)
         self.assertIn("[redis]", said)
 
+    def test_check_refuses_the_admin_console_on_the_main_site(self) -> None:
+        """With workers, the console must be on its own listener (worker 0)."""
+        path = self.config(
+            '[redis]\nhost = "127.0.0.1"\n[cluster]\nworkers = 2\n'
+            "[admin]\nenabled = true\non_main_site = true\n"
+        )
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(cli.run(["check", "-c", str(path)], out, err), 1)
+        said = out.getvalue() + err.getvalue()
+        self.assertIn("admin.on_main_site: with workers", said)
+        self.assertIn("[bind.admin]", said)
+
     def test_workers_option_without_redis_is_a_usage_error(self) -> None:
         """``twistd actrix --workers 2`` without [redis] is refused before start."""
         path = self.config("")
@@ -261,3 +275,54 @@ class WorkersConfigTests(SynchronousTestCase):
         self.assertEqual(options.settings.cluster.workers, 3)
         with self.assertRaises(usage.UsageError):
             Options().parseOptions(["-c", str(path), "--workers", "0"])
+
+
+class WorkersAdminTests(TestCase):
+    """The admin listener under workers: one socket, served by worker 0."""
+
+    timeout = 90
+
+    async def test_admin_listener_is_served_once(self) -> None:
+        """Both workers start; the admin API answers on its own port."""
+        redis = RedisServer.get().config()
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir(parents=True)
+        add_realm(directory / "db", REALM)
+        http, admin = free_port(), free_port()
+        extra = (
+            f'[redis]\nhost = "{redis.host}"\nport = {redis.port}\n'
+            f'key_prefix = "{redis.key_prefix}"\n'
+            "[cluster]\nworkers = 2\n"
+            "[admin]\nenabled = true\n"
+            f'[bind.admin]\nip = "127.0.0.1"\nport = {admin}\n'
+        )
+        config = write_config(directory, http, free_port(socket.SOCK_DGRAM), extra)
+        supervisor = TwistdProcess.spawn(self, config)
+        await supervisor.wait_for(r"2 workers running", 60)
+        out, err = io.StringIO(), io.StringIO()
+        args = ["admin-token", "create", "--name", "ops", "-c", str(config)]
+        self.assertEqual(cli.run(args, out, err), 0, err.getvalue())
+        bearer: Any = {"Authorization": f"Bearer {out.getvalue().splitlines()[0]}"}
+        client = http_client(self)
+        url = f"http://127.0.0.1:{admin}/admin/api/v1"
+        response = await client.get(f"{url}/node")
+        self.assertEqual(response.code, 401)
+        await response.content()
+        # Worker 0 serves the API; the directory on Redis has every actor,
+        # whichever worker accepted it: register until both hold some.
+        actors = set()
+        for _ in range(60):
+            actor = await SignalingClient.connect(reactor, http)
+            self.addCleanup(actor.drop)
+            self.assertTrue((await actor.register(REALM)).HasField("success"))
+            assert actor.actr_id is not None
+            actors.add(actor.actr_id.serial_number)
+            response = await client.get(f"{url}/actors?limit=100", headers=bearer)
+            self.assertEqual(response.code, 200)
+            listed = json.loads(await response.content())
+            if len({a["node"] for a in listed["items"]}) == 2:
+                break
+        self.assertEqual({int(a["serial"], 16) for a in listed["items"]}, actors)
+        self.assertEqual(len({a["node"] for a in listed["items"]}), 2, listed)
+        supervisor.signal(signal.SIGTERM)
+        self.assertEqual(await supervisor.ended, 0)

@@ -26,9 +26,10 @@ Why descriptors and not ``SO_REUSEPORT`` for every worker:
   put Redis commands (22-98 µs of client CPU each here) on every Allocate,
   whose whole cycle costs 106 µs today (README, "Scaling out").
 
-The admin API and console (``[bind.admin]``) are served by worker 0 alone,
-for the same reason as TURN: their login sessions, failed-login limiter and
-metrics time series live in the process that serves them.
+The admin API and console (``[bind.admin]``) and rooms (``[bind.rooms]``) are
+served by worker 0 alone, for the same reason as TURN: login sessions, the
+failed-login limiter, metrics time series and room membership live in the
+process that serves them.
 
 Workers start one after another (each runs the store migrations before it
 listens, so they never race) and each reports ``ready`` on descriptor 3. A
@@ -57,7 +58,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from actrix.core.config import ENABLE_STUN, ENABLE_TURN, Settings
+from actrix.core.config import ENABLE_ROOMS, ENABLE_STUN, ENABLE_TURN, Settings
 
 log = Logger()
 
@@ -73,8 +74,9 @@ MAX_BACKOFF: Final = 30.0
 HEALTHY_UPTIME: Final = 30.0
 SUPERVISOR_ENV: Final = "ACTRIX_SUPERVISOR_PID"
 # Listeners whose socket only worker 0 gets (besides STUN/TURN's ``ice-*``):
-# the admin console keeps its login sessions in the process that serves it.
-WORKER_0_ONLY: Final = frozenset({"admin"})
+# the admin console keeps its login sessions, and rooms their membership, in
+# the process that serves them.
+WORKER_0_ONLY: Final = frozenset({"admin", "rooms"})
 _PR_SET_PDEATHSIG: Final = 1
 
 
@@ -100,7 +102,8 @@ def open_sockets(settings: Settings) -> dict[str, list[socket.socket]]:
     """Every listening socket of ``settings``, by the name of its listener.
 
     The same listeners :func:`actrix.tap.build_root_service` builds: ``http``,
-    ``admin``, ``ice-udp`` (one or two sockets), ``ice-tcp``, ``ice-tls``.
+    ``admin``, ``rooms``, ``ice-udp`` (one or two sockets), ``ice-tcp``,
+    ``ice-tls``.
 
     Raises:
         SupervisorError: an address cannot be bound (names the listener).
@@ -115,6 +118,9 @@ def open_sockets(settings: Settings) -> dict[str, list[socket.socket]]:
     admin = settings.admin_bind
     if admin is not None:
         plan.append(("admin", admin.ip, admin.port, False))
+    rooms = settings.bind.rooms
+    if rooms is not None and settings.enabled(ENABLE_ROOMS):
+        plan.append(("rooms", rooms.ip, rooms.port, False))
     ice = settings.bind.ice
     if settings.enabled(ENABLE_STUN) or settings.enabled(ENABLE_TURN):
         plan.append(("ice-udp", ice.ip, ice.port, True))
@@ -183,6 +189,11 @@ class WorkerRole:
     @property
     def serves_admin(self) -> bool:
         """The admin API and console (its own listener) run in worker 0 only."""
+        return self.index == 0
+
+    @property
+    def serves_rooms(self) -> bool:
+        """Rooms (on their own listener, ``[bind.rooms]``) run in worker 0 only."""
         return self.index == 0
 
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from actrix.assembly import Wiring
 from actrix.assembly.identity import nonce_verifier
+from actrix.core.http import SiteLimits, SiteRoot, build_site
+from actrix.core.listen import TCPListener
+from actrix.core.settings import RoomsBind
 from actrix.core.storage import open_store
+from actrix.core.tls import ServerTLS
 
 
 def build_rooms(wiring: Wiring) -> None:
-    """Rooms (bit 32): ``/rooms/{ws,bin,health,demo}`` and ``/api/*``."""
+    """Rooms (bit 32): ``/rooms/{ws,bin,health,demo}`` and ``/api/*``.
+
+    On the main site, or with ``[bind.rooms]`` on a listener of their own
+    (named ``rooms``), which under a supervisor only worker 0 has: the room
+    membership then lives in that one worker.
+    """
     from twisted.application.internet import TimerService
 
     from actrix.core.config import ENABLE_ROOMS, ENABLE_STUN, ENABLE_TURN, RoomsConfig
@@ -27,6 +36,9 @@ def build_rooms(wiring: Wiring) -> None:
     settings, reactor = wiring.settings, wiring.reactor
     if not settings.enabled(ENABLE_ROOMS):
         return
+    if wiring.worker is not None and not wiring.worker.serves_rooms:
+        return  # worker 0 serves them on [bind.rooms] (actrix.workers)
+    site = wiring.site if settings.bind.rooms is None else SiteRoot()
     config = settings.services.rooms or RoomsConfig()
     database = open_store(settings.storage, settings.sqlite_path, STORE, reactor)
     wiring.root.add_database(database)
@@ -70,14 +82,14 @@ def build_rooms(wiring: Wiring) -> None:
         RoomFactory(edge, JsonRoomConnection, config.max_frame_json, reactor)
     )
     binary_ws = UpgradeOnly(RoomFactory(edge, BinaryRoomConnection, MAX_FRAME, reactor))
-    wiring.site.mount("rooms", RoomsRoot(json_ws, binary_ws, reactor))
+    site.mount("rooms", RoomsRoot(json_ws, binary_ws, reactor))
     if config.json_ws_alias:
-        wiring.site.mount("ws", json_ws)
+        site.mount("ws", json_ws)
     if config.binary_root_alias:
-        wiring.site.root_upgrade = binary_ws
+        site.root_upgrade = binary_ws
     bearer = config.api_token or settings.observability.metrics.token
     verifier = nonce_verifier(wiring)
-    wiring.site.mount(
+    site.mount(
         "api",
         ApiResource(
             service,
@@ -91,3 +103,26 @@ def build_rooms(wiring: Wiring) -> None:
     wiring.root.add_background(TimerService(1.0, service.check_realms))
     wiring.root.add_background(TimerService(1.0, edge.tick))
     wiring.root.add_background(TimerService(config.cleanup_interval, service.sweep))
+    if settings.bind.rooms is not None:
+        wiring.root.add_listener(_rooms_listener(wiring, settings.bind.rooms, site))
+
+
+def _rooms_listener(wiring: Wiring, bind: RoomsBind, site: SiteRoot) -> TCPListener:
+    """``[bind.rooms]``: the room endpoints' own listener (TLS when it has a pair)."""
+    tls = None
+    if bind.cert is not None and bind.key is not None:
+        tls = ServerTLS(bind.cert, bind.key)
+        wiring.root.reload_hooks.append(tls.reload)
+    limits = SiteLimits(
+        request_timeout=bind.request_timeout, idle_timeout=bind.idle_timeout
+    )
+    listener = TCPListener(
+        wiring.reactor,
+        bind.ip,
+        bind.port,
+        build_site(site, wiring.reactor, limits, wiring.throttle),
+        tls=tls,
+        max_per_ip=bind.max_connections_per_ip,
+    )
+    listener.setName("rooms")
+    return listener

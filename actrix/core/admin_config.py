@@ -1,4 +1,4 @@
-"""``[admin]`` and ``[bind.admin]`` of the configuration: the control API's switches.
+"""``[admin]``, ``[bind.admin]`` and ``[bind.rooms]`` (the same keys) of the config.
 
 Read like the rest of :mod:`actrix.core.config` (problems by dotted key, unknown
 keys refused). The admin listener is loopback-only unless it has TLS: a control
@@ -9,9 +9,12 @@ outside ``env = "dev"``.
 from __future__ import annotations
 
 import ipaddress
+from typing import TypeVar
 
-from actrix.core.settings import AdminBind, AdminConfig
+from actrix.core.settings import AdminBind, AdminConfig, RoomsBind
 from actrix.core.toml_table import Table
+
+_Bind = TypeVar("_Bind", bound=AdminBind)
 
 
 def read_admin(t: Table) -> AdminConfig:
@@ -36,13 +39,22 @@ def read_admin(t: Table) -> AdminConfig:
 
 def read_admin_bind(t: Table) -> AdminBind:
     """``[bind.admin]``: every key optional (127.0.0.1:8090 by default)."""
-    default = AdminBind()
+    return read_listener_bind(t, AdminBind())
+
+
+def read_rooms_bind(t: Table) -> RoomsBind:
+    """``[bind.rooms]``: ``port`` required, the rest as ``[bind.admin]``."""
+    return read_listener_bind(t, RoomsBind(), port_required=True)
+
+
+def read_listener_bind(t: Table, default: _Bind, port_required: bool = False) -> _Bind:
+    """A listener table of ``default``'s type: ip, port, TLS pair, limits."""
     cert, key = t.path("cert"), t.path("key")
     if (cert is None) != (key is None):
         t.error("cert", "cert and key must be given together")
-    return AdminBind(
+    return type(default)(
         ip=t.ip("ip", required=False, default=default.ip),
-        port=t.port("port", required=False, default=default.port),
+        port=t.port("port", required=port_required, default=default.port),
         cert=cert,
         key=key,
         request_timeout=t.number(

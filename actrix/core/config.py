@@ -17,7 +17,12 @@ from typing import Any, Final
 
 import attrs
 
-from actrix.core.admin_config import admin_problems, read_admin, read_admin_bind
+from actrix.core.admin_config import (
+    admin_problems,
+    read_admin,
+    read_admin_bind,
+    read_rooms_bind,
+)
 from actrix.core.discovery import read_discovery
 from actrix.core.redis_config import read_cluster, read_redis
 from actrix.core.services_config import read_services
@@ -197,6 +202,7 @@ def _read_bind(t: Table) -> Bind:
         https=https,
         ice=ice or IceBind(domain_name="", ip="", port=0),
         admin=read_table(t, "admin", read_admin_bind),
+        rooms=read_table(t, "rooms", read_rooms_bind),
     )
 
 
@@ -370,10 +376,11 @@ def check_cluster(s: Settings) -> list[str]:
             f"cluster.workers: {workers} workers share the actor directory and "
             "the bus through Redis; add a [redis] table (or set workers = 1)"
         )
-    if workers > 1 and s.enabled(ENABLE_ROOMS):
+    if workers > 1 and s.enabled(ENABLE_ROOMS) and s.bind.rooms is None:
         problems.append(
-            "cluster.workers: rooms keep their membership in one process; "
-            "run rooms (enable bit 32) with workers = 1"
+            "cluster.workers: rooms keep their membership in one process; give"
+            " them their own listener [bind.rooms] (worker 0 serves it), or run"
+            " rooms (enable bit 32) with workers = 1"
         )
     if workers > 1 and s.admin.enabled and s.admin.on_main_site:
         problems.append(
@@ -386,6 +393,8 @@ def check_cluster(s: Settings) -> list[str]:
 
 def _check_rules(s: Settings, problems: list[str], warnings: list[str]) -> None:
     problems.extend(check_cluster(s))
+    if s.bind.rooms is not None and not s.enabled(ENABLE_ROOMS):
+        problems.append("bind.rooms: rooms (enable bit 32) are not enabled")
     key = s.actrix_shared_key.value
     if "default" in key.lower() or "change" in key.lower():
         problems.append(

@@ -250,10 +250,19 @@ def plan_advertisements(
             summary.append(("signaling", f"{http_port}/signaling/ws"))
             path = ("path", "/signaling/ws")
             ads.append(Advertisement(SIGNALING, http_port, web, (path, tls)))
-        if settings.enabled(ENABLE_ROOMS):
+        if settings.enabled(ENABLE_ROOMS) and settings.bind.rooms is None:
             summary.append(("rooms", f"{http_port}/rooms/ws"))
             paths = (("path", "/rooms/ws"), ("bin", "/rooms/bin"))
             ads.append(Advertisement(ROOMS, http_port, web, (*paths, tls)))
+    rooms = settings.bind.rooms
+    rooms_port = port_of("rooms") if rooms is not None else None
+    if rooms is not None and rooms_port is not None:
+        # Rooms on their own listener ([bind.rooms]).
+        rooms_tls = ("tls", "1" if rooms.cert is not None else "0")
+        summary.append(("rooms", f"{rooms_port}/rooms/ws"))
+        paths = (("path", "/rooms/ws"), ("bin", "/rooms/bin"))
+        rooms_web = host_addresses(rooms.ip, "", interfaces)
+        ads.append(Advertisement(ROOMS, rooms_port, rooms_web, (*paths, rooms_tls)))
     ice_port = port_of("ice-udp")
     ice: tuple[str, ...] = ()
     if ice_port is not None:

@@ -128,11 +128,25 @@ class AdminBind:
 
 
 @attrs.frozen
+class RoomsBind(AdminBind):
+    """``[bind.rooms]``: the room endpoints on a listener of their own.
+
+    Same keys as ``[bind.admin]``; ``port`` is required. With workers, this
+    listener is what lets rooms run beside them (worker 0 serves it).
+    """
+
+    ip: str = "0.0.0.0"  # noqa: S104  # a public service, like bind.http
+    port: int = 0
+    max_connections_per_ip: int = 256
+
+
+@attrs.frozen
 class Bind:
     http: HttpBind | None
     https: HttpsBind | None
     ice: IceBind
     admin: AdminBind | None = None
+    rooms: RoomsBind | None = None
 
 
 @attrs.frozen

@@ -31,6 +31,7 @@ from tests.daemon import add_realm, config_text, http_client
 from tests.integration.test_signaling import NO_LIMITS, REALM, allow, sleep
 from tests.integration.test_signaling_directory import target
 from tests.redisserver import RedisServer
+from tests.rooms_client import JsonPeer
 from tests.signaling_client import SignalingClient
 from tests.twistdproc import TwistdProcess, running
 
@@ -277,8 +278,8 @@ class WorkersConfigTests(SynchronousTestCase):
             Options().parseOptions(["-c", str(path), "--workers", "0"])
 
 
-class WorkersAdminTests(TestCase):
-    """The admin listener under workers: one socket, served by worker 0."""
+class WorkerZeroListenersTests(TestCase):
+    """Listeners only worker 0 serves: the admin console and rooms."""
 
     timeout = 90
 
@@ -324,5 +325,40 @@ class WorkersAdminTests(TestCase):
                 break
         self.assertEqual({int(a["serial"], 16) for a in listed["items"]}, actors)
         self.assertEqual(len({a["node"] for a in listed["items"]}), 2, listed)
+        supervisor.signal(signal.SIGTERM)
+        self.assertEqual(await supervisor.ended, 0)
+
+    async def test_rooms_on_their_own_listener_beside_workers(self) -> None:
+        """Rooms run in worker 0 on [bind.rooms]; signaling runs in both."""
+        redis = RedisServer.get().config()
+        directory = Path(self.mktemp()).resolve()
+        directory.mkdir(parents=True)
+        add_realm(directory / "db", REALM)
+        http, rooms = free_port(), free_port()
+        extra = (
+            f'[redis]\nhost = "{redis.host}"\nport = {redis.port}\n'
+            f'key_prefix = "{redis.key_prefix}"\n'
+            "[cluster]\nworkers = 2\n"
+            "[services.rooms]\nallow_anonymous = true\n"
+            f'[bind.rooms]\nip = "127.0.0.1"\nport = {rooms}\n'
+        )
+        udp = free_port(socket.SOCK_DGRAM)
+        config = write_config(directory, http, udp, extra, enable=27 | 32)
+        supervisor = TwistdProcess.spawn(self, config)
+        await supervisor.wait_for(r"2 workers running", 60)
+        peers = []
+        for _ in range(4):  # every one reaches worker 0, the rooms' only home
+            peer = await JsonPeer(reactor).open(rooms)
+            self.addCleanup(peer.abort)
+            ack = await peer.request(type="JOIN", room_id="beside-workers")
+            self.assertEqual(ack["type"], "ACK", ack)
+            peers.append(peer)
+        self.assertEqual(
+            {p["peer_id"] for p in ack["payload"]["peers"]},
+            {p.peer_id for p in peers},
+        )
+        actor = await SignalingClient.connect(reactor, http)
+        self.addCleanup(actor.drop)
+        self.assertTrue((await actor.register(REALM)).HasField("success"))
         supervisor.signal(signal.SIGTERM)
         self.assertEqual(await supervisor.ended, 0)

@@ -74,6 +74,18 @@ class PlanTests(SynchronousTestCase):
         self.assertEqual(summary["tls"], "0")
         self.assertNotIn("ice_ip", summary)
 
+    def test_rooms_on_their_own_listener(self) -> None:
+        """With [bind.rooms] the rooms record names that listener's port and TLS."""
+        settings = _settings(
+            overrides='[bind.rooms]\nip = "127.0.0.1"\nport = 9443\n'
+            'cert = "/c.pem"\nkey = "/k.pem"\n'
+        )
+        ads = d.plan_advertisements(settings, {**PORTS, "rooms": 9443}.get)
+        rooms = next(a for a in ads if a.service_type == d.ROOMS)
+        self.assertEqual((rooms.port, dict(rooms.properties)["tls"]), (9443, "1"))
+        self.assertEqual(dict(ads[0].properties)["rooms"], "9443/rooms/ws")
+        self.assertEqual([a.service_type for a in ads].count(d.ROOMS), 1)
+
     def test_ice_elsewhere_and_advertised_ip(self) -> None:
         """A wildcard bind announces the advertised IP; ICE elsewhere gets ice_ip."""
         settings = _settings(

@@ -118,6 +118,8 @@ class BusMessage:
 
 
 Handler = Callable[[BusMessage], None]
+# Called after each read of messages from the network (one batch or more).
+ReadDone = Callable[[], None]
 
 
 def encode_batch(messages: list[bytes]) -> bytes:
@@ -197,8 +199,13 @@ class Bus(Protocol):
     def shared(self) -> bool:
         """Whether other processes may hold actors (False: nothing to send)."""
 
-    def listen(self, handler: Handler) -> None:
-        """Call ``handler`` with every message sent to this node."""
+    def listen(self, handler: Handler, read_done: ReadDone | None = None) -> None:
+        """Call ``handler`` with every message sent to this node.
+
+        ``read_done`` is called after each read from the network (a batch of
+        messages), so the receiver can write what they caused at once: they
+        already waited a reactor turn in the sender's process.
+        """
 
     async def ready(self) -> None:
         """Return once messages sent to this node reach it (after startup)."""
@@ -225,7 +232,7 @@ class LocalBus:
     def shared(self) -> bool:
         return False
 
-    def listen(self, handler: Handler) -> None:
+    def listen(self, handler: Handler, read_done: ReadDone | None = None) -> None:
         self._handler = handler
 
     async def ready(self) -> None:

@@ -31,6 +31,7 @@ from actrix.core.bus import (
     MAX_BATCH_MESSAGES,
     BusMessage,
     Handler,
+    ReadDone,
     deliver_bytes,
     encode_batch,
 )
@@ -98,6 +99,7 @@ class RedisBus(Service):
         self._reactor = reactor
         self._node_id = node_id
         self._handler: Handler | None = None
+        self._read_done: ReadDone | None = None
         self._factory: _ListenerFactory | None = None
         self._subscribed = False
         self._waiting: list[Deferred[None]] = []
@@ -121,8 +123,9 @@ class RedisBus(Service):
         config = self.client.config
         return f"{config.key_prefix}db{config.db}:node:{node}"
 
-    def listen(self, handler: Handler) -> None:
+    def listen(self, handler: Handler, read_done: ReadDone | None = None) -> None:
         self._handler = handler
+        self._read_done = read_done
 
     def subscribed(self) -> None:
         """The channel subscription is active (first time, or after a reconnect)."""
@@ -143,6 +146,8 @@ class RedisBus(Service):
 
     def received(self, data: Any) -> None:
         self.received_count += deliver_bytes(self._handler, data)
+        if self._read_done is not None:
+            self._read_done()
 
     async def send(self, node: str, message: BusMessage) -> bool:
         data = message.encode()

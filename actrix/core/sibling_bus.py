@@ -43,7 +43,7 @@ from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from actrix.core.bus import Bus, BusMessage, Handler, deliver_bytes
+from actrix.core.bus import Bus, BusMessage, Handler, ReadDone, deliver_bytes
 from actrix.core.logthrottle import LogThrottle
 
 log = Logger()
@@ -138,6 +138,10 @@ class _Link(Int32StringReceiver):
     def stopProducing(self) -> None:
         self.paused = True
 
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self.bus.read_done()
+
     def stringReceived(self, string: bytes) -> None:
         self.bus.received(string)
 
@@ -165,6 +169,7 @@ class SiblingBus(Service):
         self.supervisor = supervisor
         self._reactor = reactor
         self._handler: Handler | None = None
+        self._read_done: ReadDone | None = None
         self._port: IListeningPort | None = None
         self._listening: Deferred[None] | None = None
         self._links: dict[str, _Link] = {}
@@ -191,9 +196,10 @@ class SiblingBus(Service):
     def links(self) -> int:
         return len(self._links)
 
-    def listen(self, handler: Handler) -> None:
+    def listen(self, handler: Handler, read_done: ReadDone | None = None) -> None:
         self._handler = handler
-        self.inner.listen(handler)
+        self._read_done = read_done
+        self.inner.listen(handler, read_done)
 
     async def ready(self) -> None:
         if self._listening is not None:
@@ -286,6 +292,10 @@ class SiblingBus(Service):
 
     def received(self, data: bytes) -> None:
         self.received_count += deliver_bytes(self._handler, data)
+
+    def read_done(self) -> None:
+        if self._read_done is not None:
+            self._read_done()
 
     # -- service -------------------------------------------------------------
 

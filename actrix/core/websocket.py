@@ -25,6 +25,7 @@ from typing import Any, Final, TypeVar
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import succeed
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import connectionDone
@@ -419,6 +420,25 @@ class EdgeProtocol(WebSocketServerProtocol):
             return False
         self.sendMessage(data, isBinary=True)
         return True
+
+    def flush_now(self) -> None:
+        """Write what is queued for this socket now, not at the reactor's next turn.
+
+        For messages another process relayed here: they already waited a
+        reactor turn there, and a second wait would make every relay between
+        workers or nodes take two turns where a local one takes one. Calls the
+        socket's ``doWrite`` (``IWriteDescriptor``) as the reactor would when
+        the socket is writable; a socket that cannot take the bytes keeps them
+        for the reactor. Not for TLS (no descriptor of its own) or a closing
+        socket, whose end the reactor must see.
+        """
+        transport: Any = self.transport
+        if (
+            isinstance(transport, FileDescriptor)
+            and transport.connected
+            and not transport.disconnecting
+        ):
+            transport.doWrite()
 
     def send_frame(self, data: bytes, binary: bool) -> bool:
         """Send one message (text or binary) as :meth:`send_bytes` does."""

@@ -117,7 +117,8 @@ class SignalingService(Service):
         if bus is None:
             bus = LocalBus(directory.node_id)
         self._bus = bus
-        bus.listen(self._on_bus)
+        bus.listen(self._on_bus, self._flush_bus_writes)
+        self._bus_written: set[Session] = set()
         self._sessions = sessions = Sessions(clock, metrics)
         self._checks = MessageChecks(realms, validator, sessions)
         self._presence_events = PresenceEvents(clock, realms, sessions, directory, bus)
@@ -294,12 +295,21 @@ class SignalingService(Service):
         if session is None:
             self.metrics.relays["remote_no_target"] += 1
             return
+        self._bus_written.add(session)
         if message.flow:
             self._sessions.send_encoded(session, message.payload, message.flow)
             return
         envelope = signaling_pb2.SignalingEnvelope()
         envelope.ParseFromString(message.payload)
         self._sessions.send(session, envelope)
+
+    def _flush_bus_writes(self) -> None:
+        """After a read from the bus: write what it brought at once (see
+        :meth:`~actrix.core.websocket.EdgeProtocol.flush_now`)."""
+        written, self._bus_written = self._bus_written, set()
+        for session in written:
+            if not session.closed:
+                session.connection.flush_now()
 
     async def _beat(self) -> None:
         """Stay known alive; announce the actors of nodes that died as expired."""

@@ -42,6 +42,10 @@ class Connection(Protocol):
         """Drop the TCP connection now."""
         ...
 
+    def flush_now(self) -> None:
+        """Write what is queued now, not at the reactor's next turn."""
+        ...
+
 
 class Session:
     """One WebSocket as the service sees it.

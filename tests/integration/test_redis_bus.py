@@ -42,7 +42,8 @@ class RedisBusTests(TestCase):
         a = await self.bus("node-a")
         b = await self.bus("node-b")
         heard: list[BusMessage] = []
-        b.listen(heard.append)
+        reads: list[int] = []
+        b.listen(heard.append, lambda: reads.append(len(heard)))
         publications: list[bytes] = []
         received = b.received
 
@@ -63,6 +64,7 @@ class RedisBusTests(TestCase):
             await deferLater(reactor, 0.05, lambda: None)
         self.assertEqual(heard, sent)
         self.assertEqual(len(publications), 1)
+        self.assertEqual(reads, [300])  # after the batch, once
         self.assertEqual((a.sent, b.received_count), (300, 300))
 
     async def test_a_full_batch_goes_at_once(self) -> None:

@@ -170,6 +170,7 @@ class FakeConnection:
         self.closed: tuple[int, str] | None = None
         self.aborted = False
         self.open = True
+        self.flushes = 0
 
     def send_bytes(self, data: bytes) -> bool:
         if not self.open:
@@ -184,6 +185,9 @@ class FakeConnection:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def flush_now(self) -> None:
+        self.flushes += 1
 
 
 class Harness:

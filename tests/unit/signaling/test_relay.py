@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from actrix.core.bus import DELIVER, BusMessage
 from actrix.proto import actr_pb2, signaling_pb2, webrtc_pb2
 from actrix.signaling import messages
 from tests.unit.signaling.fakes import (
@@ -209,3 +210,50 @@ class RoleNegotiationDeliveryTests(SynchronousTestCase):
         self.negotiate(self.target)
         self.assertEqual(len(self.assignments(self.caller)), 1)
         self.assertEqual(len(self.answerer.sent), sent_before)
+
+
+class BusDeliveryTests(SynchronousTestCase):
+    """What another node (or worker) sends here through the bus."""
+
+    def setUp(self) -> None:
+        self.h = Harness()
+        self.session, self.connection = self.h.open()
+        self.actor = self.h.register(self.session, "svc")
+        self.connection.sent.clear()
+
+    def test_an_encoded_relay_is_written_as_is_and_flushed_after_the_read(self) -> None:
+        """A DELIVER with a flow goes to the socket unparsed; the socket is
+        flushed once when the bus says its read is done, not per message."""
+        envelope = envelope_with_id()
+        envelope.actr_relay.target.CopyFrom(self.actor)
+        envelope.actr_relay.ice_candidate.candidate = "from-elsewhere"
+        key = messages.actor_key(self.actor)
+        service = self.h.service
+        for _ in range(3):
+            service._on_bus(
+                BusMessage(
+                    DELIVER,
+                    key,
+                    self.session.id,
+                    messages.encode(envelope),
+                    "other-node",
+                    flow="ice_candidate",
+                )
+            )
+        self.assertEqual(len(self.connection.sent), 3)
+        self.assertEqual(self.connection.flushes, 0)
+        service._flush_bus_writes()
+        self.assertEqual(self.connection.flushes, 1)
+        service._flush_bus_writes()  # nothing new: no flush
+        self.assertEqual(self.connection.flushes, 1)
+        self.assertEqual(service.metrics.messages_out["ice_candidate"], 3)
+
+    def test_a_closed_session_is_not_flushed(self) -> None:
+        """A socket that closed between the message and the read's end is left alone."""
+        key = messages.actor_key(self.actor)
+        self.h.service._on_bus(
+            BusMessage(DELIVER, key, self.session.id, b"", "n", flow="x")
+        )
+        self.h.service.session_closed(self.session)
+        self.h.service._flush_bus_writes()
+        self.assertEqual(self.connection.flushes, 0)

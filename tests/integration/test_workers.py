@@ -8,11 +8,13 @@ killed with -9 comes back by itself. SIGTERM stops everything with status 0.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import signal
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +41,37 @@ SIGNALING_AIS_KS_STUN = 27
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1, kind)[0]
+
+
+def free_ice_port(taken: Sequence[int]) -> int:
+    """A port free for UDP and TCP both (STUN/TURN listen on both), not in ``taken``."""
+    for _ in range(100):
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp,
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp,
+        ):
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            if port in taken:
+                continue
+            try:
+                tcp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both UDP and TCP")
+
+
+def free_ports(count: int, kind: int = socket.SOCK_STREAM) -> list[int]:
+    """``count`` distinct free ports (all held open while they are chosen)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            probe = stack.enter_context(socket.socket(socket.AF_INET, kind))
+            probe.bind(("127.0.0.1", 0))
+            ports.append(int(probe.getsockname()[1]))
+        return ports
 
 
 def write_config(
@@ -75,7 +105,7 @@ class WorkersTests(TestCase):
         directory.mkdir(parents=True)
         add_realm(directory / "db", REALM)
         self.http = free_port()
-        self.ice = free_port(socket.SOCK_DGRAM)
+        self.ice = free_ice_port([self.http])
         redis = (
             f'[redis]\nhost = "{self.redis.host}"\nport = {self.redis.port}\n'
             f'key_prefix = "{self.redis.key_prefix}"\n'
@@ -283,21 +313,32 @@ class WorkerZeroListenersTests(TestCase):
 
     timeout = 90
 
-    async def test_admin_listener_is_served_once(self) -> None:
-        """Both workers start; the admin API answers on its own port."""
+    def two_workers(
+        self, extra: str, http: int, taken: Sequence[int], enable: int = 27
+    ) -> Path:
+        """A config of two workers on the shared Redis plus ``extra``
+        (whose own ports are ``taken``)."""
         redis = RedisServer.get().config()
         directory = Path(self.mktemp()).resolve()
         directory.mkdir(parents=True)
         add_realm(directory / "db", REALM)
-        http, admin = free_port(), free_port()
         extra = (
             f'[redis]\nhost = "{redis.host}"\nport = {redis.port}\n'
             f'key_prefix = "{redis.key_prefix}"\n'
-            "[cluster]\nworkers = 2\n"
-            "[admin]\nenabled = true\n"
-            f'[bind.admin]\nip = "127.0.0.1"\nport = {admin}\n'
+            "[cluster]\nworkers = 2\n" + extra
         )
-        config = write_config(directory, http, free_port(socket.SOCK_DGRAM), extra)
+        ice = free_ice_port([http, *taken])
+        return write_config(directory, http, ice, extra, enable)
+
+    async def test_admin_listener_is_served_once(self) -> None:
+        """Both workers start; the admin API answers on its own port."""
+        http, admin = free_ports(2)
+        config = self.two_workers(
+            "[admin]\nenabled = true\n"
+            f'[bind.admin]\nip = "127.0.0.1"\nport = {admin}\n',
+            http,
+            [admin],
+        )
         supervisor = TwistdProcess.spawn(self, config)
         await supervisor.wait_for(r"2 workers running", 60)
         out, err = io.StringIO(), io.StringIO()
@@ -330,20 +371,14 @@ class WorkerZeroListenersTests(TestCase):
 
     async def test_rooms_on_their_own_listener_beside_workers(self) -> None:
         """Rooms run in worker 0 on [bind.rooms]; signaling runs in both."""
-        redis = RedisServer.get().config()
-        directory = Path(self.mktemp()).resolve()
-        directory.mkdir(parents=True)
-        add_realm(directory / "db", REALM)
-        http, rooms = free_port(), free_port()
-        extra = (
-            f'[redis]\nhost = "{redis.host}"\nport = {redis.port}\n'
-            f'key_prefix = "{redis.key_prefix}"\n'
-            "[cluster]\nworkers = 2\n"
+        http, rooms = free_ports(2)
+        config = self.two_workers(
             "[services.rooms]\nallow_anonymous = true\n"
-            f'[bind.rooms]\nip = "127.0.0.1"\nport = {rooms}\n'
+            f'[bind.rooms]\nip = "127.0.0.1"\nport = {rooms}\n',
+            http,
+            [rooms],
+            enable=27 | 32,
         )
-        udp = free_port(socket.SOCK_DGRAM)
-        config = write_config(directory, http, udp, extra, enable=27 | 32)
         supervisor = TwistdProcess.spawn(self, config)
         await supervisor.wait_for(r"2 workers running", 60)
         peers = []

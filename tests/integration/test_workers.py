@@ -14,7 +14,7 @@ import json
 import os
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from actrix import cli
 from actrix.core.redis_client import RedisClient
+from actrix.core.settings import RedisConfig
 from actrix.proto import actr_pb2
 from actrix.stun import codec
 from actrix.tap import Options
@@ -85,6 +86,29 @@ def write_config(
     return path
 
 
+def two_worker_config(
+    test: TestCase,
+    redis: RedisConfig,
+    extra: str,
+    http: int,
+    taken: Sequence[int] = (),
+    enable: int = 27,
+    ice: int | None = None,
+) -> Path:
+    """Two workers on ``redis`` plus ``extra`` (whose own ports are ``taken``)."""
+    directory = Path(test.mktemp()).resolve()
+    directory.mkdir(parents=True)
+    add_realm(directory / "db", REALM)
+    tables = (
+        f'[redis]\nhost = "{redis.host}"\nport = {redis.port}\n'
+        f'key_prefix = "{redis.key_prefix}"\n'
+        "[cluster]\nworkers = 2\n" + extra
+    )
+    if ice is None:
+        ice = free_ice_port([http, *taken])
+    return write_config(directory, http, ice, tables, enable)
+
+
 class _Stun(DatagramProtocol):
     def __init__(self) -> None:
         self.answer: Deferred[bytes] = Deferred()
@@ -101,17 +125,11 @@ class WorkersTests(TestCase):
 
     def setUp(self) -> None:
         self.redis = RedisServer.get().config()
-        directory = Path(self.mktemp()).resolve()
-        directory.mkdir(parents=True)
-        add_realm(directory / "db", REALM)
         self.http = free_port()
         self.ice = free_ice_port([self.http])
-        redis = (
-            f'[redis]\nhost = "{self.redis.host}"\nport = {self.redis.port}\n'
-            f'key_prefix = "{self.redis.key_prefix}"\n'
-            '[cluster]\nworkers = 2\nnode_id = "box1"\n'
+        self.config = two_worker_config(
+            self, self.redis, 'node_id = "box1"\n', self.http, ice=self.ice
         )
-        self.config = write_config(directory, self.http, self.ice, redis)
         self.client_redis = RedisClient(self.redis)
         self.client_redis.startService()
         self.addCleanup(self.client_redis.stopService)
@@ -313,34 +331,26 @@ class WorkerZeroListenersTests(TestCase):
 
     timeout = 90
 
-    def two_workers(
-        self, extra: str, http: int, taken: Sequence[int], enable: int = 27
-    ) -> Path:
-        """A config of two workers on the shared Redis plus ``extra``
-        (whose own ports are ``taken``)."""
+    async def started(
+        self, table: Callable[[int], str], enable: int = 27
+    ) -> tuple[TwistdProcess, Path, int, int]:
+        """Two workers running with ``table(port)`` added: supervisor, config,
+        the HTTP port and ``port``."""
+        http, port = free_ports(2)
         redis = RedisServer.get().config()
-        directory = Path(self.mktemp()).resolve()
-        directory.mkdir(parents=True)
-        add_realm(directory / "db", REALM)
-        extra = (
-            f'[redis]\nhost = "{redis.host}"\nport = {redis.port}\n'
-            f'key_prefix = "{redis.key_prefix}"\n'
-            "[cluster]\nworkers = 2\n" + extra
-        )
-        ice = free_ice_port([http, *taken])
-        return write_config(directory, http, ice, extra, enable)
+        config = two_worker_config(self, redis, table(port), http, [port], enable)
+        supervisor = TwistdProcess.spawn(self, config)
+        await supervisor.wait_for(r"2 workers running", 60)
+        return supervisor, config, http, port
 
     async def test_admin_listener_is_served_once(self) -> None:
         """Both workers start; the admin API answers on its own port."""
-        http, admin = free_ports(2)
-        config = self.two_workers(
-            "[admin]\nenabled = true\n"
-            f'[bind.admin]\nip = "127.0.0.1"\nport = {admin}\n',
-            http,
-            [admin],
+        supervisor, config, http, admin = await self.started(
+            lambda port: (
+                "[admin]\nenabled = true\n"
+                f'[bind.admin]\nip = "127.0.0.1"\nport = {port}\n'
+            )
         )
-        supervisor = TwistdProcess.spawn(self, config)
-        await supervisor.wait_for(r"2 workers running", 60)
         out, err = io.StringIO(), io.StringIO()
         args = ["admin-token", "create", "--name", "ops", "-c", str(config)]
         self.assertEqual(cli.run(args, out, err), 0, err.getvalue())
@@ -371,16 +381,13 @@ class WorkerZeroListenersTests(TestCase):
 
     async def test_rooms_on_their_own_listener_beside_workers(self) -> None:
         """Rooms run in worker 0 on [bind.rooms]; signaling runs in both."""
-        http, rooms = free_ports(2)
-        config = self.two_workers(
-            "[services.rooms]\nallow_anonymous = true\n"
-            f'[bind.rooms]\nip = "127.0.0.1"\nport = {rooms}\n',
-            http,
-            [rooms],
+        supervisor, _, http, rooms = await self.started(
+            lambda port: (
+                "[services.rooms]\nallow_anonymous = true\n"
+                f'[bind.rooms]\nip = "127.0.0.1"\nport = {port}\n'
+            ),
             enable=27 | 32,
         )
-        supervisor = TwistdProcess.spawn(self, config)
-        await supervisor.wait_for(r"2 workers running", 60)
         peers = []
         for _ in range(4):  # every one reaches worker 0, the rooms' only home
             peer = await JsonPeer(reactor).open(rooms)

@@ -27,6 +27,30 @@ def client_frame(payload: bytes) -> bytes:
     return header + b"\0\0\0\0" + payload
 
 
+def server_frames(buf: bytes) -> tuple[list[tuple[int, bytes]], int]:
+    """The whole unmasked server frames at the start of ``buf``: (opcode,
+    payload) each, and where the first incomplete one begins."""
+    frames: list[tuple[int, bytes]] = []
+    pos, size = 0, len(buf)
+    while size - pos >= 2:
+        length = buf[pos + 1] & 0x7F
+        head = 2
+        if length == 126:
+            if size - pos < 4:
+                break
+            length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+        elif length == 127:
+            if size - pos < 10:
+                break
+            length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+        end = pos + head + length
+        if end > size:
+            break
+        frames.append((buf[pos] & 0x0F, buf[pos + head : end]))
+        pos = end
+    return frames, pos
+
+
 class RawLink:
     """The bench's cheap side of a registered client's socket.
 
@@ -45,24 +69,10 @@ class RawLink:
 
     def feed(self, data: bytes) -> None:
         buf = self._buffer + data if self._buffer else data
-        pos, size = 0, len(buf)
-        while size - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
-            end = pos + head + length
-            if end > size:
-                break
-            if buf[pos] & 0x0F == 2:
+        frames, pos = server_frames(buf)
+        for opcode, _ in frames:
+            if opcode == 2:
                 self._on_message()
-            pos = end
         self._buffer = buf[pos:]
 
 

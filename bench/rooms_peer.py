@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from relay_links import server_frames
+
 
 class RawPeer:
     """A lean ``/rooms/ws`` client for load: frames are built and parsed by hand.
@@ -64,26 +66,8 @@ class RawPeer:
                 return
             self._upgraded = True
             buf = buf[end + 4 :]
-        pos = 0
-        size = len(buf)
-        while size - pos >= 2:
-            length = buf[pos + 1] & 0x7F
-            head = 2
-            if length == 126:
-                if size - pos < 4:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
-                head = 4
-            elif length == 127:
-                if size - pos < 10:
-                    break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
-                head = 10
-            if size - pos < head + length:
-                break
-            opcode = buf[pos] & 0x0F
-            payload = buf[pos + head : pos + head + length]
-            pos += head + length
+        frames, pos = server_frames(buf)
+        for opcode, payload in frames:
             if opcode == 1:
                 self.on_frame(payload)
         self._buffer = buf[pos:]

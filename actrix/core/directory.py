@@ -78,6 +78,17 @@ class Heartbeat:
     mailbox_backlog: float
     sticky_client_ids: tuple[str, ...]
 
+    def applied(self, entry: ActorEntry, now: float) -> ActorEntry:
+        """``entry`` with this Ping's figures, heard at ``now``."""
+        return attrs.evolve(
+            entry,
+            availability=self.availability,
+            power_reserve=self.power_reserve,
+            mailbox_backlog=self.mailbox_backlog,
+            sticky_client_ids=self.sticky_client_ids,
+            last_heartbeat=now,
+        )
+
 
 @attrs.frozen
 class Subscriber:

@@ -288,14 +288,7 @@ class RedisDirectory:
         """
         held = self._local.get(key)
         if held is not None:
-            held = attrs.evolve(
-                held,
-                availability=beat.availability,
-                power_reserve=beat.power_reserve,
-                mailbox_backlog=beat.mailbox_backlog,
-                sticky_client_ids=beat.sticky_client_ids,
-                last_heartbeat=now,
-            )
+            held = beat.applied(held, now)
         if not self._redis.available:
             if held is not None:
                 self._local[key] = held

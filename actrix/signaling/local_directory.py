@@ -123,14 +123,7 @@ class LocalDirectory:
         entry = self._registry.get(key)
         if entry is None:
             return None
-        entry = attrs.evolve(
-            entry,
-            availability=beat.availability,
-            power_reserve=beat.power_reserve,
-            mailbox_backlog=beat.mailbox_backlog,
-            sticky_client_ids=beat.sticky_client_ids,
-            last_heartbeat=now,
-        )
+        entry = beat.applied(entry, now)
         self._registry.add(entry)
         self._persistence.heartbeat(key, now)
         return entry

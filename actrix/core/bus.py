@@ -223,6 +223,7 @@ class LocalBus:
     def __init__(self, node_id: str) -> None:
         self._node_id = node_id
         self._handler: Handler | None = None
+        self._read_done: ReadDone | None = None
 
     @property
     def node_id(self) -> str:
@@ -234,6 +235,7 @@ class LocalBus:
 
     def listen(self, handler: Handler, read_done: ReadDone | None = None) -> None:
         self._handler = handler
+        self._read_done = read_done
 
     async def ready(self) -> None:
         """Always: the handler is called in place."""
@@ -245,4 +247,6 @@ class LocalBus:
         if node != self._node_id or self._handler is None:
             return False
         self._handler(message)
+        if self._read_done is not None:
+            self._read_done()  # each message is a "read" of its own here
         return True

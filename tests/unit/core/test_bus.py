@@ -79,7 +79,8 @@ class LocalBusTests(SynchronousTestCase):
         """A local bus hands messages for its own node to the handler, no others."""
         bus = LocalBus("here")
         heard: list[BusMessage] = []
-        bus.listen(heard.append)
+        reads: list[int] = []
+        bus.listen(heard.append, lambda: reads.append(len(heard)))
         message = BusMessage(KICK, (1, 2), 3)
         self.assertFalse(bus.shared)
         self.assertTrue(
@@ -89,6 +90,7 @@ class LocalBusTests(SynchronousTestCase):
             self.successResultOf(Deferred.fromCoroutine(bus.send("there", message)))
         )
         self.assertEqual(heard, [message])
+        self.assertEqual(reads, [1])  # the receiver flushes after each message
 
 
 class BatchTests(SynchronousTestCase):

@@ -241,6 +241,9 @@ class RevokingValidator:
         self._cached: Callable[[bytes, int, int], Claims | None] | None = getattr(
             inner, "validate_cached", None
         )
+        self._cached_until: (
+            Callable[[bytes, int, int], tuple[Claims, float] | None] | None
+        ) = getattr(inner, "cached_until", None)
 
     def _check(self, claims: Claims) -> Claims:
         # One set lookup; an empty set (the usual case) is one truth test.
@@ -266,3 +269,21 @@ class RevokingValidator:
         if claims is None or (labels and claims.actor_id.partition("/")[0] in labels):
             return None  # validate() then gives the exact error
         return claims
+
+    def cached_until(
+        self, encrypted_token: bytes, key_id: int, expected_realm: int
+    ) -> tuple[Claims, float] | None:
+        """The inner ``cached_until``, or None ("ask") for a revoked actor.
+
+        Signaling keeps this answer on the session until the time it gives;
+        a revocation does not wait for it: the enforcer ends the revoked
+        actor's sessions (:mod:`actrix.core.revocation`), on this node at
+        once and on others when their list refreshes, as for a fresh check.
+        """
+        if self._cached_until is None:
+            return None
+        found = self._cached_until(encrypted_token, key_id, expected_realm)
+        labels = self._labels
+        if found is None or (labels and found[0].actor_id.partition("/")[0] in labels):
+            return None
+        return found

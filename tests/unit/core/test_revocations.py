@@ -146,6 +146,11 @@ class _Validator:
     ) -> Claims | None:
         return self.claims
 
+    def cached_until(
+        self, encrypted_token: bytes, key_id: int, expected_realm: int
+    ) -> tuple[Claims, float] | None:
+        return None if encrypted_token == b"bad" else (self.claims, 500.0)
+
 
 class _NoDatabase:
     dialect = "sqlite"
@@ -176,6 +181,16 @@ class GuardTests(SynchronousTestCase):
             (error.kind, error.reason, error.code), ("revoked", "identity revoked", 401)
         )
         self.assertIsNone(self.guard.validate_cached(b"t", 1, 7))
+
+    def test_cached_until_passes_the_inner_answer_until_revoked(self) -> None:
+        """Signaling's per-session answer comes through the guard (it was lost
+        behind it, so every relay re-hashed its token); a revoked actor and an
+        uncached token get None ("ask")."""
+        found = self.guard.cached_until(b"t", 1, 7)
+        self.assertEqual(found, (self.guard.inner.claims, 500.0))  # type: ignore[attr-defined]
+        self.assertIsNone(self.guard.cached_until(b"bad", 1, 7))
+        self.revoked.add(_revocation(0xABC))
+        self.assertIsNone(self.guard.cached_until(b"t", 1, 7))
 
     def test_inner_errors_keep_their_kind(self) -> None:
         """A token the inner validator refuses keeps the inner error."""

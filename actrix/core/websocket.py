@@ -2,36 +2,43 @@
 
 :class:`EdgeProtocol` is what ``/signaling/ws``, ``/rooms/ws`` and
 ``/rooms/bin`` have in common below their codecs: TCP_NODELAY (Autobahn's own
-attempt fails silently on Twisted), send backpressure (a peer that stops reading
-is dropped once its unsent backlog passes a bound), reads handed to Autobahn's
-parser and writes to the transport without its per-call debug formatting, direct
-delivery of complete messages (no per-message Deferred), close frames with any
-code, cleanup of Autobahn's close-handshake timer, and a compact connection:
-Autobahn's per-connection state in slots (:data:`AUTOBAHN_STATE`), the handshake
-data dropped once open, the send deque created only when used, and the WebSocket
-options held by a per-factory class (:func:`configure`) instead of copied onto
-each connection. :class:`EdgeLimits` holds the connection caps checked before
-the upgrade; :class:`TokenBucket` and :class:`MessageRate` the per-connection
-message limits. :class:`UpgradeOnly` answers 426 to plain GETs. Autobahn owns
-``.log``, so this module logs through ``_log``.
+attempt fails silently on Twisted), Autobahn's opening handshake, then frames
+read by the ``websockets`` library's Sans-I/O codec (a third of Autobahn's
+parsing cost per frame) and delivered directly as whole messages, frames
+written by Autobahn without its per-call debug formatting and sent at the end
+of the reactor turn (:class:`TurnWriter`: one ``send`` per socket per turn,
+no poller registration), send backpressure (a peer that stops reading is
+dropped once its unsent backlog passes a bound), close frames with any code,
+cleanup of Autobahn's close-handshake timer, and a compact connection:
+Autobahn's per-connection state in slots (:data:`AUTOBAHN_STATE`), the
+handshake data dropped once open, the send deque created only when used, and
+the WebSocket options held by a per-factory class (:func:`configure`) instead
+of copied onto each connection. :class:`EdgeLimits` holds the connection caps
+checked before the upgrade; :class:`TokenBucket` and :class:`MessageRate` the
+per-connection message limits. :class:`UpgradeOnly` answers 426 to plain GETs.
+Autobahn owns ``.log``, so this module logs through ``_log``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections import deque
 from types import FunctionType
 from typing import Any, Final, TypeVar
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
-from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import succeed
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import connectionDone
+from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
+from websockets.frames import Opcode
+from websockets.protocol import Protocol as FrameCodec
+from websockets.protocol import Side, State
 from zope.interface import implementer
 
 _log = Logger()
@@ -302,18 +309,148 @@ class LazySendQueue:
         raise IndexError("pop from an empty deque")
 
 
+class TurnWriter:
+    """What the edge writes to plain TCP sockets in one reactor turn, sent at its end.
+
+    ``transport.write`` registers the socket with the poller (``epoll_ctl``)
+    and the reactor writes it on its next turn, then unregisters it: two
+    system calls and a dispatch per socket written, on every relay. Here the
+    writes of a turn are kept per connection and sent when the turn ends
+    (``callLater(0)`` runs before the next poll), straight to the socket when
+    its own buffer is empty; what the socket does not take goes to the
+    transport's buffer as before, where backpressure and errors work as they
+    always did. A connection whose pending bytes pass :data:`TURN_BYTES` is
+    written at once. TLS and in-memory transports are written directly.
+    """
+
+    __slots__ = ("_call", "_clock", "_pending")
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self._clock = clock
+        self._pending: dict[EdgeProtocol, list[bytes]] = {}
+        self._call: IDelayedCall | None = None
+
+    def add(self, protocol: EdgeProtocol, data: bytes) -> None:
+        parts = self._pending.get(protocol)
+        if parts is None:
+            self._pending[protocol] = [data]
+            if self._call is None:
+                self._call = self._clock.callLater(0, self.flush)
+        else:
+            parts.append(data)
+
+    def flush(self) -> None:
+        """Send everything pending (the turn's end)."""
+        self._call = None
+        pending, self._pending = self._pending, {}
+        for protocol, parts in pending.items():
+            protocol.write_out(parts)
+
+    def flush_one(self, protocol: EdgeProtocol) -> None:
+        """Send what is pending for ``protocol`` now."""
+        parts = self._pending.pop(protocol, None)
+        if parts is not None:
+            protocol.write_out(parts)
+
+    def drop(self, protocol: EdgeProtocol) -> None:
+        """Forget ``protocol``'s pending bytes (its connection is gone)."""
+        self._pending.pop(protocol, None)
+
+
+# Bytes one connection may have pending in a turn before it is written at once.
+TURN_BYTES: Final = 256 * 1024
+
+
+def _idle_tcp(transport: Any) -> bool:
+    """Whether ``transport`` is a connected TCP socket with nothing buffered.
+
+    Reads attributes of Twisted's ``tcp.Connection`` that are not public API
+    (``_tempDataLen``, ``dataBuffer``, ``offset``, ``_aborting``); the
+    edge-write tests fail if a Twisted release changes them.
+    """
+    return (
+        transport.connected
+        and not transport.disconnecting
+        and not transport._aborting
+        and not transport._tempDataLen
+        and transport.offset == len(transport.dataBuffer)
+    )
+
+
+def turn_writer(factory: Any, transport: Any) -> TurnWriter | None:
+    """The factory's :class:`TurnWriter` for a plain TCP ``transport``, else None."""
+    if not isinstance(transport, Connection):
+        return None
+    writer: TurnWriter | None = getattr(factory, "turn_writer", None)
+    if writer is None:
+        reactor: Any = transport.reactor
+        writer = TurnWriter(reactor)
+        factory.turn_writer = writer
+    return writer
+
+
+class _CodecLog(logging.Handler):
+    """The frame codec's stdlib log records (warnings and errors) into ours."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if record.levelno >= logging.ERROR:
+            _log.error("WebSocket codec: {text}", text=text)
+        else:
+            _log.warn("WebSocket codec: {text}", text=text)
+
+
+def _codec_logger() -> logging.Logger:
+    logger = logging.getLogger("actrix.websocket.codec")
+    logger.propagate = False
+    logger.setLevel(logging.WARNING)
+    if not logger.handlers:
+        logger.addHandler(_CodecLog())
+    return logger
+
+
+CODEC_LOG: Final = _codec_logger()
+STATE_CLOSED: Final = WebSocketServerProtocol.STATE_CLOSED
+_TEXT: Final = Opcode.TEXT
+_BINARY: Final = Opcode.BINARY
+_CONT: Final = Opcode.CONT
+_CLOSE: Final = Opcode.CLOSE
+_PING: Final = Opcode.PING
+_PONG: Final = Opcode.PONG
+
+
 class EdgeProtocol(WebSocketServerProtocol):
     """One server WebSocket with the shared edge behaviour.
 
     Subclasses implement ``onMessage`` (called directly, once per complete
     message), call ``super().onOpen()`` if they override it, and may override
     :meth:`edge_closed` and :meth:`edge_slow_reader`. The factory may set
-    ``send_backlog_limit``. Frames are parsed and written by Autobahn only:
-    the edge carries no RFC 6455 codec of its own.
+    ``send_backlog_limit``.
+
+    Autobahn runs the opening handshake and writes frames; once the
+    connection is open, frames are read by the Sans-I/O protocol of the
+    ``websockets`` library (:data:`_codec`), whose parser costs a third of
+    Autobahn's per frame (a relayed message is parsed once per hop). It
+    enforces the message size (close 1009), masking and framing rules (1002)
+    and answers pings; the edge assembles fragmented messages, checks text
+    messages are UTF-8 (1007), and runs the closing handshake with it. The
+    edge carries no RFC 6455 codec of its own.
     """
 
-    __slots__ = (*AUTOBAHN_STATE, "_ip", "_pressure", "last_inbound")
-    logOctets: bool  # an Autobahn option (class attribute, see configure)
+    __slots__ = (
+        *AUTOBAHN_STATE,
+        "_codec",
+        "_fragments",
+        "_ip",
+        "_pending",
+        "_pressure",
+        "_writer",
+        "last_inbound",
+    )
+    # Autobahn options (class attributes, see configure).
+    logOctets: bool
+    closeHandshakeTimeout: float
+    maxMessagePayloadSize: int
 
     def __init__(self) -> None:
         for name, value in _SLOT_DEFAULTS:
@@ -321,6 +458,11 @@ class EdgeProtocol(WebSocketServerProtocol):
         self._pressure = SendPressure()
         self._ip = ""
         self.last_inbound = 0.0
+        self._codec: FrameCodec | None = None
+        self._writer: TurnWriter | None = None  # set when open, for TCP
+        self._pending = 0  # bytes the writer holds for this connection
+        # (opcode, parts) of a fragmented message being received.
+        self._fragments: tuple[Opcode, list[bytes]] | None = None
         super().__init__()
 
     @property
@@ -348,11 +490,111 @@ class EdgeProtocol(WebSocketServerProtocol):
             setattr(self, name, None)
         # Read by Autobahn only while opening (TLS channel id, peer cert).
         self._transport_details = None  # type: ignore[assignment]  # not read again
+        # Frames from here on go to the codec (Autobahn hands over what the
+        # handshake's last read brought through consumeData, just after this).
+        self._codec = FrameCodec(
+            Side.SERVER,
+            state=State.OPEN,
+            max_size=self.maxMessagePayloadSize or None,
+            logger=CODEC_LOG,
+        )
+        # Writes wait for the turn's end from here on (the handshake's answer
+        # went out directly, so nothing can overtake it).
+        self._writer = turn_writer(self.factory, self.transport)
 
     def dataReceived(self, data: bytes) -> None:
-        # Autobahn's public method formats a debug line's arguments on every
-        # read; its parser underneath is what we want, unchanged.
-        self._dataReceived(data)
+        codec = self._codec
+        if codec is None:
+            # The opening handshake: Autobahn's parser. (Its public method
+            # formats a debug line's arguments on every read.)
+            self._dataReceived(data)
+        else:
+            self._frames_received(codec, data)
+
+    def consumeData(self) -> None:
+        codec = self._codec
+        if codec is None:
+            super().consumeData()
+        elif self.data:
+            data, self.data = self.data, b""
+            self._frames_received(codec, data)
+
+    def _frames_received(self, codec: FrameCodec, data: bytes) -> None:
+        """Parse ``data``; deliver complete messages; write what the codec says."""
+        codec.receive_data(data)
+        frames: list[Any] = codec.events_received()  # Frames, once open
+        for frame in frames:
+            if frame.opcode is _BINARY and frame.fin and self._fragments is None:
+                if self.state == WebSocketServerProtocol.STATE_OPEN:
+                    self.onMessage(frame.data, True)
+            else:
+                self._other_frame(codec, frame)
+        if codec.writes:
+            self._codec_writes(codec)
+
+    def _other_frame(self, codec: FrameCodec, frame: Any) -> None:
+        """A text, fragmented or control frame (the codec checked its framing:
+        continuations follow a first fragment, control frames are whole)."""
+        opcode = frame.opcode
+        if opcode is _PING:
+            self.onPing(frame.data)  # the codec has queued the pong
+        elif opcode is _PONG:
+            self.onPong(frame.data)
+        elif opcode is _CLOSE:
+            self._close_received(codec)
+        elif opcode is _CONT or not frame.fin:
+            fragments = self._fragments
+            if fragments is None:
+                self._fragments = fragments = (opcode, [])
+            fragments[1].append(frame.data)
+            if frame.fin:
+                self._fragments = None
+                self._deliver(codec, b"".join(fragments[1]), fragments[0])
+        else:
+            self._deliver(codec, frame.data, opcode)
+
+    def _deliver(self, codec: FrameCodec, payload: bytes, opcode: Opcode) -> None:
+        """Hand over a whole message; a text one must be UTF-8 (else close 1007)."""
+        if opcode is _TEXT:
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                self.wasNotCleanReason = "invalid UTF-8 in a text message"
+                codec.fail(1007, "invalid UTF-8")
+                return
+        if self.state == WebSocketServerProtocol.STATE_OPEN:
+            self.onMessage(payload, opcode is _BINARY)
+
+    def _close_received(self, codec: FrameCodec) -> None:
+        """The peer sent a close frame; the codec has queued the reply and EOF."""
+        received = codec.close_rcvd
+        if received is not None:
+            self.remoteCloseCode = received.code
+            self.remoteCloseReason = received.reason
+        self.wasClean = True
+        self.state = WebSocketServerProtocol.STATE_CLOSING
+
+    def _codec_writes(self, codec: FrameCodec) -> None:
+        """Write the codec's pongs and close frames; its EOF closes the socket."""
+        transport: Any = self.transport
+        for data in codec.data_to_send():
+            if data:
+                self._write(data)
+            else:
+                self._flush_pending()
+                # A server closes the TCP connection first (RFC 6455 §7.1.1).
+                failed = codec.parser_exc
+                if failed is not None:
+                    self.wasClean = False
+                    self.wasNotCleanReason = self.wasNotCleanReason or str(failed)
+                self.state = WebSocketServerProtocol.STATE_CLOSING
+                transport.loseConnection()
+
+    def onPing(self, payload: bytes) -> None:
+        # The codec answers pings once open; Autobahn's handler would answer
+        # a second time.
+        if self._codec is None:
+            super().onPing(payload)
 
     def sendData(
         self, data: bytes, sync: bool = False, chopsize: int | None = None
@@ -364,21 +606,49 @@ class EdgeProtocol(WebSocketServerProtocol):
         if sync or chopsize or self.logOctets or len(self.send_queue) > 0:
             super().sendData(data, sync, chopsize)
             return
-        transport: Any = self.transport
-        transport.write(data)
+        self._write(data)
         state = self.state
         if state == WebSocketServerProtocol.STATE_OPEN:
             self.trafficStats.outgoingOctetsWireLevel += len(data)
         elif state == WebSocketServerProtocol.STATE_CONNECTING:
             self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
 
-    def onMessageEnd(self) -> None:
-        # Autobahn's version also fires a "message" observer event through a
-        # Deferred per message; nothing observes it here, so deliver directly.
-        if not self.failedByMe:
-            payload = b"".join(self.message_data)
-            self.onMessage(payload, self.message_is_binary)
-        self.message_data = None  # type: ignore[assignment]  # as Autobahn does
+    def _write(self, data: bytes) -> None:
+        writer = self._writer
+        if writer is None:
+            transport: Any = self.transport
+            transport.write(data)
+            return
+        writer.add(self, data)
+        self._pending += len(data)
+        if self._pending > TURN_BYTES:
+            writer.flush_one(self)
+
+    def write_out(self, parts: list[bytes]) -> None:
+        """Send ``parts`` (the :class:`TurnWriter` calls this)."""
+        self._pending = 0
+        transport: Any = self.transport
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        if _idle_tcp(transport):
+            sent = transport.writeSomeData(data)
+            if type(sent) is int:  # else the connection is lost: let write see it
+                if sent == len(data):
+                    return
+                data = data[sent:]
+        transport.write(data)
+
+    def _flush_pending(self) -> None:
+        if self._writer is not None:
+            self._writer.flush_one(self)
+
+    def dropConnection(self, abort: bool = False) -> None:
+        # What the turn holds goes out before a clean close's FIN; an abort
+        # discards it with the rest of the socket's buffer.
+        if not abort:
+            self._flush_pending()
+        elif self._writer is not None:
+            self._writer.drop(self)
+        super().dropConnection(abort)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:
@@ -399,6 +669,9 @@ class EdgeProtocol(WebSocketServerProtocol):
             closed: Any = self.is_closed
             if closed is not None and closed.called and closed.result is self:
                 self.is_closed = succeed(None)
+            if self._writer is not None:
+                self._writer.drop(self)
+                self._writer = None
             self.edge_closed()
 
     def edge_closed(self) -> None:
@@ -422,23 +695,17 @@ class EdgeProtocol(WebSocketServerProtocol):
         return True
 
     def flush_now(self) -> None:
-        """Write what is queued for this socket now, not at the reactor's next turn.
+        """Write what is pending for this socket now, not at the turn's end.
 
         For messages another process relayed here: they already waited a
         reactor turn there, and a second wait would make every relay between
-        workers or nodes take two turns where a local one takes one. Calls the
-        socket's ``doWrite`` (``IWriteDescriptor``) as the reactor would when
-        the socket is writable; a socket that cannot take the bytes keeps them
-        for the reactor. Not for TLS (no descriptor of its own) or a closing
-        socket, whose end the reactor must see.
+        workers or nodes take two turns where a local one takes one. What the
+        socket cannot take stays in the transport's buffer for the reactor.
+        TLS sockets are written by their transport as before.
         """
-        transport: Any = self.transport
-        if (
-            isinstance(transport, FileDescriptor)
-            and transport.connected
-            and not transport.disconnecting
-        ):
-            transport.doWrite()
+        writer = self._writer
+        if writer is not None:
+            writer.flush_one(self)
 
     def send_frame(self, data: bytes, binary: bool) -> bool:
         """Send one message (text or binary) as :meth:`send_bytes` does."""
@@ -462,7 +729,21 @@ class EdgeProtocol(WebSocketServerProtocol):
 
     def close_session(self, code: int, reason: str) -> None:
         """Close with ``code`` (any, including 1001/1007/4xxx), or abort if closing."""
-        if self.state == WebSocketServerProtocol.STATE_OPEN:
+        codec = self._codec
+        if self.state == WebSocketServerProtocol.STATE_OPEN and codec is not None:
+            self.closedByMe = True
+            self.localCloseCode = code  # type: ignore[assignment]
+            self.localCloseReason = reason  # type: ignore[assignment]
+            codec.send_close(code, _close_reason(reason))
+            self.state = WebSocketServerProtocol.STATE_CLOSING
+            self._codec_writes(codec)
+            # The peer has closeHandshakeTimeout seconds to answer.
+            if self.closeHandshakeTimeout > 0 and self.state != STATE_CLOSED:
+                timer: Any = self.factory._batched_timer  # as Autobahn's own close
+                self.closeHandshakeTimeoutCall = timer.call_later(
+                    self.closeHandshakeTimeout, self.onCloseHandshakeTimeout
+                )
+        elif self.state == WebSocketServerProtocol.STATE_OPEN:
             # sendClose refuses protocol codes such as 1001 and 1007; the frame
             # method underneath takes any code.
             self.sendCloseFrame(code, reason.encode("utf-8")[:123], isReply=False)
@@ -471,6 +752,11 @@ class EdgeProtocol(WebSocketServerProtocol):
 
     def abort(self) -> None:
         self.dropConnection(abort=True)
+
+
+def _close_reason(reason: str) -> str:
+    """``reason`` cut to what a close frame carries (123 bytes of UTF-8)."""
+    return reason.encode("utf-8")[:123].decode("utf-8", "ignore")
 
 
 E = TypeVar("E", bound=EdgeProtocol)

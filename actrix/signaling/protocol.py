@@ -5,8 +5,8 @@ and the URL identity of a reconnect, which is validated before the handshake
 completes so the first message already belongs to the bound actor. After it:
 one binary message is one envelope; text frames are ignored; the per-connection
 token bucket answers floods with an ``envelope_error`` 429; an undecodable frame
-closes this one session (1007). Autobahn enforces the frame and message size
-limits (close 1009) and answers WebSocket pings itself. A peer that stops
+closes this one session (1007). The edge's frame codec enforces the message
+size limit (close 1009) and answers WebSocket pings. A peer that stops
 reading while messages for it keep coming (relays, replies) is dropped once
 its unsent backlog passes a bound, so it cannot make the daemon buffer without
 limit. Lines a client can trigger (refusals, undecodable frames, slow readers)
@@ -45,8 +45,8 @@ BAD_FRAME_CODE = 1007  # RFC 6455: payload inconsistent with the message type
 class SignalingProtocol(EdgeProtocol):
     """One signaling WebSocket on the shared edge (:mod:`actrix.core.websocket`).
 
-    The edge keeps Autobahn's state in slots, reads whole binary frames and
-    writes replies without Autobahn's per-frame machinery, and
+    The edge keeps Autobahn's state in slots, reads frames with the
+    ``websockets`` codec, writes at the end of the reactor turn, and
     :class:`SignalingFactory` gives each factory a subclass carrying its
     WebSocket options (:func:`~actrix.core.websocket.edge_options`).
     """
@@ -194,7 +194,7 @@ class SignalingFactory(WebSocketServerFactory):
         # Remote-triggered lines: one per (source IP, reason) per minute.
         self.log_throttle = LogThrottle(clock)
         self.send_backlog_limit = max(SEND_BACKLOG_LIMIT, 4 * config.max_message_size)
-        # Frame caps (close 1009), the fast-path limit, and one configured
+        # The message cap (close 1009) and one configured
         # protocol class per factory: options are fixed from here on.
         edge_options(self, config.max_message_size)
 

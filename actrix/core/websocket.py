@@ -48,6 +48,7 @@ SEND_BACKLOG_LIMIT: Final = 4 * 1024 * 1024
 
 CLOSE_GOING_AWAY: Final = 1001
 CLOSE_POLICY: Final = 1008
+CLOSE_INVALID_DATA: Final = 1007
 CLOSE_TOO_BIG: Final = 1009
 CLOSE_INTERNAL: Final = 1011
 
@@ -357,6 +358,9 @@ class TurnWriter:
         self._pending.pop(protocol, None)
 
 
+# Fragments one message may arrive in (close 1009 past it).
+MAX_FRAGMENTS: Final = 1024
+
 # Bytes one connection may have pending in a turn before it is written at once.
 TURN_BYTES: Final = 256 * 1024
 
@@ -546,6 +550,11 @@ class EdgeProtocol(WebSocketServerProtocol):
             fragments = self._fragments
             if fragments is None:
                 self._fragments = fragments = (opcode, [])
+            elif len(fragments[1]) >= MAX_FRAGMENTS:
+                # Empty fragments never reach the size limit; this bounds them.
+                self._fragments = None
+                self._fail(codec, CLOSE_TOO_BIG, "too many fragments")
+                return
             fragments[1].append(frame.data)
             if frame.fin:
                 self._fragments = None
@@ -559,11 +568,16 @@ class EdgeProtocol(WebSocketServerProtocol):
             try:
                 payload.decode("utf-8")
             except UnicodeDecodeError:
-                self.wasNotCleanReason = "invalid UTF-8 in a text message"
-                codec.fail(1007, "invalid UTF-8")
+                self._fail(codec, CLOSE_INVALID_DATA, "invalid UTF-8")
                 return
         if self.state == WebSocketServerProtocol.STATE_OPEN:
             self.onMessage(payload, opcode is _BINARY)
+
+    def _fail(self, codec: FrameCodec, code: int, reason: str) -> None:
+        """Fail the connection: close frame, then TCP close; nothing more delivered."""
+        self.wasNotCleanReason = reason
+        codec.fail(code, reason)
+        self.state = WebSocketServerProtocol.STATE_CLOSING
 
     def _close_received(self, codec: FrameCodec) -> None:
         """The peer sent a close frame; the codec has queued the reply and EOF."""
@@ -579,6 +593,10 @@ class EdgeProtocol(WebSocketServerProtocol):
         transport: Any = self.transport
         for data in codec.data_to_send():
             if data:
+                # Pongs to a peer that stopped reading count toward the same
+                # bound as messages (a ping flood cannot pile them up).
+                if self._pressure.full and self._backlogged(len(data)):
+                    return
                 self._write(data)
             else:
                 self._flush_pending()

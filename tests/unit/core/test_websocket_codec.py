@@ -16,7 +16,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from actrix.core.websocket import EdgeProtocol, edge_options
+from actrix.core.websocket import MAX_FRAGMENTS, EdgeProtocol, edge_options
 
 UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
@@ -143,6 +143,42 @@ class CodecTests(SynchronousTestCase):
         self.assertEqual(self.factory.messages, [])
         self.assertEqual(close_code(transport.value()), 1009)
         self.assertTrue(transport.disconnecting)
+
+    def test_nothing_after_a_failure_is_delivered(self) -> None:
+        """Frames read with a bad text message are not delivered after it."""
+        protocol, transport = self._open()
+        protocol.dataReceived(
+            client_frame(BINARY, b"before")
+            + client_frame(TEXT, b"\xff")
+            + client_frame(BINARY, b"after")
+        )
+        self.assertEqual(self.factory.messages, [(b"before", True)])
+        self.assertEqual(close_code(transport.value()), 1007)
+
+    def test_too_many_fragments_close_1009(self) -> None:
+        """Empty fragments never reach the size limit; their count is bounded."""
+        protocol, transport = self._open()
+        empty = client_frame(CONT, b"", fin=False)
+        protocol.dataReceived(
+            client_frame(BINARY, b"", fin=False)
+            + empty * (MAX_FRAGMENTS + 5)
+            + client_frame(CONT, b"end")
+        )
+        self.assertEqual(self.factory.messages, [])
+        self.assertEqual(close_code(transport.value()), 1009)
+        self.assertTrue(transport.disconnecting)
+        self.assertIsNone(protocol._fragments)
+
+    def test_pongs_to_a_peer_that_stopped_reading_are_bounded(self) -> None:
+        """While the peer does not read, pongs count toward the backlog bound;
+        past it the connection is dropped, as for messages."""
+        protocol, transport = self._open()
+        self.factory.send_backlog_limit = 100
+        protocol._pressure.pauseProducing()  # the transport's buffer is full
+        protocol.dataReceived(client_frame(PING, b"p" * 40) * 2)
+        self.assertFalse(transport.disconnected)
+        protocol.dataReceived(client_frame(PING, b"p" * 40))
+        self.assertTrue(transport.disconnected)
 
     def test_stray_continuation_closes_1002(self) -> None:
         protocol, transport = self._open()

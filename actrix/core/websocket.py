@@ -36,6 +36,7 @@ from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
+from websockets.exceptions import ProtocolError
 from websockets.frames import Opcode
 from websockets.protocol import Protocol as FrameCodec
 from websockets.protocol import Side, State
@@ -664,9 +665,14 @@ class EdgeProtocol(WebSocketServerProtocol):
         # discards it with the rest of the socket's buffer.
         if not abort:
             self._flush_pending()
-        elif self._writer is not None:
-            self._writer.drop(self)
+        else:
+            self._drop_pending()
         super().dropConnection(abort)
+
+    def _drop_pending(self) -> None:
+        if self._writer is not None:
+            self._writer.drop(self)
+            self._pending = 0
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:
@@ -687,9 +693,8 @@ class EdgeProtocol(WebSocketServerProtocol):
             closed: Any = self.is_closed
             if closed is not None and closed.called and closed.result is self:
                 self.is_closed = succeed(None)
-            if self._writer is not None:
-                self._writer.drop(self)
-                self._writer = None
+            self._drop_pending()
+            self._writer = None
             self.edge_closed()
 
     def edge_closed(self) -> None:
@@ -752,7 +757,10 @@ class EdgeProtocol(WebSocketServerProtocol):
             self.closedByMe = True
             self.localCloseCode = code  # type: ignore[assignment]
             self.localCloseReason = reason  # type: ignore[assignment]
-            codec.send_close(code, _close_reason(reason))
+            try:
+                codec.send_close(code, _close_reason(reason))
+            except ProtocolError:  # a code RFC 6455 keeps off the wire (1005, 1006)
+                codec.send_close(CLOSE_INTERNAL, _close_reason(reason))
             self.state = WebSocketServerProtocol.STATE_CLOSING
             self._codec_writes(codec)
             # The peer has closeHandshakeTimeout seconds to answer.

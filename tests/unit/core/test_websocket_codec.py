@@ -230,6 +230,12 @@ class CodecTests(SynchronousTestCase):
         self.assertEqual(frame[1], 2 + 122)
         self.assertEqual(frame[4:].decode("utf-8"), "é" * 61)
 
+    def test_reserved_close_code_becomes_1011(self) -> None:
+        """A code RFC 6455 keeps off the wire (1006) goes out as 1011."""
+        protocol, transport = self._open()
+        protocol.close_session(1006, "x")
+        self.assertEqual(close_code(transport.value()), 1011)
+
     def test_unanswered_close_is_aborted(self) -> None:
         """Past the close handshake timeout the socket is aborted."""
         protocol, transport = self._open()

@@ -18,8 +18,10 @@ so one sender's messages to one node keep their order.
 Abstract names vanish with their socket, so a worker killed with -9 leaves
 nothing behind; they carry no file permissions, so both ends check their peer
 (``SO_PEERCRED``): the same uid, and a child of the same supervisor. Frames are
-Twisted's 32-bit length prefix, bounded by :data:`MAX_MESSAGE`; a sibling that
-stops reading is dropped once :data:`BACKLOG_LIMIT` bytes wait for it.
+Twisted's 32-bit length prefix, bounded by :data:`MAX_MESSAGE`; what one
+reactor turn sends to a sibling leaves in one write at the turn's end
+(:class:`~actrix.core.turnwrite.TurnWriter`); a sibling that stops reading is
+dropped once :data:`BACKLOG_LIMIT` bytes wait for it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from zope.interface import implementer
 
 from actrix.core.bus import Bus, BusMessage, Handler, ReadDone, deliver_bytes
 from actrix.core.logthrottle import LogThrottle
+from actrix.core.turnwrite import TurnWriter, batched, send_parts
 
 log = Logger()
 
@@ -55,6 +58,7 @@ BACKLOG_LIMIT: Final = 32 * 1024 * 1024
 CONNECT_TIMEOUT: Final = 5.0
 MAX_STRANGERS: Final = 4096
 _PEERCRED: Final = struct.Struct("3i")
+_LENGTH: Final = struct.Struct(Int32StringReceiver.structFormat)
 
 
 def address(supervisor: int, node: str) -> str:
@@ -125,8 +129,17 @@ class _Link(Int32StringReceiver):
                 )
                 self._socket.abortConnection()
                 return False
-        self.sendString(data)
+        # One frame (Twisted's 32-bit length prefix), sent with the turn's
+        # other messages to this sibling in one write.
+        self.bus.writer.add(self, _LENGTH.pack(len(data)) + data)
         return True
+
+    def write_out(self, parts: list[bytes]) -> None:
+        """Send a turn's frames (the bus's :class:`TurnWriter` calls this)."""
+        if batched(self.transport):
+            send_parts(self.transport, parts)
+        elif self.transport is not None:
+            self.transport.writeSequence(parts)
 
     def pauseProducing(self) -> None:
         self.paused = True
@@ -150,6 +163,7 @@ class _Link(Int32StringReceiver):
         self._socket.abortConnection()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.bus.writer.drop(self)
         self.bus.unlinked(self.node, self)
 
 
@@ -177,6 +191,7 @@ class SiblingBus(Service):
         self._connecting: dict[str, list[Deferred[_Link | None]]] = {}
         self._strangers: set[str] = set()
         self._log_throttle = LogThrottle(reactor)
+        self.writer = TurnWriter(reactor)
         # Metrics: messages written to siblings, read from them, and those a
         # full link dropped.
         self.sent = 0

@@ -6,17 +6,18 @@ attempt fails silently on Twisted), Autobahn's opening handshake, then frames
 read by the ``websockets`` library's Sans-I/O codec (a third of Autobahn's
 parsing cost per frame) and delivered directly as whole messages, frames
 written by Autobahn without its per-call debug formatting and sent at the end
-of the reactor turn (:class:`TurnWriter`: one ``send`` per socket per turn,
-no poller registration), send backpressure (a peer that stops reading is
-dropped once its unsent backlog passes a bound), close frames with any code,
-cleanup of Autobahn's close-handshake timer, and a compact connection:
-Autobahn's per-connection state in slots (:data:`AUTOBAHN_STATE`), the
-handshake data dropped once open, the send deque created only when used, and
-the WebSocket options held by a per-factory class (:func:`configure`) instead
-of copied onto each connection. :class:`EdgeLimits` holds the connection caps
-checked before the upgrade; :class:`TokenBucket` and :class:`MessageRate` the
-per-connection message limits. :class:`UpgradeOnly` answers 426 to plain GETs.
-Autobahn owns ``.log``, so this module logs through ``_log``.
+of the reactor turn (:class:`~actrix.core.turnwrite.TurnWriter`: one
+``send`` per socket per turn, no poller registration), send backpressure (a
+peer that stops reading is dropped once its unsent backlog passes a bound),
+close frames with any code, cleanup of Autobahn's close-handshake timer, and a
+compact connection: Autobahn's per-connection state in slots
+(:data:`AUTOBAHN_STATE`), the handshake data dropped once open, the send deque
+created only when used, and the WebSocket options held by a per-factory class
+(:func:`configure`) instead of copied onto each connection.
+:class:`EdgeLimits` holds the connection caps checked before the upgrade;
+:class:`TokenBucket` and :class:`MessageRate` the per-connection message
+limits. :class:`UpgradeOnly` answers 426 to plain GETs. Autobahn owns
+``.log``, so this module logs through ``_log``.
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ from typing import Any, Final, TypeVar
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.defer import succeed
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import connectionDone
-from twisted.internet.tcp import Connection
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Request
@@ -41,6 +41,8 @@ from websockets.frames import Opcode
 from websockets.protocol import Protocol as FrameCodec
 from websockets.protocol import Side, State
 from zope.interface import implementer
+
+from actrix.core.turnwrite import TurnWriter, batched, send_parts
 
 _log = Logger()
 
@@ -311,80 +313,13 @@ class LazySendQueue:
         raise IndexError("pop from an empty deque")
 
 
-class TurnWriter:
-    """What the edge writes to plain TCP sockets in one reactor turn, sent at its end.
-
-    ``transport.write`` registers the socket with the poller (``epoll_ctl``)
-    and the reactor writes it on its next turn, then unregisters it: two
-    system calls and a dispatch per socket written, on every relay. Here the
-    writes of a turn are kept per connection and sent when the turn ends
-    (``callLater(0)`` runs before the next poll), straight to the socket when
-    its own buffer is empty; what the socket does not take goes to the
-    transport's buffer as before, where backpressure and errors work as they
-    always did. A connection whose pending bytes pass :data:`TURN_BYTES` is
-    written at once. TLS and in-memory transports are written directly.
-    """
-
-    __slots__ = ("_call", "_clock", "_pending")
-
-    def __init__(self, clock: IReactorTime) -> None:
-        self._clock = clock
-        self._pending: dict[EdgeProtocol, list[bytes]] = {}
-        self._call: IDelayedCall | None = None
-
-    def add(self, protocol: EdgeProtocol, data: bytes) -> None:
-        parts = self._pending.get(protocol)
-        if parts is None:
-            self._pending[protocol] = [data]
-            if self._call is None:
-                self._call = self._clock.callLater(0, self.flush)
-        else:
-            parts.append(data)
-
-    def flush(self) -> None:
-        """Send everything pending (the turn's end)."""
-        self._call = None
-        pending, self._pending = self._pending, {}
-        for protocol, parts in pending.items():
-            protocol.write_out(parts)
-
-    def flush_one(self, protocol: EdgeProtocol) -> None:
-        """Send what is pending for ``protocol`` now."""
-        parts = self._pending.pop(protocol, None)
-        if parts is not None:
-            protocol.write_out(parts)
-
-    def drop(self, protocol: EdgeProtocol) -> None:
-        """Forget ``protocol``'s pending bytes (its connection is gone)."""
-        self._pending.pop(protocol, None)
-
-
 # Fragments one message may arrive in (close 1009 past it).
 MAX_FRAGMENTS: Final = 1024
-
-# Bytes one connection may have pending in a turn before it is written at once.
-TURN_BYTES: Final = 256 * 1024
-
-
-def _idle_tcp(transport: Any) -> bool:
-    """Whether ``transport`` is a connected TCP socket with nothing buffered.
-
-    Reads attributes of Twisted's ``tcp.Connection`` that are not public API
-    (``_tempDataLen``, ``dataBuffer``, ``offset``, ``_aborting``); the
-    edge-write tests fail if a Twisted release changes them.
-    """
-    return (
-        transport.connected
-        and not transport.disconnecting
-        and not transport._aborting
-        and not transport._tempDataLen
-        and transport.offset == len(transport.dataBuffer)
-    )
 
 
 def turn_writer(factory: Any, transport: Any) -> TurnWriter | None:
     """The factory's :class:`TurnWriter` for a plain TCP ``transport``, else None."""
-    if not isinstance(transport, Connection):
+    if not batched(transport):
         return None
     writer: TurnWriter | None = getattr(factory, "turn_writer", None)
     if writer is None:
@@ -447,7 +382,6 @@ class EdgeProtocol(WebSocketServerProtocol):
         "_codec",
         "_fragments",
         "_ip",
-        "_pending",
         "_pressure",
         "_writer",
         "last_inbound",
@@ -465,7 +399,6 @@ class EdgeProtocol(WebSocketServerProtocol):
         self.last_inbound = 0.0
         self._codec: FrameCodec | None = None
         self._writer: TurnWriter | None = None  # set when open, for TCP
-        self._pending = 0  # bytes the writer holds for this connection
         # (opcode, parts) of a fragmented message being received.
         self._fragments: tuple[Opcode, list[bytes]] | None = None
         super().__init__()
@@ -637,24 +570,12 @@ class EdgeProtocol(WebSocketServerProtocol):
         if writer is None:
             transport: Any = self.transport
             transport.write(data)
-            return
-        writer.add(self, data)
-        self._pending += len(data)
-        if self._pending > TURN_BYTES:
-            writer.flush_one(self)
+        else:
+            writer.add(self, data)
 
     def write_out(self, parts: list[bytes]) -> None:
         """Send ``parts`` (the :class:`TurnWriter` calls this)."""
-        self._pending = 0
-        transport: Any = self.transport
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        if _idle_tcp(transport):
-            sent = transport.writeSomeData(data)
-            if type(sent) is int:  # else the connection is lost: let write see it
-                if sent == len(data):
-                    return
-                data = data[sent:]
-        transport.write(data)
+        send_parts(self.transport, parts)
 
     def _flush_pending(self) -> None:
         if self._writer is not None:
@@ -672,7 +593,6 @@ class EdgeProtocol(WebSocketServerProtocol):
     def _drop_pending(self) -> None:
         if self._writer is not None:
             self._writer.drop(self)
-            self._pending = 0
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         try:

@@ -22,7 +22,8 @@ from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from actrix.core.websocket import TURN_BYTES, EdgeProtocol, edge_options
+from actrix.core.turnwrite import TURN_BYTES
+from actrix.core.websocket import EdgeProtocol, edge_options
 
 UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"

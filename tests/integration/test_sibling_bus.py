@@ -95,6 +95,36 @@ class SiblingBusTests(TestCase):
         # The receiver heard "read done" after reads, not once per message.
         self.assertTrue(1 <= self.reads["b"] <= 51, self.reads)
 
+    async def test_a_turns_messages_leave_in_one_write(self) -> None:
+        """What one turn sends to a sibling is one socket write (the turn
+        writer), without registering the link with the poller; order kept."""
+        a, _ = await self.bus("a")
+        b, heard = await self.bus("b")
+        self.assertTrue(await a.send(b.node_id, message(0)))
+        await heard.at_least(1)
+        link: Any = a._links[b.node_id]
+        transport = link.transport
+        calls = {"send": 0, "poll": 0}
+        send, poll = transport.writeSomeData, transport.startWriting
+
+        def counted_send(data: bytes) -> Any:
+            calls["send"] += 1
+            return send(data)
+
+        def counted_poll() -> None:
+            calls["poll"] += 1
+            poll()
+
+        transport.writeSomeData = counted_send
+        transport.startWriting = counted_poll
+        batch = [message(i) for i in range(1, 301)]
+        for m in batch:
+            self.assertTrue(a.send_now(b.node_id, m))
+        self.assertEqual(calls, {"send": 0, "poll": 0})  # nothing before the turn ends
+        await heard.at_least(301)
+        self.assertEqual(heard.messages[1:], batch)
+        self.assertEqual(calls, {"send": 1, "poll": 0})
+
     async def test_other_nodes_go_through_the_inner_bus(self) -> None:
         """A node with no sibling listening is a stranger: the inner bus gets it."""
         a, heard = await self.bus("a")

@@ -1,0 +1,120 @@
+"""One ``send`` per socket per reactor turn (:class:`TurnWriter`).
+
+``transport.write`` on a Twisted TCP (or Unix) socket registers the socket
+with the poller (``epoll_ctl``); the reactor writes it when the poller next
+reports it writable, among that turn's reads, then unregisters it: two system
+calls and a dispatch per socket written, on every relayed message. A
+:class:`TurnWriter` keeps what is written to its sockets during one reactor
+turn and sends it when the turn ends (``callLater(0)`` runs before the next
+poll), straight to the socket when the transport's own buffer is empty; what
+the socket does not take goes to the transport's buffer as before, where
+backpressure (producers) and errors work as they always did.
+
+The WebSocket edge (:mod:`actrix.core.websocket`) and the links between
+sibling workers (:mod:`actrix.core.sibling_bus`) write through one each.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Protocol
+
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.tcp import Connection
+
+# Bytes one connection may have pending in a turn before it is written at once.
+TURN_BYTES: Final = 256 * 1024
+
+
+class Writes(Protocol):
+    """What a :class:`TurnWriter` writes for: one connection."""
+
+    def write_out(self, parts: list[bytes]) -> None:
+        """Send ``parts`` now (in this order)."""
+
+
+class _Queue:
+    __slots__ = ("parts", "size")
+
+    def __init__(self, data: bytes) -> None:
+        self.parts = [data]
+        self.size = len(data)
+
+
+class TurnWriter:
+    """What its connections write in one reactor turn, sent at the turn's end.
+
+    A connection whose pending bytes pass ``limit`` is written at once.
+    """
+
+    __slots__ = ("_call", "_clock", "_limit", "_pending")
+
+    def __init__(self, clock: IReactorTime, limit: int = TURN_BYTES) -> None:
+        self._clock = clock
+        self._limit = limit
+        self._pending: dict[Writes, _Queue] = {}
+        self._call: IDelayedCall | None = None
+
+    def add(self, connection: Writes, data: bytes) -> None:
+        queue = self._pending.get(connection)
+        if queue is None:
+            self._pending[connection] = _Queue(data)
+            if self._call is None:
+                self._call = self._clock.callLater(0, self.flush)
+            return
+        queue.parts.append(data)
+        queue.size += len(data)
+        if queue.size > self._limit:
+            self.flush_one(connection)
+
+    def flush(self) -> None:
+        """Send everything pending (the turn's end)."""
+        self._call = None
+        pending, self._pending = self._pending, {}
+        for connection, queue in pending.items():
+            connection.write_out(queue.parts)
+
+    def flush_one(self, connection: Writes) -> None:
+        """Send what is pending for ``connection`` now."""
+        queue = self._pending.pop(connection, None)
+        if queue is not None:
+            connection.write_out(queue.parts)
+
+    def drop(self, connection: Writes) -> None:
+        """Forget ``connection``'s pending bytes (it is gone or aborted)."""
+        self._pending.pop(connection, None)
+
+
+def batched(transport: Any) -> bool:
+    """Whether ``transport`` is a Twisted socket a :class:`TurnWriter` can send on
+    (TCP or Unix stream; not TLS, not an in-memory test transport)."""
+    return isinstance(transport, Connection)
+
+
+def _idle(transport: Any) -> bool:
+    """Whether ``transport`` is connected with nothing buffered.
+
+    Reads attributes of Twisted's ``tcp.Connection`` that are not public API
+    (``_tempDataLen``, ``dataBuffer``, ``offset``, ``_aborting``);
+    ``tests/integration/test_edge_writes.py`` fails if a Twisted release
+    changes them.
+    """
+    return bool(
+        transport.connected
+        and not transport.disconnecting
+        and not transport._aborting
+        and not transport._tempDataLen
+        and transport.offset == len(transport.dataBuffer)
+    )
+
+
+def send_parts(transport: Any, parts: list[bytes]) -> None:
+    """Write ``parts`` to a :func:`batched` transport: straight to the socket
+    when its buffer is empty, the rest (or all) through ``transport.write``."""
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
+    if _idle(transport):
+        sent = transport.writeSomeData(data)
+        if type(sent) is int:  # else the connection is lost: let write see it
+            if sent == len(data):
+                return
+            data = data[sent:]
+    transport.write(data)

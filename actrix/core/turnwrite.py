@@ -20,6 +20,9 @@ from typing import Any, Final, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.tcp import Connection
+from twisted.logger import Logger
+
+_log = Logger()
 
 # Bytes one connection may have pending in a turn before it is written at once.
 TURN_BYTES: Final = 256 * 1024
@@ -67,11 +70,18 @@ class TurnWriter:
             self.flush_one(connection)
 
     def flush(self) -> None:
-        """Send everything pending (the turn's end)."""
+        """Send everything pending (the turn's end).
+
+        One connection's failure is logged and does not keep the others'
+        bytes back.
+        """
         self._call = None
         pending, self._pending = self._pending, {}
         for connection, queue in pending.items():
-            connection.write_out(queue.parts)
+            try:
+                connection.write_out(queue.parts)
+            except Exception:
+                _log.failure("while writing to {connection}", connection=connection)
 
     def flush_one(self, connection: Writes) -> None:
         """Send what is pending for ``connection`` now."""

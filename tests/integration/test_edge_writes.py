@@ -201,3 +201,32 @@ class TurnWriterTests(TestCase):
         client, _ = await self._serve(flush, 1)
         self.assertEqual(seen, [1])
         self.assertEqual(client.frames(), [(2, b"now")])
+
+
+class FlushFailureTests(TestCase):
+    def test_one_failing_connection_does_not_hold_back_the_others(self) -> None:
+        """A write_out that raises is logged; the turn's other writes go out."""
+        from twisted.internet.task import Clock
+
+        from actrix.core.turnwrite import TurnWriter
+
+        written: list[tuple[str, list[bytes]]] = []
+
+        class Sink:
+            def __init__(self, name: str, broken: bool = False) -> None:
+                self.name, self.broken = name, broken
+
+            def write_out(self, parts: list[bytes]) -> None:
+                if self.broken:
+                    raise RuntimeError("broken transport")
+                written.append((self.name, parts))
+
+        clock = Clock()
+        writer = TurnWriter(clock)
+        first, broken, last = Sink("a"), Sink("b", broken=True), Sink("c")
+        for sink in (first, broken, last):
+            writer.add(sink, b"x")
+        writer.add(first, b"y")
+        clock.advance(0)
+        self.assertEqual(written, [("a", [b"x", b"y"]), ("c", [b"x"])])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

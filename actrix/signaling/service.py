@@ -73,6 +73,9 @@ MAX_BACKLOG: Final = 1024  # envelopes queued behind a waiting handler
 # Departed actors removed per reactor turn: after a mass disconnect the rest
 # follow in later turns, so requests in between are not held up behind them.
 DEPART_BATCH: Final = 100
+# Departures are counted into one info line at most this often (any client
+# that connects and leaves causes one; /metrics counts every removal).
+DEPART_LOG_INTERVAL: Final = 60.0
 CLOSE_TIMEOUT: Final = 3.0
 FLUSH_INTERVAL: Final = 1.0
 HEARTBEAT_SWEEP_INTERVAL: Final = 30.0
@@ -108,6 +111,8 @@ class SignalingService(Service):
         self._clock = clock
         self._departures = Departures(reconnect_window)
         self._departure_call: IDelayedCall | None = None
+        self._departed_unlogged = 0
+        self._departure_log_call: IDelayedCall | None = None
         self._timing = False
         self.metrics = metrics = metrics or SignalingMetrics()
         if directory is None:
@@ -350,8 +355,22 @@ class SignalingService(Service):
             )
             removed += 1
         if removed:
-            log.info("{count} disconnected actors removed", count=removed)
+            self._departed_unlogged += removed
+            if self._departure_log_call is None:
+                self._log_departures()
         self._arm_departures()
+
+    def _log_departures(self) -> None:
+        """One line for the departures counted since the last one, then wait
+        :data:`DEPART_LOG_INTERVAL` before the next (if any come)."""
+        self._departure_log_call = None
+        count, self._departed_unlogged = self._departed_unlogged, 0
+        if count == 0:
+            return
+        log.info("{count} disconnected actors removed", count=count)
+        self._departure_log_call = self._clock.callLater(
+            DEPART_LOG_INTERVAL, self._log_departures
+        )
 
     # ------------------------------------------------------------------
     # Inbound pipeline
@@ -525,9 +544,10 @@ class SignalingService(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         self._timing = False
-        call, self._departure_call = self._departure_call, None
-        if call is not None and call.active():
-            call.cancel()
+        for call in (self._departure_call, self._departure_log_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._departure_call = self._departure_log_call = None
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:

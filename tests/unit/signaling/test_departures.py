@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.proto import actr_pb2, webrtc_pb2
@@ -173,6 +175,41 @@ class ReconnectWindowTests(SynchronousTestCase):
             service.session_closed(session)
         self.h.clock.advance(WINDOW)
         self.assertEqual(removed_per_turn, [DEPART_BATCH, 5])
+
+    def test_departure_lines_are_one_a_minute(self) -> None:
+        """Departures make at most one info line a minute, counting them all
+        (any client that connects and leaves causes one)."""
+        from twisted.logger import globalLogPublisher
+
+        from actrix.signaling.service import DEPART_LOG_INTERVAL
+
+        lines: list[int] = []
+
+        def observe(event: dict[str, object]) -> None:
+            if event.get("log_format") == "{count} disconnected actors removed":
+                lines.append(int(str(event["count"])))
+
+        observer: Any = observe  # an ILogObserver
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        service = self.h.service
+        leavers = []
+        for name in ("a", "b", "c"):
+            session, _conn = self.h.open()
+            self.h.register(session, name)
+            leavers.append(session)
+        service.session_closed(leavers[0])
+        self.h.clock.advance(WINDOW + 1)
+        self.assertEqual(lines, [1])  # the first at once
+        service.session_closed(leavers[1])
+        service.session_closed(leavers[2])
+        self.h.clock.advance(WINDOW + 1)
+        self.assertEqual(lines, [1])  # within the minute: counted, not logged
+        self.h.clock.advance(DEPART_LOG_INTERVAL)
+        self.assertEqual(lines, [1, 2])
+        self.h.clock.advance(DEPART_LOG_INTERVAL)
+        self.assertEqual(lines, [1, 2])  # nothing new: no line
+        self.assertIsNone(service._departure_log_call)
 
     def test_reconnect_inside_window_keeps_actor(self) -> None:
         """A URL-identity reconnect inside the window keeps the actor for good."""

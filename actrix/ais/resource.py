@@ -32,8 +32,8 @@ from actrix.core.auth import (
     NonceVerifier,
     credential_from_text,
 )
+from actrix.core.http import client_ip, survives_disconnect
 from actrix.core.http import json_response as _json_body
-from actrix.core.http import survives_disconnect
 from actrix.core.logthrottle import LogThrottle
 from actrix.proto import actr_pb2
 
@@ -67,7 +67,7 @@ class AisResource:
 
     def _warn(self, request: Request, reason: str, text: str, **fields: Any) -> None:
         """A warning a client can cause: one per (peer, reason) per interval."""
-        peer = _peer(request)
+        peer = client_ip(request)
         suppressed = self._throttle.admit(peer, reason)
         if suppressed is not None:
             log.warn(
@@ -80,7 +80,7 @@ class AisResource:
     # -- helpers -----------------------------------------------------------
 
     def _limited(self, request: Request) -> bytes | None:
-        peer = _peer(request)
+        peer = client_ip(request)
         if self._limiter.allow(peer):
             return None
         self._metrics.rate_limited += 1
@@ -296,8 +296,3 @@ def _error(code: int, message: str) -> actr_pb2.RegisterResponse:
     return actr_pb2.RegisterResponse(
         error=actr_pb2.ErrorResponse(code=code, message=message)
     )
-
-
-def _peer(request: Request) -> str:
-    address: Any = request.getClientAddress()
-    return str(getattr(address, "host", "?"))

@@ -96,6 +96,7 @@ def build_rooms(wiring: Wiring) -> None:
             verifier,
             None if bearer is None else bearer.value,
             open_in_dev=settings.env == "dev",
+            clock=reactor,
         ),
     )
     wiring.realms.on_change(service.check_realms)

@@ -98,6 +98,12 @@ def parse_decimal(text: str, maximum: int) -> int | None:
     return value if value <= maximum else None
 
 
+def client_ip(request: Request) -> str:
+    """The peer's IP address of ``request`` ("?" when it has none)."""
+    address: Any = request.getClientAddress()
+    return str(getattr(address, "host", "?"))
+
+
 def json_response(request: Request, status: int, body: object) -> bytes:
     """Set status and JSON content type; return the encoded body."""
     request.setResponseCode(status)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Final
+from typing import Final
 
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
@@ -26,7 +26,12 @@ from actrix.core.auth import (
     credential_from_text,
     parse_timestamp,
 )
-from actrix.core.http import json_response, parse_decimal, survives_disconnect
+from actrix.core.http import (
+    client_ip,
+    json_response,
+    parse_decimal,
+    survives_disconnect,
+)
 from actrix.core.interfaces import KeyProviderError, KeyStoreUnavailable
 from actrix.core.logthrottle import LogThrottle
 from actrix.core.storage import StorageUnavailable
@@ -101,7 +106,7 @@ class KsResource:
         try:
             await self._verifier.verify(credential, payload)
         except AuthError as e:
-            peer = _peer(request)
+            peer = client_ip(request)
             suppressed = self._throttle.admit(peer, f"ks-{e.kind}")
             if suppressed is not None:
                 log.warn(
@@ -266,8 +271,3 @@ def _query_credential(args: dict[bytes, list[bytes]]) -> NonceCredential:
     return NonceCredential(
         parse_timestamp(fields["timestamp"]), fields["nonce"], fields["signature"]
     )
-
-
-def _peer(request: Request) -> str:
-    address: Any = request.getClientAddress()
-    return str(getattr(address, "host", "?"))

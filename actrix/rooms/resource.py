@@ -29,6 +29,8 @@ from actrix.core.auth import (
     credential_from_json,
     credential_from_text,
 )
+from actrix.core.http import client_ip
+from actrix.core.logthrottle import LogThrottle
 from actrix.core.roomtokens import canonical_json
 from actrix.rooms.grants import MintError
 from actrix.rooms.service import RoomService
@@ -107,12 +109,15 @@ class ApiResource(Resource):
         verifier: NonceVerifier,
         bearer: str | None,
         open_in_dev: bool,
+        clock: IReactorTime,
     ) -> None:
         super().__init__()
         self._service = service
         self._verifier = verifier
         self._bearer = bearer
         self._open = open_in_dev and bearer is None
+        # Refusals any client can cause: one line per IP and reason a minute.
+        self._log_throttle = LogThrottle(clock)
 
     def render(self, request: Request) -> bytes | int:
         _cors(request)
@@ -153,6 +158,21 @@ class ApiResource(Resource):
 
         d.addCallbacks(done, failed)
 
+    def _refused(
+        self, request: Request, what: str, text: str, error: Exception
+    ) -> None:
+        """One line per client IP and kind of refusal a minute."""
+        ip = client_ip(request)
+        reason = getattr(error, "kind", None) or str(error)
+        suppressed = self._log_throttle.admit(ip, f"{what}:{reason}"[:80])
+        if suppressed is not None:
+            log.info(
+                text + " (from {ip}; {suppressed} more not logged)",
+                reason=reason,
+                ip=ip,
+                suppressed=suppressed,
+            )
+
     async def _authorized(self, request: Request, path: str) -> bool:
         if self._open:
             return True
@@ -170,7 +190,7 @@ class ApiResource(Resource):
             parsed = credential_from_text(credential)
             await self._verifier.verify(parsed, f"rooms_api:GET {path}")
         except (CredentialFormatError, AuthError) as e:
-            log.info("rooms API credential refused: {reason}", reason=str(e))
+            self._refused(request, "api", "rooms API credential refused: {reason}", e)
             return False
         return True
 
@@ -250,7 +270,7 @@ class ApiResource(Resource):
                 credential, "room_token:" + canonical_json(rest).decode()
             )
         except AuthError as e:
-            log.info("room token request refused: {kind}", kind=e.kind)
+            self._refused(request, "mint", "room token request refused: {reason}", e)
             if e.kind == "replay":
                 return error(403, "Request rejected")
             if e.kind == "storage":

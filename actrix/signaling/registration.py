@@ -33,6 +33,7 @@ from actrix.core.interfaces import (
     CredentialValidator,
     IdentityIssuer,
 )
+from actrix.core.logthrottle import LogThrottle
 from actrix.proto import actr_pb2, signaling_pb2
 from actrix.signaling import messages as m
 from actrix.signaling.context import FlowContext
@@ -59,6 +60,8 @@ class Registration:
         self.issuer = issuer
         self._acl = acl
         self._max_acl_principals = max_acl_principals
+        # Lines any client can cause: one per IP and reason a minute.
+        self._log_throttle = LogThrottle(context.clock)
 
     # ------------------------------------------------------------------
     # §5.1 Register
@@ -105,7 +108,8 @@ class Registration:
         actr_id = ok.actr_id
         await self._store_acl(request, actr_id)
         if _taken(session):
-            log.info(
+            # A client that leaves early is normal (and needs no credential).
+            log.debug(
                 "socket gone before registration of {actor} completed",
                 actor=actr_id_repr(actr_id),
             )
@@ -164,6 +168,19 @@ class Registration:
     # ------------------------------------------------------------------
     # §1.1 URL identity
 
+    def _identity_ignored(self, session: Session, label: str, reason: str) -> None:
+        """One line per client IP a minute: anyone may offer a URL identity."""
+        suppressed = self._log_throttle.admit(session.ip, "url_identity")
+        if suppressed is not None:
+            log.info(
+                "URL identity {actor} from {ip} ignored: {reason}"
+                " ({suppressed} more not logged)",
+                actor=label,
+                ip=session.ip,
+                reason=reason,
+                suppressed=suppressed,
+            )
+
     async def bind_url_identity(
         self,
         session: Session,
@@ -179,7 +196,7 @@ class Registration:
         realm_id = actr_id.realm.realm_id
         label = actr_id_repr(actr_id)
         if self._ctx.realms.realm_problem(realm_id) is not None:
-            log.info("URL identity {actor} ignored: realm unusable", actor=label)
+            self._identity_ignored(session, label, "realm unusable")
             return False
         try:
             claims = await self._validator.validate(
@@ -187,15 +204,11 @@ class Registration:
             )
         except CredentialError as e:
             self._ctx.metrics.rejections["url_identity"] += 1
-            log.info(
-                "URL identity {actor} ignored: {reason}", actor=label, reason=e.reason
-            )
+            self._identity_ignored(session, label, e.reason)
             return False
         if claims.actor_id != label:
             self._ctx.metrics.rejections["url_identity"] += 1
-            log.warn(
-                "URL identity {actor} ignored: token names another actor", actor=label
-            )
+            self._identity_ignored(session, label, "token names another actor")
             return False
         if session.closed or session.key is not None:
             return False

@@ -135,6 +135,49 @@ api_token = "rooms-api-token-0123456789"
         )
         self.assertEqual(joined["type"], "ACK", joined)
 
+    async def test_refusals_log_once_a_minute_per_ip(self) -> None:
+        """Bad credentials on the REST API (anyone can send them) make one line
+        per client IP and reason a minute, not one per request."""
+        from twisted.logger import globalLogPublisher
+
+        lines: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if "refused" in str(event.get("log_format", "")):
+                lines.append(event)
+
+        observer: Any = observe  # an ILogObserver
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        from actrix.core.auth import sign_credential
+
+        client = http_client(self)
+        base = f"http://127.0.0.1:{self.port}"
+        body = {"realm_id": 7, "room": "r", "role": "publisher", "ttl": 60}
+        for _ in range(5):
+            forged = sign_credential(
+                b"not the shared key",
+                "room_token:" + roomtokens.canonical_json(body).decode(),
+                reactor.seconds(),
+            )
+            denied = await client.get(
+                base + "/api/rooms",
+                headers=Headers({"X-Actrix-Credential": ["{not a credential"]}),
+            )
+            self.assertEqual(denied.code, 401)
+            await denied.content()
+            refused = await client.post(
+                base + "/api/rooms/tokens",
+                json={**body, "credential": forged.to_json()},
+            )
+            self.assertEqual(refused.code, 401)
+            await refused.content()
+        formats = sorted(str(e["log_format"]).split(":")[0] for e in lines)
+        self.assertEqual(
+            formats, ["room token request refused", "rooms API credential refused"]
+        )
+        self.assertEqual({e["ip"] for e in lines}, {"127.0.0.1"})
+
 
 class PersistenceAndIdleTests(TestCase):
     timeout = 20

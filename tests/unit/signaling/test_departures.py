@@ -211,6 +211,36 @@ class ReconnectWindowTests(SynchronousTestCase):
         self.assertEqual(lines, [1, 2])  # nothing new: no line
         self.assertIsNone(service._departure_log_call)
 
+    def test_refused_url_identities_log_once_a_minute_per_ip(self) -> None:
+        """Anyone may offer a URL identity: refusals make one line per client
+        IP a minute, the next one saying how many were not logged."""
+        from twisted.logger import globalLogPublisher
+
+        lines: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if "URL identity" in str(event.get("log_format", "")):
+                lines.append(event)
+
+        observer: Any = observe  # an ILogObserver
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        other = actr_pb2.ActrId()
+        other.CopyFrom(self.svc)
+        other.serial_number += 1
+        for _ in range(5):
+            session, _conn = self.h.open()
+            d = self.h.service.bind_url_identity(session, self.svc, token_for(other))
+            self.assertFalse(self.successResultOf(d))
+        self.assertEqual(len(lines), 1)
+        self.assertEqual(lines[0]["reason"], "token names another actor")
+        self.h.clock.advance(61)
+        session, _conn = self.h.open()
+        self.successResultOf(
+            self.h.service.bind_url_identity(session, self.svc, token_for(other))
+        )
+        self.assertEqual([e["suppressed"] for e in lines], [0, 4])
+
     def test_reconnect_inside_window_keeps_actor(self) -> None:
         """A URL-identity reconnect inside the window keeps the actor for good."""
         self.h.service.session_closed(self.svc_session)

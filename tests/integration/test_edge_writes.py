@@ -24,6 +24,7 @@ from twisted.trial.unittest import TestCase
 
 from actrix.core.turnwrite import TURN_BYTES
 from actrix.core.websocket import EdgeProtocol, edge_options
+from tests.spies import count_socket_writes
 
 UPGRADE = (
     b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
@@ -38,20 +39,7 @@ class Scripted(EdgeProtocol):
     __slots__ = ()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        transport: Any = self.transport
-        calls = {"send": 0, "poll": 0}
-        send, poll = transport.writeSomeData, transport.startWriting
-
-        def counted_send(data: bytes) -> Any:
-            calls["send"] += 1
-            return send(data)
-
-        def counted_poll() -> None:
-            calls["poll"] += 1
-            poll()
-
-        transport.writeSomeData = counted_send
-        transport.startWriting = counted_poll
+        calls = count_socket_writes(self.transport)
         self.factory.calls = calls
         self.factory.action(self, calls)
 

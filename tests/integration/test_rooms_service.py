@@ -16,6 +16,7 @@ from actrix.tap import build_root_service
 from tests.daemon import http_client, http_port, make_settings, start_daemon
 from tests.rooms_client import JsonPeer
 from tests.rooms_daemon import RoomsDaemonCase
+from tests.spies import log_events
 
 
 class RestTests(RoomsDaemonCase):
@@ -138,18 +139,9 @@ api_token = "rooms-api-token-0123456789"
     async def test_refusals_log_once_a_minute_per_ip(self) -> None:
         """Bad credentials on the REST API (anyone can send them) make one line
         per client IP and reason a minute, not one per request."""
-        from twisted.logger import globalLogPublisher
-
-        lines: list[dict[str, Any]] = []
-
-        def observe(event: dict[str, Any]) -> None:
-            if "refused" in str(event.get("log_format", "")):
-                lines.append(event)
-
-        observer: Any = observe  # an ILogObserver
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
         from actrix.core.auth import sign_credential
+
+        lines = log_events(self, lambda e: "refused" in str(e.get("log_format")))
 
         client = http_client(self)
         base = f"http://127.0.0.1:{self.port}"

@@ -23,6 +23,7 @@ from twisted.trial.unittest import TestCase
 from actrix.core import sibling_bus
 from actrix.core.bus import DELIVER, KICK, BusMessage, LocalBus
 from actrix.core.sibling_bus import SiblingBus, address, peer_is_sibling
+from tests.spies import count_socket_writes
 
 
 class Heard:
@@ -103,20 +104,7 @@ class SiblingBusTests(TestCase):
         self.assertTrue(await a.send(b.node_id, message(0)))
         await heard.at_least(1)
         link: Any = a._links[b.node_id]
-        transport = link.transport
-        calls = {"send": 0, "poll": 0}
-        send, poll = transport.writeSomeData, transport.startWriting
-
-        def counted_send(data: bytes) -> Any:
-            calls["send"] += 1
-            return send(data)
-
-        def counted_poll() -> None:
-            calls["poll"] += 1
-            poll()
-
-        transport.writeSomeData = counted_send
-        transport.startWriting = counted_poll
+        calls = count_socket_writes(link.transport)
         batch = [message(i) for i in range(1, 301)]
         for m in batch:
             self.assertTrue(a.send_now(b.node_id, m))

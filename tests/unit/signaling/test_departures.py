@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from actrix.proto import actr_pb2, webrtc_pb2
 from actrix.signaling.registry import Departures
 from actrix.signaling.sessions import Session
 from actrix.signaling.store import RegistryRow, row_key
+from tests.spies import log_events
 from tests.unit.signaling.fakes import (
     REALM,
     Harness,
@@ -179,19 +178,16 @@ class ReconnectWindowTests(SynchronousTestCase):
     def test_departure_lines_are_one_a_minute(self) -> None:
         """Departures make at most one info line a minute, counting them all
         (any client that connects and leaves causes one)."""
-        from twisted.logger import globalLogPublisher
-
         from actrix.signaling.service import DEPART_LOG_INTERVAL
 
-        lines: list[int] = []
+        events = log_events(
+            self,
+            lambda e: e.get("log_format") == "{count} disconnected actors removed",
+        )
 
-        def observe(event: dict[str, object]) -> None:
-            if event.get("log_format") == "{count} disconnected actors removed":
-                lines.append(int(str(event["count"])))
+        def counts() -> list[int]:
+            return [int(e["count"]) for e in events]
 
-        observer: Any = observe  # an ILogObserver
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
         service = self.h.service
         leavers = []
         for name in ("a", "b", "c"):
@@ -200,31 +196,21 @@ class ReconnectWindowTests(SynchronousTestCase):
             leavers.append(session)
         service.session_closed(leavers[0])
         self.h.clock.advance(WINDOW + 1)
-        self.assertEqual(lines, [1])  # the first at once
+        self.assertEqual(counts(), [1])  # the first at once
         service.session_closed(leavers[1])
         service.session_closed(leavers[2])
         self.h.clock.advance(WINDOW + 1)
-        self.assertEqual(lines, [1])  # within the minute: counted, not logged
+        self.assertEqual(counts(), [1])  # within the minute: counted, not logged
         self.h.clock.advance(DEPART_LOG_INTERVAL)
-        self.assertEqual(lines, [1, 2])
+        self.assertEqual(counts(), [1, 2])
         self.h.clock.advance(DEPART_LOG_INTERVAL)
-        self.assertEqual(lines, [1, 2])  # nothing new: no line
+        self.assertEqual(counts(), [1, 2])  # nothing new: no line
         self.assertIsNone(service._departure_log_call)
 
     def test_refused_url_identities_log_once_a_minute_per_ip(self) -> None:
         """Anyone may offer a URL identity: refusals make one line per client
         IP a minute, the next one saying how many were not logged."""
-        from twisted.logger import globalLogPublisher
-
-        lines: list[dict[str, Any]] = []
-
-        def observe(event: dict[str, Any]) -> None:
-            if "URL identity" in str(event.get("log_format", "")):
-                lines.append(event)
-
-        observer: Any = observe  # an ILogObserver
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        lines = log_events(self, lambda e: "URL identity" in str(e.get("log_format")))
         other = actr_pb2.ActrId()
         other.CopyFrom(self.svc)
         other.serial_number += 1

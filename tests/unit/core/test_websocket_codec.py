@@ -11,6 +11,8 @@ import struct
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -244,3 +246,104 @@ class CodecTests(SynchronousTestCase):
         protocol.onCloseHandshakeTimeout()
         self.assertTrue(transport.disconnected)
         self.assertFalse(protocol.wasClean)
+
+
+# A model of what the edge must do with a sequence of client frames (RFC 6455
+# §5): the messages it delivers, and whether the connection ends.
+_CONTROL = (CLOSE, PING, PONG)
+
+
+def _model(
+    frames: list[tuple[int, bool, bytes, bool, int]], max_size: int
+) -> tuple[list[tuple[bytes, bool]], bool]:
+    delivered: list[tuple[bytes, bool]] = []
+    fragments: tuple[int, list[bytes]] | None = None
+    for opcode, fin, payload, masked, rsv in frames:
+        if not masked or rsv or opcode in (3, 4, 5, 6, 7, 11, 12, 13, 14, 15):
+            return delivered, True
+        if opcode in _CONTROL:
+            if not fin or len(payload) > 125:
+                return delivered, True
+            if opcode == CLOSE:
+                return delivered, True
+            continue
+        so_far = 0 if fragments is None else sum(map(len, fragments[1]))
+        if so_far + len(payload) > max_size:
+            return delivered, True
+        if opcode == CONT:
+            if fragments is None:
+                return delivered, True
+            fragments[1].append(payload)
+        else:
+            if fragments is not None:
+                return delivered, True
+            fragments = (opcode, [payload])
+        if fin:
+            kind, parts = fragments
+            fragments = None
+            message = b"".join(parts)
+            if kind == TEXT:
+                try:
+                    message.decode("utf-8")
+                except UnicodeDecodeError:
+                    return delivered, True
+            delivered.append((message, kind == BINARY))
+    return delivered, False
+
+
+def _wire(opcode: int, fin: bool, payload: bytes, masked: bool, rsv: int) -> bytes:
+    frame = client_frame(opcode, payload, fin)
+    first = frame[0] | (rsv << 4)
+    second = frame[1] if masked else frame[1] & 0x7F
+    rest = frame[2:]
+    if not masked:
+        mask_at = {126: 2, 127: 8}.get(frame[1] & 0x7F, 0)
+        rest = rest[:mask_at] + rest[mask_at + 4 :]
+    return bytes((first, second)) + rest
+
+
+class CodecModelTests(SynchronousTestCase):
+    """Random frame sequences, cut at random places: the edge delivers what the
+    model delivers, ends the connection when the model does, and never raises."""
+
+    frame = st.tuples(
+        st.sampled_from([CONT, TEXT, BINARY, CLOSE, PING, PONG, 3, 11]),
+        st.booleans(),
+        st.one_of(
+            st.binary(max_size=40),
+            st.text(max_size=20).map(lambda t: t.encode("utf-8")),
+            st.binary(min_size=120, max_size=600),
+        ),
+        st.booleans().map(lambda b: b or True),  # masked (rarely not, below)
+        st.sampled_from([0] * 15 + [4]),
+    )
+
+    @given(
+        frames=st.lists(frame, max_size=12),
+        unmasked_at=st.integers(min_value=-1, max_value=30),
+        cuts=st.lists(st.integers(min_value=1, max_value=50), max_size=20),
+    )
+    def test_edge_follows_the_model(
+        self,
+        frames: list[tuple[int, bool, bytes, bool, int]],
+        unmasked_at: int,
+        cuts: list[int],
+    ) -> None:
+        frames = [
+            (op, fin, payload, i != unmasked_at, rsv)
+            for i, (op, fin, payload, _masked, rsv) in enumerate(frames)
+        ]
+        case = CodecTests("test_frames_split_over_reads")
+        protocol, transport = case._open(max_size=1024)
+        data = b"".join(_wire(*f) for f in frames)
+        at = 0
+        for cut in [*cuts, len(data)]:
+            if at >= len(data):
+                break
+            protocol.dataReceived(data[at : at + cut])
+            at += cut
+        expected, ends = _model(frames, 1024)
+        self.assertEqual(case.factory.messages, expected)
+        self.assertEqual(bool(transport.disconnecting), ends)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(case.factory.closed, 1)

@@ -101,15 +101,18 @@ def batched(transport: Any) -> bool:
 
 
 def _idle(transport: Any) -> bool:
-    """Whether ``transport`` is connected with nothing buffered.
+    """Whether ``transport`` is a plain, connected socket with nothing buffered.
 
     Reads attributes of Twisted's ``tcp.Connection`` that are not public API
     (``_tempDataLen``, ``dataBuffer``, ``offset``, ``_aborting``);
-    ``tests/integration/test_edge_writes.py`` fails if a Twisted release
+    ``tests/integration/test_edge_writes.py`` and
+    ``tests/integration/test_turn_stream_write.py`` fail if a Twisted release
     changes them.
     """
     return bool(
-        transport.connected
+        isinstance(transport, Connection)
+        and not transport.TLS
+        and transport.connected
         and not transport.disconnecting
         and not transport._aborting
         and not transport._tempDataLen
@@ -117,14 +120,26 @@ def _idle(transport: Any) -> bool:
     )
 
 
-def send_parts(transport: Any, parts: list[bytes]) -> None:
-    """Write ``parts`` to a :func:`batched` transport: straight to the socket
-    when its buffer is empty, the rest (or all) through ``transport.write``."""
-    data = parts[0] if len(parts) == 1 else b"".join(parts)
+def write_now(transport: Any, data: bytes) -> None:
+    """``transport.write(data)``, sent at once when nothing is queued before it.
+
+    On a plain TCP or Unix connection whose buffer is empty (the usual case:
+    the peer reads) the bytes go to the socket now, without the poller round
+    of ``transport.write``; whatever the kernel does not take is queued as
+    before, so the byte order is kept and backpressure and errors still come
+    from Twisted. TLS connections, wrapped and in-memory transports always
+    go through ``write``.
+    """
     if _idle(transport):
         sent = transport.writeSomeData(data)
-        if type(sent) is int:  # else the connection is lost: let write see it
-            if sent == len(data):
-                return
-            data = data[sent:]
+        if type(sent) is not int:  # the connection is lost: let write see it
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
     transport.write(data)
+
+
+def send_parts(transport: Any, parts: list[bytes]) -> None:
+    """:func:`write_now` of ``parts`` joined (a :class:`TurnWriter`'s flush)."""
+    write_now(transport, parts[0] if len(parts) == 1 else b"".join(parts))

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory
 
 from actrix.core.logthrottle import LogThrottle
+from actrix.core.turnwrite import write_now
 from actrix.stun import codec
 from actrix.stun.protocol import BindingResponder
 from actrix.stun.stream import IDLE_TIMEOUT, STALL_TIMEOUT, StreamConnection
@@ -193,38 +193,6 @@ class TurnStreamProtocol(StreamConnection):
             return True
         self._service.handle_message(message, self)
         return True
-
-
-def write_now(transport: Any, data: bytes) -> None:
-    """``transport.write(data)``, sent at once when nothing is queued before it.
-
-    Twisted's ``write`` queues the bytes, registers the socket for writing
-    (an ``epoll_ctl``), sends on the reactor's next turn and unregisters it
-    (another one): three system calls and a reactor dispatch per relayed
-    datagram, and the frame waits for the turn. On a plain TCP connection
-    whose buffer is empty (the usual case: the client reads) the frame is
-    sent now instead; whatever the kernel does not take is queued as before,
-    so the byte order is kept and backpressure still comes from Twisted.
-    TLS connections (and wrapped transports) always go through ``write``.
-    """
-    if (
-        not isinstance(transport, tcp.Server)
-        or transport.TLS
-        or transport._tempDataLen
-        or transport.offset != len(transport.dataBuffer)
-        or transport.disconnecting
-        or not transport.connected
-    ):
-        transport.write(data)
-        return
-    try:
-        sent = transport.socket.send(data)
-    except BlockingIOError:
-        sent = 0
-    except OSError:
-        sent = 0  # reset or closed: Twisted's write path reports the loss
-    if sent < len(data):
-        transport.write(data[sent:])
 
 
 class TurnStreamFactory(Factory):

@@ -14,7 +14,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from actrix.turn.tcp import write_now
+from actrix.core.turnwrite import write_now
 
 CHUNK = 65536
 CHUNKS = 256  # 16 MB: more than the kernel buffers of a client that does not read

@@ -11,7 +11,8 @@ the socket does not take goes to the transport's buffer as before, where
 backpressure (producers) and errors work as they always did.
 
 The WebSocket edge (:mod:`actrix.core.websocket`) and the links between
-sibling workers (:mod:`actrix.core.sibling_bus`) write through one each.
+sibling workers (:mod:`actrix.core.sibling_bus`) write through one each;
+TURN over TCP sends each relayed batch at once with :func:`write_now`.
 """
 
 from __future__ import annotations

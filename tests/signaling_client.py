@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode
 
 from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
 
 from actrix.core.actrid import actr_id_repr
 from actrix.proto import actr_pb2, signaling_pb2, webrtc_pb2
@@ -54,16 +54,20 @@ class SignalingClient:
         query: dict[str, str] | None = None,
         host: str = "127.0.0.1",
         path: str = "/signaling/ws",
+        tls: Any = None,
     ) -> SignalingClient:
-        """Open a WebSocket; raises ClientClosed if the upgrade is refused."""
+        """Open a WebSocket (``wss://`` with ``tls``, a client TLS connection
+        creator); raises ClientClosed if the upgrade is refused."""
         client = cls(reactor)
-        url = f"ws://{host}:{port}{path}"
+        url = f"{'wss' if tls is not None else 'ws'}://{host}:{port}{path}"
         if query:
             url += "?" + urlencode(query, quote_via=quote)
         factory = WebSocketClientFactory(url, reactor=reactor)
         factory.protocol = ClientProtocol
         factory.setProtocolOptions(autoPingInterval=0, openHandshakeTimeout=TIMEOUT)
-        endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=TIMEOUT)
+        endpoint: Any = TCP4ClientEndpoint(reactor, host, port, timeout=TIMEOUT)
+        if tls is not None:
+            endpoint = wrapClientTLS(tls, endpoint)
         protocol = await endpoint.connect(factory)
         assert isinstance(protocol, ClientProtocol)
         protocol.client = client

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from twisted.internet import reactor
 
+from actrix.core.settings import Settings
 from actrix.proto import actr_pb2, webrtc_pb2
+from tests.daemon import make_settings
 from tests.integration.test_signaling import (
+    NO_LIMITS,
     OTHER_REALM,
     REALM,
+    SIGNALING_AIS_KS,
     OnRedis,
     SignalingDaemonCase,
     allow,
@@ -253,3 +257,51 @@ class RelayOnRedisTests(OnRedis, RelayTests):
 
 class RoleNegotiationOnRedisTests(OnRedis, RoleNegotiationTests):
     """Role negotiation between actors registered in a RedisDirectory."""
+
+
+class WssTests(SignalingDaemonCase):
+    """The same flows over ``wss://``: the edge's frame codec behind TLS (the
+    turn writer leaves TLS sockets to their transport)."""
+
+    def make_settings(self) -> Settings:
+        from tests.certs import write_self_signed
+
+        self.cert, key = write_self_signed(self.directory / "tls", "localhost")
+        https = (
+            'env = "test"\n'
+            + NO_LIMITS
+            + "[bind.https]\ndomain_name = 'localhost'\nadvertised_ip = '127.0.0.1'\n"
+            f"ip = '127.0.0.1'\nport = 0\ncert = '{self.cert}'\nkey = '{key}'\n"
+        )
+        return make_settings(self.directory, enable=SIGNALING_AIS_KS, overrides=https)
+
+    async def client(self, query: dict[str, str] | None = None) -> SignalingClient:
+        from twisted.internet.ssl import Certificate, optionsForClientTLS
+
+        authority = Certificate.loadPEM(self.cert.read_bytes())
+        tls = optionsForClientTLS("localhost", trustRoot=authority)
+        client = await SignalingClient.connect(
+            reactor, self.port, query, host="127.0.0.1", tls=tls
+        )
+        self.addCleanup(client.drop)
+        return client
+
+    async def test_relays_both_ways_and_a_bad_frame_closes_1007(self) -> None:
+        """Register two actors over TLS, relay both ways, ping; an undecodable
+        frame still closes that session with 1007."""
+        server = await self.registered(name="svc", acl=allow(("acme", "caller")))
+        caller = await self.registered(name="caller", acl=allow(("acme", "svc")))
+        assert server.actr_id is not None and caller.actr_id is not None
+        for i in range(20):
+            caller.send_candidate(server.actr_id, f"candidate:{i}")
+        received = [(await server.next_push()).actr_relay for _ in range(20)]
+        self.assertEqual(
+            [r.ice_candidate.candidate for r in received],
+            [f"candidate:{i}" for i in range(20)],
+        )
+        server.send_candidate(caller.actr_id, "answer")
+        back = (await caller.next_push()).actr_relay
+        self.assertEqual(back.ice_candidate.candidate, "answer")
+        assert caller.protocol is not None
+        caller.protocol.sendMessage(b"\xff\x00 not an envelope", isBinary=True)
+        self.assertEqual(await caller.wait_closed(), 1007)

@@ -38,16 +38,15 @@ from twisted.internet.endpoints import (
     UNIXServerEndpoint,
     connectProtocol,
 )
-from twisted.internet.interfaces import IListeningPort, IPushProducer
+from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import Int32StringReceiver
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from actrix.core.bus import Bus, BusMessage, Handler, ReadDone, deliver_bytes
 from actrix.core.logthrottle import LogThrottle
-from actrix.core.turnwrite import TurnWriter, batched, send_parts
+from actrix.core.turnwrite import SendPressure, TurnWriter, batched, send_parts
 
 log = Logger()
 
@@ -92,7 +91,6 @@ def peer_is_sibling(transport: Any, supervisor: int) -> bool:
     return uid == os.getuid() and parent_of(pid) == supervisor
 
 
-@implementer(IPushProducer)
 class _Link(Int32StringReceiver):
     """One direction of a pair of workers: the connecting side writes."""
 
@@ -101,8 +99,7 @@ class _Link(Int32StringReceiver):
     def __init__(self, bus: SiblingBus, node: str | None) -> None:
         self.bus = bus
         self.node = node  # the peer, on the connecting side
-        self.paused = False
-        self.backlog = 0
+        self._pressure = SendPressure()
 
     @property
     def _socket(self) -> Any:
@@ -114,21 +111,19 @@ class _Link(Int32StringReceiver):
             self.bus.refused_peer(self.node)
             self._socket.abortConnection()
             return
-        self._socket.registerProducer(self, True)
+        self._socket.registerProducer(self._pressure, True)
         self.bus.linked(self.node, self)
 
     def write(self, data: bytes) -> bool:
         """Queue one message; False (link dropped) if the peer stopped reading."""
-        if self.paused:
-            self.backlog += len(data)
-            if self.backlog > BACKLOG_LIMIT:
-                log.warn(
-                    "bus link to {node} dropped: {size} bytes unread",
-                    node=self.node,
-                    size=self.backlog,
-                )
-                self._socket.abortConnection()
-                return False
+        if self._pressure.over(len(data), BACKLOG_LIMIT):
+            log.warn(
+                "bus link to {node} dropped: {size} bytes unread",
+                node=self.node,
+                size=self._pressure.unsent,
+            )
+            self._socket.abortConnection()
+            return False
         # One frame (Twisted's 32-bit length prefix), sent with the turn's
         # other messages to this sibling in one write.
         self.bus.writer.add(self, _LENGTH.pack(len(data)) + data)
@@ -140,16 +135,6 @@ class _Link(Int32StringReceiver):
             send_parts(self.transport, parts)
         elif self.transport is not None:
             self.transport.writeSequence(parts)
-
-    def pauseProducing(self) -> None:
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        self.paused = False
-        self.backlog = 0
-
-    def stopProducing(self) -> None:
-        self.paused = True
 
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)

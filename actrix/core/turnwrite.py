@@ -13,20 +13,58 @@ backpressure (producers) and errors work as they always did.
 The WebSocket edge (:mod:`actrix.core.websocket`) and the links between
 sibling workers (:mod:`actrix.core.sibling_bus`) write through one each;
 TURN over TCP sends each relayed batch at once with :func:`write_now`.
+:class:`SendPressure` is how the edge and the links learn that a peer stopped
+reading (and bound what they write to it meanwhile).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final, Protocol
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.tcp import Connection
 from twisted.logger import Logger
+from zope.interface import implementer
 
 _log = Logger()
 
 # Bytes one connection may have pending in a turn before it is written at once.
 TURN_BYTES: Final = 256 * 1024
+
+
+@implementer(IPushProducer)
+class SendPressure:
+    """Told by a transport when its write buffer fills up and drains.
+
+    Registered as the transport's streaming producer by a connection that
+    must not buffer without bound for a peer that stopped reading (the
+    WebSocket edge, a sibling link): ``unsent`` counts the bytes written
+    while the buffer was full.
+    """
+
+    __slots__ = ("full", "unsent")
+
+    def __init__(self) -> None:
+        self.full = False
+        self.unsent = 0
+
+    def over(self, size: int, limit: int) -> bool:
+        """Count ``size`` bytes written now; True once, while full, more than
+        ``limit`` have been written since the buffer filled."""
+        if not self.full:
+            return False
+        self.unsent += size
+        return self.unsent > limit
+
+    def pauseProducing(self) -> None:
+        self.full = True
+
+    def resumeProducing(self) -> None:
+        self.full = False
+        self.unsent = 0
+
+    def stopProducing(self) -> None:
+        self.full = False
 
 
 class Writes(Protocol):

@@ -31,7 +31,6 @@ from typing import Any, Final, TypeVar
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.defer import succeed
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -40,9 +39,8 @@ from websockets.exceptions import ProtocolError
 from websockets.frames import Opcode
 from websockets.protocol import Protocol as FrameCodec
 from websockets.protocol import Side, State
-from zope.interface import implementer
 
-from actrix.core.turnwrite import TurnWriter, batched, send_parts
+from actrix.core.turnwrite import SendPressure, TurnWriter, batched, send_parts
 
 _log = Logger()
 
@@ -157,30 +155,6 @@ class EdgeLimits:
         else:
             self._per_ip[ip] = open_now - 1
         self.total = max(0, self.total - 1)
-
-
-@implementer(IPushProducer)
-class SendPressure:
-    """Told by the transport when its write buffer fills up and drains.
-
-    ``unsent`` counts the bytes written while the buffer was full.
-    """
-
-    __slots__ = ("full", "unsent")
-
-    def __init__(self) -> None:
-        self.full = False
-        self.unsent = 0
-
-    def pauseProducing(self) -> None:
-        self.full = True
-
-    def resumeProducing(self) -> None:
-        self.full = False
-        self.unsent = 0
-
-    def stopProducing(self) -> None:
-        self.full = False
 
 
 # What Autobahn (26.x) and Twisted set on a server protocol instance, apart from
@@ -662,9 +636,8 @@ class EdgeProtocol(WebSocketServerProtocol):
     def _backlogged(self, size: int) -> bool:
         """Count ``size`` unsent bytes; past the bound, drop the peer (True)."""
         pressure = self._pressure
-        pressure.unsent += size
         limit = getattr(self.factory, "send_backlog_limit", SEND_BACKLOG_LIMIT)
-        if pressure.unsent <= limit:
+        if not pressure.over(size, limit):
             return False
         self.edge_slow_reader(pressure.unsent)
         self.dropConnection(abort=True)

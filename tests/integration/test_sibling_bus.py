@@ -113,6 +113,22 @@ class SiblingBusTests(TestCase):
         self.assertEqual(heard.messages[1:], batch)
         self.assertEqual(calls, {"send": 1, "poll": 0})
 
+    async def test_a_sibling_that_stops_reading_is_dropped(self) -> None:
+        """While the link's buffer is full, writes past the bound drop the link
+        (False), not buffer without end."""
+        self.patch(sibling_bus, "BACKLOG_LIMIT", 150)
+        a, _ = await self.bus("a")
+        b, heard = await self.bus("b")
+        self.assertTrue(await a.send(b.node_id, message(0)))
+        await heard.at_least(1)
+        link: Any = a._links[b.node_id]
+        link._pressure.pauseProducing()  # as the transport does when full
+        self.assertTrue(a.send_now(b.node_id, message(1, size=40)))
+        self.assertFalse(a.send_now(b.node_id, message(2, size=40)))
+        self.assertEqual(a.dropped, 1)
+        await deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(a.links, 0)
+
     async def test_other_nodes_go_through_the_inner_bus(self) -> None:
         """A node with no sibling listening is a stranger: the inner bus gets it."""
         a, heard = await self.bus("a")
